@@ -1,0 +1,74 @@
+//! The error type of `sluice-common`.
+
+use std::path::PathBuf;
+
+/// Errors from reading inputs, writing outputs and calling plugins.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A record that does not fit the input schema.
+    #[error("bad record in {path} line {line}: {reason}")]
+    BadRecord {
+        /// The input file.
+        path: PathBuf,
+        /// 1-based line number of the record's first line in the file.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The plugin file could not be used.
+    #[error("plugin {path}: {reason}")]
+    PluginLoad {
+        /// The library file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The plugin returned an error or panicked.
+    #[error("job {job}: {message}")]
+    Plugin {
+        /// Job name.
+        job: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// An Arrow or Parquet operation failed.
+    #[error("{context}: {message}")]
+    Arrow {
+        /// What was being done.
+        context: String,
+        /// The library's message.
+        message: String,
+    },
+    /// A job or its data does not match what the engine needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the file it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps an Arrow or Parquet error with what was being done.
+    pub fn arrow(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

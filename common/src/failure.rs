@@ -1,0 +1,62 @@
+//! Why a task attempt failed: decided once, at the task boundary, with its retryability.
+
+use crate::Error;
+
+/// The typed reason of a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The plugin returned an error or panicked. Not retried: the same input fails again.
+    Plugin,
+    /// A malformed input record. Not retried.
+    BadRecord {
+        /// The input file.
+        file: String,
+        /// 1-based line.
+        line: u64,
+    },
+    /// Local or remote I/O failed; another attempt may succeed.
+    Io,
+    /// A reducer could not fetch one map output; the coordinator re-runs that map.
+    FetchFailed {
+        /// The map task whose output is unreachable.
+        map_index: u32,
+        /// Its attempt.
+        map_attempt: u32,
+        /// The worker that held it.
+        worker_id: String,
+    },
+}
+
+/// A failed attempt as reported to the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    /// Human-readable message, naming the file/line or map task where that applies.
+    pub message: String,
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+    /// The typed reason.
+    pub reason: FailureReason,
+}
+
+impl From<&Error> for TaskFailure {
+    fn from(e: &Error) -> Self {
+        let (reason, retryable) = match e {
+            Error::BadRecord { path, line, .. } => (
+                FailureReason::BadRecord {
+                    file: path.display().to_string(),
+                    line: *line,
+                },
+                false,
+            ),
+            Error::Plugin { .. } | Error::PluginLoad { .. } | Error::Invalid(_) => {
+                (FailureReason::Plugin, false)
+            }
+            Error::Io { .. } | Error::Arrow { .. } => (FailureReason::Io, true),
+        };
+        TaskFailure {
+            message: e.to_string(),
+            retryable,
+            reason,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Reading splits as Arrow record batches and writing part files.
+//!
+//! - [`lines`]: turning a split's byte range into the exact range of the lines it owns.
+//! - [`read`]: one reader per input format, yielding `RecordBatch`es of `batch_rows` rows;
+//!   malformed records become [`crate::Error::BadRecord`] naming file and line.
+//! - [`decimal`]: the strict decimal parser CSV money columns go through.
+//! - [`schema`]: input schema inference and schemas as Arrow IPC bytes.
+//! - [`write`]: part files (Parquet or CSV).
+
+pub mod decimal;
+pub mod lines;
+pub mod read;
+pub mod schema;
+pub mod write;

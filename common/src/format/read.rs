@@ -1,0 +1,476 @@
+//! Reading one split as Arrow record batches.
+//!
+//! Every reader yields batches of at most `batch_rows` rows and never holds more than one
+//! batch (plus a read buffer) in memory. Malformed input becomes [`Error::BadRecord`] with
+//! the file and the 1-based line of the record in the whole file: readers count lines inside
+//! their split and add the lines before the split only on the error path.
+//!
+//! CSV: the header line of each file is skipped by the split that starts at byte 0. Empty
+//! fields are nulls except in `Utf8` columns, where they are empty strings. A quoted field
+//! holding a line break makes later line numbers of that split count records, not physical
+//! lines; like Hadoop's line-based splits, quoted line breaks are not supported across
+//! split boundaries.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Take};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
+    StringBuilder,
+};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::decimal::parse_decimal;
+use super::lines::{line_aligned_range, lines_before};
+use crate::spec::InputFormat;
+use crate::split::{Split, SplitRange};
+use crate::{Error, Result};
+
+/// A stream of record batches read from one split.
+pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// The schema of the `text` format: one `line: Utf8` column.
+pub fn text_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]))
+}
+
+/// Opens `split` for reading in `format`. `schema` is required for CSV and JSON lines.
+pub fn read_split(
+    split: &Split,
+    format: InputFormat,
+    schema: Option<SchemaRef>,
+    batch_rows: usize,
+) -> Result<BatchIter> {
+    let path = PathBuf::from(&split.path);
+    match (&split.range, format) {
+        (SplitRange::RowGroups(groups), InputFormat::Parquet) => {
+            read_parquet(&path, groups.clone(), batch_rows)
+        }
+        (SplitRange::Bytes { start, end }, f) if f.is_line_based() => {
+            let lines = LineSource::open(&path, *start, *end)?;
+            let schema = || {
+                schema
+                    .clone()
+                    .ok_or_else(|| Error::Invalid(format!("no input schema for {f} input")))
+            };
+            Ok(match f {
+                InputFormat::Text => Box::new(TextReader { lines, batch_rows }),
+                InputFormat::Csv => Box::new(CsvReader::new(lines, schema()?, batch_rows)),
+                InputFormat::JsonLines => Box::new(JsonReader::new(lines, schema()?, batch_rows)?),
+                InputFormat::Parquet => unreachable!("guarded by is_line_based"),
+            })
+        }
+        _ => Err(Error::Invalid(format!(
+            "split {split} does not fit input format {format}"
+        ))),
+    }
+}
+
+fn read_parquet(path: &Path, groups: Vec<u32>, batch_rows: usize) -> Result<BatchIter> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let ctx = || format!("reading parquet {}", path.display());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::arrow(ctx(), e))?
+        .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| Error::arrow(ctx(), e))?;
+    let path = path.to_path_buf();
+    Ok(Box::new(reader.map(move |r| {
+        r.map_err(|e| Error::arrow(format!("reading parquet {}", path.display()), e))
+    })))
+}
+
+/// Where a split's bytes lie in its file: what a bad-record error needs.
+struct SplitOrigin {
+    path: PathBuf,
+    /// Byte offset of the split's first line in the file.
+    first: u64,
+}
+
+impl SplitOrigin {
+    /// A bad-record error for the `nth` (1-based) line of this split.
+    fn bad_record(&self, nth_in_split: u64, reason: impl Into<String>) -> Error {
+        let before = File::open(&self.path)
+            .and_then(|mut f| lines_before(&mut f, self.first))
+            .unwrap_or(0);
+        Error::BadRecord {
+            path: self.path.clone(),
+            line: before + nth_in_split,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The exact lines of a byte-range split, read line by line.
+struct LineSource {
+    origin: SplitOrigin,
+    reader: Take<BufReader<File>>,
+    /// Lines read so far in this split.
+    lines_read: u64,
+}
+
+impl LineSource {
+    fn open(path: &Path, start: u64, end: u64) -> Result<Self> {
+        let io = |e| Error::io(path, e);
+        let mut file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let (first, last) = line_aligned_range(&mut file, len, start, end).map_err(io)?;
+        file.seek(SeekFrom::Start(first)).map_err(io)?;
+        Ok(LineSource {
+            origin: SplitOrigin {
+                path: path.to_path_buf(),
+                first,
+            },
+            reader: BufReader::with_capacity(1 << 20, file).take(last - first),
+            lines_read: 0,
+        })
+    }
+
+    /// Reads the next line (terminator included) into `buf`; false at the end of the split.
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', buf)
+            .map_err(|e| Error::io(&self.origin.path, e))?;
+        if n > 0 {
+            self.lines_read += 1;
+        }
+        Ok(n > 0)
+    }
+
+    /// A bad-record error for the line read last.
+    fn bad_line(&self, reason: impl Into<String>) -> Error {
+        self.origin.bad_record(self.lines_read, reason)
+    }
+}
+
+fn strip_terminator(mut line: &[u8]) -> &[u8] {
+    if let Some(rest) = line.strip_suffix(b"\n") {
+        line = rest;
+    }
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// `text`: one `line` per input line, terminator removed; invalid UTF-8 is a bad record.
+struct TextReader {
+    lines: LineSource,
+    batch_rows: usize,
+}
+
+impl TextReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut builder = StringBuilder::with_capacity(self.batch_rows, self.batch_rows * 64);
+        let mut buf = Vec::with_capacity(256);
+        let mut rows = 0;
+        while rows < self.batch_rows && self.lines.next_line(&mut buf)? {
+            let line = std::str::from_utf8(strip_terminator(&buf)).map_err(|e| {
+                self.lines.bad_line(format!("invalid UTF-8: {e}"))
+            })?;
+            builder.append_value(line);
+            rows += 1;
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let batch = RecordBatch::try_new(text_schema(), vec![Arc::new(builder.finish())])
+            .map_err(|e| Error::arrow("building text batch", e))?;
+        Ok(Some(batch))
+    }
+}
+
+impl Iterator for TextReader {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().transpose()
+    }
+}
+
+/// Builds one CSV column, parsing as it goes where a parser of our own is exact.
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Decimal {
+        builder: Decimal128Builder,
+        precision: u8,
+        scale: i8,
+    },
+    /// Any other type: collected as text, then cast; a value the cast turns into null is a
+    /// bad record.
+    Cast(StringBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(data_type: &DataType, rows: usize) -> Self {
+        match data_type {
+            DataType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+            DataType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+            DataType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            DataType::Decimal128(p, s) => ColumnBuilder::Decimal {
+                builder: Decimal128Builder::with_capacity(rows),
+                precision: *p,
+                scale: *s,
+            },
+            _ => ColumnBuilder::Cast(StringBuilder::with_capacity(rows, rows * 16)),
+        }
+    }
+
+    /// Appends one field; `Err` holds the reason it does not fit the column.
+    fn append(&mut self, field: &Field, value: &str) -> std::result::Result<(), String> {
+        if value.is_empty() && !matches!(self, ColumnBuilder::Utf8(_)) {
+            if !field.is_nullable() {
+                return Err(format!("empty value in non-nullable column {}", field.name()));
+            }
+            match self {
+                ColumnBuilder::Utf8(b) | ColumnBuilder::Cast(b) => b.append_null(),
+                ColumnBuilder::Int64(b) => b.append_null(),
+                ColumnBuilder::Float64(b) => b.append_null(),
+                ColumnBuilder::Decimal { builder, .. } => builder.append_null(),
+            }
+            return Ok(());
+        }
+        let bad = |e: &dyn std::fmt::Display| {
+            format!("column {}: {value:?} is not a valid {}: {e}", field.name(), field.data_type())
+        };
+        match self {
+            ColumnBuilder::Utf8(b) | ColumnBuilder::Cast(b) => b.append_value(value),
+            ColumnBuilder::Int64(b) => b.append_value(value.parse().map_err(|e| bad(&e))?),
+            ColumnBuilder::Float64(b) => b.append_value(value.parse().map_err(|e| bad(&e))?),
+            ColumnBuilder::Decimal {
+                builder,
+                precision,
+                scale,
+            } => builder.append_value(
+                parse_decimal(value, *precision, *scale)
+                    .map_err(|e| format!("column {}: {e}", field.name()))?,
+            ),
+        }
+        Ok(())
+    }
+
+    /// Finishes the column; `Err((row, reason))` names the first value the cast rejected.
+    fn finish(self, field: &Field) -> std::result::Result<ArrayRef, (usize, String)> {
+        Ok(match self {
+            ColumnBuilder::Utf8(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Decimal {
+                mut builder,
+                precision,
+                scale,
+            } => Arc::new(
+                builder
+                    .finish()
+                    .with_precision_and_scale(precision, scale)
+                    .map_err(|e| (0, e.to_string()))?,
+            ),
+            ColumnBuilder::Cast(mut b) => {
+                let text = b.finish();
+                let options = CastOptions {
+                    safe: true,
+                    ..Default::default()
+                };
+                let cast = cast_with_options(&text, field.data_type(), &options)
+                    .map_err(|e| (0, format!("column {}: {e}", field.name())))?;
+                if cast.null_count() != text.null_count() {
+                    let row = (0..text.len())
+                        .find(|&i| text.is_valid(i) && cast.is_null(i))
+                        .unwrap_or(0);
+                    return Err((
+                        row,
+                        format!(
+                            "column {}: {:?} is not a valid {}",
+                            field.name(),
+                            text.value(row),
+                            field.data_type()
+                        ),
+                    ));
+                }
+                cast
+            }
+        })
+    }
+}
+
+/// RFC 4180 CSV into the job's input schema.
+struct CsvReader {
+    origin: SplitOrigin,
+    records: csv::Reader<Take<BufReader<File>>>,
+    schema: SchemaRef,
+    batch_rows: usize,
+    header_pending: bool,
+    done: bool,
+}
+
+impl CsvReader {
+    fn new(lines: LineSource, schema: SchemaRef, batch_rows: usize) -> Self {
+        let LineSource { origin, reader, .. } = lines;
+        let header_pending = origin.first == 0;
+        let records = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(reader);
+        CsvReader {
+            origin,
+            records,
+            schema,
+            batch_rows,
+            header_pending,
+            done: false,
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.done {
+            return Ok(None);
+        }
+        let fields = self.schema.fields();
+        let mut columns: Vec<ColumnBuilder> = fields
+            .iter()
+            .map(|f| ColumnBuilder::new(f.data_type(), self.batch_rows))
+            .collect();
+        let mut record_lines = Vec::with_capacity(self.batch_rows);
+        let mut record = csv::StringRecord::new();
+        while record_lines.len() < self.batch_rows {
+            let has = self.records.read_record(&mut record).map_err(|e| {
+                let line = e.position().map(|p| p.line()).unwrap_or(1);
+                self.origin.bad_record(line, e.to_string())
+            })?;
+            if !has {
+                self.done = true;
+                break;
+            }
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            if std::mem::take(&mut self.header_pending) {
+                if record.len() != fields.len() {
+                    return Err(self.origin.bad_record(
+                        line,
+                        format!(
+                            "header has {} columns, the job reads {}",
+                            record.len(),
+                            fields.len()
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if record.len() != fields.len() {
+                return Err(self.origin.bad_record(
+                    line,
+                    format!("expected {} fields, found {}", fields.len(), record.len()),
+                ));
+            }
+            for ((builder, field), value) in
+                columns.iter_mut().zip(fields.iter()).zip(record.iter())
+            {
+                builder
+                    .append(field, value)
+                    .map_err(|reason| self.origin.bad_record(line, reason))?;
+            }
+            record_lines.push(line);
+        }
+        if record_lines.is_empty() {
+            return Ok(None);
+        }
+        let arrays = columns
+            .into_iter()
+            .zip(fields.iter())
+            .map(|(b, f)| {
+                b.finish(f).map_err(|(row, reason)| {
+                    self.origin
+                        .bad_record(record_lines.get(row).copied().unwrap_or(0), reason)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
+            Error::arrow(
+                format!("building CSV batch of {}", self.origin.path.display()),
+                e,
+            )
+        })?;
+        Ok(Some(batch))
+    }
+}
+
+impl Iterator for CsvReader {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.next_batch();
+        if r.is_err() {
+            self.done = true;
+        }
+        r.transpose()
+    }
+}
+
+/// JSON lines into the input schema with arrow-json's decoder, fed one line at a time so a
+/// malformed line is named exactly.
+struct JsonReader {
+    lines: LineSource,
+    decoder: arrow::json::reader::Decoder,
+    batch_rows: usize,
+    done: bool,
+}
+
+impl JsonReader {
+    fn new(lines: LineSource, schema: SchemaRef, batch_rows: usize) -> Result<Self> {
+        let decoder = arrow::json::ReaderBuilder::new(schema)
+            .with_batch_size(batch_rows)
+            .build_decoder()
+            .map_err(|e| Error::arrow("building JSON decoder", e))?;
+        Ok(JsonReader {
+            lines,
+            decoder,
+            batch_rows,
+            done: false,
+        })
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut buf = Vec::with_capacity(512);
+        let mut rows = 0;
+        let first_line = self.lines.lines_read + 1;
+        while !self.done && rows < self.batch_rows {
+            if !self.lines.next_line(&mut buf)? {
+                self.done = true;
+                break;
+            }
+            let line = strip_terminator(&buf);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.decoder
+                .decode(line)
+                .map_err(|e| self.lines.bad_line(e.to_string()))?;
+            // A line that is not a complete object leaves the decoder mid-value.
+            self.decoder
+                .decode(b"\n")
+                .map_err(|e| self.lines.bad_line(e.to_string()))?;
+            rows += 1;
+        }
+        self.decoder.flush().map_err(|e| {
+            self.lines.origin.bad_record(
+                first_line,
+                format!("in the lines from here to {}: {e}", self.lines.lines_read),
+            )
+        })
+    }
+}
+
+impl Iterator for JsonReader {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.next_batch();
+        if r.is_err() {
+            self.done = true;
+        }
+        r.transpose()
+    }
+}

@@ -1,0 +1,110 @@
+//! Input schemas: inference when the job declares none, and schemas as Arrow IPC bytes so
+//! they travel in task assignments.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::read::text_schema;
+use crate::spec::InputFormat;
+use crate::{Error, Result};
+
+/// Rows of a JSON-lines file looked at to infer its schema.
+const JSON_INFER_LINES: usize = 1000;
+
+/// The schema of a file in `format` when the job declares none: `text` has one `line`
+/// column; CSV reads every header column as nullable `Utf8` (declare an input schema for
+/// typed columns); JSON lines is inferred from the first 1000 lines; Parquet is the file's.
+pub fn infer_schema(path: &Path, format: InputFormat) -> Result<SchemaRef> {
+    let io = |e| Error::io(path, e);
+    match format {
+        InputFormat::Text => Ok(text_schema()),
+        InputFormat::Csv => {
+            let header = read_csv_header(path)?;
+            Ok(Arc::new(Schema::new(
+                header
+                    .iter()
+                    .map(|name| Field::new(name, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            )))
+        }
+        InputFormat::JsonLines => {
+            let mut reader = BufReader::new(File::open(path).map_err(io)?);
+            let (schema, _) =
+                arrow::json::reader::infer_json_schema(&mut reader, Some(JSON_INFER_LINES))
+                    .map_err(|e| Error::arrow(format!("inferring schema of {}", path.display()), e))?;
+            reader.rewind().map_err(io)?;
+            Ok(Arc::new(schema))
+        }
+        InputFormat::Parquet => {
+            let file = File::open(path).map_err(io)?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| Error::arrow(format!("reading parquet footer of {}", path.display()), e))?;
+            Ok(builder.schema().clone())
+        }
+    }
+}
+
+/// The column names in the first line of a CSV file.
+pub fn read_csv_header(path: &Path) -> Result<Vec<String>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut line = String::new();
+    BufReader::new(file)
+        .read_line(&mut line)
+        .map_err(|e| Error::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes());
+    let mut record = csv::StringRecord::new();
+    let has = reader.read_record(&mut record).map_err(|e| Error::BadRecord {
+        path: path.to_path_buf(),
+        line: 1,
+        reason: format!("header: {e}"),
+    })?;
+    if !has {
+        return Err(Error::BadRecord {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: "the file has no header line".into(),
+        });
+    }
+    Ok(record.iter().map(str::to_string).collect())
+}
+
+/// A schema as an Arrow IPC stream without batches.
+pub fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut writer =
+        StreamWriter::try_new(&mut buf, schema).map_err(|e| Error::arrow("encoding schema", e))?;
+    writer.finish().map_err(|e| Error::arrow("encoding schema", e))?;
+    drop(writer);
+    Ok(buf)
+}
+
+/// Reads what [`schema_to_bytes`] wrote.
+pub fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
+    let reader =
+        StreamReader::try_new(bytes, None).map_err(|e| Error::arrow("decoding schema", e))?;
+    Ok(reader.schema())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_round_trips_through_ipc_bytes() {
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Decimal128(18, 2), true),
+        ]);
+        let back = schema_from_bytes(&schema_to_bytes(&schema).unwrap()).unwrap();
+        assert_eq!(back.as_ref(), &schema);
+    }
+}

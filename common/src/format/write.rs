@@ -1,0 +1,85 @@
+//! Part files: the committed output of one reduce partition, Parquet or CSV.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::spec::OutputFormat;
+use crate::{Error, Result};
+
+/// Name of partition `partition`'s part file, e.g. `part-00007.parquet`.
+pub fn part_file_name(partition: u32, format: OutputFormat) -> String {
+    format!("part-{partition:05}.{}", format.extension())
+}
+
+enum Inner {
+    Parquet(ArrowWriter<File>),
+    Csv(arrow::csv::Writer<BufWriter<File>>),
+}
+
+/// Writes batches to one part file.
+pub struct PartWriter {
+    path: PathBuf,
+    inner: Inner,
+    rows: u64,
+}
+
+impl PartWriter {
+    /// Creates `path` for batches of `schema`.
+    pub fn create(path: &Path, schema: SchemaRef, format: OutputFormat) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let inner = match format {
+            OutputFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
+                Inner::Parquet(
+                    ArrowWriter::try_new(file, schema, Some(props))
+                        .map_err(|e| Error::arrow(format!("creating {}", path.display()), e))?,
+                )
+            }
+            OutputFormat::Csv => Inner::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(BufWriter::new(file)),
+            ),
+        };
+        Ok(PartWriter {
+            path: path.to_path_buf(),
+            inner,
+            rows: 0,
+        })
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let ctx = || format!("writing {}", self.path.display());
+        match &mut self.inner {
+            Inner::Parquet(w) => w.write(batch).map_err(|e| Error::arrow(ctx(), e))?,
+            Inner::Csv(w) => w.write(batch).map_err(|e| Error::arrow(ctx(), e))?,
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Finishes the file, syncs it to disk and returns (rows, bytes).
+    pub fn finish(self) -> Result<(u64, u64)> {
+        let ctx = || format!("finishing {}", self.path.display());
+        let file = match self.inner {
+            Inner::Parquet(w) => w.into_inner().map_err(|e| Error::arrow(ctx(), e))?,
+            Inner::Csv(w) => w
+                .into_inner()
+                .into_inner()
+                .map_err(|e| Error::io(&self.path, e.into_error()))?,
+        };
+        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
+        Ok((self.rows, bytes))
+    }
+}

@@ -1,0 +1,29 @@
+//! # sluice-common: what the coordinator and the worker share
+//!
+//! Neither side of the wire imports the other; both build on these types.
+//!
+//! # Layout
+//! - [`ids`]: newtypes for job and worker ids.
+//! - [`spec`]: the job as submitted ([`spec::JobSpec`]) and its input/output formats.
+//! - [`split`]: one unit of map input (a byte range of a text file or row groups of Parquet).
+//! - [`format`]: reading a split as Arrow record batches, line-aligned ranges, writing part
+//!   files, schemas as bytes.
+//! - [`partition`]: the fixed hash that assigns a key to a reduce partition.
+//! - [`agg`]: the hash aggregation behind declared aggregates (combiner and reducer).
+//! - [`plugin`]: loading a job plugin with `dlopen` and calling it over the C ABI.
+//! - [`failure`]: why a task attempt failed, typed, with its retryability.
+//! - [`error`]: this crate's error type.
+
+#![warn(missing_docs)]
+
+pub mod agg;
+pub mod error;
+pub mod failure;
+pub mod format;
+pub mod ids;
+pub mod partition;
+pub mod plugin;
+pub mod spec;
+pub mod split;
+
+pub use error::{Error, Result};

@@ -1,0 +1,226 @@
+//! Loading a job plugin with `dlopen` and calling it over the C ABI of `sluice_sdk::abi`.
+//!
+//! A loaded library is never unloaded: arrays a plugin returns carry release callbacks that
+//! point into its code, so the library must outlive every batch it produced. [`Plugin::load`]
+//! keeps each library in a process-wide table and hands out `Arc`s to it; loading the same
+//! file twice returns the same plugin.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use libloading::Library;
+use sluice_sdk::abi::{
+    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV1, STATUS_NONE, STATUS_OK,
+    batch_from_ffi, batch_to_ffi,
+};
+use sluice_sdk::{JobDescription, TaskContext};
+
+use crate::{Error, Result};
+
+/// A loaded job plugin.
+pub struct Plugin {
+    path: PathBuf,
+    vtable: *const JobVTableV1,
+    description: JobDescription,
+    input_schema: Option<SchemaRef>,
+    /// Kept for the process's lifetime (see the module docs).
+    _library: Library,
+}
+
+// SAFETY: the vtable is a `static` in the plugin, and every job is `Send + Sync` (the SDK's
+// `Job` trait requires it), so calls from any thread are sound.
+unsafe impl Send for Plugin {}
+// SAFETY: as above.
+unsafe impl Sync for Plugin {}
+
+fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<Plugin>>> {
+    static LOADED: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Plugin>>>> =
+        std::sync::OnceLock::new();
+    LOADED.get_or_init(Default::default)
+}
+
+impl Plugin {
+    /// Loads the plugin at `path`, refusing a file that is not a shared library, lacks the
+    /// entry symbols, or was built for another ABI version.
+    pub fn load(path: &Path) -> Result<Arc<Plugin>> {
+        let refuse = |reason: String| Error::PluginLoad {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| refuse(format!("cannot open: {e}")))?;
+        let mut table = loaded().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = table.get(&canonical) {
+            return Ok(p.clone());
+        }
+        let mut magic = [0u8; 4];
+        File::open(&canonical)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .map_err(|e| refuse(format!("cannot read: {e}")))?;
+        if &magic != b"\x7fELF" {
+            return Err(refuse(
+                "not a shared library (no ELF header); build the job as a cdylib".into(),
+            ));
+        }
+        // SAFETY: loading runs the library's initialisers; a Sluice plugin has none beyond
+        // Rust's. This is the trust boundary of running user code, as a Hadoop jar is.
+        let library = unsafe { Library::new(&canonical) }
+            .map_err(|e| refuse(format!("cannot be loaded as a shared library: {e}")))?;
+        // SAFETY: the symbol's type is fixed by the ABI.
+        let version = unsafe {
+            let f = library
+                .get::<extern "C" fn() -> u32>(ABI_VERSION_SYMBOL.as_bytes())
+                .map_err(|_| {
+                    refuse(format!(
+                        "lacks the symbol {ABI_VERSION_SYMBOL}: not a Sluice job plugin (use export_job!)"
+                    ))
+                })?;
+            f()
+        };
+        if version != ABI_VERSION {
+            return Err(refuse(format!(
+                "was built for plugin ABI version {version}; this Sluice supports version {ABI_VERSION} (rebuild it against this sluice-sdk)"
+            )));
+        }
+        // SAFETY: as above; the ABI version matched, so the table layout is ours.
+        let vtable = unsafe {
+            let f = library
+                .get::<extern "C" fn() -> *const JobVTableV1>(ENTRY_SYMBOL.as_bytes())
+                .map_err(|_| refuse(format!("lacks the entry symbol {ENTRY_SYMBOL}")))?;
+            f()
+        };
+        if vtable.is_null() {
+            return Err(refuse(format!("{ENTRY_SYMBOL} returned null")));
+        }
+        let mut plugin = Plugin {
+            path: canonical.clone(),
+            vtable,
+            description: JobDescription {
+                name: String::new(),
+                key_columns: Vec::new(),
+                reduce: sluice_sdk::ReduceKind::Custom,
+            },
+            input_schema: None,
+            _library: library,
+        };
+        plugin.description = plugin.call_describe().map_err(|e| refuse(e.to_string()))?;
+        plugin.input_schema = plugin.call_input_schema().map_err(|e| refuse(e.to_string()))?;
+        let plugin = Arc::new(plugin);
+        table.insert(canonical, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn vtable(&self) -> &JobVTableV1 {
+        // SAFETY: points at the plugin's static table; the library is never unloaded.
+        unsafe { &*self.vtable }
+    }
+
+    /// The library file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the job declared: name, keys, aggregates or custom reduce.
+    pub fn description(&self) -> &JobDescription {
+        &self.description
+    }
+
+    /// The input schema the job declared, if any.
+    pub fn input_schema(&self) -> Option<SchemaRef> {
+        self.input_schema.clone()
+    }
+
+    /// Takes an error string the plugin returned, freeing it with the plugin's allocator.
+    fn take_error(&self, err: *mut c_char) -> Error {
+        let message = if err.is_null() {
+            "plugin failed without a message".to_string()
+        } else {
+            // SAFETY: a non-null error is a NUL-terminated string the plugin allocated.
+            let text = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+            // SAFETY: returned to the allocator that made it.
+            unsafe { (self.vtable().free_string)(err) };
+            text
+        };
+        Error::Plugin {
+            job: self.description.name.clone(),
+            message,
+        }
+    }
+
+    fn call_describe(&self) -> Result<JobDescription> {
+        let mut out: *mut c_char = std::ptr::null_mut();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: both pointers are valid for writes.
+        let status = unsafe { (self.vtable().describe)(&mut out, &mut err) };
+        if status != STATUS_OK {
+            return Err(self.take_error(err));
+        }
+        // SAFETY: on success `out` is a NUL-terminated string the plugin allocated.
+        let text = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
+        // SAFETY: returned to the allocator that made it.
+        unsafe { (self.vtable().free_string)(out) };
+        JobDescription::decode(&text).map_err(|e| Error::Invalid(format!("job description: {e}")))
+    }
+
+    fn call_input_schema(&self) -> Result<Option<SchemaRef>> {
+        let mut out = FFI_ArrowSchema::empty();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: both pointers are valid for writes.
+        let status = unsafe { (self.vtable().input_schema)(&mut out, &mut err) };
+        match status {
+            STATUS_NONE => Ok(None),
+            STATUS_OK => {
+                let schema = Schema::try_from(&out)
+                    .map_err(|e| Error::arrow("importing the job's input schema", e))?;
+                Ok(Some(Arc::new(schema)))
+            }
+            _ => Err(self.take_error(err)),
+        }
+    }
+
+    fn call_batch(&self, f: BatchFn, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
+        let ctx = CString::new(ctx.encode())
+            .map_err(|e| Error::Invalid(format!("task context holds a NUL byte: {e}")))?;
+        let (mut array, schema) = batch_to_ffi(batch).map_err(|e| Error::arrow("exporting a batch", e))?;
+        let mut out = FFI_ArrowArray::empty();
+        let mut out_schema = FFI_ArrowSchema::empty();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: all pointers are valid; the plugin takes `array` (leaving it released).
+        let status = unsafe {
+            f(
+                ctx.as_ptr(),
+                &mut array,
+                &schema,
+                &mut out,
+                &mut out_schema,
+                &mut err,
+            )
+        };
+        if status != STATUS_OK {
+            return Err(self.take_error(err));
+        }
+        // SAFETY: on success the plugin wrote a valid struct array and its schema.
+        unsafe { batch_from_ffi(out, &out_schema) }.map_err(|e| Error::Plugin {
+            job: self.description.name.clone(),
+            message: format!("returned an unreadable batch: {e}"),
+        })
+    }
+
+    /// Calls the job's `map` on one batch.
+    pub fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
+        self.call_batch(self.vtable().map, batch, ctx)
+    }
+
+    /// Calls the job's `reduce` on whole key groups.
+    pub fn reduce(&self, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
+        self.call_batch(self.vtable().reduce, batch, ctx)
+    }
+}

@@ -1,0 +1,153 @@
+//! The job as submitted: plugin, inputs, formats, output and tuning knobs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Default bytes per split of a text, CSV or JSON-lines file (128 MiB, as HDFS blocks).
+pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;
+/// Default rows per record batch.
+pub const DEFAULT_BATCH_ROWS: u32 = 65_536;
+/// Default memory a map task may hold before it spills a run (512 MiB).
+pub const DEFAULT_TASK_MEMORY: u64 = 512 << 20;
+
+/// How input files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// One `line: Utf8` column per line, terminator (`\n` or `\r\n`) removed.
+    Text,
+    /// RFC 4180 CSV with a header line in every file.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
+    /// Apache Parquet; one split per row group.
+    Parquet,
+}
+
+impl InputFormat {
+    /// Whether files of this format are cut into byte ranges at line boundaries.
+    pub fn is_line_based(self) -> bool {
+        !matches!(self, InputFormat::Parquet)
+    }
+}
+
+impl FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "text" => InputFormat::Text,
+            "csv" => InputFormat::Csv,
+            "jsonl" | "json" => InputFormat::JsonLines,
+            "parquet" => InputFormat::Parquet,
+            other => return Err(format!("unknown input format {other:?} (text, csv, jsonl, parquet)")),
+        })
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputFormat::Text => "text",
+            InputFormat::Csv => "csv",
+            InputFormat::JsonLines => "jsonl",
+            InputFormat::Parquet => "parquet",
+        })
+    }
+}
+
+/// How part files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// `part-NNNNN.parquet` (lz4-compressed).
+    #[default]
+    Parquet,
+    /// `part-NNNNN.csv` with a header line.
+    Csv,
+}
+
+impl OutputFormat {
+    /// File extension of part files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Csv => "csv",
+        }
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "parquet" => OutputFormat::Parquet,
+            "csv" => OutputFormat::Csv,
+            other => return Err(format!("unknown output format {other:?} (parquet, csv)")),
+        })
+    }
+}
+
+/// A job as the user submitted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Path of the plugin shared library.
+    pub plugin: String,
+    /// Input paths or globs.
+    pub inputs: Vec<String>,
+    /// Input format.
+    pub format: InputFormat,
+    /// Output directory.
+    pub output: String,
+    /// Number of reduce partitions (= part files).
+    pub reducers: u32,
+    /// `--param key=value` pairs, passed to the job in its `TaskContext`.
+    pub params: BTreeMap<String, String>,
+    /// Target bytes per split of line-based files.
+    pub split_size: u64,
+    /// Part file format.
+    pub output_format: OutputFormat,
+    /// Replace an existing output directory.
+    pub overwrite: bool,
+    /// Rows per record batch.
+    pub batch_rows: u32,
+    /// Memory a map task may hold before spilling a run.
+    pub task_memory: u64,
+}
+
+impl JobSpec {
+    /// A spec with the documented defaults for everything but the essentials.
+    pub fn new(plugin: String, inputs: Vec<String>, format: InputFormat, output: String) -> Self {
+        JobSpec {
+            plugin,
+            inputs,
+            format,
+            output,
+            reducers: 4,
+            params: BTreeMap::new(),
+            split_size: DEFAULT_SPLIT_SIZE,
+            output_format: OutputFormat::Parquet,
+            overwrite: false,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            task_memory: DEFAULT_TASK_MEMORY,
+        }
+    }
+
+    /// Checks the knobs that would make the job meaningless.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.inputs.is_empty() {
+            return Err("no input given".into());
+        }
+        if self.reducers == 0 {
+            return Err("reducers must be at least 1".into());
+        }
+        if self.split_size == 0 {
+            return Err("split size must be at least 1 byte".into());
+        }
+        if self.batch_rows == 0 {
+            return Err("batch rows must be at least 1".into());
+        }
+        if self.output.is_empty() {
+            return Err("no output directory given".into());
+        }
+        Ok(())
+    }
+}

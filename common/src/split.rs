@@ -1,0 +1,40 @@
+//! One unit of map input.
+//!
+//! A byte-range split of a line-based file owns every line that *starts* inside
+//! `[start, end)`: the reader skips a partial first line unless `start` is 0 and reads past
+//! `end` to finish its last line (see [`crate::format::lines`]). A Parquet split is a list of
+//! row groups.
+
+use std::fmt;
+
+/// What part of the file a split covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitRange {
+    /// Lines starting in `[start, end)`.
+    Bytes {
+        /// First byte (inclusive).
+        start: u64,
+        /// Last byte (exclusive).
+        end: u64,
+    },
+    /// These row groups of a Parquet file.
+    RowGroups(Vec<u32>),
+}
+
+/// A map task's input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// Local path of the file.
+    pub path: String,
+    /// The part of it.
+    pub range: SplitRange,
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.range {
+            SplitRange::Bytes { start, end } => write!(f, "{} bytes [{start}, {end})", self.path),
+            SplitRange::RowGroups(rg) => write!(f, "{} row groups {rg:?}", self.path),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The plugin ABI: a versioned table of `extern "C"` functions.
+//!
+//! A plugin exports two symbols:
+//! - [`ABI_VERSION_SYMBOL`] (`sluice_abi_version`): `extern "C" fn() -> u32`, checked first;
+//! - [`ENTRY_SYMBOL`] (`sluice_job_v1`): `extern "C" fn() -> *const JobVTableV1`.
+//!
+//! Record batches cross as a struct array through the Arrow C Data Interface
+//! (`FFI_ArrowArray` + `FFI_ArrowSchema`), never as Rust types, so a plugin built with
+//! another compiler or arrow version still loads. Every function returns [`STATUS_OK`] or
+//! [`STATUS_ERR`]; on error `*err` points at a NUL-terminated message owned by the plugin,
+//! released with the table's `free_string`. Panics never unwind across the boundary: each
+//! export runs inside `catch_unwind` and a panic comes back as an error saying so.
+
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
+use arrow_array::{Array, RecordBatch, StructArray};
+use arrow_schema::Schema;
+
+use crate::{Job, JobError, TaskContext};
+
+/// The ABI version this SDK builds and this host accepts.
+pub const ABI_VERSION: u32 = 1;
+/// Name of the `extern "C" fn() -> u32` returning the plugin's ABI version.
+pub const ABI_VERSION_SYMBOL: &str = "sluice_abi_version";
+/// Name of the `extern "C" fn() -> *const JobVTableV1` entry point.
+pub const ENTRY_SYMBOL: &str = "sluice_job_v1";
+/// Success.
+pub const STATUS_OK: i32 = 0;
+/// Failure; `*err` holds the message.
+pub const STATUS_ERR: i32 = 1;
+/// Success with nothing to return (an optional item is absent).
+pub const STATUS_NONE: i32 = 2;
+
+/// `describe(out_text, err) -> status`: the [`crate::JobDescription`] in text form.
+pub type DescribeFn = unsafe extern "C" fn(*mut *mut c_char, *mut *mut c_char) -> i32;
+/// `input_schema(out_schema, err) -> status`: [`STATUS_NONE`] when the job lets the engine
+/// infer the input schema.
+pub type InputSchemaFn = unsafe extern "C" fn(*mut FFI_ArrowSchema, *mut *mut c_char) -> i32;
+/// `call(context_text, in_array, in_schema, out_array, out_schema, err) -> status`, used for
+/// both map and reduce. The callee takes ownership of `in_array` (moves it out).
+pub type BatchFn = unsafe extern "C" fn(
+    *const c_char,
+    *mut FFI_ArrowArray,
+    *const FFI_ArrowSchema,
+    *mut FFI_ArrowArray,
+    *mut FFI_ArrowSchema,
+    *mut *mut c_char,
+) -> i32;
+/// Releases a string the plugin returned.
+pub type FreeStringFn = unsafe extern "C" fn(*mut c_char);
+
+/// Version 1 of the function table a plugin exports.
+#[repr(C)]
+pub struct JobVTableV1 {
+    /// Always [`ABI_VERSION`] of the SDK that built the plugin.
+    pub abi_version: u32,
+    /// See [`DescribeFn`].
+    pub describe: DescribeFn,
+    /// See [`InputSchemaFn`].
+    pub input_schema: InputSchemaFn,
+    /// Map one batch; see [`BatchFn`].
+    pub map: BatchFn,
+    /// Reduce whole key groups; see [`BatchFn`].
+    pub reduce: BatchFn,
+    /// See [`FreeStringFn`].
+    pub free_string: FreeStringFn,
+}
+
+/// Converts a batch into the C Data Interface pair (as one struct array).
+pub fn batch_to_ffi(batch: RecordBatch) -> Result<(FFI_ArrowArray, FFI_ArrowSchema), JobError> {
+    let data = StructArray::from(batch).into_data();
+    Ok(to_ffi(&data)?)
+}
+
+/// Imports a batch from the C Data Interface pair.
+///
+/// # Safety
+/// `array` and `schema` must be a valid, released-not-yet C Data Interface pair describing a
+/// struct array.
+pub unsafe fn batch_from_ffi(
+    array: FFI_ArrowArray,
+    schema: &FFI_ArrowSchema,
+) -> Result<RecordBatch, JobError> {
+    // SAFETY: forwarded from the caller's contract.
+    let data = unsafe { from_ffi(array, schema) }?;
+    let s = StructArray::from(data);
+    if s.null_count() > 0 {
+        return Err(JobError("batch crossed the ABI with top-level nulls".into()));
+    }
+    Ok(RecordBatch::from(s))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Runs `f` so that neither an error nor a panic leaves the plugin: errors are written to
+/// `err` as an owned C string. Used by the code `export_job!` expands to.
+///
+/// # Safety
+/// `err` must be valid for a write.
+pub unsafe fn guard(err: *mut *mut c_char, f: impl FnOnce() -> Result<i32, JobError>) -> i32 {
+    let outcome = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(status)) => return status,
+        Ok(Err(e)) => e.0,
+        Err(payload) => format!("job panicked: {}", panic_message(payload.as_ref())),
+    };
+    let msg = CString::new(outcome.replace('\0', "\\0")).unwrap_or_default();
+    // SAFETY: the caller guarantees `err` is writable.
+    unsafe { err.write(msg.into_raw()) };
+    STATUS_ERR
+}
+
+/// Plugin side of `describe`.
+///
+/// # Safety
+/// Pointers as in [`DescribeFn`].
+pub unsafe fn export_describe<J: Job>(job: &J, out: *mut *mut c_char, err: *mut *mut c_char) -> i32 {
+    // SAFETY: the host passes writable pointers.
+    unsafe {
+        guard(err, || {
+            let text = CString::new(job.describe().encode())
+                .map_err(|e| JobError(format!("description: {e}")))?;
+            out.write(text.into_raw());
+            Ok(STATUS_OK)
+        })
+    }
+}
+
+/// Plugin side of `input_schema`.
+///
+/// # Safety
+/// Pointers as in [`InputSchemaFn`].
+pub unsafe fn export_input_schema<J: Job>(
+    job: &J,
+    out: *mut FFI_ArrowSchema,
+    err: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: the host passes writable pointers.
+    unsafe {
+        guard(err, || match job.input_schema() {
+            None => Ok(STATUS_NONE),
+            Some(schema) => {
+                let ffi = FFI_ArrowSchema::try_from(schema.as_ref() as &Schema)?;
+                out.write(ffi);
+                Ok(STATUS_OK)
+            }
+        })
+    }
+}
+
+/// Plugin side of `map` and `reduce`: imports the batch, calls `f`, exports the result.
+///
+/// # Safety
+/// Pointers as in [`BatchFn`].
+pub unsafe fn export_batch_call<J: Job>(
+    job: &J,
+    ctx: *const c_char,
+    input: *mut FFI_ArrowArray,
+    input_schema: *const FFI_ArrowSchema,
+    out: *mut FFI_ArrowArray,
+    out_schema: *mut FFI_ArrowSchema,
+    err: *mut *mut c_char,
+    f: fn(&J, RecordBatch, &TaskContext) -> Result<RecordBatch, JobError>,
+) -> i32 {
+    // SAFETY: the host passes valid pointers and gives up `input`.
+    unsafe {
+        guard(err, || {
+            let ctx = CStr::from_ptr(ctx)
+                .to_str()
+                .map_err(|e| JobError(format!("task context is not UTF-8: {e}")))?;
+            let ctx = TaskContext::decode(ctx)?;
+            let array = FFI_ArrowArray::from_raw(input);
+            let batch = batch_from_ffi(array, &*input_schema)?;
+            let result = f(job, batch, &ctx)?;
+            let (a, s) = batch_to_ffi(result)?;
+            out.write(a);
+            out_schema.write(s);
+            Ok(STATUS_OK)
+        })
+    }
+}
+
+/// Plugin side of `free_string`.
+///
+/// # Safety
+/// `s` must come from this plugin's `CString::into_raw` (or be null).
+pub unsafe fn export_free_string(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: the pointer came from `CString::into_raw` in this library.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}
+
+/// Exports a [`Job`] type (which must implement `Default`) as a Sluice plugin.
+///
+/// Expands to the two `#[no_mangle]` symbols of the ABI and a static instance of the job.
+#[macro_export]
+macro_rules! export_job {
+    ($job:ty) => {
+        fn __sluice_job() -> &'static $job {
+            static JOB: ::std::sync::OnceLock<$job> = ::std::sync::OnceLock::new();
+            JOB.get_or_init(<$job as ::std::default::Default>::default)
+        }
+
+        unsafe extern "C" fn __sluice_describe(
+            out: *mut *mut ::std::ffi::c_char,
+            err: *mut *mut ::std::ffi::c_char,
+        ) -> i32 {
+            // SAFETY: the host upholds the ABI contract.
+            unsafe { $crate::abi::export_describe(__sluice_job(), out, err) }
+        }
+
+        unsafe extern "C" fn __sluice_input_schema(
+            out: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            err: *mut *mut ::std::ffi::c_char,
+        ) -> i32 {
+            // SAFETY: the host upholds the ABI contract.
+            unsafe { $crate::abi::export_input_schema(__sluice_job(), out, err) }
+        }
+
+        unsafe extern "C" fn __sluice_map(
+            ctx: *const ::std::ffi::c_char,
+            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
+            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            err: *mut *mut ::std::ffi::c_char,
+        ) -> i32 {
+            // SAFETY: the host upholds the ABI contract.
+            unsafe {
+                $crate::abi::export_batch_call(
+                    __sluice_job(),
+                    ctx,
+                    input,
+                    input_schema,
+                    out,
+                    out_schema,
+                    err,
+                    |j, b, c| <$job as $crate::Job>::map(j, b, c),
+                )
+            }
+        }
+
+        unsafe extern "C" fn __sluice_reduce(
+            ctx: *const ::std::ffi::c_char,
+            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
+            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            err: *mut *mut ::std::ffi::c_char,
+        ) -> i32 {
+            // SAFETY: the host upholds the ABI contract.
+            unsafe {
+                $crate::abi::export_batch_call(
+                    __sluice_job(),
+                    ctx,
+                    input,
+                    input_schema,
+                    out,
+                    out_schema,
+                    err,
+                    |j, b, c| <$job as $crate::Job>::reduce(j, b, c),
+                )
+            }
+        }
+
+        unsafe extern "C" fn __sluice_free_string(s: *mut ::std::ffi::c_char) {
+            // SAFETY: the host only frees strings this plugin returned.
+            unsafe { $crate::abi::export_free_string(s) }
+        }
+
+        static __SLUICE_VTABLE: $crate::abi::JobVTableV1 = $crate::abi::JobVTableV1 {
+            abi_version: $crate::abi::ABI_VERSION,
+            describe: __sluice_describe,
+            input_schema: __sluice_input_schema,
+            map: __sluice_map,
+            reduce: __sluice_reduce,
+            free_string: __sluice_free_string,
+        };
+
+        /// ABI version of this plugin; the host checks it before anything else.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn sluice_abi_version() -> u32 {
+            $crate::abi::ABI_VERSION
+        }
+
+        /// The plugin's function table.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn sluice_job_v1() -> *const $crate::abi::JobVTableV1 {
+            &__SLUICE_VTABLE
+        }
+    };
+}

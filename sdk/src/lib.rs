@@ -1,0 +1,268 @@
+//! # sluice-sdk: what a Sluice job links
+//!
+//! A job is a Rust type implementing [`Job`], built as a `cdylib` and exported with
+//! [`export_job!`]. The engine loads the library with `dlopen`, checks its ABI version and
+//! calls it once per record batch, never once per row.
+//!
+//! ```ignore
+//! use sluice_sdk::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Lengths;
+//!
+//! impl Job for Lengths {
+//!     fn name(&self) -> &str { "lengths" }
+//!     fn key_columns(&self) -> Vec<String> { vec!["line".into()] }
+//!     fn aggregates(&self) -> Vec<Aggregate> { vec![Aggregate::count("n")] }
+//!     fn map(&self, batch: RecordBatch, _ctx: &TaskContext) -> JobResult<RecordBatch> {
+//!         Ok(batch)
+//!     }
+//! }
+//! export_job!(Lengths);
+//! ```
+//!
+//! # Layout
+//! - [`Job`], [`TaskContext`], [`Aggregate`]: the author's API.
+//! - [`abi`]: the versioned `extern "C"` function table and the helpers `export_job!` expands
+//!   to. Batches cross the boundary through the Arrow C Data Interface only.
+//! - [`describe`]: the job description (keys, aggregates, reduce kind) in the small text form
+//!   that crosses the boundary, shared by plugin and host so both read it the same way.
+
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod describe;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use arrow_array;
+pub use arrow_schema;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
+
+pub use describe::{AggFunc, Aggregate, JobDescription, ReduceKind};
+
+/// The items a job author needs, in one import.
+pub mod prelude {
+    pub use crate::{
+        AggFunc, Aggregate, Job, JobError, JobResult, TaskContext, TaskKind, export_job,
+    };
+    pub use arrow_array::{self, Array, ArrayRef, RecordBatch};
+    pub use arrow_schema::{self, DataType, Field, Schema, SchemaRef};
+}
+
+/// An error a job returns to the engine; the attempt fails with this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError(pub String);
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+impl From<String> for JobError {
+    fn from(s: String) -> Self {
+        JobError(s)
+    }
+}
+
+impl From<&str> for JobError {
+    fn from(s: &str) -> Self {
+        JobError(s.to_string())
+    }
+}
+
+impl From<ArrowError> for JobError {
+    fn from(e: ArrowError) -> Self {
+        JobError(e.to_string())
+    }
+}
+
+/// Result type of job callbacks.
+pub type JobResult<T> = Result<T, JobError>;
+
+/// Which side of the shuffle a call runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A map task reading one input split.
+    Map,
+    /// A reduce task producing one output partition.
+    Reduce,
+}
+
+/// What a job knows about the task calling it: ids and the job's `--param key=value` pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskContext {
+    /// The job id assigned by the coordinator.
+    pub job_id: String,
+    /// Map or reduce.
+    pub kind: TaskKind,
+    /// Map task index (split number) or reduce partition.
+    pub task_index: u32,
+    /// Attempt number of this task, starting at 0.
+    pub attempt: u32,
+    /// Job parameters given at submission.
+    pub params: BTreeMap<String, String>,
+}
+
+impl TaskContext {
+    /// The value of job parameter `key`, if given.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    /// Parses job parameter `key`, or returns `default` when it is absent.
+    pub fn param_parse<T: std::str::FromStr>(&self, key: &str, default: T) -> JobResult<T>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.param(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| JobError(format!("job parameter {key}={v:?}: {e}"))),
+        }
+    }
+
+    /// Encodes the context as `key=value` lines with `\` escapes; see [`describe::escape`].
+    pub fn encode(&self) -> String {
+        let kind = match self.kind {
+            TaskKind::Map => "map",
+            TaskKind::Reduce => "reduce",
+        };
+        let mut out = format!(
+            "job_id={}\nkind={kind}\ntask_index={}\nattempt={}\n",
+            describe::escape(&self.job_id),
+            self.task_index,
+            self.attempt
+        );
+        for (k, v) in &self.params {
+            out.push_str(&format!(
+                "param.{}={}\n",
+                describe::escape(k),
+                describe::escape(v)
+            ));
+        }
+        out
+    }
+
+    /// Decodes what [`TaskContext::encode`] wrote.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let mut ctx = TaskContext {
+            job_id: String::new(),
+            kind: TaskKind::Map,
+            task_index: 0,
+            attempt: 0,
+            params: BTreeMap::new(),
+        };
+        for (k, v) in describe::parse_lines(text)? {
+            match k.as_str() {
+                "job_id" => ctx.job_id = v,
+                "kind" => {
+                    ctx.kind = match v.as_str() {
+                        "map" => TaskKind::Map,
+                        "reduce" => TaskKind::Reduce,
+                        other => return Err(format!("unknown task kind {other:?}")),
+                    }
+                }
+                "task_index" => ctx.task_index = v.parse().map_err(|e| format!("task_index: {e}"))?,
+                "attempt" => ctx.attempt = v.parse().map_err(|e| format!("attempt: {e}"))?,
+                _ => match k.strip_prefix("param.") {
+                    Some(p) => {
+                        ctx.params.insert(p.to_string(), v);
+                    }
+                    None => return Err(format!("unknown context key {k:?}")),
+                },
+            }
+        }
+        Ok(ctx)
+    }
+}
+
+/// A Sluice job. Implement it, then `export_job!(YourType)`.
+///
+/// The engine reads each input split as Arrow record batches (`batch_rows` rows each) and
+/// calls [`Job::map`] once per batch. The map output is partitioned by
+/// [`Job::key_columns`]. Then either the declared [`Job::aggregates`] are applied per key
+/// group (map-side as a combiner too, as Spark does), or, when there are none,
+/// [`Job::reduce`] is called with batches sorted by key that never split a key group.
+pub trait Job: Send + Sync + 'static {
+    /// A short name for logs and the job list.
+    fn name(&self) -> &str;
+
+    /// The schema to read CSV or JSON-lines input with. `None` lets the engine infer it
+    /// (CSV from the header and first rows, JSON from the first lines).
+    fn input_schema(&self) -> Option<SchemaRef> {
+        None
+    }
+
+    /// Columns of the map output that form the grouping key.
+    fn key_columns(&self) -> Vec<String>;
+
+    /// Aggregates computed per key group. Empty means the job has a custom [`Job::reduce`].
+    fn aggregates(&self) -> Vec<Aggregate> {
+        Vec::new()
+    }
+
+    /// Transforms one input batch into rows carrying the key columns (and the aggregate
+    /// inputs). Vectorised: use arrow kernels, not a call per row.
+    fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch>;
+
+    /// Reduces whole key groups: `groups` is sorted by the key columns and a key group is
+    /// never split across two calls. Only called when [`Job::aggregates`] is empty.
+    fn reduce(&self, groups: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
+        let _ = (groups, ctx);
+        Err(JobError(format!(
+            "job {} declares neither aggregates nor a reduce",
+            self.name()
+        )))
+    }
+
+    /// The description the engine plans with; derived from the methods above.
+    fn describe(&self) -> JobDescription {
+        let aggregates = self.aggregates();
+        JobDescription {
+            name: self.name().to_string(),
+            key_columns: self.key_columns(),
+            reduce: if aggregates.is_empty() {
+                ReduceKind::Custom
+            } else {
+                ReduceKind::Aggregate(aggregates)
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_round_trips_through_text_with_awkward_values() {
+        let mut params = BTreeMap::new();
+        params.insert("a=b".to_string(), "line1\nline2\\x".to_string());
+        params.insert("empty".to_string(), String::new());
+        let ctx = TaskContext {
+            job_id: "job-7".into(),
+            kind: TaskKind::Reduce,
+            task_index: 3,
+            attempt: 2,
+            params,
+        };
+        assert_eq!(TaskContext::decode(&ctx.encode()).unwrap(), ctx);
+    }
+
+    #[test]
+    fn param_parse_reports_the_bad_value() {
+        let mut ctx = TaskContext::decode("job_id=j\n").unwrap();
+        ctx.params.insert("p".into(), "x".into());
+        let err = ctx.param_parse::<f64>("p", 0.0).unwrap_err();
+        assert!(err.0.contains("p=\"x\""), "{err}");
+        assert_eq!(ctx.param_parse::<u32>("missing", 5).unwrap(), 5);
+    }
+}
