@@ -1,0 +1,209 @@
+//! Conversions between wire messages and `sluice-common` domain types.
+
+use sluice_common::failure::{FailureReason, TaskFailure};
+use sluice_common::spec::{InputFormat, JobSpec, OutputFormat};
+use sluice_common::split::{Split, SplitRange};
+
+use crate::pb;
+
+/// A wire message that does not describe a valid domain value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {what}: {reason}")]
+pub struct InvalidMessage {
+    /// Which message.
+    pub what: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl From<InvalidMessage> for tonic::Status {
+    fn from(e: InvalidMessage) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> InvalidMessage {
+    InvalidMessage {
+        what,
+        reason: reason.into(),
+    }
+}
+
+impl From<InputFormat> for pb::InputFormat {
+    fn from(f: InputFormat) -> Self {
+        match f {
+            InputFormat::Text => pb::InputFormat::Text,
+            InputFormat::Csv => pb::InputFormat::Csv,
+            InputFormat::JsonLines => pb::InputFormat::Jsonl,
+            InputFormat::Parquet => pb::InputFormat::Parquet,
+        }
+    }
+}
+
+impl From<&JobSpec> for pb::JobSpec {
+    fn from(s: &JobSpec) -> Self {
+        pb::JobSpec {
+            plugin: s.plugin.clone(),
+            inputs: s.inputs.clone(),
+            format: pb::InputFormat::from(s.format) as i32,
+            output: s.output.clone(),
+            reducers: s.reducers,
+            params: s.params.clone().into_iter().collect(),
+            split_size: s.split_size,
+            output_format: match s.output_format {
+                OutputFormat::Parquet => pb::OutputFormat::Parquet,
+                OutputFormat::Csv => pb::OutputFormat::Csv,
+            } as i32,
+            overwrite: s.overwrite,
+            batch_rows: s.batch_rows,
+            task_memory: s.task_memory,
+        }
+    }
+}
+
+impl TryFrom<&pb::JobSpec> for JobSpec {
+    type Error = InvalidMessage;
+    fn try_from(s: &pb::JobSpec) -> Result<Self, InvalidMessage> {
+        let format = match pb::InputFormat::try_from(s.format) {
+            Ok(pb::InputFormat::Text) => InputFormat::Text,
+            Ok(pb::InputFormat::Csv) => InputFormat::Csv,
+            Ok(pb::InputFormat::Jsonl) => InputFormat::JsonLines,
+            Ok(pb::InputFormat::Parquet) => InputFormat::Parquet,
+            _ => return Err(invalid("job spec", format!("input format {}", s.format))),
+        };
+        let output_format = match pb::OutputFormat::try_from(s.output_format) {
+            Ok(pb::OutputFormat::Csv) => OutputFormat::Csv,
+            Ok(pb::OutputFormat::Parquet | pb::OutputFormat::Unspecified) => OutputFormat::Parquet,
+            Err(_) => return Err(invalid("job spec", format!("output format {}", s.output_format))),
+        };
+        let spec = JobSpec {
+            plugin: s.plugin.clone(),
+            inputs: s.inputs.clone(),
+            format,
+            output: s.output.clone(),
+            reducers: s.reducers,
+            params: s.params.clone().into_iter().collect(),
+            split_size: s.split_size,
+            output_format,
+            overwrite: s.overwrite,
+            batch_rows: s.batch_rows,
+            task_memory: s.task_memory,
+        };
+        spec.validate().map_err(|e| invalid("job spec", e))?;
+        Ok(spec)
+    }
+}
+
+impl From<&Split> for pb::Split {
+    fn from(s: &Split) -> Self {
+        pb::Split {
+            path: s.path.clone(),
+            range: Some(match &s.range {
+                SplitRange::Bytes { start, end } => pb::split::Range::Bytes(pb::ByteRange {
+                    start: *start,
+                    end: *end,
+                }),
+                SplitRange::RowGroups(groups) => pb::split::Range::RowGroups(pb::RowGroups {
+                    row_groups: groups.clone(),
+                }),
+            }),
+        }
+    }
+}
+
+impl TryFrom<&pb::Split> for Split {
+    type Error = InvalidMessage;
+    fn try_from(s: &pb::Split) -> Result<Self, InvalidMessage> {
+        let range = match &s.range {
+            Some(pb::split::Range::Bytes(b)) if b.start <= b.end => SplitRange::Bytes {
+                start: b.start,
+                end: b.end,
+            },
+            Some(pb::split::Range::RowGroups(g)) => SplitRange::RowGroups(g.row_groups.clone()),
+            other => return Err(invalid("split", format!("range {other:?}"))),
+        };
+        Ok(Split {
+            path: s.path.clone(),
+            range,
+        })
+    }
+}
+
+impl From<&TaskFailure> for pb::TaskFailure {
+    fn from(f: &TaskFailure) -> Self {
+        use pb::task_failure::Reason;
+        pb::TaskFailure {
+            message: f.message.clone(),
+            retryable: f.retryable,
+            reason: Some(match &f.reason {
+                FailureReason::Plugin => Reason::Plugin(pb::PluginFailure {}),
+                FailureReason::Io => Reason::Io(pb::IoFailure {}),
+                FailureReason::BadRecord { file, line } => Reason::BadRecord(pb::BadRecord {
+                    file: file.clone(),
+                    line: *line,
+                }),
+                FailureReason::FetchFailed {
+                    map_index,
+                    map_attempt,
+                    worker_id,
+                } => Reason::FetchFailed(pb::FetchFailed {
+                    map_index: *map_index,
+                    map_attempt: *map_attempt,
+                    worker_id: worker_id.clone(),
+                }),
+            }),
+        }
+    }
+}
+
+impl From<&pb::TaskFailure> for TaskFailure {
+    fn from(f: &pb::TaskFailure) -> Self {
+        use pb::task_failure::Reason;
+        let reason = match &f.reason {
+            Some(Reason::Plugin(_)) => FailureReason::Plugin,
+            Some(Reason::BadRecord(b)) => FailureReason::BadRecord {
+                file: b.file.clone(),
+                line: b.line,
+            },
+            Some(Reason::FetchFailed(x)) => FailureReason::FetchFailed {
+                map_index: x.map_index,
+                map_attempt: x.map_attempt,
+                worker_id: x.worker_id.clone(),
+            },
+            Some(Reason::Io(_)) | None => FailureReason::Io,
+        };
+        TaskFailure {
+            message: f.message.clone(),
+            retryable: f.retryable,
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trips() {
+        let mut spec = JobSpec::new("p.so".into(), vec!["a/*.csv".into()], InputFormat::Csv, "out".into());
+        spec.params.insert("k".into(), "v".into());
+        spec.output_format = OutputFormat::Csv;
+        let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn fetch_failure_keeps_its_fields() {
+        let f = TaskFailure {
+            message: "fetch".into(),
+            retryable: true,
+            reason: FailureReason::FetchFailed {
+                map_index: 3,
+                map_attempt: 1,
+                worker_id: "worker-2".into(),
+            },
+        };
+        assert_eq!(TaskFailure::from(&pb::TaskFailure::from(&f)), f);
+    }
+}

@@ -1,0 +1,57 @@
+//! A reducer's side of the shuffle: fetch one partition of one map output.
+
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use sluice_proto::pb::shuffle_client::ShuffleClient;
+use sluice_proto::{MAX_MESSAGE_BYTES, pb};
+use tokio::sync::mpsc;
+
+use crate::error::{TaskError, TaskResult};
+
+/// Decodes one IPC chunk into its batches.
+pub fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
+    let reader = StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+}
+
+/// Streams partition `partition` of map output `loc` into `tx`; returns the rows fetched.
+/// Any failure is a typed [`TaskError::FetchFailed`] naming the map output.
+pub async fn fetch_partition(
+    job_id: &str,
+    loc: &pb::MapOutputLocation,
+    partition: u32,
+    tx: &mpsc::Sender<RecordBatch>,
+) -> TaskResult<u64> {
+    let fail = |message: String| TaskError::FetchFailed {
+        map_index: loc.map_index,
+        map_attempt: loc.attempt,
+        worker_id: loc.worker_id.clone(),
+        addr: loc.shuffle_addr.clone(),
+        message,
+    };
+    let url = format!("http://{}", loc.shuffle_addr);
+    let mut client = ShuffleClient::connect(url)
+        .await
+        .map_err(|e| fail(format!("connect: {e}")))?
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut stream = client
+        .fetch_partition(pb::FetchPartitionRequest {
+            job_id: job_id.to_string(),
+            map_index: loc.map_index,
+            attempt: loc.attempt,
+            partition,
+        })
+        .await
+        .map_err(|s| fail(s.message().to_string()))?
+        .into_inner();
+    let mut rows = 0u64;
+    while let Some(chunk) = stream.message().await.map_err(|s| fail(s.message().to_string()))? {
+        for batch in decode_ipc(&chunk.ipc).map_err(|e| fail(format!("decoding: {e}")))? {
+            rows += batch.num_rows() as u64;
+            if tx.send(batch).await.is_err() {
+                return Ok(rows); // the consumer stopped (it failed); its error wins
+            }
+        }
+    }
+    Ok(rows)
+}

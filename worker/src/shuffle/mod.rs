@@ -1,0 +1,78 @@
+//! The shuffle: map outputs on the map worker's local disk, fetched by reducers over gRPC.
+//!
+//! # On-disk format
+//! ```text
+//! <work_dir>/shuffle/<job_id>/<map_index>-<attempt>/data.parquet
+//!
+//!   one Parquet file per map attempt (lz4), written in runs: a map task that fits in
+//!   task_memory writes one run, a bigger one spills several. Within a run, partitions are
+//!   written in order, each as its own row group(s); empty partitions write nothing:
+//!
+//!   run 0: [rg 0: partition 0] [rg 1: partition 1] ... [rg R-1: partition R-1]
+//!   run 1: [rg R: partition 0] ...
+//!
+//!   so with one run and no empty partition, row group r is partition r. The footer's
+//!   key-value metadata `sluice.partition_row_groups` ("p:rg,rg;p:rg" ...) and the worker's
+//!   in-memory registry map each partition to its row groups.
+//! ```
+//! Within a run a partition's rows are sorted by key when the map aggregates (the partial
+//! aggregate is emitted sorted), in map order otherwise.
+//!
+//! The serve side resolves a fetch from ids it registered itself ([`ShuffleRegistry`]); a
+//! path never comes from the network.
+
+pub mod fetch;
+pub mod merge;
+pub mod serve;
+pub mod spill;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Identifies one map attempt's output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MapOutputId {
+    /// The job.
+    pub job_id: String,
+    /// Map task index.
+    pub map_index: u32,
+    /// Attempt number.
+    pub attempt: u32,
+}
+
+/// A finished map output on this worker's disk.
+#[derive(Debug, Clone)]
+pub struct MapOutputFile {
+    /// The spill file; `None` when the map produced no rows.
+    pub path: Option<PathBuf>,
+    /// Row groups of each partition, in file order.
+    pub partition_row_groups: HashMap<u32, Vec<usize>>,
+}
+
+/// The map outputs this worker serves.
+#[derive(Debug, Clone, Default)]
+pub struct ShuffleRegistry {
+    inner: Arc<Mutex<HashMap<MapOutputId, MapOutputFile>>>,
+}
+
+impl ShuffleRegistry {
+    /// Records a finished map output.
+    pub fn insert(&self, id: MapOutputId, file: MapOutputFile) {
+        self.lock().insert(id, file);
+    }
+
+    /// Looks a map output up.
+    pub fn get(&self, id: &MapOutputId) -> Option<MapOutputFile> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Forgets every output of `job_id`.
+    pub fn remove_job(&self, job_id: &str) {
+        self.lock().retain(|id, _| id.job_id != job_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MapOutputId, MapOutputFile>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,222 @@
+//! A map attempt: read the split as record batches, call the plugin's `map` on each,
+//! combine (declared aggregates, map-side), hash-partition by key and spill to one Parquet
+//! file, in runs bounded by `task_memory`.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use sluice_common::agg::{AggMode, HashAggregator};
+use sluice_common::format::read::read_split;
+use sluice_common::partition::split_by_partition;
+use sluice_common::plugin::Plugin;
+use sluice_common::split::Split;
+use sluice_common::{Error, Result};
+use sluice_proto::pb;
+use sluice_sdk::{Aggregate, ReduceKind, TaskKind};
+
+use super::{JobInfo, TaskEnv};
+use crate::error::TaskResult;
+use crate::shuffle::spill::SpillWriter;
+use crate::shuffle::{MapOutputFile, MapOutputId};
+
+/// Where map attempt `(index, attempt)` of `job_id` spills.
+pub fn spill_path(work_dir: &Path, job_id: &str, index: u32, attempt: u32) -> PathBuf {
+    work_dir
+        .join("shuffle")
+        .join(job_id)
+        .join(format!("{index}-{attempt}"))
+        .join("data.parquet")
+}
+
+/// Runs the attempt on the CPU pool, registers its output and returns the report.
+pub async fn run(
+    env: &TaskEnv,
+    job: &JobInfo,
+    index: u32,
+    attempt: u32,
+    split: Split,
+) -> TaskResult<pb::MapDone> {
+    let path = spill_path(&env.work_dir, &job.job_id, index, attempt);
+    let job2 = job.clone();
+    let body = env
+        .cpu
+        .run(move || map_body(&job2, index, attempt, &split, path))
+        .await
+        .map_err(|panic| Error::Invalid(format!("map task panicked: {panic}")))??;
+    let MapBody {
+        output,
+        partitions,
+        rows_in,
+        rows_out,
+    } = body;
+    env.registry.insert(
+        MapOutputId {
+            job_id: job.job_id.clone(),
+            map_index: index,
+            attempt,
+        },
+        output,
+    );
+    Ok(pb::MapDone {
+        partitions,
+        rows_in,
+        rows_out,
+    })
+}
+
+struct MapBody {
+    output: MapOutputFile,
+    partitions: Vec<pb::PartitionStat>,
+    rows_in: u64,
+    rows_out: u64,
+}
+
+/// How map output is held until it is spilled.
+enum Combiner<'a> {
+    /// Declared aggregates: partial aggregation in a hash table.
+    Aggregate {
+        keys: &'a [String],
+        aggregates: &'a [Aggregate],
+        table: Option<HashAggregator>,
+    },
+    /// Custom reduce: rows buffered per partition.
+    Buffer {
+        parts: Vec<Vec<RecordBatch>>,
+        bytes: usize,
+    },
+}
+
+fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
+    keys.iter()
+        .map(|k| {
+            batch.schema().index_of(k).map_err(|_| {
+                Error::Invalid(format!(
+                    "map output lacks key column {k:?} (it has {:?})",
+                    batch.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+                ))
+            })
+        })
+        .collect()
+}
+
+impl Combiner<'_> {
+    fn add(&mut self, batch: RecordBatch, keys: &[String], partitions: u32) -> Result<()> {
+        match self {
+            Combiner::Aggregate {
+                keys,
+                aggregates,
+                table,
+            } => {
+                let t = match table {
+                    Some(t) => t,
+                    None => table.insert(HashAggregator::new(
+                        &batch.schema(),
+                        keys,
+                        aggregates,
+                        AggMode::Partial,
+                    )?),
+                };
+                t.update(&batch)
+            }
+            Combiner::Buffer { parts, bytes } => {
+                let idx = key_indices(&batch, keys)?;
+                *bytes += batch.get_array_memory_size();
+                for (p, b) in split_by_partition(&batch, &idx, partitions)? {
+                    parts[p as usize].push(b);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Combiner::Aggregate { table, .. } => table.as_ref().map_or(0, |t| t.memory_bytes()),
+            Combiner::Buffer { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Takes what is held as one run, partitions in ascending order.
+    fn take_run(&mut self, partitions: u32) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
+        match self {
+            Combiner::Aggregate { keys, table, .. } => {
+                let Some(batch) = table.as_mut().map(|t| t.take_sorted()).transpose()?.flatten() else {
+                    return Ok(Vec::new());
+                };
+                // The aggregate output starts with the key columns.
+                let idx: Vec<usize> = (0..keys.len()).collect();
+                Ok(split_by_partition(&batch, &idx, partitions)?
+                    .into_iter()
+                    .map(|(p, b)| (p, vec![b]))
+                    .collect())
+            }
+            Combiner::Buffer { parts, bytes } => {
+                *bytes = 0;
+                Ok(parts
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(p, b)| (p as u32, std::mem::take(b)))
+                    .filter(|(_, b)| !b.is_empty())
+                    .collect())
+            }
+        }
+    }
+}
+
+fn map_body(job: &JobInfo, index: u32, attempt: u32, split: &Split, path: PathBuf) -> TaskResult<MapBody> {
+    let spec = &job.spec;
+    let plugin = Plugin::load(Path::new(&spec.plugin))?;
+    let desc = plugin.description();
+    let ctx = job.context(TaskKind::Map, index, attempt);
+    let partitions = spec.reducers;
+    let mut combiner = match &desc.reduce {
+        ReduceKind::Aggregate(aggregates) => Combiner::Aggregate {
+            keys: &desc.key_columns,
+            aggregates,
+            table: None,
+        },
+        ReduceKind::Custom => Combiner::Buffer {
+            parts: vec![Vec::new(); partitions as usize],
+            bytes: 0,
+        },
+    };
+    let mut spill = SpillWriter::new(path);
+    let (mut rows_in, mut rows_out) = (0u64, 0u64);
+    for batch in read_split(split, spec.format, job.input_schema.clone(), spec.batch_rows as usize)? {
+        let batch = batch?;
+        rows_in += batch.num_rows() as u64;
+        let out = plugin.map(batch, &ctx).map_err(|e| match e {
+            Error::Plugin { job, message } => Error::Plugin {
+                job,
+                message: format!("{message} (map task {index} over {split})"),
+            },
+            other => other,
+        })?;
+        rows_out += out.num_rows() as u64;
+        if out.num_rows() == 0 {
+            continue;
+        }
+        combiner.add(out, &desc.key_columns, partitions)?;
+        if combiner.memory_bytes() as u64 > spec.task_memory {
+            tracing::debug!(index, bytes = combiner.memory_bytes(), "map task spills a run");
+            spill.write_run(combiner.take_run(partitions)?)?;
+        }
+    }
+    spill.write_run(combiner.take_run(partitions)?)?;
+    let (output, stats) = spill.finish()?;
+    let mut partitions: Vec<pb::PartitionStat> = stats
+        .into_iter()
+        .map(|(p, s)| pb::PartitionStat {
+            partition: p,
+            rows: s.rows,
+            bytes: s.bytes,
+        })
+        .collect();
+    partitions.sort_by_key(|p| p.partition);
+    Ok(MapBody {
+        output,
+        partitions,
+        rows_in,
+        rows_out,
+    })
+}

@@ -1,0 +1,131 @@
+//! Task execution: turning an assignment into a map or reduce attempt and its report.
+
+pub mod map_task;
+pub mod reduce_task;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use sluice_common::failure::TaskFailure;
+use sluice_common::format::schema::schema_from_bytes;
+use sluice_common::spec::JobSpec;
+use sluice_common::split::Split;
+use sluice_proto::pb;
+use sluice_proto::pb::coordinator_client::CoordinatorClient;
+use sluice_sdk::{TaskContext, TaskKind};
+use tonic::transport::Channel;
+use tracing::Instrument;
+
+use crate::cpu::CpuPool;
+use crate::error::{TaskError, TaskResult};
+use crate::shuffle::ShuffleRegistry;
+
+/// What every task on this worker shares.
+#[derive(Clone)]
+pub struct TaskEnv {
+    /// This worker's id as the coordinator assigned it.
+    pub worker_id: String,
+    /// Root of this worker's local files.
+    pub work_dir: PathBuf,
+    /// Map outputs this worker serves.
+    pub registry: ShuffleRegistry,
+    /// Where task bodies run.
+    pub cpu: CpuPool,
+    /// The coordinator.
+    pub coordinator: CoordinatorClient<Channel>,
+}
+
+/// The job-level part of an assignment, decoded.
+#[derive(Clone)]
+pub struct JobInfo {
+    /// The job id.
+    pub job_id: String,
+    /// The spec as submitted.
+    pub spec: Arc<JobSpec>,
+    /// The input schema for CSV and JSON lines.
+    pub input_schema: Option<SchemaRef>,
+}
+
+impl JobInfo {
+    fn context(&self, kind: TaskKind, task_index: u32, attempt: u32) -> TaskContext {
+        TaskContext {
+            job_id: self.job_id.clone(),
+            kind,
+            task_index,
+            attempt,
+            params: self.spec.params.clone().into_iter().collect::<BTreeMap<_, _>>(),
+        }
+    }
+}
+
+fn decode_job(a: &pb::TaskAssignment) -> TaskResult<JobInfo> {
+    let runtime = a
+        .job
+        .as_ref()
+        .ok_or_else(|| TaskError::Assignment("no job runtime".into()))?;
+    let spec = runtime
+        .spec
+        .as_ref()
+        .ok_or_else(|| TaskError::Assignment("no job spec".into()))?;
+    let spec = JobSpec::try_from(spec).map_err(|e| TaskError::Assignment(e.to_string()))?;
+    let input_schema = if runtime.input_schema_ipc.is_empty() {
+        None
+    } else {
+        Some(schema_from_bytes(&runtime.input_schema_ipc)?)
+    };
+    Ok(JobInfo {
+        job_id: a.job_id.clone(),
+        spec: Arc::new(spec),
+        input_schema,
+    })
+}
+
+/// Runs one assignment to its end and reports the outcome to the coordinator.
+pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
+    let (is_map, index) = match &a.task {
+        Some(pb::task_assignment::Task::Map(m)) => (true, m.index),
+        Some(pb::task_assignment::Task::Reduce(r)) => (false, r.partition),
+        None => (true, 0),
+    };
+    let span = tracing::info_span!("task", job = %a.job_id, kind = if is_map { "map" } else { "reduce" }, index, attempt = a.attempt);
+    let outcome = match execute(&env, &a).instrument(span).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(job = %a.job_id, index, attempt = a.attempt, error = %e, "task attempt failed");
+            pb::report_task_request::Outcome::Failed(pb::TaskFailure::from(&TaskFailure::from(&e)))
+        }
+    };
+    let report = pb::ReportTaskRequest {
+        worker_id: env.worker_id.clone(),
+        job_id: a.job_id.clone(),
+        is_map,
+        index,
+        attempt: a.attempt,
+        outcome: Some(outcome),
+    };
+    if let Err(e) = env.coordinator.clone().report_task(report).await {
+        tracing::warn!(error = %e, "reporting task outcome failed");
+    }
+}
+
+async fn execute(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult<pb::report_task_request::Outcome> {
+    let job = decode_job(a)?;
+    match &a.task {
+        Some(pb::task_assignment::Task::Map(m)) => {
+            let split = m
+                .split
+                .as_ref()
+                .ok_or_else(|| TaskError::Assignment("map task without a split".into()))
+                .and_then(|s| Split::try_from(s).map_err(|e| TaskError::Assignment(e.to_string())))?;
+            let done = map_task::run(env, &job, m.index, a.attempt, split).await?;
+            Ok(pb::report_task_request::Outcome::MapDone(done))
+        }
+        Some(pb::task_assignment::Task::Reduce(r)) => {
+            let done = reduce_task::run(env, &job, r.partition, a.attempt, &r.map_outputs).await?;
+            Ok(pb::report_task_request::Outcome::ReduceDone(done))
+        }
+        None => Err(TaskError::Assignment("assignment without a task".into())),
+    }
+}
