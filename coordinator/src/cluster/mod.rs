@@ -1,0 +1,3 @@
+//! Cluster membership.
+
+pub mod workers;

@@ -1,0 +1,64 @@
+//! The workers the coordinator knows: their shuffle addresses, slots and last heartbeat.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use sluice_common::ids::{JobId, WorkerId};
+
+/// One registered worker.
+#[derive(Debug)]
+pub struct WorkerInfo {
+    /// Address its shuffle service listens on.
+    pub shuffle_addr: String,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// When it last heartbeated.
+    pub last_seen: Instant,
+    /// Finished jobs it has been told about (to drop their shuffle files).
+    pub told_finished: HashSet<JobId>,
+}
+
+/// Registered workers.
+#[derive(Debug, Default)]
+pub struct Workers {
+    next: u64,
+    by_id: HashMap<WorkerId, WorkerInfo>,
+}
+
+impl Workers {
+    /// Registers a worker and returns its new id. A restarted worker is a new worker.
+    pub fn register(&mut self, shuffle_addr: String, slots: u32) -> WorkerId {
+        self.next += 1;
+        let id = WorkerId(format!("worker-{}", self.next));
+        self.by_id.insert(
+            id.clone(),
+            WorkerInfo {
+                shuffle_addr,
+                slots,
+                last_seen: Instant::now(),
+                told_finished: HashSet::new(),
+            },
+        );
+        id
+    }
+
+    /// The worker, if registered.
+    pub fn get_mut(&mut self, id: &WorkerId) -> Option<&mut WorkerInfo> {
+        self.by_id.get_mut(id)
+    }
+
+    /// The worker, if registered.
+    pub fn get(&self, id: &WorkerId) -> Option<&WorkerInfo> {
+        self.by_id.get(id)
+    }
+
+    /// Number of registered workers.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no worker is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}

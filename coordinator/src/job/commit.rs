@@ -1,0 +1,124 @@
+//! Output commit: one attempt per partition commits (the first to ask), the part file is
+//! renamed into place by that attempt, and `_SUCCESS` with a manifest is written only when
+//! every partition is committed.
+
+use std::path::Path;
+
+use serde::Serialize;
+use sluice_common::ids::JobId;
+use sluice_proto::pb;
+
+/// Commit decisions and committed files of one job.
+pub struct Commits {
+    authorized: Vec<Option<u32>>,
+    done: Vec<Option<pb::ReduceDone>>,
+}
+
+/// One entry of the `_SUCCESS` manifest.
+#[derive(Serialize)]
+struct ManifestFile<'a> {
+    file: &'a str,
+    partition: usize,
+    rows: u64,
+    bytes: u64,
+}
+
+/// The `_SUCCESS` manifest.
+#[derive(Serialize)]
+struct Manifest<'a> {
+    job_id: &'a str,
+    rows: u64,
+    bytes: u64,
+    files: Vec<ManifestFile<'a>>,
+}
+
+impl Commits {
+    /// Nothing committed among `partitions` partitions.
+    pub fn new(partitions: usize) -> Self {
+        Commits {
+            authorized: vec![None; partitions],
+            done: vec![None; partitions],
+        }
+    }
+
+    /// The first attempt to ask for a partition gets it; later askers are refused, and the
+    /// winner asking again is told yes again.
+    pub fn authorize(&mut self, partition: u32, attempt: u32) -> bool {
+        match self.authorized.get_mut(partition as usize) {
+            None => false,
+            Some(slot @ None) => {
+                *slot = Some(attempt);
+                true
+            }
+            Some(Some(a)) => *a == attempt,
+        }
+    }
+
+    /// A partition's attempt reported its committed file.
+    pub fn record_done(&mut self, partition: u32, done: pb::ReduceDone) {
+        if let Some(slot) = self.done.get_mut(partition as usize) {
+            *slot = Some(done);
+        }
+    }
+
+    /// Rows in committed part files.
+    pub fn rows_out(&self) -> u64 {
+        self.done.iter().flatten().map(|d| d.rows).sum()
+    }
+
+    /// Writes `<output>/_SUCCESS` (the manifest, JSON) through a temporary file and a
+    /// rename, then removes `_temporary`.
+    pub fn write_success(&self, job: &JobId, output: &str) -> std::io::Result<()> {
+        let files: Vec<ManifestFile> = self
+            .done
+            .iter()
+            .enumerate()
+            .filter_map(|(p, d)| d.as_ref().map(|d| (p, d)))
+            .filter(|(_, d)| !d.file.is_empty())
+            .map(|(partition, d)| ManifestFile {
+                file: &d.file,
+                partition,
+                rows: d.rows,
+                bytes: d.bytes,
+            })
+            .collect();
+        let manifest = Manifest {
+            job_id: job.as_str(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            files,
+        };
+        let out = Path::new(output);
+        let _ = std::fs::remove_dir_all(out.join("_temporary"));
+        let text = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+        let tmp = out.join("._SUCCESS.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, out.join("_SUCCESS"))
+    }
+}
+
+/// Removes what a failed or cancelled job left in `_temporary`, and the output directory
+/// itself when nothing else is in it, so a rerun needs no `--overwrite`.
+pub fn abort_output(output: &str) {
+    let out = Path::new(output);
+    let _ = std::fs::remove_dir_all(out.join("_temporary"));
+    let empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_none());
+    if empty {
+        let _ = std::fs::remove_dir(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_attempt_commits() {
+        let mut c = Commits::new(2);
+        assert!(c.authorize(1, 3));
+        assert!(!c.authorize(1, 4));
+        assert!(c.authorize(1, 3), "the winner may ask again");
+        assert!(c.authorize(0, 4));
+        assert!(!c.authorize(2, 0), "no such partition");
+    }
+}

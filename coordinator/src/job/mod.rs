@@ -1,0 +1,355 @@
+//! One job's state and its transitions.
+//!
+//! ```text
+//! task:  Pending ──assign──► Running{attempt, worker} ──done──► Done{attempt, worker}
+//!           ▲                      │ failed (retryable, attempts left)
+//!           └──────────────────────┘
+//!        a Done map whose output cannot be fetched goes back to Pending (lineage)
+//!
+//! job:   Running ──all reduces committed──► Succeeded (_SUCCESS written)
+//!           ├──── a task fails for good ───► Failed(message)
+//!           └──── cancel ──────────────────► Cancelled
+//! ```
+//! Reduces are assigned once every map is done (Hadoop's slow-start of 1.0): a reduce task
+//! carries the locations of all map outputs.
+
+pub mod commit;
+pub mod lineage;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_common::failure::{FailureReason, TaskFailure};
+use sluice_common::ids::{JobId, WorkerId};
+use sluice_common::spec::JobSpec;
+use sluice_common::split::Split;
+use sluice_proto::pb;
+use sluice_sdk::JobDescription;
+
+use lineage::Lineage;
+
+/// Attempts a task gets before its failure fails the job.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// Where a task is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Waiting for a worker.
+    Pending,
+    /// An attempt is running.
+    Running {
+        /// The attempt.
+        attempt: u32,
+        /// Its worker.
+        worker: WorkerId,
+    },
+    /// An attempt finished.
+    Done {
+        /// The attempt.
+        attempt: u32,
+        /// Its worker.
+        worker: WorkerId,
+    },
+}
+
+/// A map or reduce task.
+#[derive(Debug, Clone)]
+pub struct TaskState {
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Attempts started so far (the next attempt's number).
+    pub attempts: u32,
+}
+
+impl TaskState {
+    fn new() -> Self {
+        TaskState {
+            status: TaskStatus::Pending,
+            attempts: 0,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.status, TaskStatus::Done { .. })
+    }
+
+    fn is_running(&self, attempt: u32) -> bool {
+        matches!(&self.status, TaskStatus::Running { attempt: a, .. } if *a == attempt)
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Tasks are being scheduled.
+    Running,
+    /// Every partition is committed and `_SUCCESS` written.
+    Succeeded,
+    /// A task failed for good.
+    Failed(String),
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A submitted job.
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// As submitted.
+    pub spec: Arc<JobSpec>,
+    /// What the plugin declared.
+    pub description: JobDescription,
+    /// Sent with every assignment.
+    runtime: pb::JobRuntime,
+    splits: Vec<Split>,
+    maps: Vec<TaskState>,
+    reduces: Vec<TaskState>,
+    lineage: Lineage,
+    commits: commit::Commits,
+    /// Where it is.
+    pub status: JobStatus,
+    rows_in: u64,
+    shuffle_bytes: u64,
+    submitted_ms: u64,
+    finished_ms: u64,
+}
+
+/// What a worker reported for one attempt.
+pub enum Outcome {
+    /// A map attempt finished.
+    MapDone(pb::MapDone),
+    /// A reduce attempt committed.
+    ReduceDone(pb::ReduceDone),
+    /// The attempt failed.
+    Failed(TaskFailure),
+}
+
+impl Job {
+    /// A new running job over planned splits.
+    pub fn new(
+        id: JobId,
+        spec: JobSpec,
+        description: JobDescription,
+        input_schema_ipc: Vec<u8>,
+        splits: Vec<Split>,
+    ) -> Self {
+        let reducers = spec.reducers as usize;
+        let runtime = pb::JobRuntime {
+            spec: Some(pb::JobSpec::from(&spec)),
+            input_schema_ipc,
+        };
+        Job {
+            id,
+            spec: Arc::new(spec),
+            description,
+            runtime,
+            maps: vec![TaskState::new(); splits.len()],
+            reduces: vec![TaskState::new(); reducers],
+            lineage: Lineage::new(splits.len()),
+            commits: commit::Commits::new(reducers),
+            splits,
+            status: JobStatus::Running,
+            rows_in: 0,
+            shuffle_bytes: 0,
+            submitted_ms: now_ms(),
+            finished_ms: 0,
+        }
+    }
+
+    /// Whether the job has ended (any way).
+    pub fn is_finished(&self) -> bool {
+        self.status != JobStatus::Running
+    }
+
+    fn assignment(&self, attempt: u32, task: pb::task_assignment::Task) -> pb::TaskAssignment {
+        pb::TaskAssignment {
+            job_id: self.id.0.clone(),
+            attempt,
+            job: Some(self.runtime.clone()),
+            task: Some(task),
+        }
+    }
+
+    /// The next task this job can give `worker`, if any.
+    pub fn next_task(&mut self, worker: &WorkerId) -> Option<pb::TaskAssignment> {
+        if self.is_finished() {
+            return None;
+        }
+        let start = |t: &mut TaskState| {
+            let attempt = t.attempts;
+            t.attempts += 1;
+            t.status = TaskStatus::Running {
+                attempt,
+                worker: worker.clone(),
+            };
+            attempt
+        };
+        if let Some(i) = self.maps.iter().position(|t| t.status == TaskStatus::Pending) {
+            let attempt = start(&mut self.maps[i]);
+            let task = pb::task_assignment::Task::Map(pb::MapTask {
+                split: Some(pb::Split::from(&self.splits[i])),
+                index: i as u32,
+            });
+            return Some(self.assignment(attempt, task));
+        }
+        if !self.maps.iter().all(TaskState::is_done) {
+            return None;
+        }
+        let i = self.reduces.iter().position(|t| t.status == TaskStatus::Pending)?;
+        let attempt = start(&mut self.reduces[i]);
+        let task = pb::task_assignment::Task::Reduce(pb::ReduceTask {
+            partition: i as u32,
+            map_outputs: self.lineage.locations(),
+        });
+        Some(self.assignment(attempt, task))
+    }
+
+    /// Applies one attempt's report. Stale reports (an attempt that is no longer the running
+    /// one) are ignored. Returns true when the job just completed all its reduces.
+    pub fn on_report(
+        &mut self,
+        is_map: bool,
+        index: u32,
+        attempt: u32,
+        worker: &WorkerId,
+        shuffle_addr: &str,
+        outcome: Outcome,
+    ) -> bool {
+        if self.is_finished() {
+            return false;
+        }
+        let i = index as usize;
+        let tasks = if is_map { &mut self.maps } else { &mut self.reduces };
+        let Some(task) = tasks.get_mut(i) else {
+            return false;
+        };
+        if !task.is_running(attempt) {
+            tracing::debug!(job = %self.id, index, attempt, "ignoring a stale report");
+            return false;
+        }
+        match outcome {
+            Outcome::MapDone(done) => {
+                task.status = TaskStatus::Done {
+                    attempt,
+                    worker: worker.clone(),
+                };
+                self.rows_in += done.rows_in;
+                self.shuffle_bytes += done.partitions.iter().map(|p| p.bytes).sum::<u64>();
+                self.lineage.record(index, attempt, worker, shuffle_addr);
+                false
+            }
+            Outcome::ReduceDone(done) => {
+                task.status = TaskStatus::Done {
+                    attempt,
+                    worker: worker.clone(),
+                };
+                self.commits.record_done(index, done);
+                self.reduces.iter().all(TaskState::is_done)
+            }
+            Outcome::Failed(failure) => {
+                self.on_failure(is_map, i, failure);
+                false
+            }
+        }
+    }
+
+    fn on_failure(&mut self, is_map: bool, i: usize, failure: TaskFailure) {
+        let kind = if is_map { "map" } else { "reduce" };
+        if let FailureReason::FetchFailed { map_index, .. } = &failure.reason {
+            // The map output is gone: re-run that map from its split (lineage) and give the
+            // reduce another try, without counting it against the reduce.
+            let m = *map_index as usize;
+            if let Some(map) = self.maps.get_mut(m) {
+                if map.is_done() {
+                    tracing::info!(job = %self.id, map = m, "map output lost, re-running the map");
+                    map.status = TaskStatus::Pending;
+                    self.lineage.forget(*map_index);
+                }
+            }
+            let task = &mut self.reduces[i];
+            task.attempts = task.attempts.max(1);
+            task.status = TaskStatus::Pending;
+            return;
+        }
+        let task = if is_map { &mut self.maps[i] } else { &mut self.reduces[i] };
+        if !failure.retryable || task.attempts >= MAX_ATTEMPTS {
+            let why = if failure.retryable {
+                format!("{kind} task {i} failed {} times; last error: {}", task.attempts, failure.message)
+            } else {
+                format!("{kind} task {i} failed: {}", failure.message)
+            };
+            self.fail(why);
+        } else {
+            tracing::info!(job = %self.id, kind, index = i, error = %failure.message, "retrying task");
+            task.status = TaskStatus::Pending;
+        }
+    }
+
+    /// Ends the job as failed and removes its temporary output.
+    pub fn fail(&mut self, message: String) {
+        tracing::warn!(job = %self.id, error = %message, "job failed");
+        self.status = JobStatus::Failed(message);
+        self.finished_ms = now_ms();
+        commit::abort_output(&self.spec.output);
+    }
+
+    /// Ends the job as cancelled.
+    pub fn cancel(&mut self) {
+        if !self.is_finished() {
+            self.status = JobStatus::Cancelled;
+            self.finished_ms = now_ms();
+            commit::abort_output(&self.spec.output);
+        }
+    }
+
+    /// Whether `attempt` may commit `partition`: the first to ask wins, and only it.
+    pub fn can_commit(&mut self, partition: u32, attempt: u32) -> bool {
+        !self.is_finished() && self.commits.authorize(partition, attempt)
+    }
+
+    /// Writes `_SUCCESS` and marks the job succeeded (or failed if that is impossible).
+    pub fn succeed(&mut self) {
+        match self.commits.write_success(&self.id, &self.spec.output) {
+            Ok(()) => {
+                self.status = JobStatus::Succeeded;
+                self.finished_ms = now_ms();
+                tracing::info!(job = %self.id, "job succeeded");
+            }
+            Err(e) => self.fail(format!("writing _SUCCESS: {e}")),
+        }
+    }
+
+    /// The job as clients see it.
+    pub fn info(&self) -> pb::JobInfo {
+        let done = |ts: &[TaskState]| ts.iter().filter(|t| t.is_done()).count() as u32;
+        let (state, error) = match &self.status {
+            JobStatus::Running => (pb::JobState::Running, String::new()),
+            JobStatus::Succeeded => (pb::JobState::Succeeded, String::new()),
+            JobStatus::Failed(e) => (pb::JobState::Failed, e.clone()),
+            JobStatus::Cancelled => (pb::JobState::Cancelled, "cancelled".into()),
+        };
+        pb::JobInfo {
+            job_id: self.id.0.clone(),
+            name: self.description.name.clone(),
+            state: state as i32,
+            error,
+            maps_total: self.maps.len() as u32,
+            maps_done: done(&self.maps),
+            reduces_total: self.reduces.len() as u32,
+            reduces_done: done(&self.reduces),
+            rows_in: self.rows_in,
+            rows_out: self.commits.rows_out(),
+            output: self.spec.output.clone(),
+            submitted_ms: self.submitted_ms,
+            finished_ms: self.finished_ms,
+            shuffle_bytes: self.shuffle_bytes,
+        }
+    }
+}
