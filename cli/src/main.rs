@@ -1,1 +1,232 @@
-fn main() {}
+//! `sluice`: run MapReduce jobs written as plugins, locally or (later) on a cluster.
+//!
+//! - `sluice run --local N ...`: a coordinator and N workers in this process ([`local`]).
+//! - `sluice demo`: the EOD example on generated data ([`demo`]).
+//! - `sluice bench`: EOD and word count on generated data, with figures ([`bench`]).
+
+mod bench;
+mod client;
+mod demo;
+mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use sluice_common::spec::{
+    DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat,
+};
+use sluice_proto::pb;
+
+/// Sluice: a distributed MapReduce-style batch engine.
+#[derive(Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job in local mode: a coordinator and N workers in this process over loopback gRPC.
+    Run(RunArgs),
+    /// Generate a small EOD data set, run the eod plugin locally and print the first rows.
+    Demo(demo::DemoArgs),
+    /// Generate data once, run EOD and word count locally and print throughput and memory.
+    Bench(bench::BenchArgs),
+}
+
+/// The job options shared by `run` (and, later, `submit`).
+#[derive(Args, Clone)]
+pub struct JobArgs {
+    /// The job plugin (a cdylib built against sluice-sdk).
+    #[arg(long)]
+    pub plugin: PathBuf,
+    /// Input files, directories or globs (one or more after one flag).
+    #[arg(long, num_args = 1.., required = true)]
+    pub input: Vec<String>,
+    /// Input format: text, csv, jsonl or parquet.
+    #[arg(long)]
+    pub format: InputFormat,
+    /// Output directory; must not exist unless --overwrite.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Number of reduce partitions (part files).
+    #[arg(long, default_value_t = 4)]
+    pub reducers: u32,
+    /// A job parameter, passed to the plugin (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Bytes per split of text, CSV and JSON-lines files.
+    #[arg(long, default_value_t = DEFAULT_SPLIT_SIZE)]
+    pub split_size: u64,
+    /// Part file format: parquet or csv.
+    #[arg(long, default_value = "parquet")]
+    pub output_format: OutputFormat,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Rows per record batch.
+    #[arg(long, default_value_t = DEFAULT_BATCH_ROWS)]
+    pub batch_rows: u32,
+    /// Bytes a map task holds before it spills a run.
+    #[arg(long, default_value_t = DEFAULT_TASK_MEMORY)]
+    pub task_memory: u64,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("parameter {s:?} is not key=value"))
+}
+
+impl JobArgs {
+    fn to_spec(&self) -> Result<JobSpec> {
+        let abs = |p: &PathBuf| -> Result<String> {
+            let p = if p.is_absolute() {
+                p.clone()
+            } else {
+                std::env::current_dir()?.join(p)
+            };
+            Ok(p.to_string_lossy().into_owned())
+        };
+        let inputs = self
+            .input
+            .iter()
+            .map(|i| abs(&PathBuf::from(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut spec = JobSpec::new(abs(&self.plugin)?, inputs, self.format, abs(&self.output)?);
+        spec.reducers = self.reducers;
+        spec.params = self.params.iter().cloned().collect::<BTreeMap<_, _>>();
+        spec.split_size = self.split_size;
+        spec.output_format = self.output_format;
+        spec.overwrite = self.overwrite;
+        spec.batch_rows = self.batch_rows;
+        spec.task_memory = self.task_memory;
+        spec.validate().map_err(|e| anyhow!(e))?;
+        Ok(spec)
+    }
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Number of workers to start in this process.
+    #[arg(long, default_value_t = 2)]
+    local: usize,
+    /// Task slots per worker (default: the cores divided among the workers, at least 1).
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Print only the summary.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn default_slots(workers: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    cores.div_ceil(workers.max(1)).max(1)
+}
+
+/// Runs a job on a fresh local cluster; returns its final info and wall time.
+pub async fn run_local(
+    workers: usize,
+    slots: Option<usize>,
+    spec: &JobSpec,
+    quiet: bool,
+) -> Result<(pb::JobInfo, f64)> {
+    if workers == 0 {
+        bail!("--local needs at least 1 worker");
+    }
+    let started = Instant::now();
+    let cluster =
+        local::LocalCluster::start(workers, slots.unwrap_or_else(|| default_slots(workers)))
+            .await?;
+    let outcome = async {
+        let mut client = client::connect(&cluster.url).await?;
+        let job_id = client::submit(&mut client, spec).await?;
+        client::wait(&mut client, &job_id, quiet).await
+    }
+    .await;
+    cluster.shutdown().await;
+    Ok((outcome?, started.elapsed().as_secs_f64()))
+}
+
+/// Prints the summary of a finished job; errors when it did not succeed.
+pub fn report(info: &pb::JobInfo, secs: f64) -> Result<()> {
+    if info.state != pb::JobState::Succeeded as i32 {
+        bail!("job {} failed: {}", info.job_id, info.error);
+    }
+    println!(
+        "job {} ({}) succeeded in {secs:.2} s",
+        info.job_id, info.name
+    );
+    println!(
+        "  rows in {}, rows out {}, shuffle {:.1} MiB, {} map / {} reduce tasks",
+        info.rows_in,
+        info.rows_out,
+        info.shuffle_bytes as f64 / (1 << 20) as f64,
+        info.maps_total,
+        info.reduces_total
+    );
+    if let Some(rss) = peak_rss_bytes() {
+        println!("  peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    }
+    println!("  output {}", info.output);
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn main_async(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let spec = args.job.to_spec()?;
+            let (info, secs) = run_local(args.local, args.slots, &spec, args.quiet).await?;
+            report(&info, secs)
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_async(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -15,11 +15,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch,
-    StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    UInt32Array,
 };
 use arrow::compute::{cast, take};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{
+    DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, SchemaRef,
+};
 use arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
 use sluice_sdk::{AggFunc, Aggregate};
@@ -94,7 +96,9 @@ impl Plan {
         // In final mode a count's partial is summed; everything reads its own output column.
         let (func, column) = match mode {
             AggMode::Partial => (agg.func, agg.input.as_deref()),
-            AggMode::Final if agg.func == AggFunc::Count => (AggFunc::Sum, Some(agg.output.as_str())),
+            AggMode::Final if agg.func == AggFunc::Count => {
+                (AggFunc::Sum, Some(agg.output.as_str()))
+            }
             AggMode::Final => (agg.func, Some(agg.output.as_str())),
         };
         let input = match column {
@@ -205,7 +209,11 @@ impl Acc {
                 for (i, &g) in groups.iter().enumerate() {
                     if a.is_valid(i) {
                         let slot = &mut v[g as usize];
-                        *slot = Some(slot.unwrap_or(0).checked_add(a.value(i)).ok_or_else(overflow)?);
+                        *slot = Some(
+                            slot.unwrap_or(0)
+                                .checked_add(a.value(i))
+                                .ok_or_else(overflow)?,
+                        );
                     }
                 }
             }
@@ -214,12 +222,17 @@ impl Acc {
                 for (i, &g) in groups.iter().enumerate() {
                     if a.is_valid(i) {
                         let slot = &mut v[g as usize];
-                        *slot = Some(slot.unwrap_or(0).checked_add(a.value(i)).ok_or_else(overflow)?);
+                        *slot = Some(
+                            slot.unwrap_or(0)
+                                .checked_add(a.value(i))
+                                .ok_or_else(overflow)?,
+                        );
                     }
                 }
             }
             Acc::SumF64(v) => {
-                let a = cast(col, &DataType::Float64).map_err(|e| Error::arrow(output.to_string(), e))?;
+                let a = cast(col, &DataType::Float64)
+                    .map_err(|e| Error::arrow(output.to_string(), e))?;
                 let a = a.as_primitive::<Float64Type>();
                 for (i, &g) in groups.iter().enumerate() {
                     if a.is_valid(i) {
@@ -246,7 +259,8 @@ impl Acc {
                 }
             }
             Acc::MinMaxF64(v, is_min) => {
-                let a = cast(col, &DataType::Float64).map_err(|e| Error::arrow(output.to_string(), e))?;
+                let a = cast(col, &DataType::Float64)
+                    .map_err(|e| Error::arrow(output.to_string(), e))?;
                 let a = a.as_primitive::<Float64Type>();
                 let pick = if *is_min { f64::min } else { f64::max };
                 for (i, &g) in groups.iter().enumerate() {
@@ -284,15 +298,23 @@ impl Acc {
             Acc::SumF64(v) | Acc::MinMaxF64(v, _) => Arc::new(Float64Array::from(v)),
             Acc::SumI128(v) | Acc::MinMaxI128(v, _) => {
                 let DataType::Decimal128(p, s) = out_type else {
-                    return Err(Error::Invalid(format!("decimal aggregate typed {out_type}")));
+                    return Err(Error::Invalid(format!(
+                        "decimal aggregate typed {out_type}"
+                    )));
                 };
-                Arc::new(Decimal128Array::from(v).with_precision_and_scale(*p, *s).map_err(err)?)
+                Arc::new(
+                    Decimal128Array::from(v)
+                        .with_precision_and_scale(*p, *s)
+                        .map_err(err)?,
+                )
             }
             Acc::MinMaxI64(v, _) => {
                 let wide: ArrayRef = Arc::new(Int64Array::from(v));
                 from_i64(&wide, input_type)?
             }
-            Acc::MinMaxStr(v, _) => Arc::new(v.iter().map(|s| s.as_deref()).collect::<StringArray>()),
+            Acc::MinMaxStr(v, _) => {
+                Arc::new(v.iter().map(|s| s.as_deref()).collect::<StringArray>())
+            }
         })
     }
 }
@@ -302,7 +324,9 @@ fn as_i64(col: &ArrayRef) -> Result<Int64Array> {
     let err = |e| Error::arrow("widening to Int64", e);
     let wide = match col.data_type() {
         DataType::Int64 => col.clone(),
-        DataType::Date32 => cast(&cast(col, &DataType::Int32).map_err(err)?, &DataType::Int64).map_err(err)?,
+        DataType::Date32 => {
+            cast(&cast(col, &DataType::Int32).map_err(err)?, &DataType::Int64).map_err(err)?
+        }
         _ => cast(col, &DataType::Int64).map_err(err)?,
     };
     Ok(wide.as_primitive::<Int64Type>().clone())
@@ -342,11 +366,16 @@ impl HashAggregator {
             .iter()
             .map(|k| {
                 input.index_of(k).map_err(|_| {
-                    Error::Invalid(format!("key column {k:?} is not in the map output {input:?}"))
+                    Error::Invalid(format!(
+                        "key column {k:?} is not in the map output {input:?}"
+                    ))
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let key_fields: Vec<Field> = key_indices.iter().map(|&i| input.field(i).clone()).collect();
+        let key_fields: Vec<Field> = key_indices
+            .iter()
+            .map(|&i| input.field(i).clone())
+            .collect();
         let converter = RowConverter::new(
             key_fields
                 .iter()
@@ -386,13 +415,24 @@ impl HashAggregator {
 
     /// A rough estimate of the memory held, for spilling decisions.
     pub fn memory_bytes(&self) -> usize {
-        let per_group: usize = 8 + 8 + 4 + self.plans.iter().map(|p| p.acc.bytes_per_group()).sum::<usize>();
+        let per_group: usize = 8
+            + 8
+            + 4
+            + self
+                .plans
+                .iter()
+                .map(|p| p.acc.bytes_per_group())
+                .sum::<usize>();
         self.key_bytes.capacity() + self.groups() * per_group + self.table.capacity() * 8
     }
 
     /// Folds one batch in.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let keys: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let keys: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let rows = self
             .converter
             .convert_columns(&keys)
@@ -401,7 +441,8 @@ impl HashAggregator {
         for row in rows.iter() {
             let bytes = row.as_ref();
             let hash = xxh3_64(bytes);
-            let (key_bytes, key_offsets, hashes) = (&self.key_bytes, &self.key_offsets, &self.hashes);
+            let (key_bytes, key_offsets, hashes) =
+                (&self.key_bytes, &self.key_offsets, &self.hashes);
             let found = self.table.find(hash, |&g| {
                 let g = g as usize;
                 &key_bytes[key_offsets[g]..key_offsets[g + 1]] == bytes
@@ -435,7 +476,9 @@ impl HashAggregator {
         if self.groups() == 0 {
             return Ok(None);
         }
-        let key = |g: u32| &self.key_bytes[self.key_offsets[g as usize]..self.key_offsets[g as usize + 1]];
+        let key = |g: u32| {
+            &self.key_bytes[self.key_offsets[g as usize]..self.key_offsets[g as usize + 1]]
+        };
         let mut order: Vec<u32> = (0..self.groups() as u32).collect();
         order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
         let parser = self.converter.parser();
@@ -458,7 +501,8 @@ impl HashAggregator {
             };
             let values = acc.finish(plan.output.data_type(), &plan.input_type)?;
             plan.acc = fresh;
-            columns.push(take(&values, &order, None).map_err(|e| Error::arrow("ordering groups", e))?);
+            columns
+                .push(take(&values, &order, None).map_err(|e| Error::arrow("ordering groups", e))?);
         }
         self.table.clear();
         self.hashes.clear();
@@ -521,7 +565,10 @@ mod tests {
         fin.update(&part1).unwrap();
         fin.update(&part2).unwrap();
         let out = fin.take_sorted().unwrap().unwrap();
-        assert_eq!(out.schema().field(2).data_type(), &DataType::Decimal128(38, 2));
+        assert_eq!(
+            out.schema().field(2).data_type(),
+            &DataType::Decimal128(38, 2)
+        );
         let w = out.column(0).as_string::<i32>();
         assert_eq!(w.iter().flatten().collect::<Vec<_>>(), vec!["a", "b", "c"]);
         let c = out.column(1).as_primitive::<Int64Type>();
@@ -530,7 +577,10 @@ mod tests {
         assert_eq!(total.values().to_vec(), vec![255, 101, 7]);
         let lo = out.column(3).as_primitive::<Decimal128Type>();
         assert_eq!(lo.values().to_vec(), vec![5, 1, 7]);
-        assert_eq!(out.column(5).as_primitive::<Int64Type>().values().to_vec(), vec![2, 2, 1]);
+        assert_eq!(
+            out.column(5).as_primitive::<Int64Type>().values().to_vec(),
+            vec![2, 2, 1]
+        );
         assert_eq!(fin.groups(), 0, "take_sorted empties the aggregator");
     }
 

@@ -118,7 +118,10 @@ pub fn split_by_partition(
     if partitions == 1 {
         return Ok(vec![(0, batch.clone())]);
     }
-    let keys: Vec<ArrayRef> = key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+    let keys: Vec<ArrayRef> = key_indices
+        .iter()
+        .map(|&i| batch.column(i).clone())
+        .collect();
     let hashes = hash_rows(&keys)?;
     let mut indices: Vec<Vec<u32>> = vec![Vec::new(); partitions as usize];
     for (row, h) in hashes.iter().enumerate() {
@@ -175,7 +178,11 @@ mod tests {
         let mut owner = std::collections::HashMap::new();
         for (p, b) in &parts {
             for k in b.column(0).as_string::<i32>().iter().flatten() {
-                assert_eq!(*owner.entry(k.to_string()).or_insert(*p), *p, "key {k} split");
+                assert_eq!(
+                    *owner.entry(k.to_string()).or_insert(*p),
+                    *p,
+                    "key {k} split"
+                );
             }
         }
         assert_eq!(owner.len(), 37);

@@ -112,7 +112,9 @@ impl Plugin {
             _library: library,
         };
         plugin.description = plugin.call_describe().map_err(|e| refuse(e.to_string()))?;
-        plugin.input_schema = plugin.call_input_schema().map_err(|e| refuse(e.to_string()))?;
+        plugin.input_schema = plugin
+            .call_input_schema()
+            .map_err(|e| refuse(e.to_string()))?;
         let plugin = Arc::new(plugin);
         table.insert(canonical, plugin.clone());
         Ok(plugin)
@@ -144,7 +146,9 @@ impl Plugin {
             "plugin failed without a message".to_string()
         } else {
             // SAFETY: a non-null error is a NUL-terminated string the plugin allocated.
-            let text = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+            let text = unsafe { CStr::from_ptr(err) }
+                .to_string_lossy()
+                .into_owned();
             // SAFETY: returned to the allocator that made it.
             unsafe { (self.vtable().free_string)(err) };
             text
@@ -164,7 +168,9 @@ impl Plugin {
             return Err(self.take_error(err));
         }
         // SAFETY: on success `out` is a NUL-terminated string the plugin allocated.
-        let text = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
+        let text = unsafe { CStr::from_ptr(out) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: returned to the allocator that made it.
         unsafe { (self.vtable().free_string)(out) };
         JobDescription::decode(&text).map_err(|e| Error::Invalid(format!("job description: {e}")))
@@ -189,7 +195,8 @@ impl Plugin {
     fn call_batch(&self, f: BatchFn, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
         let ctx = CString::new(ctx.encode())
             .map_err(|e| Error::Invalid(format!("task context holds a NUL byte: {e}")))?;
-        let (mut array, schema) = batch_to_ffi(batch).map_err(|e| Error::arrow("exporting a batch", e))?;
+        let (mut array, schema) =
+            batch_to_ffi(batch).map_err(|e| Error::arrow("exporting a batch", e))?;
         let mut out = FFI_ArrowArray::empty();
         let mut out_schema = FFI_ArrowSchema::empty();
         let mut err: *mut c_char = std::ptr::null_mut();

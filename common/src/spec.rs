@@ -39,7 +39,11 @@ impl FromStr for InputFormat {
             "csv" => InputFormat::Csv,
             "jsonl" | "json" => InputFormat::JsonLines,
             "parquet" => InputFormat::Parquet,
-            other => return Err(format!("unknown input format {other:?} (text, csv, jsonl, parquet)")),
+            other => {
+                return Err(format!(
+                    "unknown input format {other:?} (text, csv, jsonl, parquet)"
+                ));
+            }
         })
     }
 }

@@ -1,11 +1,11 @@
 //! # sluice-coordinator: plans jobs, schedules tasks, decides commits
 //!
 //! # Layout, in the order a job meets it
-//! - [`plan`]: expand inputs, check them, cut splits ([`plan::split`]).
-//! - [`service`]: the gRPC service; workers pull tasks with their heartbeats.
-//! - [`job`]: one job's state machine, its [`job::lineage`] (where each map output lives)
+//! - [`plan`][plan]: expand inputs, check them, cut splits ([`plan::split`]).
+//! - [`service`][service]: the gRPC service; workers pull tasks with their heartbeats.
+//! - [`job`][job]: one job's state machine, its [`job::lineage`] (where each map output lives)
 //!   and [`job::commit`] (one committer per partition, `_SUCCESS`).
-//! - [`cluster::workers`]: membership.
+//! - [`cluster::workers`][cluster::workers]: membership.
 
 #![warn(missing_docs)]
 

@@ -60,7 +60,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 req.protocol_version
             )));
         }
-        let id = self.lock().workers.register(req.shuffle_addr.clone(), req.slots);
+        let id = self
+            .lock()
+            .workers
+            .register(req.shuffle_addr.clone(), req.slots);
         tracing::info!(worker = %id, shuffle = %req.shuffle_addr, slots = req.slots, "worker registered");
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: id.0,
@@ -115,7 +118,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let outcome = match req.outcome {
             Some(pb::report_task_request::Outcome::MapDone(d)) => Outcome::MapDone(d),
             Some(pb::report_task_request::Outcome::ReduceDone(d)) => Outcome::ReduceDone(d),
-            Some(pb::report_task_request::Outcome::Failed(f)) => Outcome::Failed(TaskFailure::from(&f)),
+            Some(pb::report_task_request::Outcome::Failed(f)) => {
+                Outcome::Failed(TaskFailure::from(&f))
+            }
             None => return Err(Status::invalid_argument("report without an outcome")),
         };
         let mut guard = self.lock();
@@ -165,7 +170,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         state.next_job += 1;
         let id = JobId(format!("job-{:04}", state.next_job));
         tracing::info!(job = %id, name = %planned.description.name, maps = planned.splits.len(), reduces = spec.reducers, "job submitted");
-        let job = Job::new(id.clone(), spec, planned.description, schema_ipc, planned.splits);
+        let job = Job::new(
+            id.clone(),
+            spec,
+            planned.description,
+            schema_ipc,
+            planned.splits,
+        );
         state.jobs.insert(id.clone(), job);
         Ok(Response::new(pb::SubmitJobResponse { job_id: id.0 }))
     }

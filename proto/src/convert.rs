@@ -74,7 +74,12 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
         let output_format = match pb::OutputFormat::try_from(s.output_format) {
             Ok(pb::OutputFormat::Csv) => OutputFormat::Csv,
             Ok(pb::OutputFormat::Parquet | pb::OutputFormat::Unspecified) => OutputFormat::Parquet,
-            Err(_) => return Err(invalid("job spec", format!("output format {}", s.output_format))),
+            Err(_) => {
+                return Err(invalid(
+                    "job spec",
+                    format!("output format {}", s.output_format),
+                ));
+            }
         };
         let spec = JobSpec {
             plugin: s.plugin.clone(),
@@ -186,7 +191,12 @@ mod tests {
 
     #[test]
     fn spec_round_trips() {
-        let mut spec = JobSpec::new("p.so".into(), vec!["a/*.csv".into()], InputFormat::Csv, "out".into());
+        let mut spec = JobSpec::new(
+            "p.so".into(),
+            vec!["a/*.csv".into()],
+            InputFormat::Csv,
+            "out".into(),
+        );
         spec.params.insert("k".into(), "v".into());
         spec.output_format = OutputFormat::Csv;
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();

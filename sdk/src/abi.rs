@@ -87,7 +87,9 @@ pub unsafe fn batch_from_ffi(
     let data = unsafe { from_ffi(array, schema) }?;
     let s = StructArray::from(data);
     if s.null_count() > 0 {
-        return Err(JobError("batch crossed the ABI with top-level nulls".into()));
+        return Err(JobError(
+            "batch crossed the ABI with top-level nulls".into(),
+        ));
     }
     Ok(RecordBatch::from(s))
 }
@@ -123,7 +125,11 @@ pub unsafe fn guard(err: *mut *mut c_char, f: impl FnOnce() -> Result<i32, JobEr
 ///
 /// # Safety
 /// Pointers as in [`DescribeFn`].
-pub unsafe fn export_describe<J: Job>(job: &J, out: *mut *mut c_char, err: *mut *mut c_char) -> i32 {
+pub unsafe fn export_describe<J: Job>(
+    job: &J,
+    out: *mut *mut c_char,
+    err: *mut *mut c_char,
+) -> i32 {
     // SAFETY: the host passes writable pointers.
     unsafe {
         guard(err, || {
@@ -161,6 +167,8 @@ pub unsafe fn export_input_schema<J: Job>(
 ///
 /// # Safety
 /// Pointers as in [`BatchFn`].
+// The arguments mirror the C signature of `BatchFn` one to one, plus the Rust callback.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn export_batch_call<J: Job>(
     job: &J,
     ctx: *const c_char,

@@ -170,8 +170,14 @@ impl JobDescription {
         let reduce = match (custom, aggs.is_empty()) {
             (true, true) => ReduceKind::Custom,
             (false, false) => ReduceKind::Aggregate(aggs),
-            (true, false) => return Err(format!("job {name} declares both aggregates and a reduce")),
-            (false, true) => return Err(format!("job {name} declares neither aggregates nor a reduce")),
+            (true, false) => {
+                return Err(format!("job {name} declares both aggregates and a reduce"));
+            }
+            (false, true) => {
+                return Err(format!(
+                    "job {name} declares neither aggregates nor a reduce"
+                ));
+            }
         };
         Ok(JobDescription {
             name,

@@ -170,7 +170,9 @@ impl TaskContext {
                         other => return Err(format!("unknown task kind {other:?}")),
                     }
                 }
-                "task_index" => ctx.task_index = v.parse().map_err(|e| format!("task_index: {e}"))?,
+                "task_index" => {
+                    ctx.task_index = v.parse().map_err(|e| format!("task_index: {e}"))?
+                }
                 "attempt" => ctx.attempt = v.parse().map_err(|e| format!("attempt: {e}"))?,
                 _ => match k.strip_prefix("param.") {
                     Some(p) => {

@@ -83,7 +83,10 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
     let bound = listener.local_addr()?;
-    let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
     let shuffle_dir = config.work_dir.join("shuffle");
     if shuffle_dir.exists() {
         tokio::fs::remove_dir_all(&shuffle_dir).await?;

@@ -61,7 +61,11 @@ mod tests {
         assert_eq!(parse_decimal("7", 18, 2), Ok(700));
         assert_eq!(parse_decimal("-0.01", 18, 2), Ok(-1));
         assert_eq!(parse_decimal(".5", 18, 2), Ok(50));
-        assert!(parse_decimal("1.005", 18, 2).unwrap_err().contains("fractional"));
+        assert!(
+            parse_decimal("1.005", 18, 2)
+                .unwrap_err()
+                .contains("fractional")
+        );
         assert!(parse_decimal("1,5", 18, 2).is_err());
         assert!(parse_decimal("", 18, 2).is_err());
         assert!(parse_decimal(".", 18, 2).is_err());

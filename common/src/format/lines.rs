@@ -34,7 +34,12 @@ pub fn next_line_start(file: &mut File, pos: u64, len: u64) -> io::Result<u64> {
 
 /// The exact byte range `[first, last)` of the lines that start in `[start, end)` of a file
 /// of `len` bytes. Empty (`first == last`) when no line starts there.
-pub fn line_aligned_range(file: &mut File, len: u64, start: u64, end: u64) -> io::Result<(u64, u64)> {
+pub fn line_aligned_range(
+    file: &mut File,
+    len: u64,
+    start: u64,
+    end: u64,
+) -> io::Result<(u64, u64)> {
     let end = end.min(len);
     let first = if start == 0 {
         0

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder,
+    Array, ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
 };
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -169,9 +168,8 @@ impl TextReader {
         let mut buf = Vec::with_capacity(256);
         let mut rows = 0;
         while rows < self.batch_rows && self.lines.next_line(&mut buf)? {
-            let line = std::str::from_utf8(strip_terminator(&buf)).map_err(|e| {
-                self.lines.bad_line(format!("invalid UTF-8: {e}"))
-            })?;
+            let line = std::str::from_utf8(strip_terminator(&buf))
+                .map_err(|e| self.lines.bad_line(format!("invalid UTF-8: {e}")))?;
             builder.append_value(line);
             rows += 1;
         }
@@ -225,7 +223,10 @@ impl ColumnBuilder {
     fn append(&mut self, field: &Field, value: &str) -> std::result::Result<(), String> {
         if value.is_empty() && !matches!(self, ColumnBuilder::Utf8(_)) {
             if !field.is_nullable() {
-                return Err(format!("empty value in non-nullable column {}", field.name()));
+                return Err(format!(
+                    "empty value in non-nullable column {}",
+                    field.name()
+                ));
             }
             match self {
                 ColumnBuilder::Utf8(b) | ColumnBuilder::Cast(b) => b.append_null(),
@@ -236,7 +237,11 @@ impl ColumnBuilder {
             return Ok(());
         }
         let bad = |e: &dyn std::fmt::Display| {
-            format!("column {}: {value:?} is not a valid {}: {e}", field.name(), field.data_type())
+            format!(
+                "column {}: {value:?} is not a valid {}: {e}",
+                field.name(),
+                field.data_type()
+            )
         };
         match self {
             ColumnBuilder::Utf8(b) | ColumnBuilder::Cast(b) => b.append_value(value),

@@ -38,14 +38,17 @@ pub fn infer_schema(path: &Path, format: InputFormat) -> Result<SchemaRef> {
             let mut reader = BufReader::new(File::open(path).map_err(io)?);
             let (schema, _) =
                 arrow::json::reader::infer_json_schema(&mut reader, Some(JSON_INFER_LINES))
-                    .map_err(|e| Error::arrow(format!("inferring schema of {}", path.display()), e))?;
+                    .map_err(|e| {
+                        Error::arrow(format!("inferring schema of {}", path.display()), e)
+                    })?;
             reader.rewind().map_err(io)?;
             Ok(Arc::new(schema))
         }
         InputFormat::Parquet => {
             let file = File::open(path).map_err(io)?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| Error::arrow(format!("reading parquet footer of {}", path.display()), e))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+                Error::arrow(format!("reading parquet footer of {}", path.display()), e)
+            })?;
             Ok(builder.schema().clone())
         }
     }
@@ -62,11 +65,13 @@ pub fn read_csv_header(path: &Path) -> Result<Vec<String>> {
         .has_headers(false)
         .from_reader(line.as_bytes());
     let mut record = csv::StringRecord::new();
-    let has = reader.read_record(&mut record).map_err(|e| Error::BadRecord {
-        path: path.to_path_buf(),
-        line: 1,
-        reason: format!("header: {e}"),
-    })?;
+    let has = reader
+        .read_record(&mut record)
+        .map_err(|e| Error::BadRecord {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: format!("header: {e}"),
+        })?;
     if !has {
         return Err(Error::BadRecord {
             path: path.to_path_buf(),
@@ -82,7 +87,9 @@ pub fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut writer =
         StreamWriter::try_new(&mut buf, schema).map_err(|e| Error::arrow("encoding schema", e))?;
-    writer.finish().map_err(|e| Error::arrow("encoding schema", e))?;
+    writer
+        .finish()
+        .map_err(|e| Error::arrow("encoding schema", e))?;
     drop(writer);
     Ok(buf)
 }

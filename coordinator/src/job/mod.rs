@@ -191,7 +191,11 @@ impl Job {
             };
             attempt
         };
-        if let Some(i) = self.maps.iter().position(|t| t.status == TaskStatus::Pending) {
+        if let Some(i) = self
+            .maps
+            .iter()
+            .position(|t| t.status == TaskStatus::Pending)
+        {
             let attempt = start(&mut self.maps[i]);
             let task = pb::task_assignment::Task::Map(pb::MapTask {
                 split: Some(pb::Split::from(&self.splits[i])),
@@ -202,7 +206,10 @@ impl Job {
         if !self.maps.iter().all(TaskState::is_done) {
             return None;
         }
-        let i = self.reduces.iter().position(|t| t.status == TaskStatus::Pending)?;
+        let i = self
+            .reduces
+            .iter()
+            .position(|t| t.status == TaskStatus::Pending)?;
         let attempt = start(&mut self.reduces[i]);
         let task = pb::task_assignment::Task::Reduce(pb::ReduceTask {
             partition: i as u32,
@@ -226,7 +233,11 @@ impl Job {
             return false;
         }
         let i = index as usize;
-        let tasks = if is_map { &mut self.maps } else { &mut self.reduces };
+        let tasks = if is_map {
+            &mut self.maps
+        } else {
+            &mut self.reduces
+        };
         let Some(task) = tasks.get_mut(i) else {
             return false;
         };
@@ -266,22 +277,29 @@ impl Job {
             // The map output is gone: re-run that map from its split (lineage) and give the
             // reduce another try, without counting it against the reduce.
             let m = *map_index as usize;
-            if let Some(map) = self.maps.get_mut(m) {
-                if map.is_done() {
-                    tracing::info!(job = %self.id, map = m, "map output lost, re-running the map");
-                    map.status = TaskStatus::Pending;
-                    self.lineage.forget(*map_index);
-                }
+            if let Some(map) = self.maps.get_mut(m)
+                && map.is_done()
+            {
+                tracing::info!(job = %self.id, map = m, "map output lost, re-running the map");
+                map.status = TaskStatus::Pending;
+                self.lineage.forget(*map_index);
             }
             let task = &mut self.reduces[i];
             task.attempts = task.attempts.max(1);
             task.status = TaskStatus::Pending;
             return;
         }
-        let task = if is_map { &mut self.maps[i] } else { &mut self.reduces[i] };
+        let task = if is_map {
+            &mut self.maps[i]
+        } else {
+            &mut self.reduces[i]
+        };
         if !failure.retryable || task.attempts >= MAX_ATTEMPTS {
             let why = if failure.retryable {
-                format!("{kind} task {i} failed {} times; last error: {}", task.attempts, failure.message)
+                format!(
+                    "{kind} task {i} failed {} times; last error: {}",
+                    task.attempts, failure.message
+                )
             } else {
                 format!("{kind} task {i} failed: {}", failure.message)
             };

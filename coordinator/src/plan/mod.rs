@@ -41,7 +41,8 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     for input in inputs {
         let before = files.len();
         if is_glob(input) {
-            let paths = glob::glob(input).map_err(|e| CoordinatorError::Input(format!("bad glob {input:?}: {e}")))?;
+            let paths = glob::glob(input)
+                .map_err(|e| CoordinatorError::Input(format!("bad glob {input:?}: {e}")))?;
             for p in paths {
                 let p = p.map_err(|e| CoordinatorError::Input(format!("{input}: {e}")))?;
                 if p.is_file() {
@@ -70,7 +71,9 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
             }
         }
         if files.len() == before {
-            return Err(CoordinatorError::Input(format!("input {input} matches no file")));
+            return Err(CoordinatorError::Input(format!(
+                "input {input} matches no file"
+            )));
         }
     }
     files.sort();
@@ -87,8 +90,9 @@ fn check_output(spec: &JobSpec) -> Result<()> {
                 out.display()
             )));
         }
-        std::fs::remove_dir_all(out)
-            .map_err(|e| CoordinatorError::Input(format!("removing old output {}: {e}", out.display())))?;
+        std::fs::remove_dir_all(out).map_err(|e| {
+            CoordinatorError::Input(format!("removing old output {}: {e}", out.display()))
+        })?;
     }
     std::fs::create_dir_all(out.join("_temporary"))
         .map_err(|e| CoordinatorError::Input(format!("creating output {}: {e}", out.display())))?;
@@ -109,8 +113,9 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
                 let reader = File::open(f)
                     .map_err(|e| CoordinatorError::Input(format!("{path}: {e}")))
                     .and_then(|file| {
-                        SerializedFileReader::new(file)
-                            .map_err(|e| CoordinatorError::Input(format!("{path}: not a Parquet file: {e}")))
+                        SerializedFileReader::new(file).map_err(|e| {
+                            CoordinatorError::Input(format!("{path}: not a Parquet file: {e}"))
+                        })
                     })?;
                 let sizes: Vec<u64> = reader
                     .metadata()
@@ -173,7 +178,10 @@ fn check_csv_headers(files: &[PathBuf], schema: &SchemaRef) -> Result<()> {
             continue;
         }
         let header = read_csv_header(f)?;
-        let header = header.iter().map(|h| h.trim_start_matches('\u{feff}')).collect::<Vec<_>>();
+        let header = header
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}'))
+            .collect::<Vec<_>>();
         if header != expected {
             return Err(CoordinatorError::Input(format!(
                 "{} line 1: header {header:?} does not match the job's input columns {expected:?}",

@@ -43,7 +43,10 @@ mod tests {
 
     #[test]
     fn small_row_groups_are_merged_large_ones_stay_alone() {
-        assert_eq!(row_group_splits(&[10, 10, 10, 50, 5], 30), vec![vec![0, 1, 2], vec![3], vec![4]]);
+        assert_eq!(
+            row_group_splits(&[10, 10, 10, 50, 5], 30),
+            vec![vec![0, 1, 2], vec![3], vec![4]]
+        );
         assert_eq!(row_group_splits(&[], 30), Vec::<Vec<u32>>::new());
     }
 }

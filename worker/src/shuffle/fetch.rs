@@ -11,7 +11,9 @@ use crate::error::{TaskError, TaskResult};
 /// Decodes one IPC chunk into its batches.
 pub fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
     let reader = StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
 }
 
 /// Streams partition `partition` of map output `loc` into `tx`; returns the rows fetched.
@@ -45,7 +47,11 @@ pub async fn fetch_partition(
         .map_err(|s| fail(s.message().to_string()))?
         .into_inner();
     let mut rows = 0u64;
-    while let Some(chunk) = stream.message().await.map_err(|s| fail(s.message().to_string()))? {
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| fail(s.message().to_string()))?
+    {
         for batch in decode_ipc(&chunk.ipc).map_err(|e| fail(format!("decoding: {e}")))? {
             rows += batch.num_rows() as u64;
             if tx.send(batch).await.is_err() {

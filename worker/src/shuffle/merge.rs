@@ -18,7 +18,8 @@ pub fn sorted_groups(
     key_indices: &[usize],
     batch_rows: usize,
 ) -> Result<Vec<RecordBatch>> {
-    let all = concat_batches(schema, batches).map_err(|e| Error::arrow("merging fetched rows", e))?;
+    let all =
+        concat_batches(schema, batches).map_err(|e| Error::arrow("merging fetched rows", e))?;
     if all.num_rows() == 0 {
         return Ok(Vec::new());
     }
@@ -39,7 +40,9 @@ pub fn sorted_groups(
     let mut start = 0;
     while start < order.len() {
         let mut end = (start + batch_rows.max(1)).min(order.len());
-        while end < order.len() && rows.row(order[end] as usize) == rows.row(order[end - 1] as usize) {
+        while end < order.len()
+            && rows.row(order[end] as usize) == rows.row(order[end - 1] as usize)
+        {
             end += 1;
         }
         let idx = UInt32Array::from(order[start..end].to_vec());

@@ -84,7 +84,10 @@ impl SpillWriter {
             let groups = writer.flushed_row_groups();
             let bytes: i64 = groups[before..].iter().map(|g| g.compressed_size()).sum();
             let after = groups.len();
-            self.index.entry(partition).or_default().extend(before..after);
+            self.index
+                .entry(partition)
+                .or_default()
+                .extend(before..after);
             let s = self.stats.entry(partition).or_default();
             s.rows += rows as u64;
             s.bytes += bytes.max(0) as u64;
@@ -108,8 +111,9 @@ impl SpillWriter {
                     .collect::<Vec<_>>()
                     .join(";");
                 w.append_key_value_metadata(KeyValue::new(PARTITION_INDEX_KEY.to_string(), text));
-                w.close()
-                    .map_err(|e| Error::arrow(format!("closing spill {}", self.path.display()), e))?;
+                w.close().map_err(|e| {
+                    Error::arrow(format!("closing spill {}", self.path.display()), e)
+                })?;
                 Some(self.path.clone())
             }
         };

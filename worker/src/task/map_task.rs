@@ -92,7 +92,12 @@ fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
             batch.schema().index_of(k).map_err(|_| {
                 Error::Invalid(format!(
                     "map output lacks key column {k:?} (it has {:?})",
-                    batch.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
                 ))
             })
         })
@@ -140,7 +145,12 @@ impl Combiner<'_> {
     fn take_run(&mut self, partitions: u32) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
         match self {
             Combiner::Aggregate { keys, table, .. } => {
-                let Some(batch) = table.as_mut().map(|t| t.take_sorted()).transpose()?.flatten() else {
+                let Some(batch) = table
+                    .as_mut()
+                    .map(|t| t.take_sorted())
+                    .transpose()?
+                    .flatten()
+                else {
                     return Ok(Vec::new());
                 };
                 // The aggregate output starts with the key columns.
@@ -163,7 +173,13 @@ impl Combiner<'_> {
     }
 }
 
-fn map_body(job: &JobInfo, index: u32, attempt: u32, split: &Split, path: PathBuf) -> TaskResult<MapBody> {
+fn map_body(
+    job: &JobInfo,
+    index: u32,
+    attempt: u32,
+    split: &Split,
+    path: PathBuf,
+) -> TaskResult<MapBody> {
     let spec = &job.spec;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let desc = plugin.description();
@@ -182,7 +198,12 @@ fn map_body(job: &JobInfo, index: u32, attempt: u32, split: &Split, path: PathBu
     };
     let mut spill = SpillWriter::new(path);
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
-    for batch in read_split(split, spec.format, job.input_schema.clone(), spec.batch_rows as usize)? {
+    for batch in read_split(
+        split,
+        spec.format,
+        job.input_schema.clone(),
+        spec.batch_rows as usize,
+    )? {
         let batch = batch?;
         rows_in += batch.num_rows() as u64;
         let out = plugin.map(batch, &ctx).map_err(|e| match e {
@@ -198,7 +219,11 @@ fn map_body(job: &JobInfo, index: u32, attempt: u32, split: &Split, path: PathBu
         }
         combiner.add(out, &desc.key_columns, partitions)?;
         if combiner.memory_bytes() as u64 > spec.task_memory {
-            tracing::debug!(index, bytes = combiner.memory_bytes(), "map task spills a run");
+            tracing::debug!(
+                index,
+                bytes = combiner.memory_bytes(),
+                "map task spills a run"
+            );
             spill.write_run(combiner.take_run(partitions)?)?;
         }
     }

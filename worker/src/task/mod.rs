@@ -55,7 +55,12 @@ impl JobInfo {
             kind,
             task_index,
             attempt,
-            params: self.spec.params.clone().into_iter().collect::<BTreeMap<_, _>>(),
+            params: self
+                .spec
+                .params
+                .clone()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
         }
     }
 }
@@ -110,7 +115,10 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
     }
 }
 
-async fn execute(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult<pb::report_task_request::Outcome> {
+async fn execute(
+    env: &TaskEnv,
+    a: &pb::TaskAssignment,
+) -> TaskResult<pb::report_task_request::Outcome> {
     let job = decode_job(a)?;
     match &a.task {
         Some(pb::task_assignment::Task::Map(m)) => {
@@ -118,7 +126,9 @@ async fn execute(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult<pb::report
                 .split
                 .as_ref()
                 .ok_or_else(|| TaskError::Assignment("map task without a split".into()))
-                .and_then(|s| Split::try_from(s).map_err(|e| TaskError::Assignment(e.to_string())))?;
+                .and_then(|s| {
+                    Split::try_from(s).map_err(|e| TaskError::Assignment(e.to_string()))
+                })?;
             let done = map_task::run(env, &job, m.index, a.attempt, split).await?;
             Ok(pb::report_task_request::Outcome::MapDone(done))
         }

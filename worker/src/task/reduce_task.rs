@@ -46,7 +46,9 @@ pub async fn run(
     let ctx = job.context(TaskKind::Reduce, partition, attempt);
     let spec = job.spec.clone();
     let dir = temp_dir.clone();
-    let body = env.cpu.run(move || reduce_body(rx, &spec, &ctx, partition, &dir));
+    let body = env
+        .cpu
+        .run(move || reduce_body(rx, &spec, &ctx, partition, &dir));
     let fetch = async move {
         for loc in map_outputs {
             fetch_partition(&job.job_id, loc, partition, &tx).await?;

@@ -1,0 +1,80 @@
+//! Local mode: a coordinator and N workers in this process, talking gRPC over loopback
+//! exactly as a cluster does (same code paths, real sockets), each worker with its own
+//! work directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use sluice_worker::WorkerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running local cluster; [`LocalCluster::shutdown`] stops it.
+pub struct LocalCluster {
+    /// URL of the coordinator.
+    pub url: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _work: tempfile::TempDir,
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+impl LocalCluster {
+    /// Starts a coordinator and `workers` workers of `slots` slots each on 127.0.0.1.
+    pub async fn start(workers: usize, slots: usize) -> Result<Self> {
+        let work = tempfile::Builder::new()
+            .prefix("sluice-local-")
+            .tempdir()
+            .context("creating the local work directory")?;
+        let (stop, rx) = watch::channel(false);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the coordinator")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let mut tasks = Vec::new();
+        let shutdown = stopped(&rx);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = sluice_coordinator::run_coordinator(listener, shutdown).await {
+                tracing::error!(error = %e, "coordinator stopped");
+            }
+        }));
+        for i in 0..workers {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding a worker")?;
+            let config = WorkerConfig {
+                coordinator: url.clone(),
+                advertise: None,
+                work_dir: PathBuf::from(work.path()).join(format!("worker-{i}")),
+                slots,
+            };
+            let shutdown = stopped(&rx);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = sluice_worker::run_worker(config, listener, shutdown).await {
+                    tracing::error!(error = %e, "worker stopped");
+                }
+            }));
+        }
+        Ok(LocalCluster {
+            url,
+            stop,
+            tasks,
+            _work: work,
+        })
+    }
+
+    /// Stops every process of the cluster and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

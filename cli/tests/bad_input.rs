@@ -1,0 +1,212 @@
+//! Bad input, bad plugins and user-code failures: each exits 1 with a message that names
+//! the problem, and leaves no `_SUCCESS` behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const HEADER: &str = "txn_id,account_id,txn_date,txn_ts,txn_type,amount,currency,channel,merchant";
+
+fn eod_args<'a>(input: &'a str, out: &'a str, plugin: &'a str) -> Vec<&'a str> {
+    vec![
+        "--local", "2", "--format", "csv", "--plugin", plugin, "--input", input, "--output", out,
+    ]
+}
+
+fn assert_no_success(out: &Path) {
+    assert!(
+        !out.join("_SUCCESS").exists(),
+        "_SUCCESS left behind in {}",
+        out.display()
+    );
+}
+
+#[test]
+fn missing_input_is_refused_before_any_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let missing = dir.path().join("nope/*.csv");
+    let p = plugin("sluice_eod");
+    let result = run(&eod_args(
+        missing.to_str().unwrap(),
+        out.to_str().unwrap(),
+        p.to_str().unwrap(),
+    ));
+    let stderr = assert_failed(&result);
+    assert!(
+        stderr.contains("matches no file") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no output directory for a refused job");
+}
+
+#[test]
+fn malformed_csv_row_names_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.csv");
+    let body = format!(
+        "{HEADER}\n\
+         T1,ACC1,2026-11-28,2026-11-28 10:00:00,DEBIT,10.00,USD,ATM,\n\
+         T2,ACC1,2026-11-28,2026-11-28 10:01:00,CREDIT,5.5,USD,POS,\"Smith, Jones\"\n\
+         T3,ACC2,2026-11-28,2026-11-28 10:02:00,DEBIT,12.345,USD,ATM,\n\
+         T4,ACC2,2026-11-28,2026-11-28 10:03:00,DEBIT,1.00,USD,ATM,\n"
+    );
+    std::fs::write(&input, body).unwrap();
+    let out = dir.path().join("out");
+    let p = plugin("sluice_eod");
+    let result = run(&eod_args(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        p.to_str().unwrap(),
+    ));
+    let stderr = assert_failed(&result);
+    assert!(stderr.contains("day.csv"), "names the file: {stderr}");
+    assert!(stderr.contains("line 4"), "names the line: {stderr}");
+    assert!(
+        stderr.contains("12.345") && stderr.contains("fractional"),
+        "says why: {stderr}"
+    );
+    assert_no_success(&out);
+
+    // A row with a missing field, in a later split of the file, is named by its line too.
+    let mut body = format!("{HEADER}\n");
+    for i in 0..200 {
+        body.push_str(&format!(
+            "T{i},ACC{i},2026-11-28,2026-11-28 10:00:00,DEBIT,1.00,USD,ATM,\n"
+        ));
+    }
+    body.push_str("T999,ACC9,2026-11-28,DEBIT,1.00,USD\n");
+    std::fs::write(&input, body).unwrap();
+    let mut args = eod_args(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        p.to_str().unwrap(),
+    );
+    args.extend(["--split-size", "1000"]);
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("line 202") && stderr.contains("expected 9 fields, found 6"),
+        "{stderr}"
+    );
+    assert_no_success(&out);
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "hello\n").unwrap();
+    let fake = dir.path().join("libfake.so");
+    std::fs::write(&fake, "#!/bin/sh\necho not a library\n").unwrap();
+    let out = dir.path().join("out");
+    let result = run(&[
+        "--format",
+        "text",
+        "--plugin",
+        fake.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = assert_failed(&result);
+    assert!(
+        stderr.contains("libfake.so") && stderr.contains("not a shared library"),
+        "{stderr}"
+    );
+    assert_no_success(&out);
+
+    // A real shared library without the entry symbols.
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    if let Some(libc) = libc {
+        let result = run(&[
+            "--format",
+            "text",
+            "--plugin",
+            libc,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = assert_failed(&result);
+        assert!(
+            stderr.contains("lacks the symbol sluice_abi_version"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_existing_output_directory_is_refused_unless_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one two two\n").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "precious").unwrap();
+    let p = plugin("sluice_wordcount");
+    let args = [
+        "--format",
+        "text",
+        "--plugin",
+        p.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    assert_no_success(&out);
+
+    let mut with = args.to_vec();
+    with.push("--overwrite");
+    assert_ok(&run(&with));
+    assert!(!out.join("keep.txt").exists());
+    assert_eq!(read_counts(&out, "word", "count").get("two"), Some(&2));
+}
+
+#[test]
+fn a_panicking_map_fails_the_job_with_the_message_and_the_process_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nbb\n").unwrap();
+    let p = plugin("sluice_testjobs");
+    for (mode, message) in [
+        ("map-panic", "deliberate panic in map"),
+        ("map-error", "deliberate error in map"),
+    ] {
+        let out = dir.path().join(format!("out-{mode}"));
+        let result = run(&[
+            "--format",
+            "text",
+            "--plugin",
+            p.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--param",
+            &format!("fail={mode}"),
+        ]);
+        // Exit code 1 is our error path; an abort would be a signal (no code).
+        let stderr = assert_failed(&result);
+        assert!(stderr.contains(message), "{stderr}");
+        assert_no_success(&out);
+    }
+}

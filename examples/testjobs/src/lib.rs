@@ -1,0 +1,90 @@
+//! A plugin for the engine's own tests (not an example to copy).
+//!
+//! Over `text` input it counts lines by length: output `len: Int64, lines: Int64`. Job
+//! parameters make it misbehave the way user code does:
+//! - `fail=map-panic`: the map panics with `deliberate panic in map`;
+//! - `fail=map-error`: the map returns the error `deliberate error in map`.
+//!
+//! It reduces with a custom `reduce` (not declared aggregates), so the engine's sorted-group
+//! path is exercised: each call must see whole, sorted key groups.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use sluice_sdk::prelude::*;
+
+/// Counts lines by length; misbehaves on request (see the crate docs).
+#[derive(Default)]
+pub struct LineLengths;
+
+impl Job for LineLengths {
+    fn name(&self) -> &str {
+        "line-lengths"
+    }
+
+    fn key_columns(&self) -> Vec<String> {
+        vec!["len".into()]
+    }
+
+    fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
+        match ctx.param("fail") {
+            Some("map-panic") => panic!("deliberate panic in map"),
+            Some("map-error") => return Err("deliberate error in map".into()),
+            _ => {}
+        }
+        let lines = batch
+            .column_by_name("line")
+            .ok_or("input has no line column")?
+            .as_string::<i32>();
+        let lens: Int64Array = (0..lines.len())
+            .map(|i| {
+                lines
+                    .is_valid(i)
+                    .then(|| lines.value(i).chars().count() as i64)
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("len", DataType::Int64, true)]));
+        Ok(RecordBatch::try_new(schema, vec![Arc::new(lens)])?)
+    }
+
+    fn reduce(&self, groups: RecordBatch, _ctx: &TaskContext) -> JobResult<RecordBatch> {
+        Self::reduce_groups(&groups)
+    }
+}
+
+sluice_sdk::export_job!(LineLengths);
+
+impl LineLengths {
+    fn reduce_groups(batch: &RecordBatch) -> JobResult<RecordBatch> {
+        let lens = batch
+            .column_by_name("len")
+            .ok_or("reduce input has no len column")?
+            .as_primitive::<arrow_array::types::Int64Type>();
+        let (mut keys, mut counts): (Vec<Option<i64>>, Vec<i64>) = (Vec::new(), Vec::new());
+        for i in 0..lens.len() {
+            let k = lens.is_valid(i).then(|| lens.value(i));
+            if keys.last() == Some(&k) {
+                *counts.last_mut().ok_or("no group")? += 1;
+            } else {
+                if keys.iter().any(|x| *x >= k) {
+                    return Err(format!("reduce input not sorted or group split at {k:?}").into());
+                }
+                keys.push(k);
+                counts.push(1);
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("len", DataType::Int64, true),
+            Field::new("lines", DataType::Int64, false),
+        ]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(Int64Array::from(counts)),
+            ],
+        )?)
+    }
+}
