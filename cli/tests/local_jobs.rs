@@ -260,3 +260,65 @@ fn custom_reduce_sees_whole_sorted_groups() {
 }
 
 use arrow::array::AsArray;
+
+#[test]
+fn word_count_reads_json_lines_and_parquet_row_groups() {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!("alpha beta{} gamma \"quoted\" line {}", "x".repeat(i % 5), i % 7))
+        .collect();
+    let expected = reference_word_count(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let plugin = plugin("sluice_wordcount");
+
+    let jsonl = dir.path().join("in.jsonl");
+    let body: String = lines
+        .iter()
+        .map(|l| format!("{}\n", serde_json::json!({ "line": l, "n": 1 })))
+        .collect();
+    std::fs::write(&jsonl, body).unwrap();
+
+    let parquet = dir.path().join("in.parquet");
+    let schema = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(40))
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), schema.clone(), Some(props)).unwrap();
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(lines.clone()))]).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    for (format, input, split_size) in [("jsonl", &jsonl, "500"), ("parquet", &parquet, "1")] {
+        let out = dir.path().join(format!("out-{format}"));
+        let result = run(&[
+            "--local",
+            "2",
+            "--reducers",
+            "3",
+            "--split-size",
+            split_size,
+            "--format",
+            format,
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_ok(&result);
+        assert_eq!(read_counts(&out, "word", "count"), expected, "{format}");
+        let summary = String::from_utf8_lossy(&result.stdout);
+        assert!(summary.contains("rows in 300"), "{format}: {summary}");
+        if format == "parquet" {
+            // One split per row group of 40 rows.
+            assert!(summary.contains("8 map"), "{summary}");
+        }
+    }
+}
