@@ -458,7 +458,7 @@ mod tests {
                         Some("T1"),
                         Some("ACC1"),
                         Some("DEBIT"),
-                        Some(1_034_07),
+                        Some(103_407),
                         Some("USD"),
                     ),
                     (
@@ -472,7 +472,7 @@ mod tests {
                         Some("T3"),
                         Some("ACC2"),
                         Some("CREDIT"),
-                        Some(4_999_999_99),
+                        Some(499_999_999),
                         Some("EUR"),
                     ),
                     // The largest Decimal128(18, 2) value: exact, where an f64 would round.
@@ -506,10 +506,10 @@ mod tests {
             ]
         );
         let max = MONEY_LIMIT - 1;
-        assert_eq!(decimals(&out, "debit"), [1_034_07, 0, 0, max]);
-        assert_eq!(decimals(&out, "credit"), [0, 1, 4_999_999_99, 0]);
-        assert_eq!(decimals(&out, "net"), [-1_034_07, 1, 4_999_999_99, -max]);
-        assert_eq!(decimals(&out, "amount"), [1_034_07, 1, 4_999_999_99, max]);
+        assert_eq!(decimals(&out, "debit"), [103_407, 0, 0, max]);
+        assert_eq!(decimals(&out, "credit"), [0, 1, 499_999_999, 0]);
+        assert_eq!(decimals(&out, "net"), [-103_407, 1, 499_999_999, -max]);
+        assert_eq!(decimals(&out, "amount"), [103_407, 1, 499_999_999, max]);
         let accounts = out.column(0).as_string::<i32>();
         assert_eq!(
             accounts.iter().flatten().collect::<Vec<_>>(),
