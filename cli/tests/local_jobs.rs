@@ -272,7 +272,13 @@ fn word_count_reads_json_lines_and_parquet_row_groups() {
 
     let dir = tempfile::tempdir().unwrap();
     let lines: Vec<String> = (0..300)
-        .map(|i| format!("alpha beta{} gamma \"quoted\" line {}", "x".repeat(i % 5), i % 7))
+        .map(|i| {
+            format!(
+                "alpha beta{} gamma \"quoted\" line {}",
+                "x".repeat(i % 5),
+                i % 7
+            )
+        })
         .collect();
     let expected = reference_word_count(&lines.iter().map(String::as_str).collect::<Vec<_>>());
     let plugin = plugin("sluice_wordcount");
@@ -289,8 +295,14 @@ fn word_count_reads_json_lines_and_parquet_row_groups() {
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(40))
         .build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), schema.clone(), Some(props)).unwrap();
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(lines.clone()))]).unwrap();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&parquet).unwrap(),
+        schema.clone(),
+        Some(props),
+    )
+    .unwrap();
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(lines.clone()))]).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 
