@@ -210,3 +210,39 @@ fn a_panicking_map_fails_the_job_with_the_message_and_the_process_survives() {
         assert_no_success(&out);
     }
 }
+
+#[test]
+fn a_plugin_built_for_another_abi_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("old.c");
+    std::fs::write(&src, "unsigned sluice_abi_version(void) { return 99; }\n").unwrap();
+    let lib = dir.path().join("libold.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no C compiler (cc) to build a foreign-ABI library");
+        return;
+    }
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "x\n").unwrap();
+    let out = dir.path().join("out");
+    let result = run(&[
+        "--format",
+        "text",
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = assert_failed(&result);
+    assert!(
+        stderr.contains("ABI version 99") && stderr.contains("supports version 1"),
+        "{stderr}"
+    );
+    assert_no_success(&out);
+}
