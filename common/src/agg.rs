@@ -352,6 +352,9 @@ pub struct HashAggregator {
     key_offsets: Vec<usize>,
     plans: Vec<Plan>,
     output_schema: SchemaRef,
+    /// The schema every batch must have (the first batch's): a batch of other types would
+    /// be misread, for example decimals of another scale summed as raw integers.
+    input_schema: SchemaRef,
 }
 
 impl HashAggregator {
@@ -400,6 +403,7 @@ impl HashAggregator {
             key_offsets: vec![0],
             plans,
             output_schema: Arc::new(Schema::new(fields)),
+            input_schema: Arc::new(input.clone()),
         })
     }
 
@@ -428,6 +432,27 @@ impl HashAggregator {
 
     /// Folds one batch in.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let schema = batch.schema();
+        let used = self
+            .key_indices
+            .iter()
+            .copied()
+            .chain(self.plans.iter().filter_map(|p| p.input));
+        for i in used {
+            let (want, got) = (self.input_schema.field(i), schema.fields().get(i));
+            if got.is_none_or(|g| g.name() != want.name() || g.data_type() != want.data_type()) {
+                return Err(Error::Invalid(format!(
+                    "column {} is {} in one batch and {} in another: every map output must have one schema",
+                    want.name(),
+                    want.data_type(),
+                    got.map_or("missing".to_string(), |g| format!(
+                        "{} {}",
+                        g.name(),
+                        g.data_type()
+                    ))
+                )));
+            }
+        }
         let keys: Vec<ArrayRef> = self
             .key_indices
             .iter()

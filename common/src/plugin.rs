@@ -167,6 +167,11 @@ impl Plugin {
         if status != STATUS_OK {
             return Err(self.take_error(err));
         }
+        if out.is_null() {
+            return Err(Error::Invalid(
+                "describe returned success but no text".into(),
+            ));
+        }
         // SAFETY: on success `out` is a NUL-terminated string the plugin allocated.
         let text = unsafe { CStr::from_ptr(out) }
             .to_string_lossy()

@@ -131,6 +131,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .map(|w| w.shuffle_addr.clone())
             .unwrap_or_default();
         let job = job_mut(state, &req.job_id)?;
+        if matches!(outcome, Outcome::MapDone(_)) != req.is_map
+            && !matches!(outcome, Outcome::Failed(_))
+        {
+            return Err(Status::invalid_argument(
+                "report outcome does not match the task kind",
+            ));
+        }
         if job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome) {
             job.succeed();
         }

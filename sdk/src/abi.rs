@@ -85,6 +85,12 @@ pub unsafe fn batch_from_ffi(
 ) -> Result<RecordBatch, JobError> {
     // SAFETY: forwarded from the caller's contract.
     let data = unsafe { from_ffi(array, schema) }?;
+    if !matches!(data.data_type(), arrow_schema::DataType::Struct(_)) {
+        return Err(JobError(format!(
+            "a batch must cross the ABI as a struct array, got {}",
+            data.data_type()
+        )));
+    }
     let s = StructArray::from(data);
     if s.null_count() > 0 {
         return Err(JobError(

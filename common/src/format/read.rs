@@ -94,13 +94,19 @@ struct SplitOrigin {
 impl SplitOrigin {
     /// A bad-record error for the `nth` (1-based) line of this split.
     fn bad_record(&self, nth_in_split: u64, reason: impl Into<String>) -> Error {
-        let before = File::open(&self.path)
-            .and_then(|mut f| lines_before(&mut f, self.first))
-            .unwrap_or(0);
-        Error::BadRecord {
-            path: self.path.clone(),
-            line: before + nth_in_split,
-            reason: reason.into(),
+        match File::open(&self.path).and_then(|mut f| lines_before(&mut f, self.first)) {
+            Ok(before) => Error::BadRecord {
+                path: self.path.clone(),
+                line: before + nth_in_split,
+                reason: reason.into(),
+            },
+            // Without the count of earlier lines, name the split's byte offset instead.
+            Err(e) => Error::Invalid(format!(
+                "bad record in {}, record {nth_in_split} of the split starting at byte {} (counting earlier lines failed: {e}): {}",
+                self.path.display(),
+                self.first,
+                reason.into()
+            )),
         }
     }
 }
@@ -451,13 +457,20 @@ impl JsonReader {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            self.decoder
+            let before = self.decoder.len();
+            let used = self
+                .decoder
                 .decode(line)
                 .map_err(|e| self.lines.bad_line(e.to_string()))?;
-            // A line that is not a complete object leaves the decoder mid-value.
-            self.decoder
-                .decode(b"\n")
-                .map_err(|e| self.lines.bad_line(e.to_string()))?;
+            // One line must be exactly one complete JSON object.
+            if used != line.len()
+                || self.decoder.has_partial_record()
+                || self.decoder.len() != before + 1
+            {
+                return Err(self
+                    .lines
+                    .bad_line("not exactly one complete JSON object on the line"));
+            }
             rows += 1;
         }
         self.decoder.flush().map_err(|e| {

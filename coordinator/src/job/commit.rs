@@ -54,6 +54,17 @@ impl Commits {
         }
     }
 
+    /// The granted attempt of `partition` failed before it committed: the next may try.
+    pub fn revoke(&mut self, partition: u32) {
+        let committed = self
+            .done
+            .get(partition as usize)
+            .is_some_and(Option::is_some);
+        if let (Some(slot), false) = (self.authorized.get_mut(partition as usize), committed) {
+            *slot = None;
+        }
+    }
+
     /// A partition's attempt reported its committed file.
     pub fn record_done(&mut self, partition: u32, done: pb::ReduceDone) {
         if let Some(slot) = self.done.get_mut(partition as usize) {
@@ -97,14 +108,20 @@ impl Commits {
     }
 }
 
-/// Removes what a failed or cancelled job left in `_temporary`, and the output directory
-/// itself when nothing else is in it, so a rerun needs no `--overwrite`.
-pub fn abort_output(output: &str) {
-    let out = Path::new(output);
-    let _ = std::fs::remove_dir_all(out.join("_temporary"));
-    let empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_none());
-    if empty {
-        let _ = std::fs::remove_dir(out);
+impl Commits {
+    /// Removes what a failed or cancelled job wrote: `_temporary` and the part files already
+    /// committed, then the output directory itself when nothing else is in it, so a rerun
+    /// needs no `--overwrite` and no half output survives.
+    pub fn abort_output(&self, output: &str) {
+        let out = Path::new(output);
+        let _ = std::fs::remove_dir_all(out.join("_temporary"));
+        for d in self.done.iter().flatten().filter(|d| !d.file.is_empty()) {
+            let _ = std::fs::remove_file(out.join(&d.file));
+        }
+        let empty = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_none());
+        if empty {
+            let _ = std::fs::remove_dir(out);
+        }
     }
 }
 

@@ -6,7 +6,14 @@ use sluice_proto::pb;
 
 /// The location of every finished map output of one job.
 pub struct Lineage {
-    outputs: Vec<Option<pb::MapOutputLocation>>,
+    outputs: Vec<Option<MapOutput>>,
+}
+
+/// One finished map output.
+#[derive(Clone)]
+struct MapOutput {
+    location: pb::MapOutputLocation,
+    done: pb::MapDone,
 }
 
 impl Lineage {
@@ -18,13 +25,24 @@ impl Lineage {
     }
 
     /// Map `index` finished with `attempt` on `worker`, serving at `addr`.
-    pub fn record(&mut self, index: u32, attempt: u32, worker: &WorkerId, addr: &str) {
+    pub fn record(
+        &mut self,
+        index: u32,
+        attempt: u32,
+        worker: &WorkerId,
+        addr: &str,
+        done: &pb::MapDone,
+    ) {
         if let Some(slot) = self.outputs.get_mut(index as usize) {
-            *slot = Some(pb::MapOutputLocation {
-                map_index: index,
-                attempt,
-                worker_id: worker.0.clone(),
-                shuffle_addr: addr.to_string(),
+            *slot = Some(MapOutput {
+                location: pb::MapOutputLocation {
+                    map_index: index,
+                    attempt,
+                    worker_id: worker.0.clone(),
+                    shuffle_addr: addr.to_string(),
+                    expected_rows: 0,
+                },
+                done: done.clone(),
             });
         }
     }
@@ -36,8 +54,37 @@ impl Lineage {
         }
     }
 
-    /// Every known output location, in map order.
-    pub fn locations(&self) -> Vec<pb::MapOutputLocation> {
-        self.outputs.iter().flatten().cloned().collect()
+    /// Every known output location, in map order, with the rows each holds for `partition`
+    /// so the reducer can tell a complete fetch from a truncated one.
+    pub fn locations(&self, partition: u32) -> Vec<pb::MapOutputLocation> {
+        self.outputs
+            .iter()
+            .flatten()
+            .map(|o| pb::MapOutputLocation {
+                expected_rows: o
+                    .done
+                    .partitions
+                    .iter()
+                    .filter(|p| p.partition == partition)
+                    .map(|p| p.rows)
+                    .sum(),
+                ..o.location.clone()
+            })
+            .collect()
+    }
+
+    /// Input rows read by the finished maps (each map counted once, however often it ran).
+    pub fn rows_in(&self) -> u64 {
+        self.outputs.iter().flatten().map(|o| o.done.rows_in).sum()
+    }
+
+    /// Shuffle bytes held by the finished maps.
+    pub fn shuffle_bytes(&self) -> u64 {
+        self.outputs
+            .iter()
+            .flatten()
+            .flat_map(|o| &o.done.partitions)
+            .map(|p| p.bytes)
+            .sum()
     }
 }

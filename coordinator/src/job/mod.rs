@@ -57,8 +57,14 @@ pub enum TaskStatus {
 pub struct TaskState {
     /// Where it is.
     pub status: TaskStatus,
-    /// Attempts started so far (the next attempt's number).
+    /// Attempts started so far (the next attempt's number: attempt ids are never reused).
     pub attempts: u32,
+    /// Failed attempts that count against [`MAX_ATTEMPTS`] (fetch failures do not: they are
+    /// the map's fault, not this task's).
+    pub failures: u32,
+    /// Fetch failures reported by this (reduce) task; past [`MAX_ATTEMPTS`] the job fails
+    /// rather than re-running maps forever against an unreachable worker.
+    pub fetch_failures: u32,
 }
 
 impl TaskState {
@@ -66,6 +72,15 @@ impl TaskState {
         TaskState {
             status: TaskStatus::Pending,
             attempts: 0,
+            failures: 0,
+            fetch_failures: 0,
+        }
+    }
+
+    fn done_attempt(&self) -> Option<u32> {
+        match &self.status {
+            TaskStatus::Done { attempt, .. } => Some(*attempt),
+            _ => None,
         }
     }
 
@@ -115,8 +130,6 @@ pub struct Job {
     commits: commit::Commits,
     /// Where it is.
     pub status: JobStatus,
-    rows_in: u64,
-    shuffle_bytes: u64,
     submitted_ms: u64,
     finished_ms: u64,
 }
@@ -156,8 +169,6 @@ impl Job {
             commits: commit::Commits::new(reducers),
             splits,
             status: JobStatus::Running,
-            rows_in: 0,
-            shuffle_bytes: 0,
             submitted_ms: now_ms(),
             finished_ms: 0,
         }
@@ -213,7 +224,7 @@ impl Job {
         let attempt = start(&mut self.reduces[i]);
         let task = pb::task_assignment::Task::Reduce(pb::ReduceTask {
             partition: i as u32,
-            map_outputs: self.lineage.locations(),
+            map_outputs: self.lineage.locations(i as u32),
         });
         Some(self.assignment(attempt, task))
     }
@@ -251,9 +262,8 @@ impl Job {
                     attempt,
                     worker: worker.clone(),
                 };
-                self.rows_in += done.rows_in;
-                self.shuffle_bytes += done.partitions.iter().map(|p| p.bytes).sum::<u64>();
-                self.lineage.record(index, attempt, worker, shuffle_addr);
+                self.lineage
+                    .record(index, attempt, worker, shuffle_addr, &done);
                 false
             }
             Outcome::ReduceDone(done) => {
@@ -273,20 +283,40 @@ impl Job {
 
     fn on_failure(&mut self, is_map: bool, i: usize, failure: TaskFailure) {
         let kind = if is_map { "map" } else { "reduce" };
-        if let FailureReason::FetchFailed { map_index, .. } = &failure.reason {
-            // The map output is gone: re-run that map from its split (lineage) and give the
-            // reduce another try, without counting it against the reduce.
+        if !is_map {
+            // Whatever failed, this attempt will not commit: free its grant.
+            self.commits.revoke(i as u32);
+        }
+        if let (
+            false,
+            FailureReason::FetchFailed {
+                map_index,
+                map_attempt,
+                ..
+            },
+        ) = (is_map, &failure.reason)
+        {
+            let task = &mut self.reduces[i];
+            task.fetch_failures += 1;
+            if task.fetch_failures > MAX_ATTEMPTS {
+                let why = format!(
+                    "reduce task {i} could not fetch map output {} times; last error: {}",
+                    task.fetch_failures, failure.message
+                );
+                self.fail(why);
+                return;
+            }
+            task.status = TaskStatus::Pending;
+            // The map output is gone: re-run that map from its split (lineage), once per
+            // lost output: a report about an older attempt than the one now done is stale.
             let m = *map_index as usize;
             if let Some(map) = self.maps.get_mut(m)
-                && map.is_done()
+                && map.done_attempt() == Some(*map_attempt)
             {
                 tracing::info!(job = %self.id, map = m, "map output lost, re-running the map");
                 map.status = TaskStatus::Pending;
                 self.lineage.forget(*map_index);
             }
-            let task = &mut self.reduces[i];
-            task.attempts = task.attempts.max(1);
-            task.status = TaskStatus::Pending;
             return;
         }
         let task = if is_map {
@@ -294,11 +324,12 @@ impl Job {
         } else {
             &mut self.reduces[i]
         };
-        if !failure.retryable || task.attempts >= MAX_ATTEMPTS {
+        task.failures += 1;
+        if !failure.retryable || task.failures >= MAX_ATTEMPTS {
             let why = if failure.retryable {
                 format!(
                     "{kind} task {i} failed {} times; last error: {}",
-                    task.attempts, failure.message
+                    task.failures, failure.message
                 )
             } else {
                 format!("{kind} task {i} failed: {}", failure.message)
@@ -315,7 +346,7 @@ impl Job {
         tracing::warn!(job = %self.id, error = %message, "job failed");
         self.status = JobStatus::Failed(message);
         self.finished_ms = now_ms();
-        commit::abort_output(&self.spec.output);
+        self.commits.abort_output(&self.spec.output);
     }
 
     /// Ends the job as cancelled.
@@ -323,13 +354,18 @@ impl Job {
         if !self.is_finished() {
             self.status = JobStatus::Cancelled;
             self.finished_ms = now_ms();
-            commit::abort_output(&self.spec.output);
+            self.commits.abort_output(&self.spec.output);
         }
     }
 
-    /// Whether `attempt` may commit `partition`: the first to ask wins, and only it.
+    /// Whether `attempt` may commit `partition`: only the running attempt, and of those the
+    /// first to ask.
     pub fn can_commit(&mut self, partition: u32, attempt: u32) -> bool {
-        !self.is_finished() && self.commits.authorize(partition, attempt)
+        let running = self
+            .reduces
+            .get(partition as usize)
+            .is_some_and(|t| t.is_running(attempt));
+        !self.is_finished() && running && self.commits.authorize(partition, attempt)
     }
 
     /// Writes `_SUCCESS` and marks the job succeeded (or failed if that is impossible).
@@ -362,12 +398,12 @@ impl Job {
             maps_done: done(&self.maps),
             reduces_total: self.reduces.len() as u32,
             reduces_done: done(&self.reduces),
-            rows_in: self.rows_in,
+            rows_in: self.lineage.rows_in(),
             rows_out: self.commits.rows_out(),
             output: self.spec.output.clone(),
             submitted_ms: self.submitted_ms,
             finished_ms: self.finished_ms,
-            shuffle_bytes: self.shuffle_bytes,
+            shuffle_bytes: self.lineage.shuffle_bytes(),
         }
     }
 }

@@ -29,13 +29,21 @@ pub struct JobPlan {
     pub splits: Vec<Split>,
 }
 
+/// Hidden and `_`-prefixed files (`_SUCCESS`, `.crc`, ...) are not data, as in Hadoop.
+fn is_data_file(p: &Path) -> bool {
+    p.is_file()
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with(['.', '_']))
+}
+
 fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
 /// Expands paths and globs into the files to read, in a stable order. A directory stands for
-/// the files directly in it (hidden files and names starting with `_` skipped, as Hadoop
-/// does). A path or glob that matches nothing is an error naming it.
+/// the files directly in it; directories and globs skip hidden files and names starting with
+/// `_`, as Hadoop does (a path named explicitly is always read). A path or glob that matches nothing is an error naming it.
 pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
@@ -45,7 +53,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 .map_err(|e| CoordinatorError::Input(format!("bad glob {input:?}: {e}")))?;
             for p in paths {
                 let p = p.map_err(|e| CoordinatorError::Input(format!("{input}: {e}")))?;
-                if p.is_file() {
+                if is_data_file(&p) {
                     files.push(p);
                 }
             }
@@ -57,12 +65,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)
                     .map_err(|e| CoordinatorError::Input(format!("input {input}: {e}")))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|e| {
-                        e.is_file()
-                            && e.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| !n.starts_with(['.', '_']))
-                    })
+                    .filter(|e| is_data_file(e))
                     .collect();
                 entries.sort();
                 files.extend(entries);

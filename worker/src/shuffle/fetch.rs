@@ -1,6 +1,7 @@
 //! A reducer's side of the shuffle: fetch one partition of one map output.
 
 use arrow::array::RecordBatch;
+
 use arrow::ipc::reader::StreamReader;
 use sluice_proto::pb::shuffle_client::ShuffleClient;
 use sluice_proto::{MAX_MESSAGE_BYTES, pb};
@@ -16,13 +17,14 @@ pub fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Streams partition `partition` of map output `loc` into `tx`; returns the rows fetched.
-/// Any failure is a typed [`TaskError::FetchFailed`] naming the map output.
+/// Streams partition `partition` of map output `loc` into `tx` as Arrow IPC chunks (decoded
+/// by the consumer, on the CPU pool); returns the rows fetched. Any failure, a short stream
+/// included, is a typed [`TaskError::FetchFailed`] naming the map output.
 pub async fn fetch_partition(
     job_id: &str,
     loc: &pb::MapOutputLocation,
     partition: u32,
-    tx: &mpsc::Sender<RecordBatch>,
+    tx: &mpsc::Sender<Vec<u8>>,
 ) -> TaskResult<u64> {
     let fail = |message: String| TaskError::FetchFailed {
         map_index: loc.map_index,
@@ -52,12 +54,16 @@ pub async fn fetch_partition(
         .await
         .map_err(|s| fail(s.message().to_string()))?
     {
-        for batch in decode_ipc(&chunk.ipc).map_err(|e| fail(format!("decoding: {e}")))? {
-            rows += batch.num_rows() as u64;
-            if tx.send(batch).await.is_err() {
-                return Ok(rows); // the consumer stopped (it failed); its error wins
-            }
+        rows += chunk.rows;
+        if tx.send(chunk.ipc).await.is_err() {
+            return Ok(rows); // the consumer stopped (it failed); its error wins
         }
+    }
+    if rows != loc.expected_rows {
+        return Err(fail(format!(
+            "received {rows} rows of partition {partition}, the map wrote {}",
+            loc.expected_rows
+        )));
     }
     Ok(rows)
 }

@@ -59,7 +59,8 @@ fn stream_partition(
     for batch in reader {
         let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
         let ipc = encode_ipc(&batch)?;
-        if tx.blocking_send(Ok(pb::FetchChunk { ipc })).is_err() {
+        let rows = batch.num_rows() as u64;
+        if tx.blocking_send(Ok(pb::FetchChunk { ipc, rows })).is_err() {
             return Ok(()); // the reducer went away
         }
     }
@@ -91,7 +92,13 @@ impl pb::shuffle_server::Shuffle for ShuffleService {
         let (tx, rx) = mpsc::channel(4);
         let partition = req.partition;
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_partition(file, partition, tx.clone()) {
+            // A panic (say, in the Parquet reader on a damaged file) must reach the reducer as
+            // an error: a stream that merely ends would look like a complete partition.
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                stream_partition(file, partition, tx.clone())
+            }))
+            .unwrap_or_else(|_| Err("serving the partition panicked".to_string()));
+            if let Err(e) = sent {
                 tracing::warn!(error = %e, "serving shuffle partition failed");
                 let _ = tx.blocking_send(Err(Status::internal(e)));
             }

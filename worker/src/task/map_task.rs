@@ -15,7 +15,7 @@ use sluice_proto::pb;
 use sluice_sdk::{Aggregate, ReduceKind, TaskKind};
 
 use super::{JobInfo, TaskEnv};
-use crate::error::TaskResult;
+use crate::error::{TaskError, TaskResult};
 use crate::shuffle::spill::SpillWriter;
 use crate::shuffle::{MapOutputFile, MapOutputId};
 
@@ -37,12 +37,24 @@ pub async fn run(
     split: Split,
 ) -> TaskResult<pb::MapDone> {
     let path = spill_path(&env.work_dir, &job.job_id, index, attempt);
+    let attempt_dir = path.parent().map(Path::to_path_buf);
     let job2 = job.clone();
     let body = env
         .cpu
         .run(move || map_body(&job2, index, attempt, &split, path))
         .await
-        .map_err(|panic| Error::Invalid(format!("map task panicked: {panic}")))??;
+        .map_err(|panic| TaskError::from(Error::Invalid(format!("map task panicked: {panic}"))))
+        .and_then(|r| r);
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            // A failed attempt leaves no partial spill behind.
+            if let Some(dir) = attempt_dir {
+                let _ = tokio::fs::remove_dir_all(dir).await;
+            }
+            return Err(e);
+        }
+    };
     let MapBody {
         output,
         partitions,
@@ -77,7 +89,7 @@ enum Combiner<'a> {
     Aggregate {
         keys: &'a [String],
         aggregates: &'a [Aggregate],
-        table: Option<HashAggregator>,
+        table: Option<Box<HashAggregator>>,
     },
     /// Custom reduce: rows buffered per partition.
     Buffer {
@@ -114,12 +126,12 @@ impl Combiner<'_> {
             } => {
                 let t = match table {
                     Some(t) => t,
-                    None => table.insert(HashAggregator::new(
+                    None => table.insert(Box::new(HashAggregator::new(
                         &batch.schema(),
                         keys,
                         aggregates,
                         AggMode::Partial,
-                    )?),
+                    )?)),
                 };
                 t.update(&batch)
             }

@@ -110,8 +110,16 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
         attempt: a.attempt,
         outcome: Some(outcome),
     };
-    if let Err(e) = env.coordinator.clone().report_task(report).await {
-        tracing::warn!(error = %e, "reporting task outcome failed");
+    // Reports are keyed by attempt, so repeating one is harmless; losing one would leave the
+    // task running forever in the coordinator's eyes.
+    for retry in 0..5u32 {
+        match env.coordinator.clone().report_task(report.clone()).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry, "reporting task outcome failed");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << retry)).await;
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::{JobInfo, TaskEnv};
 use crate::error::{TaskError, TaskResult};
-use crate::shuffle::fetch::fetch_partition;
+use crate::shuffle::fetch::{decode_ipc, fetch_partition};
 use crate::shuffle::merge::sorted_groups;
 
 /// Batches in flight between the fetchers and the reduce body.
@@ -108,7 +108,7 @@ pub async fn run(
 /// The CPU side: consumes fetched batches, writes the part file into `temp_dir`.
 /// Returns `(file, rows, bytes)`, or `None` when the partition is empty.
 fn reduce_body(
-    mut rx: mpsc::Receiver<RecordBatch>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     spec: &JobSpec,
     ctx: &TaskContext,
     partition: u32,
@@ -117,10 +117,25 @@ fn reduce_body(
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let desc = plugin.description();
     let batch_rows = spec.batch_rows as usize;
+    // Fetched chunks are decoded here, on the CPU pool, not on the fetching reactor thread.
+    let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
+    let mut next_batch = || -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(b) = pending.next() {
+                return Ok(Some(b));
+            }
+            let Some(chunk) = rx.blocking_recv() else {
+                return Ok(None);
+            };
+            pending = decode_ipc(&chunk)
+                .map_err(|e| Error::arrow("decoding a shuffle chunk", e))?
+                .into_iter();
+        }
+    };
     let outputs: Vec<RecordBatch> = match &desc.reduce {
         ReduceKind::Aggregate(aggregates) => {
             let mut table: Option<HashAggregator> = None;
-            while let Some(batch) = rx.blocking_recv() {
+            while let Some(batch) = next_batch()? {
                 let t = match &mut table {
                     Some(t) => t,
                     None => table.insert(HashAggregator::new(
@@ -142,7 +157,7 @@ fn reduce_body(
         }
         ReduceKind::Custom => {
             let mut batches = Vec::new();
-            while let Some(b) = rx.blocking_recv() {
+            while let Some(b) = next_batch()? {
                 batches.push(b);
             }
             let Some(schema) = batches.first().map(|b| b.schema()) else {
@@ -166,7 +181,9 @@ fn reduce_body(
     let Some(first) = outputs.iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
-    std::fs::create_dir_all(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
+    // Not create_dir_all: once a failed job removed `_temporary`, a straggler must not
+    // re-create it.
+    std::fs::create_dir(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
     let path = temp_dir.join(part_file_name(partition, spec.output_format));
     let mut writer = PartWriter::create(&path, first.schema(), spec.output_format)?;
     for b in outputs.iter().filter(|b| b.num_rows() > 0) {
