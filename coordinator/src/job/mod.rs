@@ -407,3 +407,149 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_common::spec::InputFormat;
+    use sluice_common::split::SplitRange;
+
+    fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
+        let mut spec = JobSpec::new(
+            "p.so".into(),
+            vec!["in".into()],
+            InputFormat::Text,
+            output.to_string_lossy().into_owned(),
+        );
+        spec.reducers = reducers;
+        let splits = (0..maps)
+            .map(|i| Split {
+                path: format!("f{i}"),
+                range: SplitRange::Bytes { start: 0, end: 1 },
+            })
+            .collect();
+        let description = JobDescription {
+            name: "t".into(),
+            key_columns: vec!["k".into()],
+            reduce: sluice_sdk::ReduceKind::Custom,
+        };
+        Job::new(JobId("job-1".into()), spec, description, Vec::new(), splits)
+    }
+
+    fn fetch_failed(map_index: u32, map_attempt: u32) -> Outcome {
+        Outcome::Failed(TaskFailure {
+            message: "unreachable".into(),
+            retryable: true,
+            reason: FailureReason::FetchFailed {
+                map_index,
+                map_attempt,
+                worker_id: "w1".into(),
+            },
+        })
+    }
+
+    #[test]
+    fn a_lost_map_output_reruns_the_map_once_and_the_reduce_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(2, 2, dir.path());
+        let w = WorkerId("w1".into());
+        for _ in 0..2 {
+            let a = j.next_task(&w).unwrap();
+            let Some(pb::task_assignment::Task::Map(m)) = a.task else {
+                panic!("maps come first")
+            };
+            j.on_report(
+                true,
+                m.index,
+                a.attempt,
+                &w,
+                "addr",
+                Outcome::MapDone(pb::MapDone::default()),
+            );
+        }
+        let (r0, r1) = (j.next_task(&w).unwrap(), j.next_task(&w).unwrap());
+        // Both reducers lose the same output of map 1 (attempt 0): it re-runs once.
+        j.on_report(false, 0, r0.attempt, &w, "addr", fetch_failed(1, 0));
+        let a = j.next_task(&w).unwrap();
+        let Some(pb::task_assignment::Task::Map(m)) = a.task else {
+            panic!("the lost map re-runs")
+        };
+        assert_eq!((m.index, a.attempt), (1, 1));
+        j.on_report(false, 1, r1.attempt, &w, "addr", fetch_failed(1, 0));
+        assert!(
+            j.next_task(&w).is_none(),
+            "no second re-run; reduces wait for the map"
+        );
+        j.on_report(
+            true,
+            1,
+            1,
+            &w,
+            "addr",
+            Outcome::MapDone(pb::MapDone::default()),
+        );
+        let again = j.next_task(&w).unwrap();
+        assert!(matches!(
+            again.task,
+            Some(pb::task_assignment::Task::Reduce(_))
+        ));
+        assert!(again.attempt > r0.attempt, "attempt ids are never reused");
+        assert!(!j.is_finished());
+    }
+
+    #[test]
+    fn repeated_fetch_failures_fail_the_job_instead_of_looping() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(1, 1, dir.path());
+        let w = WorkerId("w1".into());
+        for round in 0..=MAX_ATTEMPTS {
+            let a = j.next_task(&w).unwrap();
+            j.on_report(
+                true,
+                0,
+                a.attempt,
+                &w,
+                "addr",
+                Outcome::MapDone(pb::MapDone::default()),
+            );
+            let r = j.next_task(&w).unwrap();
+            j.on_report(false, 0, r.attempt, &w, "addr", fetch_failed(0, round));
+        }
+        assert!(
+            matches!(&j.status, JobStatus::Failed(m) if m.contains("could not fetch")),
+            "{:?}",
+            j.status
+        );
+    }
+
+    #[test]
+    fn only_the_running_attempt_may_commit_and_a_failed_grant_is_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(1, 1, dir.path());
+        let w = WorkerId("w1".into());
+        let a = j.next_task(&w).unwrap();
+        j.on_report(
+            true,
+            0,
+            a.attempt,
+            &w,
+            "addr",
+            Outcome::MapDone(pb::MapDone::default()),
+        );
+        let r0 = j.next_task(&w).unwrap();
+        assert!(!j.can_commit(0, r0.attempt + 1), "not a running attempt");
+        assert!(j.can_commit(0, r0.attempt));
+        let io = Outcome::Failed(TaskFailure {
+            message: "rename failed".into(),
+            retryable: true,
+            reason: FailureReason::Io,
+        });
+        j.on_report(false, 0, r0.attempt, &w, "addr", io);
+        let r1 = j.next_task(&w).unwrap();
+        assert!(
+            !j.can_commit(0, r0.attempt),
+            "the failed attempt lost its grant"
+        );
+        assert!(j.can_commit(0, r1.attempt), "the retry may commit");
+    }
+}
