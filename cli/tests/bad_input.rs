@@ -15,6 +15,13 @@ fn eod_args<'a>(input: &'a str, out: &'a str, plugin: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// `run` arguments for a text job.
+fn text_args<'a>(plugin: &'a str, input: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "--format", "text", "--plugin", plugin, "--input", input, "--output", out,
+    ]
+}
+
 fn assert_no_success(out: &Path) {
     assert!(
         !out.join("_SUCCESS").exists(),
@@ -101,16 +108,11 @@ fn a_file_that_is_not_a_plugin_is_refused() {
     let fake = dir.path().join("libfake.so");
     std::fs::write(&fake, "#!/bin/sh\necho not a library\n").unwrap();
     let out = dir.path().join("out");
-    let result = run(&[
-        "--format",
-        "text",
-        "--plugin",
+    let result = run(&text_args(
         fake.to_str().unwrap(),
-        "--input",
         input.to_str().unwrap(),
-        "--output",
         out.to_str().unwrap(),
-    ]);
+    ));
     let stderr = assert_failed(&result);
     assert!(
         stderr.contains("libfake.so") && stderr.contains("not a shared library"),
@@ -126,16 +128,11 @@ fn a_file_that_is_not_a_plugin_is_refused() {
     .into_iter()
     .find(|p| Path::new(p).exists());
     if let Some(libc) = libc {
-        let result = run(&[
-            "--format",
-            "text",
-            "--plugin",
+        let result = run(&text_args(
             libc,
-            "--input",
             input.to_str().unwrap(),
-            "--output",
             out.to_str().unwrap(),
-        ]);
+        ));
         let stderr = assert_failed(&result);
         assert!(
             stderr.contains("lacks the symbol sluice_abi_version"),
@@ -153,16 +150,11 @@ fn an_existing_output_directory_is_refused_unless_overwrite() {
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "precious").unwrap();
     let p = plugin("sluice_wordcount");
-    let args = [
-        "--format",
-        "text",
-        "--plugin",
+    let args = text_args(
         p.to_str().unwrap(),
-        "--input",
         input.to_str().unwrap(),
-        "--output",
         out.to_str().unwrap(),
-    ];
+    );
     let stderr = assert_failed(&run(&args));
     assert!(
         stderr.contains("already exists") && stderr.contains("--overwrite"),
@@ -174,7 +166,7 @@ fn an_existing_output_directory_is_refused_unless_overwrite() {
     );
     assert_no_success(&out);
 
-    let mut with = args.to_vec();
+    let mut with = args.clone();
     with.push("--overwrite");
     assert_ok(&run(&with));
     assert!(!out.join("keep.txt").exists());
@@ -192,18 +184,14 @@ fn a_panicking_map_fails_the_job_with_the_message_and_the_process_survives() {
         ("map-error", "deliberate error in map"),
     ] {
         let out = dir.path().join(format!("out-{mode}"));
-        let result = run(&[
-            "--format",
-            "text",
-            "--plugin",
+        let param = format!("fail={mode}");
+        let mut args = text_args(
             p.to_str().unwrap(),
-            "--input",
             input.to_str().unwrap(),
-            "--output",
             out.to_str().unwrap(),
-            "--param",
-            &format!("fail={mode}"),
-        ]);
+        );
+        args.extend(["--param", &param]);
+        let result = run(&args);
         // Exit code 1 is our error path; an abort would be a signal (no code).
         let stderr = assert_failed(&result);
         assert!(stderr.contains(message), "{stderr}");
@@ -229,16 +217,11 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "x\n").unwrap();
     let out = dir.path().join("out");
-    let result = run(&[
-        "--format",
-        "text",
-        "--plugin",
+    let result = run(&text_args(
         lib.to_str().unwrap(),
-        "--input",
         input.to_str().unwrap(),
-        "--output",
         out.to_str().unwrap(),
-    ]);
+    ));
     let stderr = assert_failed(&result);
     assert!(
         stderr.contains("ABI version 99") && stderr.contains("supports version 1"),

@@ -436,6 +436,17 @@ mod tests {
         Job::new(JobId("job-1".into()), spec, description, Vec::new(), splits)
     }
 
+    fn finish_map(j: &mut Job, w: &WorkerId, index: u32, attempt: u32) {
+        j.on_report(
+            true,
+            index,
+            attempt,
+            w,
+            "addr",
+            Outcome::MapDone(pb::MapDone::default()),
+        );
+    }
+
     fn fetch_failed(map_index: u32, map_attempt: u32) -> Outcome {
         Outcome::Failed(TaskFailure {
             message: "unreachable".into(),
@@ -458,14 +469,7 @@ mod tests {
             let Some(pb::task_assignment::Task::Map(m)) = a.task else {
                 panic!("maps come first")
             };
-            j.on_report(
-                true,
-                m.index,
-                a.attempt,
-                &w,
-                "addr",
-                Outcome::MapDone(pb::MapDone::default()),
-            );
+            finish_map(&mut j, &w, m.index, a.attempt);
         }
         let (r0, r1) = (j.next_task(&w).unwrap(), j.next_task(&w).unwrap());
         // Both reducers lose the same output of map 1 (attempt 0): it re-runs once.
@@ -480,14 +484,7 @@ mod tests {
             j.next_task(&w).is_none(),
             "no second re-run; reduces wait for the map"
         );
-        j.on_report(
-            true,
-            1,
-            1,
-            &w,
-            "addr",
-            Outcome::MapDone(pb::MapDone::default()),
-        );
+        finish_map(&mut j, &w, 1, 1);
         let again = j.next_task(&w).unwrap();
         assert!(matches!(
             again.task,
@@ -504,14 +501,7 @@ mod tests {
         let w = WorkerId("w1".into());
         for round in 0..=MAX_ATTEMPTS {
             let a = j.next_task(&w).unwrap();
-            j.on_report(
-                true,
-                0,
-                a.attempt,
-                &w,
-                "addr",
-                Outcome::MapDone(pb::MapDone::default()),
-            );
+            finish_map(&mut j, &w, 0, a.attempt);
             let r = j.next_task(&w).unwrap();
             j.on_report(false, 0, r.attempt, &w, "addr", fetch_failed(0, round));
         }
@@ -528,14 +518,7 @@ mod tests {
         let mut j = job(1, 1, dir.path());
         let w = WorkerId("w1".into());
         let a = j.next_task(&w).unwrap();
-        j.on_report(
-            true,
-            0,
-            a.attempt,
-            &w,
-            "addr",
-            Outcome::MapDone(pb::MapDone::default()),
-        );
+        finish_map(&mut j, &w, 0, a.attempt);
         let r0 = j.next_task(&w).unwrap();
         assert!(!j.can_commit(0, r0.attempt + 1), "not a running attempt");
         assert!(j.can_commit(0, r0.attempt));
