@@ -1,30 +1,125 @@
-//! Submitting a job and following it to its end.
+//! Talking to a coordinator: upload the plugin, submit, and follow a job to its end.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use sluice_common::digest::sha256_file;
 use sluice_common::spec::JobSpec;
 use sluice_proto::pb;
-use sluice_proto::pb::coordinator_client::CoordinatorClient;
-use tonic::transport::Channel;
+use sluice_proto::transport::{CoordinatorClient, Security};
+use tonic::Code;
 
-/// Connects to the coordinator at `url`.
-pub async fn connect(url: &str) -> Result<CoordinatorClient<Channel>> {
-    CoordinatorClient::connect(url.to_string())
-        .await
-        .with_context(|| format!("connecting to coordinator {url}"))
+/// Bytes per chunk of a plugin upload.
+const UPLOAD_CHUNK: usize = 1 << 20;
+/// How long `wait` keeps trying to reach a coordinator that went away (a restart).
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
+
+/// A coordinator client for `url`; connects on first use.
+pub fn connect(url: &str, security: &Security) -> Result<CoordinatorClient> {
+    let channel = security
+        .channel(url)
+        .with_context(|| format!("coordinator {url}"))?;
+    Ok(security.coordinator_client(channel))
 }
 
-/// Submits `spec`; the error is the coordinator's message (missing input, bad plugin, ...).
-pub async fn submit(client: &mut CoordinatorClient<Channel>, spec: &JobSpec) -> Result<String> {
+/// The message of a failed call, with a hint for the failures users can fix.
+pub fn call_error(what: &str, s: tonic::Status) -> anyhow::Error {
+    match s.code() {
+        Code::Unavailable => anyhow!("{what}: coordinator unreachable: {}", s.message()),
+        _ => anyhow!("{what}: {}", s.message()),
+    }
+}
+
+/// Uploads the plugin unless the coordinator already stores it; returns its sha256.
+pub async fn upload_plugin(client: &mut CoordinatorClient, path: &Path) -> Result<String> {
+    let p = path.to_path_buf();
+    let (sha, bytes) = tokio::task::spawn_blocking(move || -> Result<(String, Vec<u8>)> {
+        let bytes = std::fs::read(&p).with_context(|| format!("reading plugin {}", p.display()))?;
+        Ok((sha256_file(&p)?, bytes))
+    })
+    .await??;
+    let present = client
+        .has_plugin(pb::HasPluginRequest {
+            sha256: sha.clone(),
+        })
+        .await
+        .map_err(|s| call_error("asking for the plugin", s))?
+        .into_inner()
+        .present;
+    if present {
+        tracing::info!(sha256 = %sha, "plugin already stored on the coordinator");
+        return Ok(sha);
+    }
+    let size = bytes.len() as u64;
+    let mut chunks: Vec<pb::PluginChunk> = bytes
+        .chunks(UPLOAD_CHUNK)
+        .map(|c| pb::PluginChunk {
+            data: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(pb::PluginChunk::default());
+    }
+    chunks[0].sha256 = sha.clone();
+    chunks[0].size = size;
+    let stored = client
+        .upload_plugin(tokio_stream::iter(chunks))
+        .await
+        .map_err(|s| call_error(&format!("uploading plugin {}", path.display()), s))?
+        .into_inner()
+        .sha256;
+    if stored != sha {
+        bail!("the coordinator stored the plugin as {stored}, expected {sha}");
+    }
+    Ok(sha)
+}
+
+/// Uploads the plugin and submits `spec`; the error is the coordinator's message (missing
+/// input, bad plugin, ...). Returns the job id.
+pub async fn submit(client: &mut CoordinatorClient, spec: &JobSpec) -> Result<String> {
+    let mut spec = spec.clone();
+    spec.plugin_sha256 = upload_plugin(client, Path::new(&spec.plugin)).await?;
     let r = client
         .submit_job(pb::SubmitJobRequest {
-            spec: Some(pb::JobSpec::from(spec)),
+            spec: Some(pb::JobSpec::from(&spec)),
         })
         .await
         .map_err(|s| anyhow!("{}", s.message()))?;
     Ok(r.into_inner().job_id)
+}
+
+/// One job's status; retries while the coordinator is unreachable, so a client outlives a
+/// coordinator restart.
+pub async fn status(client: &mut CoordinatorClient, job_id: &str) -> Result<pb::JobInfo> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        let reply = client
+            .job_status(pb::JobStatusRequest {
+                job_id: job_id.to_string(),
+            })
+            .await;
+        match reply {
+            Ok(r) => {
+                return r
+                    .into_inner()
+                    .job
+                    .ok_or_else(|| anyhow!("job status without a job"));
+            }
+            Err(s) if s.code() == Code::Unavailable && started.elapsed() < RECONNECT_PATIENCE => {
+                if !warned {
+                    eprintln!("coordinator unreachable ({}); retrying", s.message());
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(s) => return Err(call_error("job status", s)),
+        }
+    }
 }
 
 fn progress_line(j: &pb::JobInfo, started: Instant) -> String {
@@ -40,40 +135,97 @@ fn progress_line(j: &pb::JobInfo, started: Instant) -> String {
     )
 }
 
-/// Polls until the job ends, printing progress to stderr (a line per change on a terminal,
-/// at most one every 5 s otherwise). Returns the final job info.
+/// Progress display: a bar per stage on a terminal, a plain line at most every 5 s (and on
+/// stage changes) otherwise, nothing when quiet.
+enum Progress {
+    Quiet,
+    Bars {
+        _multi: MultiProgress,
+        map: ProgressBar,
+        reduce: ProgressBar,
+    },
+    Lines {
+        last: String,
+        printed: Instant,
+    },
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        if quiet {
+            return Progress::Quiet;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines {
+                last: String::new(),
+                printed: Instant::now(),
+            };
+        }
+        let multi = MultiProgress::new();
+        let style = ProgressStyle::with_template(
+            "{prefix:>7} [{bar:40.cyan/blue}] {pos}/{len} tasks {elapsed}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = |name: &str| {
+            let b = multi.add(ProgressBar::new(0));
+            b.set_style(style.clone());
+            b.set_prefix(name.to_string());
+            b
+        };
+        Progress::Bars {
+            map: bar("map"),
+            reduce: bar("reduce"),
+            _multi: multi,
+        }
+    }
+
+    fn update(&mut self, j: &pb::JobInfo, started: Instant) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Bars { map, reduce, .. } => {
+                map.set_length(u64::from(j.maps_total));
+                map.set_position(u64::from(j.maps_done));
+                reduce.set_length(u64::from(j.reduces_total));
+                reduce.set_position(u64::from(j.reduces_done));
+            }
+            Progress::Lines { last, printed } => {
+                let line = progress_line(j, started);
+                let stage = |l: &str| l.split_once(']').map(|x| x.1.to_string());
+                if stage(&line) != stage(last) && printed.elapsed() > Duration::from_secs(1)
+                    || printed.elapsed() > Duration::from_secs(5)
+                {
+                    eprintln!("{line}");
+                    *printed = Instant::now();
+                }
+                *last = line;
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bars { map, reduce, .. } = self {
+            map.finish();
+            reduce.finish();
+        }
+    }
+}
+
+/// Polls until the job ends, showing progress on stderr. Returns the final job info.
 pub async fn wait(
-    client: &mut CoordinatorClient<Channel>,
+    client: &mut CoordinatorClient,
     job_id: &str,
     quiet: bool,
 ) -> Result<pb::JobInfo> {
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut last_line = String::new();
-    let mut last_print = Instant::now();
+    let mut progress = Progress::new(quiet);
     loop {
-        let info = client
-            .job_status(pb::JobStatusRequest {
-                job_id: job_id.to_string(),
-            })
-            .await
-            .map_err(|s| anyhow!("job status: {}", s.message()))?
-            .into_inner()
-            .job
-            .ok_or_else(|| anyhow!("job status without a job"))?;
+        let info = status(client, job_id).await?;
+        progress.update(&info, started);
         if info.state != pb::JobState::Running as i32 {
+            progress.finish();
             return Ok(info);
         }
-        if !quiet {
-            let line = progress_line(&info, started);
-            let changed =
-                line.split_once(']').map(|x| x.1) != last_line.split_once(']').map(|x| x.1);
-            if (tty && changed) || last_print.elapsed() > Duration::from_secs(5) {
-                eprintln!("{line}");
-                last_print = Instant::now();
-            }
-            last_line = line;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

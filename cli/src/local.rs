@@ -4,11 +4,17 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
+use sluice_coordinator::CoordinatorConfig;
 use sluice_worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Heartbeat interval of local mode.
+const LOCAL_HEARTBEAT: Duration = Duration::from_millis(250);
 
 /// A running local cluster; [`LocalCluster::shutdown`] stops it.
 pub struct LocalCluster {
@@ -40,8 +46,14 @@ impl LocalCluster {
         let url = format!("http://{}", listener.local_addr()?);
         let mut tasks = Vec::new();
         let shutdown = stopped(&rx);
+        // A laptop run keeps no history: the job store lives in the temporary directory.
+        // Heartbeats are faster than a cluster's, as stage changes wait for one.
+        let mut config = CoordinatorConfig::new(work.path().join("coordinator"));
+        config.heartbeat = LOCAL_HEARTBEAT;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = sluice_coordinator::run_coordinator(listener, shutdown).await {
+            if let Err(e) =
+                sluice_coordinator::run_coordinator(config, listener, None, shutdown).await
+            {
                 tracing::error!(error = %e, "coordinator stopped");
             }
         }));
@@ -49,12 +61,11 @@ impl LocalCluster {
             let listener = TcpListener::bind("127.0.0.1:0")
                 .await
                 .context("binding a worker")?;
-            let config = WorkerConfig {
-                coordinator: url.clone(),
-                advertise: None,
-                work_dir: PathBuf::from(work.path()).join(format!("worker-{i}")),
+            let config = WorkerConfig::new(
+                url.clone(),
+                PathBuf::from(work.path()).join(format!("worker-{i}")),
                 slots,
-            };
+            );
             let shutdown = stopped(&rx);
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = sluice_worker::run_worker(config, listener, shutdown).await {

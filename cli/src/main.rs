@@ -1,13 +1,21 @@
-//! `sluice`: run MapReduce jobs written as plugins, locally or (later) on a cluster.
+//! `sluice`: run MapReduce jobs written as plugins, locally or on a cluster.
 //!
 //! - `sluice run --local N ...`: a coordinator and N workers in this process ([`local`]).
+//! - `sluice coordinator`, `sluice worker`: the cluster's processes ([`server`]).
+//! - `sluice submit`, `status`, `jobs`, `cancel`, `workers`: client commands ([`commands`]).
 //! - `sluice demo`: the EOD example on generated data ([`demo`]).
 //! - `sluice bench`: EOD and word count on generated data, with figures ([`bench`]).
+//!
+//! Settings come from flags, `SLUICE_*` variables and a TOML file, in that order
+//! ([`settings`]).
 
 mod bench;
 mod client;
+mod commands;
 mod demo;
 mod local;
+mod server;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,13 +28,23 @@ use sluice_common::spec::{
     DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat,
 };
 use sluice_proto::pb;
+use sluice_proto::transport::Security;
 
 /// Sluice: a distributed MapReduce-style batch engine.
 #[derive(Parser)]
 #[command(name = "sluice", version, about)]
 struct Cli {
+    /// Log format on stderr: text or json (filter with SLUICE_LOG, e.g. `info`).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -37,9 +55,23 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Generate data once, run EOD and word count locally and print throughput and memory.
     Bench(bench::BenchArgs),
+    /// Run the coordinator of a cluster.
+    Coordinator(server::CoordinatorArgs),
+    /// Run a worker of a cluster.
+    Worker(server::WorkerArgs),
+    /// Submit a job to a cluster; prints its id on the first line.
+    Submit(commands::SubmitArgs),
+    /// Show one job.
+    Status(commands::StatusArgs),
+    /// List jobs, including earlier runs of the coordinator.
+    Jobs(commands::ListArgs),
+    /// Cancel a running job.
+    Cancel(commands::CancelArgs),
+    /// List the workers registered with the coordinator.
+    Workers(commands::ListArgs),
 }
 
-/// The job options shared by `run` (and, later, `submit`).
+/// The job options shared by `run` and `submit`.
 #[derive(Args, Clone)]
 pub struct JobArgs {
     /// The job plugin (a cdylib built against sluice-sdk).
@@ -51,9 +83,9 @@ pub struct JobArgs {
     /// Input format: text, csv, jsonl or parquet.
     #[arg(long)]
     pub format: InputFormat,
-    /// Output directory; must not exist unless --overwrite.
+    /// Output directory or object-store URL; must not exist unless --overwrite.
     #[arg(long)]
-    pub output: PathBuf,
+    pub output: String,
     /// Number of reduce partitions (part files).
     #[arg(long, default_value_t = 4)]
     pub reducers: u32,
@@ -85,20 +117,25 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 impl JobArgs {
     fn to_spec(&self) -> Result<JobSpec> {
-        let abs = |p: &PathBuf| -> Result<String> {
-            let p = if p.is_absolute() {
-                p.clone()
-            } else {
-                std::env::current_dir()?.join(p)
-            };
-            Ok(p.to_string_lossy().into_owned())
+        // Paths are resolved here, where the user typed them: the coordinator and workers run
+        // elsewhere. URLs (`s3://...`, `file://...`) are left as they are.
+        let abs = |p: &str| -> Result<String> {
+            if p.contains("://") {
+                return Ok(p.to_string());
+            }
+            Ok(settings::absolute(&PathBuf::from(p))?
+                .to_string_lossy()
+                .into_owned())
         };
         let inputs = self
             .input
             .iter()
-            .map(|i| abs(&PathBuf::from(i)))
+            .map(|i| abs(i))
             .collect::<Result<Vec<_>>>()?;
-        let mut spec = JobSpec::new(abs(&self.plugin)?, inputs, self.format, abs(&self.output)?);
+        let plugin = settings::absolute(&self.plugin)?
+            .to_string_lossy()
+            .into_owned();
+        let mut spec = JobSpec::new(plugin, inputs, self.format, abs(&self.output)?);
         spec.reducers = self.reducers;
         spec.params = self.params.iter().cloned().collect::<BTreeMap<_, _>>();
         spec.split_size = self.split_size;
@@ -154,7 +191,7 @@ pub async fn run_local(
         local::LocalCluster::start(workers, slots.unwrap_or_else(|| default_slots(workers)))
             .await?;
     let outcome = async {
-        let mut client = client::connect(&cluster.url).await?;
+        let mut client = client::connect(&cluster.url, &Security::none())?;
         let job_id = client::submit(&mut client, spec).await?;
         client::wait(&mut client, &job_id, quiet).await
     }
@@ -187,13 +224,19 @@ pub fn report(info: &pb::JobInfo, secs: f64) -> Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+/// Logs go to stderr; long-running processes log at `info` by default (their first line
+/// carries the bound addresses), commands at `warn`.
+fn init_logging(format: LogFormat, daemon: bool) {
+    let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 async fn main_async(cli: Cli) -> Result<()> {
@@ -205,12 +248,20 @@ async fn main_async(cli: Cli) -> Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Coordinator(args) => server::coordinator(args).await,
+        Command::Worker(args) => server::worker(args).await,
+        Command::Submit(args) => commands::submit(args).await,
+        Command::Status(args) => commands::status(args).await,
+        Command::Jobs(args) => commands::jobs(args).await,
+        Command::Cancel(args) => commands::cancel(args).await,
+        Command::Workers(args) => commands::workers(args).await,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let daemon = matches!(cli.command, Command::Coordinator(_) | Command::Worker(_));
+    init_logging(cli.log_format, daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

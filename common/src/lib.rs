@@ -12,11 +12,15 @@
 //! - [`agg`]: the hash aggregation behind declared aggregates (combiner and reducer).
 //! - [`plugin`]: loading a job plugin with `dlopen` and calling it over the C ABI.
 //! - [`failure`]: why a task attempt failed, typed, with its retryability.
+//! - [`config`]: the TOML configuration file shared by every process.
+//! - [`digest`]: sha256 of plugin libraries, their identity across the cluster.
 //! - [`error`]: this crate's error type.
 
 #![warn(missing_docs)]
 
 pub mod agg;
+pub mod config;
+pub mod digest;
 pub mod error;
 pub mod failure;
 pub mod format;

@@ -93,8 +93,11 @@ impl FromStr for OutputFormat {
 /// A job as the user submitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
-    /// Path of the plugin shared library.
+    /// Path of the plugin shared library. On a cluster each process rewrites it to its own
+    /// copy of the library identified by `plugin_sha256`; as submitted it is the client's path.
     pub plugin: String,
+    /// Lower-case hex sha256 of the plugin library (empty: load `plugin` as it is).
+    pub plugin_sha256: String,
     /// Input paths or globs.
     pub inputs: Vec<String>,
     /// Input format.
@@ -122,6 +125,7 @@ impl JobSpec {
     pub fn new(plugin: String, inputs: Vec<String>, format: InputFormat, output: String) -> Self {
         JobSpec {
             plugin,
+            plugin_sha256: String::new(),
             inputs,
             format,
             output,

@@ -1,42 +1,142 @@
 //! # sluice-coordinator: plans jobs, schedules tasks, decides commits
 //!
 //! # Layout, in the order a job meets it
+//! - [`plugins`]: uploaded plugin libraries, stored by sha256.
 //! - [`plan`][plan]: expand inputs, check them, cut splits ([`plan::split`]).
 //! - [`service`][service]: the gRPC service; workers pull tasks with their heartbeats.
 //! - [`job`][job]: one job's state machine, its [`job::lineage`] (where each map output lives)
 //!   and [`job::commit`] (one committer per partition, `_SUCCESS`).
 //! - [`cluster::workers`][cluster::workers]: membership.
+//! - [`store`]: the SQLite job store (history of jobs, tasks, attempts, counters).
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 
 #![warn(missing_docs)]
 
 pub mod cluster;
 pub mod error;
+pub mod http;
 pub mod job;
 pub mod plan;
+pub mod plugins;
 pub mod service;
+pub mod store;
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use sluice_proto::MAX_MESSAGE_BYTES;
+use sluice_common::config::{DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES};
 use sluice_proto::pb::coordinator_server::CoordinatorServer;
+use sluice_proto::transport::Security;
+use sluice_proto::{MAX_MESSAGE_BYTES, pb};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 pub use service::CoordinatorService;
 
-/// Serves the coordinator on `listener` until `shutdown` resolves.
+/// A coordinator's settings (after the config file, environment and flags are merged).
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Job store (`sluice.db`) and stored plugins (`plugins/`).
+    pub state_dir: PathBuf,
+    /// How often workers heartbeat.
+    pub heartbeat: Duration,
+    /// Largest plugin a client may upload.
+    pub max_plugin_bytes: u64,
+    /// Cluster token and TLS.
+    pub security: Security,
+}
+
+impl CoordinatorConfig {
+    /// The defaults, with state in `state_dir` and no token or TLS.
+    pub fn new(state_dir: PathBuf) -> Self {
+        CoordinatorConfig {
+            state_dir,
+            heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
+            max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            security: Security::none(),
+        }
+    }
+}
+
+/// Any error that stops the coordinator.
+pub type CoordinatorRunError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves the coordinator's gRPC on `grpc` (and HTTP on `http`, when given) until `shutdown`
+/// resolves; then flushes the job store.
 pub async fn run_coordinator(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let service = CoordinatorService::default();
-    Server::builder()
-        .add_service(
-            CoordinatorServer::new(service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+    config: CoordinatorConfig,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorRunError> {
+    let (history, journal) = {
+        let dir = config.state_dir.clone();
+        tokio::task::spawn_blocking(move || store::open(&dir)).await??
+    };
+    let plugins =
+        plugins::PluginStore::open(config.state_dir.join("plugins"), config.max_plugin_bytes)
+            .map_err(|e| format!("plugin store in {}: {e}", config.state_dir.display()))?;
+    let service = CoordinatorService::new(plugins, history, journal.clone(), config.heartbeat);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let http_task = http.map(|listener| {
+        tokio::spawn(http::serve(
+            listener,
+            service.clone(),
+            ready.clone(),
+            stopped(),
+        ))
+    });
+
+    let server = CoordinatorServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut builder = Server::builder();
+    if let Some(tls) = config.security.server_tls() {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder.add_service(InterceptedService::new(
+        server,
+        config.security.check_token("coordinator"),
+    ));
+    ready.store(true, Ordering::SeqCst);
+    let served = router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped())
+        .await;
+    ready.store(false, Ordering::SeqCst);
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    tokio::task::spawn_blocking(move || journal.sync()).await?;
+    served?;
+    Ok(())
+}
+
+/// The job states clients see, as words.
+pub fn state_name(state: i32) -> &'static str {
+    match pb::JobState::try_from(state) {
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Succeeded) => "succeeded",
+        Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Cancelled) => "cancelled",
+        _ => "unknown",
+    }
 }

@@ -1,6 +1,7 @@
 //! The coordinator's gRPC service. Handlers are thin: decode, call the state, encode.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -9,34 +10,159 @@ use sluice_common::format::schema::schema_to_bytes;
 use sluice_common::ids::{JobId, WorkerId};
 use sluice_common::spec::JobSpec;
 use sluice_proto::{PROTOCOL_VERSION, pb};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::workers::Workers;
 use crate::error::CoordinatorError;
 use crate::job::{Job, Outcome};
 use crate::plan::plan_job;
-
-/// How often workers heartbeat.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+use crate::plugins::PluginStore;
+use crate::store::{Event, History, Journal};
 
 /// Everything the coordinator knows, behind one lock: handlers hold it only for in-memory
-/// updates (planning and file I/O of commits happen outside or are tiny).
-#[derive(Default)]
+/// updates (planning and file I/O of commits happen outside or are tiny; the job store is
+/// written by its own thread).
 pub struct State {
     next_job: u64,
     jobs: BTreeMap<JobId, Job>,
+    /// Jobs of earlier runs of this coordinator, from the job store.
+    history: BTreeMap<String, pb::JobInfo>,
     workers: Workers,
 }
 
 /// Implements `sluice.v1.Coordinator`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CoordinatorService {
     state: Arc<Mutex<State>>,
+    plugins: PluginStore,
+    journal: Journal,
+    heartbeat: Duration,
 }
 
 impl CoordinatorService {
+    /// A service over the job store's `history`, journaling to `journal`.
+    pub fn new(
+        plugins: PluginStore,
+        history: History,
+        journal: Journal,
+        heartbeat: Duration,
+    ) -> Self {
+        let state = State {
+            next_job: history.next_seq.saturating_sub(1),
+            jobs: BTreeMap::new(),
+            history: history
+                .jobs
+                .into_iter()
+                .map(|j| (j.job_id.clone(), j))
+                .collect(),
+            workers: Workers::default(),
+        };
+        CoordinatorService {
+            state: Arc::new(Mutex::new(state)),
+            plugins,
+            journal,
+            heartbeat,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The job store's journal (to flush it at shutdown).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Prometheus text-format metrics.
+    pub fn metrics_text(&self) -> String {
+        let state = self.lock();
+        let mut by_state: BTreeMap<&str, u64> = [
+            ("running", 0),
+            ("succeeded", 0),
+            ("failed", 0),
+            ("cancelled", 0),
+        ]
+        .into_iter()
+        .collect();
+        let mut rows_in = 0u64;
+        let mut rows_out = 0u64;
+        let mut shuffle = 0u64;
+        let mut failed_attempts = 0u64;
+        let infos = state
+            .history
+            .values()
+            .cloned()
+            .chain(state.jobs.values().map(Job::info));
+        for j in infos {
+            *by_state.entry(crate::state_name(j.state)).or_default() += 1;
+            rows_in += j.rows_in;
+            rows_out += j.rows_out;
+            shuffle += j.shuffle_bytes;
+            failed_attempts += u64::from(j.failed_attempts);
+        }
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP sluice_jobs Jobs known to the coordinator, by state."
+        );
+        let _ = writeln!(out, "# TYPE sluice_jobs gauge");
+        for (s, n) in by_state {
+            let _ = writeln!(out, "sluice_jobs{{state=\"{s}\"}} {n}");
+        }
+        let workers = state.workers.len();
+        let running: u32 = state.workers.iter().map(|(_, w)| w.running).sum();
+        let slots: u32 = state.workers.iter().map(|(_, w)| w.slots).sum();
+        for (name, help, kind, v) in [
+            (
+                "sluice_workers",
+                "Registered workers.",
+                "gauge",
+                workers as u64,
+            ),
+            (
+                "sluice_worker_slots",
+                "Task slots of registered workers.",
+                "gauge",
+                u64::from(slots),
+            ),
+            (
+                "sluice_tasks_running",
+                "Task attempts running on workers.",
+                "gauge",
+                u64::from(running),
+            ),
+            (
+                "sluice_rows_in_total",
+                "Rows read by map tasks.",
+                "counter",
+                rows_in,
+            ),
+            (
+                "sluice_rows_out_total",
+                "Rows in committed part files.",
+                "counter",
+                rows_out,
+            ),
+            (
+                "sluice_shuffle_bytes_total",
+                "Bytes written to shuffle files.",
+                "counter",
+                shuffle,
+            ),
+            (
+                "sluice_failed_attempts_total",
+                "Task attempts that failed.",
+                "counter",
+                failed_attempts,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        out
     }
 }
 
@@ -67,7 +193,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         tracing::info!(worker = %id, shuffle = %req.shuffle_addr, slots = req.slots, "worker registered");
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: id.0,
-            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+            heartbeat_interval_ms: self.heartbeat.as_millis() as u32,
         }))
     }
 
@@ -86,6 +212,12 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             }));
         };
         info.last_seen = Instant::now();
+        info.running = req.running;
+        if req.draining && !info.draining {
+            tracing::info!(%worker, "worker draining: no new tasks for it");
+        }
+        info.draining = req.draining;
+        let free_slots = if req.draining { 0 } else { req.free_slots };
         let mut finished_jobs = Vec::new();
         for job in state.jobs.values().filter(|j| j.is_finished()) {
             if info.told_finished.insert(job.id.clone()) {
@@ -93,7 +225,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             }
         }
         let mut assignments = Vec::new();
-        'slots: while assignments.len() < req.free_slots as usize {
+        'slots: while assignments.len() < free_slots as usize {
             for job in state.jobs.values_mut() {
                 if let Some(a) = job.next_task(&worker) {
                     assignments.push(a);
@@ -163,8 +295,22 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .spec
             .ok_or_else(|| Status::invalid_argument("submission without a job spec"))?;
         let spec = JobSpec::try_from(&spec)?;
+        if spec.plugin_sha256.is_empty() {
+            return Err(Status::invalid_argument(
+                "job spec without plugin_sha256: upload the plugin first (sluice submit does)",
+            ));
+        }
+        let stored = self.plugins.path(&spec.plugin_sha256)?;
+        if !stored.is_file() {
+            return Err(Status::failed_precondition(format!(
+                "no plugin with sha256 {} is stored: upload it first",
+                spec.plugin_sha256
+            )));
+        }
         let planned = {
-            let spec = spec.clone();
+            // The coordinator loads its own stored copy; the spec keeps the client's name.
+            let mut spec = spec.clone();
+            spec.plugin = stored.to_string_lossy().into_owned();
             tokio::task::spawn_blocking(move || plan_job(&spec))
                 .await
                 .map_err(|e| Status::internal(format!("planning panicked: {e}")))??
@@ -175,15 +321,23 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         let mut state = self.lock();
         state.next_job += 1;
-        let id = JobId(format!("job-{:04}", state.next_job));
+        let seq = state.next_job;
+        let id = JobId(format!("job-{seq:04}"));
         tracing::info!(job = %id, name = %planned.description.name, maps = planned.splits.len(), reduces = spec.reducers, "job submitted");
+        let wire_spec = pb::JobSpec::from(&spec);
         let job = Job::new(
             id.clone(),
             spec,
             planned.description,
             schema_ipc,
             planned.splits,
-        );
+        )
+        .with_journal(self.journal.clone());
+        self.journal.send(Event::JobSubmitted {
+            seq,
+            info: job.info(),
+            spec: wire_spec,
+        });
         state.jobs.insert(id.clone(), job);
         Ok(Response::new(pb::SubmitJobResponse { job_id: id.0 }))
     }
@@ -193,11 +347,16 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::JobStatusRequest>,
     ) -> Result<Response<pb::JobStatusResponse>, Status> {
         let req = request.into_inner();
-        let mut state = self.lock();
-        let job = job_mut(&mut state, &req.job_id)?;
-        Ok(Response::new(pb::JobStatusResponse {
-            job: Some(job.info()),
-        }))
+        let state = self.lock();
+        let info = match state.jobs.get(&JobId(req.job_id.clone())) {
+            Some(job) => job.info(),
+            None => state
+                .history
+                .get(&req.job_id)
+                .cloned()
+                .ok_or(CoordinatorError::UnknownJob(req.job_id))?,
+        };
+        Ok(Response::new(pb::JobStatusResponse { job: Some(info) }))
     }
 
     async fn list_jobs(
@@ -205,9 +364,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         _request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let state = self.lock();
-        Ok(Response::new(pb::ListJobsResponse {
-            jobs: state.jobs.values().map(Job::info).collect(),
-        }))
+        let mut jobs: Vec<pb::JobInfo> = state.history.values().cloned().collect();
+        jobs.extend(state.jobs.values().map(Job::info));
+        jobs.sort_by_key(|j| (j.submitted_ms, j.job_id.clone()));
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
 
     async fn cancel_job(
@@ -216,9 +376,64 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         let req = request.into_inner();
         let mut state = self.lock();
+        if state.history.contains_key(&req.job_id) {
+            return Ok(Response::new(pb::CancelJobResponse { cancelled: false }));
+        }
         let job = job_mut(&mut state, &req.job_id)?;
         let cancelled = !job.is_finished();
         job.cancel();
+        if cancelled {
+            tracing::info!(job = %req.job_id, "job cancelled");
+        }
         Ok(Response::new(pb::CancelJobResponse { cancelled }))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let state = self.lock();
+        let mut workers: Vec<pb::WorkerInfo> = state
+            .workers
+            .iter()
+            .map(|(id, w)| pb::WorkerInfo {
+                worker_id: id.0.clone(),
+                shuffle_addr: w.shuffle_addr.clone(),
+                slots: w.slots,
+                running: w.running,
+                draining: w.draining,
+                last_heartbeat_ms_ago: w.last_seen.elapsed().as_millis() as u64,
+                registered_ms: w.registered_ms,
+            })
+            .collect();
+        workers.sort_by_key(|w| (w.registered_ms, w.worker_id.clone()));
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn has_plugin(
+        &self,
+        request: Request<pb::HasPluginRequest>,
+    ) -> Result<Response<pb::HasPluginResponse>, Status> {
+        let present = self.plugins.contains(&request.into_inner().sha256)?;
+        Ok(Response::new(pb::HasPluginResponse { present }))
+    }
+
+    async fn upload_plugin(
+        &self,
+        request: Request<Streaming<pb::PluginChunk>>,
+    ) -> Result<Response<pb::UploadPluginResponse>, Status> {
+        let sha256 = self.plugins.receive(request.into_inner()).await?;
+        Ok(Response::new(pb::UploadPluginResponse { sha256 }))
+    }
+
+    type FetchPluginStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::PluginChunk, Status>> + Send>>;
+
+    async fn fetch_plugin(
+        &self,
+        request: Request<pb::FetchPluginRequest>,
+    ) -> Result<Response<Self::FetchPluginStream>, Status> {
+        let stream = self.plugins.send(&request.into_inner().sha256).await?;
+        Ok(Response::new(stream))
     }
 }

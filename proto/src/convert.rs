@@ -44,6 +44,7 @@ impl From<&JobSpec> for pb::JobSpec {
     fn from(s: &JobSpec) -> Self {
         pb::JobSpec {
             plugin: s.plugin.clone(),
+            plugin_sha256: s.plugin_sha256.clone(),
             inputs: s.inputs.clone(),
             format: pb::InputFormat::from(s.format) as i32,
             output: s.output.clone(),
@@ -83,6 +84,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
         };
         let spec = JobSpec {
             plugin: s.plugin.clone(),
+            plugin_sha256: s.plugin_sha256.clone(),
             inputs: s.inputs.clone(),
             format,
             output: s.output.clone(),

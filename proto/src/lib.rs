@@ -1,12 +1,14 @@
 //! # sluice-proto: the wire contract
 //!
-//! The generated tonic/prost code for `proto/sluice.proto` ([`pb`]) and the conversions
-//! between wire messages and `sluice-common`'s domain types ([`convert`]). Nothing else
-//! lives here.
+//! The generated tonic/prost code for `proto/sluice.proto` ([`pb`]), the conversions
+//! between wire messages and `sluice-common`'s domain types ([`convert`]), and how every
+//! process connects and authenticates ([`transport`]: cluster token, TLS), which the
+//! coordinator, the worker and the CLI share without importing each other.
 
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod transport;
 
 /// Generated protocol code (package `sluice.v1`).
 #[allow(missing_docs, clippy::all)]

@@ -11,12 +11,14 @@
 //! - [`shuffle::fetch`]: a reducer's client side of it.
 //! - [`shuffle::merge`]: grouping fetched rows by key for a custom reduce.
 //! - [`task::reduce_task`]: fetch, aggregate or reduce, write the part file, commit.
-//! - [`runner`]: registration, the heartbeat loop and task dispatch.
+//! - [`runner`]: registration, the heartbeat loop, task dispatch and draining on stop.
+//! - [`plugin_cache`]: plugins downloaded from the coordinator, verified by sha256.
 
 #![warn(missing_docs)]
 
 pub mod cpu;
 pub mod error;
+pub mod plugin_cache;
 pub mod runner;
 pub mod shuffle;
 pub mod task;

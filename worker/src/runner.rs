@@ -1,4 +1,9 @@
 //! The worker process's main loop: serve shuffle data, register, heartbeat, run tasks.
+//!
+//! Stopping (the `shutdown` future resolving, SIGTERM in the `sluice worker` process) drains
+//! the worker, as YARN's graceful decommission does: it tells the coordinator it is draining
+//! so it gets no new tasks, lets the running ones finish (up to `drain_timeout`), keeps
+//! serving shuffle data meanwhile, then stops.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -6,15 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sluice_proto::pb::coordinator_client::CoordinatorClient;
+use sluice_common::config::DEFAULT_DRAIN_TIMEOUT_SECS;
 use sluice_proto::pb::shuffle_server::ShuffleServer;
+use sluice_proto::transport::{CoordinatorClient, Security};
 use sluice_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Server};
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
 
 use crate::cpu::CpuPool;
+use crate::plugin_cache::PluginCache;
 use crate::shuffle::ShuffleRegistry;
 use crate::shuffle::serve::ShuffleService;
 use crate::task::{TaskEnv, run_assignment};
@@ -29,54 +38,77 @@ pub struct WorkerConfig {
     pub coordinator: String,
     /// Address other workers fetch shuffle data from; defaults to the bound address.
     pub advertise: Option<String>,
-    /// Root of the worker's local files (shuffle spills).
+    /// Root of the worker's local files (shuffle spills, plugin cache).
     pub work_dir: PathBuf,
     /// Tasks run at once.
     pub slots: usize,
+    /// How long a stopping worker waits for its running tasks.
+    pub drain_timeout: Duration,
+    /// Cluster token and TLS, for the shuffle server and every client call.
+    pub security: Security,
+}
+
+impl WorkerConfig {
+    /// A worker of `slots` slots with no token or TLS and the default drain timeout.
+    pub fn new(coordinator: String, work_dir: PathBuf, slots: usize) -> Self {
+        WorkerConfig {
+            coordinator,
+            advertise: None,
+            work_dir,
+            slots,
+            drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
+            security: Security::none(),
+        }
+    }
 }
 
 /// Any error that stops a worker.
 pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn connect(url: &str) -> Result<CoordinatorClient<Channel>, WorkerError> {
+/// Registers, retrying while the coordinator is unreachable (it may start after us) but not
+/// when it answers with a refusal (wrong token, other protocol version): those do not heal.
+async fn register(
+    client: &mut CoordinatorClient,
+    url: &str,
+    advertise: &str,
+    slots: usize,
+) -> Result<(String, Duration), WorkerError> {
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
-        match CoordinatorClient::connect(url.to_string()).await {
-            Ok(c) => {
-                return Ok(c
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES));
+        let reply = client
+            .register_worker(pb::RegisterWorkerRequest {
+                protocol_version: PROTOCOL_VERSION,
+                shuffle_addr: advertise.to_string(),
+                slots: slots as u32,
+            })
+            .await;
+        match reply {
+            Ok(r) => {
+                let r = r.into_inner();
+                return Ok((
+                    r.worker_id,
+                    Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10))),
+                ));
             }
-            Err(e) if tokio::time::Instant::now() > deadline => {
-                return Err(format!("cannot reach coordinator {url}: {e}").into());
+            Err(s) if s.code() == Code::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(s) => {
+                return Err(format!(
+                    "registering with coordinator {url}: {} ({:?})",
+                    s.message(),
+                    s.code()
+                )
+                .into());
+            }
         }
     }
 }
 
-async fn register(
-    client: &mut CoordinatorClient<Channel>,
-    advertise: &str,
-    slots: usize,
-) -> Result<(String, Duration), WorkerError> {
-    let r = client
-        .register_worker(pb::RegisterWorkerRequest {
-            protocol_version: PROTOCOL_VERSION,
-            shuffle_addr: advertise.to_string(),
-            slots: slots as u32,
-        })
-        .await?
-        .into_inner();
-    Ok((
-        r.worker_id,
-        Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10))),
-    ))
-}
-
 /// Runs a worker until `shutdown` resolves: serves shuffle data on `listener`, registers with
-/// the coordinator and pulls tasks. Shuffle files of a previous run in `work_dir` are removed
-/// first: a restarted worker is a new worker and nobody will ask for them.
+/// the coordinator and pulls tasks, then drains. Shuffle files of a previous run in
+/// `work_dir` are removed first: a restarted worker is a new worker and nobody will ask for
+/// them.
 pub async fn run_worker(
     config: WorkerConfig,
     listener: TcpListener,
@@ -92,15 +124,21 @@ pub async fn run_worker(
         tokio::fs::remove_dir_all(&shuffle_dir).await?;
     }
     tokio::fs::create_dir_all(&shuffle_dir).await?;
+    let security = &config.security;
 
     let registry = ShuffleRegistry::default();
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server = Server::builder()
-        .add_service(
+    let (server_stop_tx, mut server_stop) = watch::channel(false);
+    let mut builder = Server::builder();
+    if let Some(tls) = security.server_tls() {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
+        .add_service(InterceptedService::new(
             ShuffleServer::new(ShuffleService::new(registry.clone()))
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            security.check_token("shuffle"),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
@@ -110,8 +148,17 @@ pub async fn run_worker(
         let _ = stop_tx.send(true);
     });
 
-    let mut client = connect(&config.coordinator).await?;
-    let (mut worker_id, interval) = register(&mut client, &advertise, config.slots).await?;
+    let channel = security.channel(&config.coordinator)?;
+    let mut client = security.coordinator_client(channel);
+    let registered = register(&mut client, &config.coordinator, &advertise, config.slots).await;
+    let (mut worker_id, interval) = match registered {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = server_stop_tx.send(true);
+            let _ = server.await;
+            return Err(e);
+        }
+    };
     tracing::info!(%worker_id, shuffle = %advertise, slots = config.slots, "worker registered");
 
     let env = TaskEnv {
@@ -120,22 +167,41 @@ pub async fn run_worker(
         registry: registry.clone(),
         cpu: CpuPool::new(config.slots)?,
         coordinator: client.clone(),
+        security: security.clone(),
+        plugins: PluginCache::new(config.work_dir.join("plugins")),
     };
     let running = Arc::new(AtomicUsize::new(0));
     let wake = Arc::new(Notify::new());
+    let mut draining: Option<tokio::time::Instant> = None;
     loop {
-        let free = config.slots.saturating_sub(running.load(Ordering::SeqCst));
+        let busy = running.load(Ordering::SeqCst);
+        if let Some(since) = draining {
+            if busy == 0 {
+                break;
+            }
+            if since.elapsed() > config.drain_timeout {
+                tracing::warn!(
+                    running = busy,
+                    "drain timeout: stopping with tasks still running"
+                );
+                break;
+            }
+        }
         let reply = client
             .heartbeat(pb::HeartbeatRequest {
                 worker_id: worker_id.clone(),
-                free_slots: free as u32,
+                free_slots: config.slots.saturating_sub(busy) as u32,
+                running: busy as u32,
+                draining: draining.is_some(),
             })
             .await;
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
-                if r.reregister {
-                    (worker_id, _) = register(&mut client, &advertise, config.slots).await?;
+                if r.reregister && draining.is_none() {
+                    (worker_id, _) =
+                        register(&mut client, &config.coordinator, &advertise, config.slots)
+                            .await?;
                     tracing::info!(%worker_id, "worker registered again");
                 }
                 for job in r.finished_jobs {
@@ -162,15 +228,29 @@ pub async fn run_worker(
                     });
                 }
             }
+            Err(s) if s.code() == Code::Unauthenticated => {
+                return Err(format!("coordinator refused the heartbeat: {}", s.message()).into());
+            }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
-        tokio::select! {
-            _ = stop_rx.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(interval) => {}
-            _ = wake.notified() => {}
+        if draining.is_none() {
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {
+                    tracing::info!(%worker_id, running = running.load(Ordering::SeqCst), "worker draining");
+                    draining = Some(tokio::time::Instant::now());
+                }
+                _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => {}
+            }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => {}
+            }
         }
     }
     tracing::info!(%worker_id, "worker stopping");
+    let _ = server_stop_tx.send(true);
     let _ = server.await;
     Ok(())
 }

@@ -16,6 +16,12 @@ pub struct WorkerInfo {
     pub last_seen: Instant,
     /// Finished jobs it has been told about (to drop their shuffle files).
     pub told_finished: HashSet<JobId>,
+    /// Tasks it ran at its last heartbeat.
+    pub running: u32,
+    /// It is stopping: no new tasks.
+    pub draining: bool,
+    /// When it registered (ms since the epoch).
+    pub registered_ms: u64,
 }
 
 /// Registered workers.
@@ -37,6 +43,9 @@ impl Workers {
                 slots,
                 last_seen: Instant::now(),
                 told_finished: HashSet::new(),
+                running: 0,
+                draining: false,
+                registered_ms: crate::job::now_ms(),
             },
         );
         id
@@ -50,6 +59,11 @@ impl Workers {
     /// The worker, if registered.
     pub fn get(&self, id: &WorkerId) -> Option<&WorkerInfo> {
         self.by_id.get(id)
+    }
+
+    /// Every registered worker, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&WorkerId, &WorkerInfo)> {
+        self.by_id.iter()
     }
 
     /// Number of registered workers.

@@ -28,6 +28,8 @@ use sluice_sdk::JobDescription;
 
 use lineage::Lineage;
 
+use crate::store::{Event, Journal};
+
 /// Attempts a task gets before its failure fails the job.
 pub const MAX_ATTEMPTS: u32 = 4;
 
@@ -132,6 +134,8 @@ pub struct Job {
     pub status: JobStatus,
     submitted_ms: u64,
     finished_ms: u64,
+    failed_attempts: u32,
+    journal: Journal,
 }
 
 /// What a worker reported for one attempt.
@@ -171,7 +175,20 @@ impl Job {
             status: JobStatus::Running,
             submitted_ms: now_ms(),
             finished_ms: 0,
+            failed_attempts: 0,
+            journal: Journal::disabled(),
         }
+    }
+
+    /// Journals this job's changes to the job store from now on.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// Sends the job's current state to the store.
+    fn journal_progress(&self) {
+        self.journal.send(Event::JobUpdated(self.info()));
     }
 
     /// Whether the job has ended (any way).
@@ -208,6 +225,7 @@ impl Job {
             .position(|t| t.status == TaskStatus::Pending)
         {
             let attempt = start(&mut self.maps[i]);
+            self.journal_start(true, i, attempt, worker);
             let task = pb::task_assignment::Task::Map(pb::MapTask {
                 split: Some(pb::Split::from(&self.splits[i])),
                 index: i as u32,
@@ -222,11 +240,22 @@ impl Job {
             .iter()
             .position(|t| t.status == TaskStatus::Pending)?;
         let attempt = start(&mut self.reduces[i]);
+        self.journal_start(false, i, attempt, worker);
         let task = pb::task_assignment::Task::Reduce(pb::ReduceTask {
             partition: i as u32,
             map_outputs: self.lineage.locations(i as u32),
         });
         Some(self.assignment(attempt, task))
+    }
+
+    fn journal_start(&self, is_map: bool, index: usize, attempt: u32, worker: &WorkerId) {
+        self.journal.send(Event::AttemptStarted {
+            job: self.id.0.clone(),
+            is_map,
+            index: index as u32,
+            attempt,
+            worker: worker.0.clone(),
+        });
     }
 
     /// Applies one attempt's report. Stale reports (an attempt that is no longer the running
@@ -256,6 +285,37 @@ impl Job {
             tracing::debug!(job = %self.id, index, attempt, "ignoring a stale report");
             return false;
         }
+        self.journal.send(Event::AttemptFinished {
+            job: self.id.0.clone(),
+            is_map,
+            index,
+            attempt,
+            error: match &outcome {
+                Outcome::Failed(f) => Some(f.message.clone()),
+                _ => None,
+            },
+        });
+        let all_done = self.apply_outcome(is_map, index, attempt, worker, shuffle_addr, outcome);
+        self.journal_progress();
+        all_done
+    }
+
+    fn apply_outcome(
+        &mut self,
+        is_map: bool,
+        index: u32,
+        attempt: u32,
+        worker: &WorkerId,
+        shuffle_addr: &str,
+        outcome: Outcome,
+    ) -> bool {
+        let i = index as usize;
+        let tasks = if is_map {
+            &mut self.maps
+        } else {
+            &mut self.reduces
+        };
+        let task = &mut tasks[i];
         match outcome {
             Outcome::MapDone(done) => {
                 task.status = TaskStatus::Done {
@@ -275,6 +335,7 @@ impl Job {
                 self.reduces.iter().all(TaskState::is_done)
             }
             Outcome::Failed(failure) => {
+                self.failed_attempts += 1;
                 self.on_failure(is_map, i, failure);
                 false
             }
@@ -347,6 +408,7 @@ impl Job {
         self.status = JobStatus::Failed(message);
         self.finished_ms = now_ms();
         self.commits.abort_output(&self.spec.output);
+        self.journal_progress();
     }
 
     /// Ends the job as cancelled.
@@ -355,6 +417,7 @@ impl Job {
             self.status = JobStatus::Cancelled;
             self.finished_ms = now_ms();
             self.commits.abort_output(&self.spec.output);
+            self.journal_progress();
         }
     }
 
@@ -375,6 +438,7 @@ impl Job {
                 self.status = JobStatus::Succeeded;
                 self.finished_ms = now_ms();
                 tracing::info!(job = %self.id, "job succeeded");
+                self.journal_progress();
             }
             Err(e) => self.fail(format!("writing _SUCCESS: {e}")),
         }
@@ -404,6 +468,14 @@ impl Job {
             submitted_ms: self.submitted_ms,
             finished_ms: self.finished_ms,
             shuffle_bytes: self.lineage.shuffle_bytes(),
+            plugin_sha256: self.spec.plugin_sha256.clone(),
+            attempts: self
+                .maps
+                .iter()
+                .chain(&self.reduces)
+                .map(|t| t.attempts)
+                .sum(),
+            failed_attempts: self.failed_attempts,
         }
     }
 }

@@ -3,8 +3,8 @@
 use arrow::array::RecordBatch;
 
 use arrow::ipc::reader::StreamReader;
-use sluice_proto::pb::shuffle_client::ShuffleClient;
-use sluice_proto::{MAX_MESSAGE_BYTES, pb};
+use sluice_proto::pb;
+use sluice_proto::transport::Security;
 use tokio::sync::mpsc;
 
 use crate::error::{TaskError, TaskResult};
@@ -21,6 +21,7 @@ pub fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
 /// by the consumer, on the CPU pool); returns the rows fetched. Any failure, a short stream
 /// included, is a typed [`TaskError::FetchFailed`] naming the map output.
 pub async fn fetch_partition(
+    security: &Security,
     job_id: &str,
     loc: &pb::MapOutputLocation,
     partition: u32,
@@ -33,11 +34,10 @@ pub async fn fetch_partition(
         addr: loc.shuffle_addr.clone(),
         message,
     };
-    let url = format!("http://{}", loc.shuffle_addr);
-    let mut client = ShuffleClient::connect(url)
-        .await
-        .map_err(|e| fail(format!("connect: {e}")))?
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let channel = security
+        .channel(&loc.shuffle_addr)
+        .map_err(|e| fail(format!("connect: {e}")))?;
+    let mut client = security.shuffle_client(channel);
     let mut stream = client
         .fetch_partition(pb::FetchPartitionRequest {
             job_id: job_id.to_string(),

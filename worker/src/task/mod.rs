@@ -13,13 +13,13 @@ use sluice_common::format::schema::schema_from_bytes;
 use sluice_common::spec::JobSpec;
 use sluice_common::split::Split;
 use sluice_proto::pb;
-use sluice_proto::pb::coordinator_client::CoordinatorClient;
+use sluice_proto::transport::{CoordinatorClient, Security};
 use sluice_sdk::{TaskContext, TaskKind};
-use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::cpu::CpuPool;
 use crate::error::{TaskError, TaskResult};
+use crate::plugin_cache::PluginCache;
 use crate::shuffle::ShuffleRegistry;
 
 /// What every task on this worker shares.
@@ -34,7 +34,11 @@ pub struct TaskEnv {
     /// Where task bodies run.
     pub cpu: CpuPool,
     /// The coordinator.
-    pub coordinator: CoordinatorClient<Channel>,
+    pub coordinator: CoordinatorClient,
+    /// Token and TLS for calls to other workers.
+    pub security: Security,
+    /// Plugins downloaded from the coordinator.
+    pub plugins: PluginCache,
 }
 
 /// The job-level part of an assignment, decoded.
@@ -65,7 +69,7 @@ impl JobInfo {
     }
 }
 
-fn decode_job(a: &pb::TaskAssignment) -> TaskResult<JobInfo> {
+async fn decode_job(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult<JobInfo> {
     let runtime = a
         .job
         .as_ref()
@@ -74,7 +78,15 @@ fn decode_job(a: &pb::TaskAssignment) -> TaskResult<JobInfo> {
         .spec
         .as_ref()
         .ok_or_else(|| TaskError::Assignment("no job spec".into()))?;
-    let spec = JobSpec::try_from(spec).map_err(|e| TaskError::Assignment(e.to_string()))?;
+    let mut spec = JobSpec::try_from(spec).map_err(|e| TaskError::Assignment(e.to_string()))?;
+    if !spec.plugin_sha256.is_empty() {
+        // Load this worker's verified copy, whatever path the client had.
+        let path = env
+            .plugins
+            .get(&env.coordinator, &spec.plugin_sha256)
+            .await?;
+        spec.plugin = path.to_string_lossy().into_owned();
+    }
     let input_schema = if runtime.input_schema_ipc.is_empty() {
         None
     } else {
@@ -127,7 +139,7 @@ async fn execute(
     env: &TaskEnv,
     a: &pb::TaskAssignment,
 ) -> TaskResult<pb::report_task_request::Outcome> {
-    let job = decode_job(a)?;
+    let job = decode_job(env, a).await?;
     match &a.task {
         Some(pb::task_assignment::Task::Map(m)) => {
             let split = m

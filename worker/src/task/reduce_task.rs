@@ -51,7 +51,7 @@ pub async fn run(
         .run(move || reduce_body(rx, &spec, &ctx, partition, &dir));
     let fetch = async move {
         for loc in map_outputs {
-            fetch_partition(&job.job_id, loc, partition, &tx).await?;
+            fetch_partition(&env.security, &job.job_id, loc, partition, &tx).await?;
         }
         Ok::<_, TaskError>(())
     };

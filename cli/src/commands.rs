@@ -1,0 +1,263 @@
+//! Client commands: `submit`, `status`, `jobs`, `cancel`, `workers`.
+//!
+//! Output for people goes to stdout as aligned text; `--json` prints one JSON document
+//! (an object, or an array for lists) for scripts. `submit` prints the job id alone on its
+//! first line either way, so `JOB=$(sluice submit ... | head -1)` works.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use sluice_coordinator::state_name;
+use sluice_proto::pb;
+
+use crate::JobArgs;
+use crate::client;
+use crate::settings::ClientArgs;
+
+/// `sluice submit`.
+#[derive(Args, Clone)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    job: JobArgs,
+    /// Follow the job to its end; exit non-zero unless it succeeds.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: no progress display.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the final job (with --wait) as JSON after the id line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `sluice status JOB`.
+#[derive(Args, Clone)]
+pub struct StatusArgs {
+    /// The job id.
+    job: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `sluice cancel JOB`.
+#[derive(Args, Clone)]
+pub struct CancelArgs {
+    /// The job id.
+    job: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `sluice jobs` and `sluice workers`.
+#[derive(Args, Clone)]
+pub struct ListArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A job as JSON.
+pub fn job_json(j: &pb::JobInfo) -> Value {
+    json!({
+        "job_id": j.job_id,
+        "name": j.name,
+        "state": state_name(j.state),
+        "error": j.error,
+        "maps_total": j.maps_total,
+        "maps_done": j.maps_done,
+        "reduces_total": j.reduces_total,
+        "reduces_done": j.reduces_done,
+        "rows_in": j.rows_in,
+        "rows_out": j.rows_out,
+        "shuffle_bytes": j.shuffle_bytes,
+        "attempts": j.attempts,
+        "failed_attempts": j.failed_attempts,
+        "output": j.output,
+        "plugin_sha256": j.plugin_sha256,
+        "submitted_ms": j.submitted_ms,
+        "finished_ms": j.finished_ms,
+    })
+}
+
+fn worker_json(w: &pb::WorkerInfo) -> Value {
+    json!({
+        "worker_id": w.worker_id,
+        "shuffle_addr": w.shuffle_addr,
+        "slots": w.slots,
+        "running": w.running,
+        "draining": w.draining,
+        "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago,
+        "registered_ms": w.registered_ms,
+    })
+}
+
+fn duration(j: &pb::JobInfo) -> String {
+    if j.finished_ms >= j.submitted_ms && j.finished_ms > 0 {
+        format!("{:.1}s", (j.finished_ms - j.submitted_ms) as f64 / 1000.0)
+    } else {
+        "-".into()
+    }
+}
+
+fn print_job(j: &pb::JobInfo) {
+    println!("{}  {}  {}", j.job_id, j.name, state_name(j.state));
+    println!(
+        "  map {}/{}  reduce {}/{}  rows in {}  rows out {}  shuffle {:.1} MiB  attempts {} ({} failed)",
+        j.maps_done,
+        j.maps_total,
+        j.reduces_done,
+        j.reduces_total,
+        j.rows_in,
+        j.rows_out,
+        j.shuffle_bytes as f64 / (1 << 20) as f64,
+        j.attempts,
+        j.failed_attempts
+    );
+    println!("  output {}  took {}", j.output, duration(j));
+    if !j.error.is_empty() {
+        println!("  error: {}", j.error);
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Submits a job; with `--wait`, follows it and fails unless it succeeds.
+pub async fn submit(args: SubmitArgs) -> Result<()> {
+    let spec = args.job.to_spec()?;
+    let (url, security) = args.client.resolve()?;
+    let mut c = client::connect(&url, &security)?;
+    let job_id = client::submit(&mut c, &spec).await?;
+    println!("{job_id}");
+    if !args.wait {
+        return Ok(());
+    }
+    let info = client::wait(&mut c, &job_id, args.quiet).await?;
+    if args.json {
+        print_json(&job_json(&info))?;
+    } else {
+        print_job(&info);
+    }
+    if info.state != pb::JobState::Succeeded as i32 {
+        bail!(
+            "job {} {}: {}",
+            info.job_id,
+            state_name(info.state),
+            info.error
+        );
+    }
+    Ok(())
+}
+
+/// Prints one job.
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let (url, security) = args.client.resolve()?;
+    let mut c = client::connect(&url, &security)?;
+    let info = client::status(&mut c, &args.job).await?;
+    if args.json {
+        print_json(&job_json(&info))
+    } else {
+        print_job(&info);
+        Ok(())
+    }
+}
+
+/// Lists jobs, this run's and the store's history.
+pub async fn jobs(args: ListArgs) -> Result<()> {
+    let (url, security) = args.client.resolve()?;
+    let mut c = client::connect(&url, &security)?;
+    let jobs = c
+        .list_jobs(pb::ListJobsRequest {})
+        .await
+        .map_err(|s| client::call_error("listing jobs", s))?
+        .into_inner()
+        .jobs;
+    if args.json {
+        return print_json(&Value::Array(jobs.iter().map(job_json).collect()));
+    }
+    println!(
+        "{:<10} {:<16} {:<10} {:>9} {:>9} {:>12} {:>12} {:>9}  OUTPUT",
+        "JOB", "NAME", "STATE", "MAPS", "REDUCES", "ROWS_IN", "ROWS_OUT", "TOOK"
+    );
+    for j in &jobs {
+        println!(
+            "{:<10} {:<16} {:<10} {:>9} {:>9} {:>12} {:>12} {:>9}  {}",
+            j.job_id,
+            j.name,
+            state_name(j.state),
+            format!("{}/{}", j.maps_done, j.maps_total),
+            format!("{}/{}", j.reduces_done, j.reduces_total),
+            j.rows_in,
+            j.rows_out,
+            duration(j),
+            j.output
+        );
+    }
+    Ok(())
+}
+
+/// Cancels a running job.
+pub async fn cancel(args: CancelArgs) -> Result<()> {
+    let (url, security) = args.client.resolve()?;
+    let mut c = client::connect(&url, &security)?;
+    let cancelled = c
+        .cancel_job(pb::CancelJobRequest {
+            job_id: args.job.clone(),
+        })
+        .await
+        .map_err(|s| client::call_error("cancelling", s))?
+        .into_inner()
+        .cancelled;
+    if args.json {
+        return print_json(&json!({ "job_id": args.job, "cancelled": cancelled }));
+    }
+    if cancelled {
+        println!("{} cancelled", args.job);
+    } else {
+        println!("{} had already ended", args.job);
+    }
+    Ok(())
+}
+
+/// Lists registered workers.
+pub async fn workers(args: ListArgs) -> Result<()> {
+    let (url, security) = args.client.resolve()?;
+    let mut c = client::connect(&url, &security)?;
+    let workers = c
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .map_err(|s| client::call_error("listing workers", s))?
+        .into_inner()
+        .workers;
+    if args.json {
+        return print_json(&Value::Array(workers.iter().map(worker_json).collect()));
+    }
+    println!(
+        "{:<12} {:<24} {:>5} {:>7} {:<9} {:>14}",
+        "WORKER", "SHUFFLE_ADDR", "SLOTS", "RUNNING", "STATE", "LAST_HEARTBEAT"
+    );
+    for w in &workers {
+        println!(
+            "{:<12} {:<24} {:>5} {:>7} {:<9} {:>12}ms",
+            w.worker_id,
+            w.shuffle_addr,
+            w.slots,
+            w.running,
+            if w.draining { "draining" } else { "active" },
+            w.last_heartbeat_ms_ago
+        );
+    }
+    Ok(())
+}

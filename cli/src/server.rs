@@ -1,0 +1,206 @@
+//! `sluice coordinator` and `sluice worker`: the cluster's long-running processes.
+//!
+//! Each binds its ports first (0 picks a free one) and logs the bound addresses on its
+//! first log line (`grpc=ADDR http=ADDR`, `shuffle=ADDR`) so scripts and tests can read them.
+//! SIGTERM or SIGINT stops the coordinator gracefully and drains a worker.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use sluice_common::config::{
+    DEFAULT_COORDINATOR_HTTP, DEFAULT_COORDINATOR_LISTEN, DEFAULT_COORDINATOR_URL,
+    DEFAULT_DRAIN_TIMEOUT_SECS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_STATE_DIR,
+    DEFAULT_WORK_DIR, DEFAULT_WORKER_LISTEN,
+};
+use sluice_coordinator::CoordinatorConfig;
+use sluice_worker::WorkerConfig;
+use tokio::net::TcpListener;
+
+use crate::settings::{ConfigArg, SecurityArgs, absolute};
+
+/// `sluice coordinator`.
+#[derive(Args, Clone, Debug)]
+pub struct CoordinatorArgs {
+    /// gRPC address [default: 0.0.0.0:7700].
+    #[arg(long, env = "SLUICE_LISTEN")]
+    listen: Option<String>,
+    /// HTTP address for /healthz, /readyz, /metrics [default: 0.0.0.0:7780]; `off` disables.
+    #[arg(long, env = "SLUICE_HTTP")]
+    http: Option<String>,
+    /// Job store and stored plugins [default: ./sluice-state].
+    #[arg(long, env = "SLUICE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Worker heartbeat interval in milliseconds [default: 1000].
+    #[arg(long, env = "SLUICE_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    /// Largest plugin upload in bytes [default: 268435456].
+    #[arg(long, env = "SLUICE_MAX_PLUGIN_BYTES")]
+    max_plugin_bytes: Option<u64>,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `sluice worker`.
+#[derive(Args, Clone, Debug)]
+pub struct WorkerArgs {
+    /// The coordinator's URL [default: http://127.0.0.1:7700].
+    #[arg(long, env = "SLUICE_COORDINATOR")]
+    coordinator: Option<String>,
+    /// Shuffle service address [default: 0.0.0.0:7701].
+    #[arg(long, env = "SLUICE_LISTEN")]
+    listen: Option<String>,
+    /// Shuffle address other workers dial [default: the bound address].
+    #[arg(long, env = "SLUICE_ADVERTISE")]
+    advertise: Option<String>,
+    /// Shuffle files and plugin cache [default: ./sluice-work].
+    #[arg(long, env = "SLUICE_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Tasks run at once [default: the number of cores].
+    #[arg(long, env = "SLUICE_SLOTS")]
+    slots: Option<usize>,
+    /// Seconds a stopping worker waits for running tasks [default: 300].
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_SECS")]
+    drain_timeout_secs: Option<u64>,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still stops on SIGTERM, just not gracefully.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} address {addr}"))
+}
+
+/// Runs the coordinator until a stop signal.
+pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let file = args.config.load()?;
+    let c = &file.coordinator;
+    let listen = args
+        .listen
+        .or_else(|| c.listen.clone())
+        .unwrap_or_else(|| DEFAULT_COORDINATOR_LISTEN.into());
+    let http = args
+        .http
+        .or_else(|| c.http.clone())
+        .unwrap_or_else(|| DEFAULT_COORDINATOR_HTTP.into());
+    let state_dir = absolute(
+        &args
+            .state_dir
+            .or_else(|| c.state_dir.clone())
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+    )?;
+    let mut config = CoordinatorConfig::new(state_dir.clone());
+    config.heartbeat = Duration::from_millis(
+        args.heartbeat_ms
+            .or(c.heartbeat_ms)
+            .unwrap_or(DEFAULT_HEARTBEAT_MS)
+            .max(10),
+    );
+    config.max_plugin_bytes = args
+        .max_plugin_bytes
+        .or(c.max_plugin_bytes)
+        .unwrap_or(DEFAULT_MAX_PLUGIN_BYTES);
+    config.security = args.security.resolve(&file)?;
+
+    let grpc = bind("gRPC", &listen).await?;
+    let http = if http == "off" {
+        None
+    } else {
+        Some(bind("HTTP", &http).await?)
+    };
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http
+        .as_ref()
+        .map(|h| h.local_addr().map(|a| a.to_string()))
+        .transpose()?
+        .unwrap_or_else(|| "off".into());
+    tracing::info!(
+        "coordinator listening grpc={grpc_addr} http={http_addr} state_dir={} token={} tls={}",
+        state_dir.display(),
+        config.security.has_token(),
+        config.security.server_tls().is_some()
+    );
+    if !config.security.has_token() {
+        tracing::warn!("no cluster token configured: any client that can connect is accepted");
+    }
+    sluice_coordinator::run_coordinator(config, grpc, http, stop_signal())
+        .await
+        .map_err(|e| anyhow!("coordinator: {e}"))?;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Runs a worker until a stop signal, then drains it.
+pub async fn worker(args: WorkerArgs) -> Result<()> {
+    let file = args.config.load()?;
+    let w = &file.worker;
+    let coordinator = args
+        .coordinator
+        .or_else(|| w.coordinator.clone())
+        .unwrap_or_else(|| DEFAULT_COORDINATOR_URL.into());
+    let listen = args
+        .listen
+        .or_else(|| w.listen.clone())
+        .unwrap_or_else(|| DEFAULT_WORKER_LISTEN.into());
+    let work_dir = absolute(
+        &args
+            .work_dir
+            .or_else(|| w.work_dir.clone())
+            .unwrap_or_else(|| DEFAULT_WORK_DIR.into()),
+    )?;
+    let slots = args
+        .slots
+        .or(w.slots)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let mut config = WorkerConfig::new(coordinator.clone(), work_dir.clone(), slots);
+    config.advertise = args.advertise.or_else(|| w.advertise.clone());
+    config.drain_timeout = Duration::from_secs(
+        args.drain_timeout_secs
+            .or(w.drain_timeout_secs)
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
+    );
+    config.security = args.security.resolve(&file)?;
+
+    let listener = bind("shuffle", &listen).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(
+        "worker listening shuffle={bound} advertise={} coordinator={coordinator} work_dir={} slots={slots}",
+        config.advertise.as_deref().unwrap_or("(bound address)"),
+        work_dir.display()
+    );
+    if config.advertise.is_none() && bound.ip().is_unspecified() {
+        tracing::warn!(
+            "listening on {bound} without --advertise: other workers will be told to dial {bound}, \
+             which only works on one machine"
+        );
+    }
+    sluice_worker::run_worker(config, listener, stop_signal())
+        .await
+        .map_err(|e| anyhow!("worker: {e}"))?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

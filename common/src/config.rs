@@ -1,0 +1,193 @@
+//! The configuration file: one TOML file for every process of a cluster.
+//!
+//! Each setting is resolved in this order, first found wins: command-line flag, `SLUICE_*`
+//! environment variable (the CLI binds both with clap), this file, the documented default.
+//! An unknown key is an error naming it, so a typo never silently falls back to a default.
+//!
+//! ```toml
+//! token_file = "/etc/sluice/token"      # every process and client
+//! [tls]                                 # TLS on every gRPC endpoint
+//! cert = "/etc/sluice/tls/node.crt"     # servers: coordinator, worker shuffle service
+//! key = "/etc/sluice/tls/node.key"
+//! ca = "/etc/sluice/tls/ca.crt"         # clients (workers are clients too)
+//! domain = "sluice.internal"            # optional: name checked in server certificates
+//! [coordinator]
+//! listen = "0.0.0.0:7700"               # gRPC
+//! http = "0.0.0.0:7780"                 # /healthz, /readyz, /metrics
+//! state_dir = "/var/lib/sluice/coordinator"
+//! heartbeat_ms = 1000
+//! max_plugin_bytes = 268435456
+//! [worker]
+//! coordinator = "http://coordinator:7700"
+//! listen = "0.0.0.0:7701"               # shuffle service
+//! advertise = "worker-1:7701"           # what other workers dial
+//! work_dir = "/var/lib/sluice/worker"
+//! slots = 2
+//! drain_timeout_secs = 300
+//! [client]
+//! coordinator = "http://coordinator:7700"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default gRPC address of the coordinator.
+pub const DEFAULT_COORDINATOR_LISTEN: &str = "0.0.0.0:7700";
+/// Default HTTP address of the coordinator (health, readiness, metrics).
+pub const DEFAULT_COORDINATOR_HTTP: &str = "0.0.0.0:7780";
+/// Default shuffle address of a worker.
+pub const DEFAULT_WORKER_LISTEN: &str = "0.0.0.0:7701";
+/// Default coordinator state directory (job store, plugins), relative to the working dir.
+pub const DEFAULT_STATE_DIR: &str = "sluice-state";
+/// Default worker work directory (shuffle files, plugin cache), relative to the working dir.
+pub const DEFAULT_WORK_DIR: &str = "sluice-work";
+/// Default heartbeat interval, as DESIGN.md gives it.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
+/// Default largest plugin a client may upload (256 MiB).
+pub const DEFAULT_MAX_PLUGIN_BYTES: u64 = 256 << 20;
+/// Default time a stopping worker waits for its running tasks.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
+/// Default coordinator URL of clients and workers.
+pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
+
+/// The whole file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The cluster token file.
+    pub token_file: Option<PathBuf>,
+    /// TLS material.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Coordinator settings.
+    #[serde(default)]
+    pub coordinator: CoordinatorSection,
+    /// Worker settings.
+    #[serde(default)]
+    pub worker: WorkerSection,
+    /// Client command settings.
+    #[serde(default)]
+    pub client: ClientSection,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain of this process's servers.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA certificate clients verify servers with.
+    pub ca: Option<PathBuf>,
+    /// Name to check in server certificates instead of the host dialled.
+    pub domain: Option<String>,
+}
+
+/// `[coordinator]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorSection {
+    /// gRPC listen address.
+    pub listen: Option<String>,
+    /// HTTP listen address.
+    pub http: Option<String>,
+    /// Job store and plugin directory.
+    pub state_dir: Option<PathBuf>,
+    /// Worker heartbeat interval in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// Largest plugin upload in bytes.
+    pub max_plugin_bytes: Option<u64>,
+}
+
+/// `[worker]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// The coordinator's URL.
+    pub coordinator: Option<String>,
+    /// Shuffle service listen address.
+    pub listen: Option<String>,
+    /// Shuffle address other workers dial.
+    pub advertise: Option<String>,
+    /// Local files: shuffle spills, plugin cache.
+    pub work_dir: Option<PathBuf>,
+    /// Tasks run at once.
+    pub slots: Option<usize>,
+    /// Seconds a stopping worker waits for its running tasks.
+    pub drain_timeout_secs: Option<u64>,
+}
+
+/// `[client]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// The coordinator's URL.
+    pub coordinator: Option<String>,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("config file {path}: {reason}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong (for an unknown key, the toml message names it and its line).
+    pub reason: String,
+}
+
+impl ConfigFile {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|reason| ConfigError {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// The file at `path`, or an empty configuration when no file is given.
+    pub fn load_optional(path: Option<&Path>) -> Result<Self, ConfigError> {
+        path.map_or_else(|| Ok(ConfigFile::default()), ConfigFile::load)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        let c = ConfigFile::parse(&example).unwrap();
+        assert_eq!(c.worker.slots, Some(2));
+        assert_eq!(c.coordinator.heartbeat_ms, Some(1000));
+        assert_eq!(c.tls.domain.as_deref(), Some("sluice.internal"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = ConfigFile::parse("[worker]\nslotz = 3\n").unwrap_err();
+        assert!(e.contains("slotz"), "{e}");
+        let e = ConfigFile::parse("tokenfile = \"x\"\n").unwrap_err();
+        assert!(e.contains("tokenfile"), "{e}");
+        let e = ConfigFile::parse("[worker]\nslots = \"many\"\n").unwrap_err();
+        assert!(e.contains("slots"), "{e}");
+    }
+}

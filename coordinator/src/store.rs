@@ -1,0 +1,495 @@
+//! The job store: jobs, tasks, attempts and counters journaled in SQLite under `state_dir`.
+//!
+//! The scheduler never waits for the disk: state changes are sent as [`Event`]s through a
+//! [`Journal`] (a channel send under the coordinator's lock) to one writer thread that owns
+//! the connection and applies whatever has queued up in one transaction. [`Journal::sync`]
+//! waits until everything sent so far is committed (graceful shutdown, tests).
+//!
+//! Tables (`sluice.db`, WAL mode):
+//! - `jobs`: one row per job: id, sequence number, name, state, error, the submitted spec
+//!   (protobuf `JobSpec` bytes), plugin hash, progress and row/byte totals, times.
+//! - `tasks`: one row per map or reduce task: state and attempts started.
+//! - `attempts`: one row per attempt: worker, state, error, start and end times.
+//! - `counters`: per job, name → value (rows in/out, shuffle bytes, attempts, failures).
+//!
+//! A job still `running` when the coordinator starts was interrupted by a stop or crash; it
+//! is listed as failed with that reason (resuming it is the job of a later step).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use prost::Message;
+use rusqlite::{Connection, params};
+use sluice_proto::pb;
+
+use crate::job::now_ms;
+use crate::state_name;
+
+/// Why the job store cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("job store {path}: {source}")]
+pub struct StoreError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// One state change to journal.
+#[derive(Debug)]
+pub enum Event {
+    /// A job was accepted.
+    JobSubmitted {
+        /// Its sequence number (the numeric part of its id).
+        seq: u64,
+        /// The job as clients see it.
+        info: pb::JobInfo,
+        /// The spec as submitted.
+        spec: pb::JobSpec,
+    },
+    /// A job's progress or end.
+    JobUpdated(pb::JobInfo),
+    /// An attempt was given to a worker.
+    AttemptStarted {
+        /// The job.
+        job: String,
+        /// Map or reduce.
+        is_map: bool,
+        /// Task index (map index or partition).
+        index: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// The worker.
+        worker: String,
+    },
+    /// An attempt ended.
+    AttemptFinished {
+        /// The job.
+        job: String,
+        /// Map or reduce.
+        is_map: bool,
+        /// Task index.
+        index: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// The error, or `None` on success.
+        error: Option<String>,
+    },
+    /// Wakes [`Journal::sync`] once everything before it is committed.
+    Sync(mpsc::Sender<()>),
+}
+
+/// Sends events to the store's writer thread; cheap to clone. A disabled journal drops them.
+#[derive(Clone, Debug, Default)]
+pub struct Journal(Option<mpsc::Sender<Event>>);
+
+impl Journal {
+    /// A journal that records nothing (unit tests of the state machine).
+    pub fn disabled() -> Self {
+        Journal(None)
+    }
+
+    /// Queues an event; never blocks.
+    pub fn send(&self, event: Event) {
+        if let Some(tx) = &self.0
+            && tx.send(event).is_err()
+        {
+            tracing::error!("the job store writer has stopped; history is no longer recorded");
+        }
+    }
+
+    /// Blocks until every event sent before this call is committed.
+    pub fn sync(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.send(Event::Sync(tx));
+        if self.0.is_some() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// What the store held when the coordinator started.
+pub struct History {
+    /// Every job, oldest first.
+    pub jobs: Vec<pb::JobInfo>,
+    /// The next job's sequence number.
+    pub next_seq: u64,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    spec BLOB NOT NULL,
+    plugin_sha256 TEXT NOT NULL,
+    output TEXT NOT NULL,
+    maps_total INTEGER NOT NULL,
+    maps_done INTEGER NOT NULL DEFAULT 0,
+    reduces_total INTEGER NOT NULL,
+    reduces_done INTEGER NOT NULL DEFAULT 0,
+    rows_in INTEGER NOT NULL DEFAULT 0,
+    rows_out INTEGER NOT NULL DEFAULT 0,
+    shuffle_bytes INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    submitted_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    PRIMARY KEY (job_id, kind, idx)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, kind, idx, attempt)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+";
+
+fn state_from_name(name: &str) -> pb::JobState {
+    match name {
+        "running" => pb::JobState::Running,
+        "succeeded" => pb::JobState::Succeeded,
+        "failed" => pb::JobState::Failed,
+        "cancelled" => pb::JobState::Cancelled,
+        _ => pb::JobState::Unspecified,
+    }
+}
+
+fn kind(is_map: bool) -> &'static str {
+    if is_map { "map" } else { "reduce" }
+}
+
+/// The message given to jobs a stop or crash interrupted.
+pub const INTERRUPTED: &str = "interrupted: the coordinator stopped before the job finished";
+
+/// Opens (creating if needed) `state_dir/sluice.db`, marks interrupted jobs, reads the
+/// history and starts the writer thread.
+pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
+    let path = state_dir.join("sluice.db");
+    let err = |source| StoreError {
+        path: path.clone(),
+        source,
+    };
+    if let Err(e) = std::fs::create_dir_all(state_dir) {
+        return Err(err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))));
+    }
+    let conn = Connection::open(&path).map_err(err)?;
+    conn.execute_batch(SCHEMA).map_err(err)?;
+    conn.execute(
+        "UPDATE jobs SET state = 'failed', error = ?1, finished_ms = ?2 WHERE state = 'running'",
+        params![INTERRUPTED, now_ms() as i64],
+    )
+    .map_err(err)?;
+    let history = read_history(&conn).map_err(err)?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("sluice-job-store".into())
+        .spawn(move || writer(conn, rx))
+        .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+    Ok((history, Journal(Some(tx))))
+}
+
+fn read_history(conn: &Connection) -> rusqlite::Result<History> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, state, error, maps_total, maps_done, reduces_total, reduces_done,
+                rows_in, rows_out, output, submitted_ms, finished_ms, shuffle_bytes,
+                plugin_sha256, attempts, failed_attempts, seq
+         FROM jobs ORDER BY seq",
+    )?;
+    let mut next_seq = 1;
+    let jobs = stmt
+        .query_map([], |r| {
+            let state: String = r.get(2)?;
+            let seq: i64 = r.get(17)?;
+            Ok((
+                pb::JobInfo {
+                    job_id: r.get(0)?,
+                    name: r.get(1)?,
+                    state: state_from_name(&state) as i32,
+                    error: r.get(3)?,
+                    maps_total: r.get(4)?,
+                    maps_done: r.get(5)?,
+                    reduces_total: r.get(6)?,
+                    reduces_done: r.get(7)?,
+                    rows_in: r.get::<_, i64>(8)? as u64,
+                    rows_out: r.get::<_, i64>(9)? as u64,
+                    output: r.get(10)?,
+                    submitted_ms: r.get::<_, i64>(11)? as u64,
+                    finished_ms: r.get::<_, i64>(12)? as u64,
+                    shuffle_bytes: r.get::<_, i64>(13)? as u64,
+                    plugin_sha256: r.get(14)?,
+                    attempts: r.get(15)?,
+                    failed_attempts: r.get(16)?,
+                },
+                seq as u64,
+            ))
+        })?
+        .map(|row| {
+            row.map(|(info, seq)| {
+                next_seq = next_seq.max(seq + 1);
+                info
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(History { jobs, next_seq })
+}
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Event>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let mut syncs = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for event in batch {
+                match event {
+                    Event::Sync(done) => syncs.push(done),
+                    other => apply(&tx, other)?,
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "writing the job store failed; these changes are not in the history");
+        }
+        for s in syncs {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE jobs SET name = ?2, state = ?3, error = ?4, maps_done = ?5, reduces_done = ?6,
+                rows_in = ?7, rows_out = ?8, shuffle_bytes = ?9, attempts = ?10,
+                failed_attempts = ?11, finished_ms = ?12, maps_total = ?13
+         WHERE id = ?1",
+        params![
+            info.job_id,
+            info.name,
+            state_name(info.state),
+            info.error,
+            info.maps_done,
+            info.reduces_done,
+            info.rows_in as i64,
+            info.rows_out as i64,
+            info.shuffle_bytes as i64,
+            info.attempts,
+            info.failed_attempts,
+            info.finished_ms as i64,
+            info.maps_total,
+        ],
+    )?;
+    let counters: [(&str, u64); 5] = [
+        ("rows_in", info.rows_in),
+        ("rows_out", info.rows_out),
+        ("shuffle_bytes", info.shuffle_bytes),
+        ("attempts", u64::from(info.attempts)),
+        ("failed_attempts", u64::from(info.failed_attempts)),
+    ];
+    for (name, value) in counters {
+        tx.execute(
+            "INSERT INTO counters (job_id, name, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value",
+            params![info.job_id, name, value as i64],
+        )?;
+    }
+    Ok(())
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, event: Event) -> rusqlite::Result<()> {
+    match event {
+        Event::JobSubmitted { seq, info, spec } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO jobs (id, seq, name, state, spec, plugin_sha256, output,
+                        maps_total, reduces_total, submitted_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    info.job_id,
+                    seq as i64,
+                    info.name,
+                    state_name(info.state),
+                    spec.encode_to_vec(),
+                    info.plugin_sha256,
+                    info.output,
+                    info.maps_total,
+                    info.reduces_total,
+                    info.submitted_ms as i64,
+                ],
+            )?;
+            update_job(tx, &info)
+        }
+        Event::JobUpdated(info) => update_job(tx, &info),
+        Event::AttemptStarted {
+            job,
+            is_map,
+            index,
+            attempt,
+            worker,
+        } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO attempts (job_id, kind, idx, attempt, worker, state, started_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+                params![job, kind(is_map), index, attempt, worker, now_ms() as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO tasks (job_id, kind, idx, state, attempts) VALUES (?1, ?2, ?3, 'running', ?4)
+                 ON CONFLICT (job_id, kind, idx) DO UPDATE SET state = 'running', attempts = excluded.attempts",
+                params![job, kind(is_map), index, attempt + 1],
+            )?;
+            Ok(())
+        }
+        Event::AttemptFinished {
+            job,
+            is_map,
+            index,
+            attempt,
+            error,
+        } => {
+            let state = if error.is_some() { "failed" } else { "done" };
+            tx.execute(
+                "UPDATE attempts SET state = ?5, error = ?6, finished_ms = ?7
+                 WHERE job_id = ?1 AND kind = ?2 AND idx = ?3 AND attempt = ?4",
+                params![
+                    job,
+                    kind(is_map),
+                    index,
+                    attempt,
+                    state,
+                    error.unwrap_or_default(),
+                    now_ms() as i64
+                ],
+            )?;
+            tx.execute(
+                "UPDATE tasks SET state = ?4 WHERE job_id = ?1 AND kind = ?2 AND idx = ?3",
+                params![job, kind(is_map), index, state],
+            )?;
+            Ok(())
+        }
+        Event::Sync(_) => Ok(()),
+    }
+}
+
+/// One attempt as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// `map` or `reduce`.
+    pub kind: String,
+    /// Task index.
+    pub index: u32,
+    /// Attempt number.
+    pub attempt: u32,
+    /// The worker it ran on.
+    pub worker: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// The error of a failed attempt.
+    pub error: String,
+}
+
+/// Reads one job's attempts, oldest first.
+pub fn read_attempts(state_dir: &Path, job: &str) -> rusqlite::Result<Vec<AttemptRecord>> {
+    let conn = Connection::open(state_dir.join("sluice.db"))?;
+    let mut stmt = conn.prepare(
+        "SELECT kind, idx, attempt, worker, state, error FROM attempts
+         WHERE job_id = ?1 ORDER BY started_ms, kind, idx, attempt",
+    )?;
+    stmt.query_map([job], |r| {
+        Ok(AttemptRecord {
+            kind: r.get(0)?,
+            index: r.get(1)?,
+            attempt: r.get(2)?,
+            worker: r.get(3)?,
+            state: r.get(4)?,
+            error: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, state: pb::JobState) -> pb::JobInfo {
+        pb::JobInfo {
+            job_id: id.into(),
+            name: "wordcount".into(),
+            state: state as i32,
+            maps_total: 2,
+            reduces_total: 1,
+            output: "/out".into(),
+            submitted_ms: 5,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn history_survives_a_restart_and_running_jobs_are_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, journal) = open(dir.path()).unwrap();
+        assert!(h.jobs.is_empty());
+        assert_eq!(h.next_seq, 1);
+        for (seq, id) in [(1, "job-0001"), (2, "job-0002")] {
+            journal.send(Event::JobSubmitted {
+                seq,
+                info: info(id, pb::JobState::Running),
+                spec: pb::JobSpec::default(),
+            });
+        }
+        journal.send(Event::AttemptStarted {
+            job: "job-0001".into(),
+            is_map: true,
+            index: 0,
+            attempt: 0,
+            worker: "w-1".into(),
+        });
+        journal.send(Event::AttemptFinished {
+            job: "job-0001".into(),
+            is_map: true,
+            index: 0,
+            attempt: 0,
+            error: Some("boom".into()),
+        });
+        let mut done = info("job-0001", pb::JobState::Succeeded);
+        done.rows_out = 42;
+        done.finished_ms = 9;
+        journal.send(Event::JobUpdated(done));
+        journal.sync();
+        drop(journal);
+
+        let (h, _journal) = open(dir.path()).unwrap();
+        assert_eq!(h.next_seq, 3);
+        assert_eq!(h.jobs.len(), 2);
+        assert_eq!(h.jobs[0].state, pb::JobState::Succeeded as i32);
+        assert_eq!(h.jobs[0].rows_out, 42);
+        assert_eq!(h.jobs[1].state, pb::JobState::Failed as i32);
+        assert_eq!(h.jobs[1].error, INTERRUPTED);
+        let attempts = read_attempts(dir.path(), "job-0001").unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].state, "failed");
+        assert_eq!(attempts[0].error, "boom");
+    }
+}

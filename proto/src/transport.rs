@@ -1,0 +1,301 @@
+//! How every Sluice process talks gRPC: the cluster token on each call and optional TLS.
+//!
+//! This sits beside the generated code because the coordinator, the worker and the CLI all
+//! need the same rules and none of them may import another:
+//! - Every call carries `authorization: Bearer <token>` when a cluster token is configured;
+//!   servers refuse a missing or wrong token with `Unauthenticated` and log the peer. The
+//!   comparison runs in constant time.
+//! - With a certificate and key, servers (the coordinator and each worker's shuffle service)
+//!   speak TLS; with a CA, clients verify the server against it. URLs are rewritten to
+//!   `https://` when TLS is on, so `host:port` addresses advertised by workers keep working.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
+use tonic::{Request, Status};
+
+use crate::MAX_MESSAGE_BYTES;
+use crate::pb;
+
+/// A client of the coordinator that sends the cluster token.
+pub type CoordinatorClient =
+    pb::coordinator_client::CoordinatorClient<InterceptedService<Channel, AddToken>>;
+/// A client of a worker's shuffle service that sends the cluster token.
+pub type ShuffleClient = pb::shuffle_client::ShuffleClient<InterceptedService<Channel, AddToken>>;
+
+/// A security setting that cannot be used (unreadable file, bad token).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SecurityError(String);
+
+/// The cluster token and TLS material of one process.
+#[derive(Clone, Default)]
+pub struct Security {
+    token: Option<Arc<[u8]>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    ca: Option<Vec<u8>>,
+    /// The name to check in server certificates instead of the URL's host.
+    pub tls_domain: Option<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Security")
+            .field("token", &self.token.is_some())
+            .field("server_tls", &self.identity.is_some())
+            .field("client_tls", &self.ca.is_some())
+            .finish()
+    }
+}
+
+fn read(what: &str, path: &Path) -> Result<Vec<u8>, SecurityError> {
+    std::fs::read(path)
+        .map_err(|e| SecurityError(format!("reading the {what} {}: {e}", path.display())))
+}
+
+impl Security {
+    /// No token, no TLS: for tests and a laptop's local mode.
+    pub fn none() -> Self {
+        Security::default()
+    }
+
+    /// Reads the token file (surrounding whitespace ignored, so `echo secret > token` works)
+    /// and the PEM files that are given.
+    pub fn from_files(
+        token_file: Option<&Path>,
+        tls_cert: Option<&Path>,
+        tls_key: Option<&Path>,
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, SecurityError> {
+        let token = match token_file {
+            Some(p) => {
+                let raw = read("token file", p)?;
+                let token = raw.trim_ascii();
+                if token.is_empty() {
+                    return Err(SecurityError(format!(
+                        "token file {} is empty",
+                        p.display()
+                    )));
+                }
+                if AsciiMetadataValue::try_from(format!("Bearer {}", bytes_str(token))).is_err() {
+                    return Err(SecurityError(format!(
+                        "token file {}: the token must be printable ASCII without line breaks \
+                         (generate one with `head -c 32 /dev/urandom | base64`)",
+                        p.display()
+                    )));
+                }
+                Some(Arc::from(token))
+            }
+            None => None,
+        };
+        let identity = match (tls_cert, tls_key) {
+            (Some(c), Some(k)) => Some((read("TLS certificate", c)?, read("TLS key", k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(SecurityError(
+                    "--tls-cert and --tls-key go together: give both or neither".into(),
+                ));
+            }
+        };
+        let ca = tls_ca.map(|p| read("TLS CA certificate", p)).transpose()?;
+        Ok(Security {
+            token,
+            identity,
+            ca,
+            tls_domain: None,
+        })
+    }
+
+    /// Whether calls carry a token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether clients of this process connect with TLS.
+    pub fn client_tls(&self) -> bool {
+        self.ca.is_some()
+    }
+
+    /// The server side of TLS, when a certificate and key were given.
+    pub fn server_tls(&self) -> Option<ServerTlsConfig> {
+        self.identity
+            .as_ref()
+            .map(|(cert, key)| ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+    }
+
+    /// `url` with the scheme this process's clients use: `https://` with TLS, else `http://`.
+    /// Accepts bare `host:port` as workers advertise it.
+    pub fn url(&self, addr: &str) -> String {
+        let rest = addr
+            .strip_prefix("http://")
+            .or_else(|| addr.strip_prefix("https://"))
+            .unwrap_or(addr);
+        let scheme = if self.client_tls() { "https" } else { "http" };
+        format!("{scheme}://{rest}")
+    }
+
+    /// A lazily connecting channel to `addr` (a URL or `host:port`).
+    pub fn channel(&self, addr: &str) -> Result<Channel, SecurityError> {
+        let url = self.url(addr);
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| SecurityError(format!("bad address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20));
+        if let Some(ca) = &self.ca {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some(domain) = &self.tls_domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| SecurityError(format!("TLS for {url}: {e}")))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// A coordinator client over `channel` that sends the token.
+    pub fn coordinator_client(&self, channel: Channel) -> CoordinatorClient {
+        pb::coordinator_client::CoordinatorClient::with_interceptor(channel, self.add_token())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// A shuffle client over `channel` that sends the token.
+    pub fn shuffle_client(&self, channel: Channel) -> ShuffleClient {
+        pb::shuffle_client::ShuffleClient::with_interceptor(channel, self.add_token())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The client interceptor adding the token.
+    pub fn add_token(&self) -> AddToken {
+        AddToken {
+            header: self.token.as_ref().and_then(|t| {
+                AsciiMetadataValue::try_from(format!("Bearer {}", bytes_str(t))).ok()
+            }),
+        }
+    }
+
+    /// The server interceptor checking the token; `service` names the server in logs.
+    pub fn check_token(&self, service: &'static str) -> CheckToken {
+        CheckToken {
+            token: self.token.clone(),
+            service,
+        }
+    }
+}
+
+fn bytes_str(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Adds `authorization: Bearer <token>` to every outgoing call.
+#[derive(Clone)]
+pub struct AddToken {
+    header: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Interceptor for AddToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(h) = &self.header {
+            request.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Refuses calls without the cluster token.
+#[derive(Clone)]
+pub struct CheckToken {
+    token: Option<Arc<[u8]>>,
+    service: &'static str,
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess
+/// was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Interceptor for CheckToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        match given {
+            Some(t) if constant_time_eq(t, expected) => Ok(request),
+            other => {
+                let peer = request
+                    .remote_addr()
+                    .map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
+                let why = if other.is_some() {
+                    "wrong cluster token"
+                } else {
+                    "no cluster token"
+                };
+                tracing::warn!(service = self.service, %peer, "refused a call: {why}");
+                Err(Status::unauthenticated(format!(
+                    "{why}: give the cluster's token with --token-file or SLUICE_TOKEN_FILE"
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let sec = Security::from_files(Some(&f), None, None, None).unwrap();
+        let mut check = sec.check_token("test");
+        let mut add = sec.add_token();
+        let ok = add.call(Request::new(())).unwrap();
+        assert!(check.call(ok).is_ok());
+        assert_eq!(
+            check.call(Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        std::fs::write(&f, "other").unwrap();
+        let wrong = Security::from_files(Some(&f), None, None, None).unwrap();
+        let req = wrong.add_token().call(Request::new(())).unwrap();
+        assert_eq!(
+            check.call(req).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        std::fs::write(&f, "  \n").unwrap();
+        assert!(Security::from_files(Some(&f), None, None, None).is_err());
+    }
+
+    #[test]
+    fn urls_follow_tls() {
+        let plain = Security::none();
+        assert_eq!(plain.url("10.0.0.2:7701"), "http://10.0.0.2:7701");
+        assert_eq!(plain.url("https://c:7700"), "http://c:7700");
+        let tls = Security {
+            ca: Some(Vec::new()),
+            ..Security::none()
+        };
+        assert_eq!(tls.url("http://c:7700"), "https://c:7700");
+    }
+}
