@@ -175,18 +175,6 @@ pub async fn run_worker(
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
         let busy = running.load(Ordering::SeqCst);
-        if let Some(since) = draining {
-            if busy == 0 {
-                break;
-            }
-            if since.elapsed() > config.drain_timeout {
-                tracing::warn!(
-                    running = busy,
-                    "drain timeout: stopping with tasks still running"
-                );
-                break;
-            }
-        }
         let reply = client
             .heartbeat(pb::HeartbeatRequest {
                 worker_id: worker_id.clone(),
@@ -233,11 +221,26 @@ pub async fn run_worker(
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
+        if let Some(since) = draining {
+            // The coordinator has heard `draining` at least once by now.
+            let busy = running.load(Ordering::SeqCst);
+            if busy == 0 {
+                break;
+            }
+            if since.elapsed() > config.drain_timeout {
+                tracing::warn!(
+                    running = busy,
+                    "drain timeout: stopping with tasks still running"
+                );
+                break;
+            }
+        }
         if draining.is_none() {
             tokio::select! {
                 _ = stop_rx.wait_for(|s| *s) => {
                     tracing::info!(%worker_id, running = running.load(Ordering::SeqCst), "worker draining");
                     draining = Some(tokio::time::Instant::now());
+                    continue; // tell the coordinator at once
                 }
                 _ = tokio::time::sleep(interval) => {}
                 _ = wake.notified() => {}

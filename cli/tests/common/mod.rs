@@ -5,6 +5,11 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod reference;
+
+pub use reference::*;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};

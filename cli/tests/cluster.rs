@@ -1,0 +1,296 @@
+//! A real cluster: a `sluice coordinator` process and three `sluice worker` processes on
+//! loopback, jobs submitted with `sluice submit --wait`, outputs compared with references.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::cluster::{Cluster, ClusterOptions, Proc, job_args};
+use common::*;
+
+fn write_corpus(dir: &Path, files: usize) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let words = [
+        "alpha", "beta", "gamma", "delta", "Epsilon", "zeta", "eta", "théta", "iota", "kappa",
+    ];
+    (0..files)
+        .map(|f| {
+            let mut text = String::new();
+            for i in 0..3000usize {
+                let w = words[(i * 7 + f * 3 + i / 11) % words.len()];
+                text.push_str(w);
+                text.push(if i % 13 == 12 { '\n' } else { ' ' });
+            }
+            std::fs::write(dir.join(format!("f{f}.txt")), &text).unwrap();
+            text
+        })
+        .collect()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn job_id_line(out: &std::process::Output) -> String {
+    let text = stdout(out);
+    let id = text.lines().next().unwrap_or("").to_string();
+    assert!(
+        id.starts_with("job-"),
+        "first stdout line is the job id: {text}"
+    );
+    id
+}
+
+#[test]
+fn word_count_and_eod_on_three_worker_processes() {
+    let c = Cluster::start(
+        3,
+        ClusterOptions {
+            token: true,
+            ..Default::default()
+        },
+    );
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 4);
+    let expected = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    let wc_out = c.path("wc-out");
+    let mut args = job_args(
+        &plugin("sluice_wordcount"),
+        corpus.to_str().unwrap(),
+        "text",
+        &wc_out,
+    );
+    args.extend(["--reducers", "4", "--split-size", "4096", "--wait"].map(String::from));
+    let out = c.client("submit").args(&args).output().unwrap();
+    assert_ok(&out);
+    let wc_id = job_id_line(&out);
+    assert_eq!(
+        read_counts(&wc_out, "word", "count"),
+        expected,
+        "{}",
+        c.logs()
+    );
+    assert!(wc_out.join("_SUCCESS").is_file());
+
+    let txns = c.path("txns");
+    std::fs::create_dir_all(&txns).unwrap();
+    let files = sluice_datagen::write_eod_files(&txns, 20_000, 3, 7).unwrap();
+    let eod_out = c.path("eod-out");
+    let mut args = job_args(
+        &plugin("sluice_eod"),
+        txns.to_str().unwrap(),
+        "csv",
+        &eod_out,
+    );
+    args.extend(
+        [
+            "--reducers",
+            "3",
+            "--split-size",
+            "65536",
+            "--output-format",
+            "csv",
+            "--wait",
+            "--json",
+        ]
+        .map(String::from),
+    );
+    let out = c.client("submit").args(&args).output().unwrap();
+    assert_ok(&out);
+    let eod_id = job_id_line(&out);
+    let json: serde_json::Value =
+        serde_json::from_str(stdout(&out).split_once('\n').unwrap().1).expect("--json output");
+    assert_eq!(json["state"], "succeeded");
+    assert_eq!(json["rows_in"], 20_000);
+    assert_eq!(read_eod_csv_output(&eod_out), reference_eod(&files));
+
+    // Work was spread over the processes: each worker downloaded a plugin into its cache.
+    for i in 0..3 {
+        let cache = c.path(&format!("worker-{i}/plugins"));
+        let cached = std::fs::read_dir(&cache)
+            .map(|d| d.filter_map(Result::ok).count())
+            .unwrap_or(0);
+        assert!(cached >= 1, "worker-{i} ran no task:\n{}", c.logs());
+    }
+
+    let out = c.run_client("status", &[&wc_id, "--json"]);
+    assert_ok(&out);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(
+        status["rows_out"].as_u64().unwrap() as usize,
+        expected.len()
+    );
+    let out = c.run_client("jobs", &["--json"]);
+    assert_ok(&out);
+    let jobs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = jobs.iter().map(|j| j["job_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [wc_id.as_str(), eod_id.as_str()]);
+    let out = c.run_client("workers", &[]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out).lines().count(), 4, "header and 3 workers");
+}
+
+#[test]
+fn two_jobs_with_different_plugins_run_at_the_same_time() {
+    let c = Cluster::start(3, ClusterOptions::default());
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 6);
+    let expected_wc = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    let txns = c.path("txns");
+    std::fs::create_dir_all(&txns).unwrap();
+    let files = sluice_datagen::write_eod_files(&txns, 20_000, 4, 11).unwrap();
+
+    let wc_out = c.path("wc-out");
+    let mut wc = job_args(
+        &plugin("sluice_wordcount"),
+        corpus.to_str().unwrap(),
+        "text",
+        &wc_out,
+    );
+    wc.extend(["--reducers", "3", "--split-size", "2048", "--wait"].map(String::from));
+    let eod_out = c.path("eod-out");
+    let mut eod = job_args(
+        &plugin("sluice_eod"),
+        txns.to_str().unwrap(),
+        "csv",
+        &eod_out,
+    );
+    eod.extend(
+        [
+            "--reducers",
+            "2",
+            "--split-size",
+            "32768",
+            "--output-format",
+            "csv",
+            "--wait",
+        ]
+        .map(String::from),
+    );
+    let a = c.client("submit").args(&wc).spawn().unwrap();
+    let b = c.client("submit").args(&eod).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_ok(&a);
+    assert_ok(&b);
+    assert_eq!(read_counts(&wc_out, "word", "count"), expected_wc);
+    assert_eq!(read_eod_csv_output(&eod_out), reference_eod(&files));
+
+    // Both jobs were running at once: each was submitted before the other finished.
+    let out = c.run_client("jobs", &["--json"]);
+    let jobs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs.len(), 2);
+    let span = |j: &serde_json::Value| {
+        (
+            j["submitted_ms"].as_u64().unwrap(),
+            j["finished_ms"].as_u64().unwrap(),
+        )
+    };
+    let ((s0, f0), (s1, f1)) = (span(&jobs[0]), span(&jobs[1]));
+    assert!(s0 < f1 && s1 < f0, "jobs did not overlap: {jobs:?}");
+    let plugins: std::collections::HashSet<&str> = jobs
+        .iter()
+        .map(|j| j["plugin_sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(plugins.len(), 2, "two different plugins");
+}
+
+#[test]
+fn job_history_survives_a_coordinator_restart() {
+    let mut c = Cluster::start(1, ClusterOptions::default());
+    let corpus = c.path("corpus");
+    write_corpus(&corpus, 1);
+    let out_dir = c.path("out");
+    let mut args = job_args(
+        &plugin("sluice_wordcount"),
+        corpus.to_str().unwrap(),
+        "text",
+        &out_dir,
+    );
+    args.push("--wait".into());
+    let out = c.client("submit").args(&args).output().unwrap();
+    assert_ok(&out);
+    let id = job_id_line(&out);
+
+    // A failing job is history too, with its error.
+    let mut bad = job_args(
+        &plugin("sluice_wordcount"),
+        corpus.to_str().unwrap(),
+        "text",
+        &out_dir,
+    );
+    bad.push("--wait".into());
+    let out = c.client("submit").args(&bad).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the output exists: submit is refused"
+    );
+
+    c.coordinator.terminate();
+    let status = c.coordinator.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "coordinator stops cleanly on SIGTERM: {status:?}\n{}",
+        c.coordinator.log_text()
+    );
+    let mut cmd = sluice();
+    cmd.args(["coordinator", "--listen", "127.0.0.1:0", "--http", "off"])
+        .arg("--state-dir")
+        .arg(c.path("state"));
+    let mut restarted = Proc::spawn("coordinator-2", cmd, c.path("coordinator-2.log"));
+    let grpc = restarted.wait_for_field("grpc");
+    let out = sluice()
+        .args(["jobs", "--json", "--coordinator", &format!("http://{grpc}")])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let jobs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["job_id"], id.as_str());
+    assert_eq!(jobs[0]["state"], "succeeded");
+    assert_eq!(jobs[0]["name"], "wordcount");
+    assert!(jobs[0]["rows_out"].as_u64().unwrap() > 0);
+    // A new job continues the numbering.
+    let out = sluice()
+        .args(["status", &id, "--coordinator", &format!("http://{grpc}")])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(stdout(&out).contains("succeeded"));
+}
+
+#[test]
+fn a_draining_worker_finishes_its_tasks_and_exits() {
+    let mut c = Cluster::start(2, ClusterOptions::default());
+    let w = &mut c.workers[0];
+    w.terminate();
+    let status = w.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "worker exits 0 after draining: {status:?}\n{}",
+        w.log_text()
+    );
+    assert!(w.log_text().contains("worker draining"));
+    let workers = c.workers_json();
+    let drained: Vec<_> = workers.iter().filter(|w| w["draining"] == true).collect();
+    assert_eq!(drained.len(), 1, "{workers:?}");
+
+    // The remaining worker still runs jobs.
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 2);
+    let out_dir = c.path("out");
+    let mut args = job_args(
+        &plugin("sluice_wordcount"),
+        corpus.to_str().unwrap(),
+        "text",
+        &out_dir,
+    );
+    args.push("--wait".into());
+    let out = c.client("submit").args(&args).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        read_counts(&out_dir, "word", "count"),
+        reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+    );
+}
