@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use common::*;
 
