@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod reference;
 
+#[allow(unused_imports)]
 pub use reference::*;
 
 use std::collections::HashMap;
