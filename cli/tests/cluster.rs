@@ -294,3 +294,78 @@ fn a_draining_worker_finishes_its_tasks_and_exits() {
         reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>())
     );
 }
+
+#[test]
+fn config_file_and_environment_settle_every_setting() {
+    let mut c = Cluster::start(
+        0,
+        ClusterOptions {
+            token: true,
+            ..Default::default()
+        },
+    );
+    let token = c.token_file.clone().unwrap();
+    let config = c.path("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "token_file = {token:?}\n[worker]\ncoordinator = {:?}\nlisten = \"127.0.0.1:0\"\n\
+             work_dir = {:?}\nslots = 3\n",
+            c.url,
+            c.path("configured-worker")
+        ),
+    )
+    .unwrap();
+    // Everything from the file: coordinator URL, token, listen address, work dir, slots.
+    let mut cmd = sluice();
+    cmd.arg("worker").arg("--config").arg(&config);
+    let mut w = Proc::spawn("configured", cmd, c.path("configured.log"));
+    w.wait_for_field("shuffle");
+    c.workers.push(w);
+    // Clients from the environment alone.
+    let env_client = |args: &[&str]| {
+        sluice()
+            .args(args)
+            .env("SLUICE_COORDINATOR", &c.url)
+            .env("SLUICE_TOKEN_FILE", &token)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env_client(&["workers", "--json"]);
+        assert_ok(&out);
+        let workers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if let [only] = workers.as_slice() {
+            assert_eq!(only["slots"], 3, "slots from the file");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A flag beats the environment: a bad URL in the flag wins over the good one in env.
+    let out = sluice()
+        .args(["jobs", "--coordinator", "http://127.0.0.1:1"])
+        .env("SLUICE_COORDINATOR", &c.url)
+        .env("SLUICE_TOKEN_FILE", &token)
+        .output()
+        .unwrap();
+    assert_failed(&out);
+
+    // An unknown key is an error naming it, for every process.
+    let bad = c.path("bad.toml");
+    std::fs::write(&bad, "[worker]\nslotz = 3\n").unwrap();
+    for command in ["worker", "coordinator", "jobs"] {
+        let out = sluice()
+            .arg(command)
+            .arg("--config")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let err = assert_failed(&out);
+        assert!(
+            err.contains("slotz") && err.contains("bad.toml"),
+            "{command}: {err}"
+        );
+    }
+}
