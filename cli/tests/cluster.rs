@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::cluster::{Cluster, ClusterOptions, Proc, job_args};
@@ -169,8 +170,15 @@ fn two_jobs_with_different_plugins_run_at_the_same_time() {
         ]
         .map(String::from),
     );
-    let a = c.client("submit").args(&wc).spawn().unwrap();
-    let b = c.client("submit").args(&eod).spawn().unwrap();
+    let spawn = |args: &[String]| {
+        c.client("submit")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(&wc), spawn(&eod));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_ok(&a);
     assert_ok(&b);

@@ -310,10 +310,26 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let planned = {
             // The coordinator loads its own stored copy; the spec keeps the client's name.
             let mut spec = spec.clone();
-            spec.plugin = stored.to_string_lossy().into_owned();
+            let client_name =
+                std::mem::replace(&mut spec.plugin, stored.to_string_lossy().into_owned());
+            let spec_sha = spec.plugin_sha256.clone();
+            let stored = stored.clone();
             tokio::task::spawn_blocking(move || plan_job(&spec))
                 .await
-                .map_err(|e| Status::internal(format!("planning panicked: {e}")))??
+                .map_err(|e| Status::internal(format!("planning panicked: {e}")))?
+                .map_err(|e| {
+                    // Name the plugin as the user knows it, not by the store's file name.
+                    let mut status = Status::from(e);
+                    let stored = stored.to_string_lossy();
+                    if status.message().contains(stored.as_ref()) {
+                        let named = format!("{} (sha256 {})", client_name, spec_sha);
+                        status = Status::new(
+                            status.code(),
+                            status.message().replace(stored.as_ref(), &named),
+                        );
+                    }
+                    status
+                })?
         };
         let schema_ipc = match &planned.input_schema {
             Some(s) => schema_to_bytes(s).map_err(CoordinatorError::from)?,
