@@ -35,7 +35,7 @@ stop_timeout=${SLUICE_STOP_TIMEOUT:-360}
 # Settings from the caller's environment that would point the processes elsewhere (a config
 # file with TLS, another state dir...). Everything the cluster needs is passed as flags.
 child_env=(env
-    -u SLUICE_CONFIG -u SLUICE_COORDINATOR -u SLUICE_LISTEN -u SLUICE_HTTP
+    -u SLUICE_CONFIG -u SLUICE_COORDINATOR -u SLUICE_COORDINATOR_LISTEN -u SLUICE_WORKER_LISTEN -u SLUICE_HTTP
     -u SLUICE_ADVERTISE -u SLUICE_STATE_DIR -u SLUICE_WORK_DIR -u SLUICE_TOKEN_FILE
     -u SLUICE_TLS_CERT -u SLUICE_TLS_KEY -u SLUICE_TLS_CA -u SLUICE_TLS_DOMAIN
     "SLUICE_LOG=${SLUICE_LOG:-info}" NO_COLOR=1)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use sluice_common::digest::sha256_file;
+use sluice_common::digest::Sha256Hasher;
 use sluice_common::spec::JobSpec;
 use sluice_proto::pb;
 use sluice_proto::transport::{CoordinatorClient, Security};
@@ -38,7 +38,9 @@ pub async fn upload_plugin(client: &mut CoordinatorClient, path: &Path) -> Resul
     let p = path.to_path_buf();
     let (sha, bytes) = tokio::task::spawn_blocking(move || -> Result<(String, Vec<u8>)> {
         let bytes = std::fs::read(&p).with_context(|| format!("reading plugin {}", p.display()))?;
-        Ok((sha256_file(&p)?, bytes))
+        let mut h = Sha256Hasher::default();
+        h.update(&bytes);
+        Ok((h.finish_hex(), bytes))
     })
     .await??;
     let present = client
@@ -92,9 +94,13 @@ pub async fn submit(client: &mut CoordinatorClient, spec: &JobSpec) -> Result<St
     Ok(r.into_inner().job_id)
 }
 
-/// One job's status; retries while the coordinator is unreachable, so a client outlives a
-/// coordinator restart.
-pub async fn status(client: &mut CoordinatorClient, job_id: &str) -> Result<pb::JobInfo> {
+/// One job's status; with `patience`, retries that long while the coordinator is unreachable,
+/// so `--wait` outlives a coordinator restart.
+pub async fn status(
+    client: &mut CoordinatorClient,
+    job_id: &str,
+    patience: Duration,
+) -> Result<pb::JobInfo> {
     let started = Instant::now();
     let mut warned = false;
     loop {
@@ -110,7 +116,7 @@ pub async fn status(client: &mut CoordinatorClient, job_id: &str) -> Result<pb::
                     .job
                     .ok_or_else(|| anyhow!("job status without a job"));
             }
-            Err(s) if s.code() == Code::Unavailable && started.elapsed() < RECONNECT_PATIENCE => {
+            Err(s) if s.code() == Code::Unavailable && started.elapsed() < patience => {
                 if !warned {
                     eprintln!("coordinator unreachable ({}); retrying", s.message());
                     warned = true;
@@ -220,7 +226,7 @@ pub async fn wait(
     let started = Instant::now();
     let mut progress = Progress::new(quiet);
     loop {
-        let info = status(client, job_id).await?;
+        let info = status(client, job_id, RECONNECT_PATIENCE).await?;
         progress.update(&info, started);
         if info.state != pb::JobState::Running as i32 {
             progress.finish();

@@ -2,7 +2,8 @@
 //!
 //! Output for people goes to stdout as aligned text; `--json` prints one JSON document
 //! (an object, or an array for lists) for scripts. `submit` prints the job id alone on its
-//! first line either way, so `JOB=$(sluice submit ... | head -1)` works.
+//! first line either way, so `JOB=$(sluice submit ... | head -1)` works; with `--wait --json`
+//! the lines after it are the final job as one JSON document.
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -165,7 +166,7 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
 pub async fn status(args: StatusArgs) -> Result<()> {
     let (url, security) = args.client.resolve()?;
     let mut c = client::connect(&url, &security)?;
-    let info = client::status(&mut c, &args.job).await?;
+    let info = client::status(&mut c, &args.job, std::time::Duration::ZERO).await?;
     if args.json {
         print_json(&job_json(&info))
     } else {

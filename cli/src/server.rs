@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use sluice_common::config::{
     DEFAULT_COORDINATOR_HTTP, DEFAULT_COORDINATOR_LISTEN, DEFAULT_COORDINATOR_URL,
@@ -24,7 +24,7 @@ use crate::settings::{ConfigArg, SecurityArgs, absolute};
 #[derive(Args, Clone, Debug)]
 pub struct CoordinatorArgs {
     /// gRPC address [default: 0.0.0.0:7700].
-    #[arg(long, env = "SLUICE_LISTEN")]
+    #[arg(long, env = "SLUICE_COORDINATOR_LISTEN")]
     listen: Option<String>,
     /// HTTP address for /healthz, /readyz, /metrics [default: 0.0.0.0:7780]; `off` disables.
     #[arg(long, env = "SLUICE_HTTP")]
@@ -51,7 +51,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "SLUICE_COORDINATOR")]
     coordinator: Option<String>,
     /// Shuffle service address [default: 0.0.0.0:7701].
-    #[arg(long, env = "SLUICE_LISTEN")]
+    #[arg(long, env = "SLUICE_WORKER_LISTEN")]
     listen: Option<String>,
     /// Shuffle address other workers dial [default: the bound address].
     #[arg(long, env = "SLUICE_ADVERTISE")]
@@ -184,6 +184,12 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
     );
     config.security = args.security.resolve(&file)?;
+    if config.security.server_tls().is_some() && !config.security.client_tls() {
+        bail!(
+            "a worker serving TLS (--tls-cert) needs --tls-ca too: it fetches shuffle data \
+             from the other workers over TLS"
+        );
+    }
 
     let listener = bind("shuffle", &listen).await?;
     let bound = listener.local_addr()?;

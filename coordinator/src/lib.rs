@@ -39,6 +39,12 @@ use tonic::transport::Server;
 
 pub use service::CoordinatorService;
 
+/// How long a stopping coordinator waits for in-flight calls.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Largest request the coordinator decodes.
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+
 /// A coordinator's settings (after the config file, environment and flags are merged).
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -106,10 +112,14 @@ pub async fn run_coordinator(
         ))
     });
 
+    // Requests are small (plugin uploads come in 1 MiB chunks); replies carry assignments.
     let server = CoordinatorServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let mut builder = Server::builder();
+    // Keepalives notice a peer that vanished, so a graceful stop never waits on it for long.
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = config.security.server_tls() {
         builder = builder.tls_config(tls)?;
     }
@@ -118,14 +128,20 @@ pub async fn run_coordinator(
         config.security.check_token("coordinator"),
     ));
     ready.store(true, Ordering::SeqCst);
-    let served = router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped())
-        .await;
+    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped());
+    let give_up = stopped();
+    let served = tokio::select! {
+        r = serve => r,
+        _ = async { give_up.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("clients still connected {SHUTDOWN_GRACE:?} after the stop: closing");
+            Ok(())
+        }
+    };
     ready.store(false, Ordering::SeqCst);
-    if let Some(t) = http_task {
-        let _ = t.await;
-    }
     tokio::task::spawn_blocking(move || journal.sync()).await?;
+    if let Some(t) = http_task {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
+    }
     served?;
     Ok(())
 }

@@ -39,6 +39,15 @@ fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
     Status::internal(format!("{what} {}: {e}", path.display()))
 }
 
+/// Deletes a file when dropped (a no-op once it was renamed away).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl PluginStore {
     /// A store in `dir` (created) accepting plugins up to `max_bytes`.
     pub fn open(dir: PathBuf, max_bytes: u64) -> std::io::Result<Self> {
@@ -79,9 +88,12 @@ impl PluginStore {
                 first.size, self.max_bytes
             )));
         }
-        let tmp = self
-            .dir
-            .join(format!(".upload-{sha}-{}", std::process::id()));
+        // Each upload writes its own file, removed if the upload fails or the client goes
+        // away (the handler future is then dropped mid-way).
+        static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = RemoveOnDrop(self.dir.join(format!(".upload-{sha}-{n}")));
+        let tmp = guard.0.clone();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
@@ -118,14 +130,16 @@ impl PluginStore {
             file.sync_all()
                 .await
                 .map_err(|e| io_status("syncing", &tmp, e))?;
+            if target.is_file() {
+                // A concurrent upload of the same plugin won; the content is the same.
+                return Ok(());
+            }
             tokio::fs::rename(&tmp, &target)
                 .await
                 .map_err(|e| io_status("storing", &target, e))
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
+        drop(guard);
         result?;
         tracing::info!(sha256 = %sha, bytes = first.size, "plugin stored");
         Ok(sha)

@@ -335,26 +335,34 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             Some(s) => schema_to_bytes(s).map_err(CoordinatorError::from)?,
             None => Vec::new(),
         };
-        let mut state = self.lock();
-        state.next_job += 1;
-        let seq = state.next_job;
-        let id = JobId(format!("job-{seq:04}"));
-        tracing::info!(job = %id, name = %planned.description.name, maps = planned.splits.len(), reduces = spec.reducers, "job submitted");
-        let wire_spec = pb::JobSpec::from(&spec);
-        let job = Job::new(
-            id.clone(),
-            spec,
-            planned.description,
-            schema_ipc,
-            planned.splits,
-        )
-        .with_journal(self.journal.clone());
-        self.journal.send(Event::JobSubmitted {
-            seq,
-            info: job.info(),
-            spec: wire_spec,
-        });
-        state.jobs.insert(id.clone(), job);
+        let id = {
+            let mut state = self.lock();
+            state.next_job += 1;
+            let seq = state.next_job;
+            let id = JobId(format!("job-{seq:04}"));
+            tracing::info!(job = %id, name = %planned.description.name, maps = planned.splits.len(), reduces = spec.reducers, "job submitted");
+            let wire_spec = pb::JobSpec::from(&spec);
+            let job = Job::new(
+                id.clone(),
+                spec,
+                planned.description,
+                schema_ipc,
+                planned.splits,
+            )
+            .with_journal(self.journal.clone());
+            self.journal.send(Event::JobSubmitted {
+                seq,
+                info: job.info(),
+                spec: wire_spec,
+            });
+            state.jobs.insert(id.clone(), job);
+            id
+        };
+        // The id is durable before the client hears it, so a crash cannot hand it out twice.
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.sync())
+            .await
+            .map_err(|e| Status::internal(format!("job store: {e}")))?;
         Ok(Response::new(pb::SubmitJobResponse { job_id: id.0 }))
     }
 

@@ -260,22 +260,30 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Event>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let mut syncs = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
+        let in_one = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
-            for event in batch {
-                match event {
-                    Event::Sync(done) => syncs.push(done),
-                    other => apply(&tx, other)?,
-                }
+            for event in &batch {
+                apply(&tx, event)?;
             }
             tx.commit()
         })();
-        if let Err(e) = result {
-            tracing::error!(error = %e, "writing the job store failed; these changes are not in the history");
+        if let Err(e) = in_one {
+            // One bad event must not take the others down with it: apply them one by one.
+            tracing::warn!(error = %e, "journal batch failed; applying its events one by one");
+            for event in &batch {
+                let one = conn.transaction().and_then(|tx| {
+                    apply(&tx, event)?;
+                    tx.commit()
+                });
+                if let Err(e) = one {
+                    tracing::error!(error = %e, ?event, "writing the job store failed; this change is not in the history");
+                }
+            }
         }
-        for s in syncs {
-            let _ = s.send(());
+        for event in batch {
+            if let Event::Sync(done) = event {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -319,9 +327,10 @@ fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::R
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, event: Event) -> rusqlite::Result<()> {
+fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
     match event {
         Event::JobSubmitted { seq, info, spec } => {
+            let seq = *seq;
             tx.execute(
                 "INSERT OR REPLACE INTO jobs (id, seq, name, state, spec, plugin_sha256, output,
                         maps_total, reduces_total, submitted_ms)
@@ -339,9 +348,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: Event) -> rusqlite::Result<()> {
                     info.submitted_ms as i64,
                 ],
             )?;
-            update_job(tx, &info)
+            update_job(tx, info)
         }
-        Event::JobUpdated(info) => update_job(tx, &info),
+        Event::JobUpdated(info) => update_job(tx, info),
         Event::AttemptStarted {
             job,
             is_map,
@@ -352,12 +361,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: Event) -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT OR REPLACE INTO attempts (job_id, kind, idx, attempt, worker, state, started_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-                params![job, kind(is_map), index, attempt, worker, now_ms() as i64],
+                params![job, kind(*is_map), index, attempt, worker, now_ms() as i64],
             )?;
             tx.execute(
                 "INSERT INTO tasks (job_id, kind, idx, state, attempts) VALUES (?1, ?2, ?3, 'running', ?4)
                  ON CONFLICT (job_id, kind, idx) DO UPDATE SET state = 'running', attempts = excluded.attempts",
-                params![job, kind(is_map), index, attempt + 1],
+                params![job, kind(*is_map), index, *attempt + 1],
             )?;
             Ok(())
         }
@@ -369,12 +378,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: Event) -> rusqlite::Result<()> {
             error,
         } => {
             let state = if error.is_some() { "failed" } else { "done" };
+            let error = error.clone();
             tx.execute(
                 "UPDATE attempts SET state = ?5, error = ?6, finished_ms = ?7
                  WHERE job_id = ?1 AND kind = ?2 AND idx = ?3 AND attempt = ?4",
                 params![
                     job,
-                    kind(is_map),
+                    kind(*is_map),
                     index,
                     attempt,
                     state,
@@ -384,7 +394,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: Event) -> rusqlite::Result<()> {
             )?;
             tx.execute(
                 "UPDATE tasks SET state = ?4 WHERE job_id = ?1 AND kind = ?2 AND idx = ?3",
-                params![job, kind(is_map), index, state],
+                params![job, kind(*is_map), index, state],
             )?;
             Ok(())
         }

@@ -131,13 +131,14 @@ impl Security {
             .map(|(cert, key)| ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
     }
 
-    /// `url` with the scheme this process's clients use: `https://` with TLS, else `http://`.
-    /// Accepts bare `host:port` as workers advertise it.
+    /// `addr` with the scheme this process's clients use: `https://` with TLS, else
+    /// `http://`. Accepts bare `host:port` as workers advertise it. An explicit `https://` is
+    /// never downgraded.
     pub fn url(&self, addr: &str) -> String {
-        let rest = addr
-            .strip_prefix("http://")
-            .or_else(|| addr.strip_prefix("https://"))
-            .unwrap_or(addr);
+        if addr.starts_with("https://") {
+            return addr.to_string();
+        }
+        let rest = addr.strip_prefix("http://").unwrap_or(addr);
         let scheme = if self.client_tls() { "https" } else { "http" };
         format!("{scheme}://{rest}")
     }
@@ -145,6 +146,12 @@ impl Security {
     /// A lazily connecting channel to `addr` (a URL or `host:port`).
     pub fn channel(&self, addr: &str) -> Result<Channel, SecurityError> {
         let url = self.url(addr);
+        if url.starts_with("https://") && self.ca.is_none() {
+            return Err(SecurityError(format!(
+                "{url} uses TLS: give the CA certificate that signed the server's certificate \
+                 with --tls-ca"
+            )));
+        }
         let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| SecurityError(format!("bad address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(10))
@@ -291,7 +298,8 @@ mod tests {
     fn urls_follow_tls() {
         let plain = Security::none();
         assert_eq!(plain.url("10.0.0.2:7701"), "http://10.0.0.2:7701");
-        assert_eq!(plain.url("https://c:7700"), "http://c:7700");
+        assert_eq!(plain.url("https://c:7700"), "https://c:7700");
+        assert!(plain.channel("https://c:7700").is_err(), "TLS needs a CA");
         let tls = Security {
             ca: Some(Vec::new()),
             ..Security::none()

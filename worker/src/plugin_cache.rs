@@ -58,7 +58,7 @@ impl PluginCache {
             let p = path.clone();
             let on_disk = tokio::task::spawn_blocking(move || sha256_file(&p))
                 .await
-                .map_err(|e| TaskError::Assignment(format!("hashing the plugin: {e}")))?;
+                .map_err(|e| TaskError::Coordinator(format!("hashing the plugin: {e}")))?;
             if on_disk.is_ok_and(|h| h == sha) {
                 return Ok(path);
             }
@@ -81,12 +81,14 @@ impl PluginCache {
     }
 }
 
+/// Download and disk errors are worth another attempt (maybe on another worker); only a
+/// malformed hash is not.
 fn io_err(path: &Path, e: std::io::Error) -> TaskError {
-    TaskError::Assignment(format!("plugin cache {}: {e}", path.display()))
+    TaskError::Coordinator(format!("plugin cache {}: {e}", path.display()))
 }
 
 async fn download(coordinator: &mut CoordinatorClient, sha: &str, tmp: &Path) -> TaskResult<()> {
-    let fail = |m: String| TaskError::Assignment(format!("downloading plugin {sha}: {m}"));
+    let fail = |m: String| TaskError::Coordinator(format!("downloading plugin {sha}: {m}"));
     let mut stream = coordinator
         .fetch_plugin(pb::FetchPluginRequest {
             sha256: sha.to_string(),

@@ -129,7 +129,9 @@ pub async fn run_worker(
     let registry = ShuffleRegistry::default();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (server_stop_tx, mut server_stop) = watch::channel(false);
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = security.server_tls() {
         builder = builder.tls_config(tls)?;
     }
@@ -254,6 +256,7 @@ pub async fn run_worker(
     }
     tracing::info!(%worker_id, "worker stopping");
     let _ = server_stop_tx.send(true);
-    let _ = server.await;
+    // Reducers still streaming from us get a few seconds; a vanished one is not waited for.
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     Ok(())
 }

@@ -25,17 +25,29 @@ pub struct WorkerInfo {
 }
 
 /// Registered workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Workers {
+    /// Distinguishes this coordinator run's worker ids from an earlier run's.
+    boot: String,
     next: u64,
     by_id: HashMap<WorkerId, WorkerInfo>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            boot: format!("{:x}", crate::job::now_ms() % (1 << 32)),
+            next: 0,
+            by_id: HashMap::new(),
+        }
+    }
 }
 
 impl Workers {
     /// Registers a worker and returns its new id. A restarted worker is a new worker.
     pub fn register(&mut self, shuffle_addr: String, slots: u32) -> WorkerId {
         self.next += 1;
-        let id = WorkerId(format!("worker-{}", self.next));
+        let id = WorkerId(format!("worker-{}-{}", self.boot, self.next));
         self.by_id.insert(
             id.clone(),
             WorkerInfo {
