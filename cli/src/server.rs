@@ -11,8 +11,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use sluice_common::config::{
     DEFAULT_COORDINATOR_HTTP, DEFAULT_COORDINATOR_LISTEN, DEFAULT_COORDINATOR_URL,
-    DEFAULT_DRAIN_TIMEOUT_SECS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_STATE_DIR,
-    DEFAULT_WORK_DIR, DEFAULT_WORKER_LISTEN,
+    DEFAULT_DRAIN_TIMEOUT_SECS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_STATE_DIR, DEFAULT_WORK_DIR, DEFAULT_WORKER_LISTEN,
+    DEFAULT_WORKER_TIMEOUT_MS,
 };
 use sluice_coordinator::CoordinatorConfig;
 use sluice_worker::WorkerConfig;
@@ -38,6 +39,15 @@ pub struct CoordinatorArgs {
     /// Largest plugin upload in bytes [default: 268435456].
     #[arg(long, env = "SLUICE_MAX_PLUGIN_BYTES")]
     max_plugin_bytes: Option<u64>,
+    /// Milliseconds without a heartbeat after which a worker is lost [default: 10000].
+    #[arg(long, env = "SLUICE_WORKER_TIMEOUT_MS")]
+    worker_timeout_ms: Option<u64>,
+    /// Attempts a task gets before the job fails [default: 4].
+    #[arg(long, env = "SLUICE_MAX_ATTEMPTS")]
+    max_attempts: Option<u32>,
+    /// Backup attempts for stragglers: true or false [default: true].
+    #[arg(long, env = "SLUICE_SPECULATION")]
+    speculation: Option<bool>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -123,6 +133,17 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .max_plugin_bytes
         .or(c.max_plugin_bytes)
         .unwrap_or(DEFAULT_MAX_PLUGIN_BYTES);
+    config.worker_timeout = Duration::from_millis(
+        args.worker_timeout_ms
+            .or(c.worker_timeout_ms)
+            .unwrap_or(DEFAULT_WORKER_TIMEOUT_MS),
+    );
+    config.policy.max_attempts = args
+        .max_attempts
+        .or(c.max_attempts)
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS)
+        .max(1);
+    config.policy.speculation = args.speculation.or(c.speculation).unwrap_or(true);
     config.security = args.security.resolve(&file)?;
 
     let grpc = bind("gRPC", &listen).await?;

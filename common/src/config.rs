@@ -16,6 +16,9 @@
 //! http = "0.0.0.0:7780"                 # /healthz, /readyz, /metrics
 //! state_dir = "/var/lib/sluice/coordinator"
 //! heartbeat_ms = 1000
+//! worker_timeout_ms = 10000             # a silent worker is lost after this
+//! max_attempts = 4                      # per task, before the job fails
+//! speculation = true                    # backup attempts for stragglers
 //! max_plugin_bytes = 268435456
 //! [worker]
 //! coordinator = "http://coordinator:7700"
@@ -48,6 +51,11 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
 pub const DEFAULT_MAX_PLUGIN_BYTES: u64 = 256 << 20;
 /// Default time a stopping worker waits for its running tasks.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
+/// Default time without heartbeat after which a worker is lost, as DESIGN.md gives it.
+pub const DEFAULT_WORKER_TIMEOUT_MS: u64 = 10_000;
+/// Default attempts a task gets before the job fails.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+
 /// Default coordinator URL of clients and workers.
 pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
 
@@ -99,6 +107,12 @@ pub struct CoordinatorSection {
     pub heartbeat_ms: Option<u64>,
     /// Largest plugin upload in bytes.
     pub max_plugin_bytes: Option<u64>,
+    /// Milliseconds without a heartbeat after which a worker is lost.
+    pub worker_timeout_ms: Option<u64>,
+    /// Attempts a task gets before the job fails.
+    pub max_attempts: Option<u32>,
+    /// Backup attempts for stragglers.
+    pub speculation: Option<bool>,
 }
 
 /// `[worker]`.

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sluice_common::config::{DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES};
+use sluice_common::config::{
+    DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_WORKER_TIMEOUT_MS,
+};
 use sluice_proto::pb::coordinator_server::CoordinatorServer;
 use sluice_proto::transport::Security;
 use sluice_proto::{MAX_MESSAGE_BYTES, pb};
@@ -54,6 +56,10 @@ pub struct CoordinatorConfig {
     pub heartbeat: Duration,
     /// Largest plugin a client may upload.
     pub max_plugin_bytes: u64,
+    /// A worker silent this long is lost.
+    pub worker_timeout: Duration,
+    /// Attempts and speculation.
+    pub policy: job::Policy,
     /// Cluster token and TLS.
     pub security: Security,
 }
@@ -65,6 +71,8 @@ impl CoordinatorConfig {
             state_dir,
             heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            worker_timeout: Duration::from_millis(DEFAULT_WORKER_TIMEOUT_MS),
+            policy: job::Policy::default(),
             security: Security::none(),
         }
     }
@@ -88,7 +96,14 @@ pub async fn run_coordinator(
     let plugins =
         plugins::PluginStore::open(config.state_dir.join("plugins"), config.max_plugin_bytes)
             .map_err(|e| format!("plugin store in {}: {e}", config.state_dir.display()))?;
-    let service = CoordinatorService::new(plugins, history, journal.clone(), config.heartbeat);
+    let service = CoordinatorService::new(
+        plugins,
+        history,
+        journal.clone(),
+        config.heartbeat,
+        config.policy,
+    );
+    service.spawn_worker_expiry(config.worker_timeout);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

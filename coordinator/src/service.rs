@@ -1,6 +1,6 @@
 //! The coordinator's gRPC service. Handlers are thin: decode, call the state, encode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::workers::Workers;
 use crate::error::CoordinatorError;
-use crate::job::{Job, Outcome};
+use crate::job::{Job, Outcome, Policy};
 use crate::plan::plan_job;
 use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
@@ -28,6 +28,35 @@ pub struct State {
     /// Jobs of earlier runs of this coordinator, from the job store.
     history: BTreeMap<String, pb::JobInfo>,
     workers: Workers,
+    /// Attempts each worker must stop, delivered with its next heartbeat.
+    outbox: HashMap<WorkerId, Vec<pb::AttemptRef>>,
+    policy: Policy,
+}
+
+impl State {
+    /// Moves the jobs' cancellations into the workers' outboxes (cancellations for workers
+    /// that are gone are dropped: their attempts died with them).
+    fn collect_cancels(&mut self) {
+        for job in self.jobs.values_mut() {
+            for c in job.take_cancels() {
+                if self.workers.get(&c.worker).is_some() {
+                    self.outbox.entry(c.worker).or_default().push(c.attempt);
+                }
+            }
+        }
+    }
+
+    /// Declares workers silent for longer than `timeout` lost: their attempts are re-queued
+    /// and the map outputs they held re-created where still needed.
+    fn expire_workers(&mut self, timeout: Duration) {
+        for worker in self.workers.expire(timeout) {
+            tracing::warn!(%worker, ?timeout, "worker lost: no heartbeat within the timeout");
+            self.outbox.remove(&worker);
+            for job in self.jobs.values_mut() {
+                job.on_worker_lost(&worker);
+            }
+        }
+    }
 }
 
 /// Implements `sluice.v1.Coordinator`.
@@ -46,6 +75,7 @@ impl CoordinatorService {
         history: History,
         journal: Journal,
         heartbeat: Duration,
+        policy: Policy,
     ) -> Self {
         let state = State {
             next_job: history.next_seq.saturating_sub(1),
@@ -56,6 +86,8 @@ impl CoordinatorService {
                 .map(|j| (j.job_id.clone(), j))
                 .collect(),
             workers: Workers::default(),
+            outbox: HashMap::new(),
+            policy,
         };
         CoordinatorService {
             state: Arc::new(Mutex::new(state)),
@@ -67,6 +99,23 @@ impl CoordinatorService {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs [`State::expire_workers`] every tenth of `timeout` until the service is dropped
+    /// by everyone else.
+    pub fn spawn_worker_expiry(&self, timeout: Duration) {
+        let state = Arc::downgrade(&self.state);
+        let tick = (timeout / 10).max(Duration::from_millis(20));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(state) = state.upgrade() else { return };
+                state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expire_workers(timeout);
+            }
+        });
     }
 
     /// The job store's journal (to flush it at shutdown).
@@ -224,20 +273,24 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 finished_jobs.push(job.id.0.clone());
             }
         }
+        let live = state.workers.active();
         let mut assignments = Vec::new();
         'slots: while assignments.len() < free_slots as usize {
             for job in state.jobs.values_mut() {
-                if let Some(a) = job.next_task(&worker) {
+                if let Some(a) = job.next_task(&worker, live) {
                     assignments.push(a);
                     continue 'slots;
                 }
             }
             break;
         }
+        state.collect_cancels();
+        let cancel = state.outbox.remove(&worker).unwrap_or_default();
         Ok(Response::new(pb::HeartbeatResponse {
             assignments,
             finished_jobs,
             reregister: false,
+            cancel,
         }))
     }
 
@@ -349,7 +402,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 schema_ipc,
                 planned.splits,
             )
-            .with_journal(self.journal.clone());
+            .with_journal(self.journal.clone())
+            .with_policy(state.policy);
             self.journal.send(Event::JobSubmitted {
                 seq,
                 info: job.info(),

@@ -5,10 +5,10 @@
 //! so it gets no new tasks, lets the running ones finish (up to `drain_timeout`), keeps
 //! serving shuffle data meanwhile, then stops.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sluice_common::config::DEFAULT_DRAIN_TIMEOUT_SECS;
@@ -24,8 +24,8 @@ use tonic::transport::Server;
 
 use crate::cpu::CpuPool;
 use crate::plugin_cache::PluginCache;
-use crate::shuffle::ShuffleRegistry;
 use crate::shuffle::serve::ShuffleService;
+use crate::shuffle::{MapOutputId, ShuffleRegistry};
 use crate::task::{TaskEnv, run_assignment};
 
 /// How long a starting worker keeps trying to reach the coordinator.
@@ -65,6 +65,66 @@ impl WorkerConfig {
 /// Any error that stops a worker.
 pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Identifies an attempt running on this worker: job, is-map, index, attempt.
+type AttemptKey = (String, bool, u32, u32);
+
+/// The attempts running on this worker, so the coordinator can stop them (a speculation
+/// loser, a task of a job that failed or was cancelled).
+#[derive(Clone, Default)]
+struct Running {
+    tasks: Arc<std::sync::Mutex<HashMap<AttemptKey, tokio::task::AbortHandle>>>,
+    wake: Arc<Notify>,
+}
+
+/// Removes its attempt from the table when the attempt ends, however it ends (an aborted
+/// task is dropped, not finished), and wakes the heartbeat loop: a slot is free.
+struct RunningGuard {
+    running: Running,
+    key: AttemptKey,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.running.lock().remove(&self.key);
+        self.running.wake.notify_one();
+    }
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptKey, tokio::task::AbortHandle>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops the attempts `matching` selects; returns their keys.
+    fn abort(&self, matching: impl Fn(&AttemptKey) -> bool) -> Vec<AttemptKey> {
+        let mut tasks = self.lock();
+        let keys: Vec<AttemptKey> = tasks.keys().filter(|k| matching(k)).cloned().collect();
+        for k in &keys {
+            if let Some(h) = tasks.remove(k) {
+                h.abort();
+            }
+        }
+        keys
+    }
+}
+
+fn held_outputs(registry: &ShuffleRegistry) -> Vec<pb::AttemptRef> {
+    registry
+        .ids()
+        .into_iter()
+        .map(|id| pb::AttemptRef {
+            job_id: id.job_id,
+            is_map: true,
+            index: id.map_index,
+            attempt: id.attempt,
+        })
+        .collect()
+}
+
 /// Registers, retrying while the coordinator is unreachable (it may start after us) but not
 /// when it answers with a refusal (wrong token, other protocol version): those do not heal.
 async fn register(
@@ -72,6 +132,7 @@ async fn register(
     url: &str,
     advertise: &str,
     slots: usize,
+    held_outputs: Vec<pb::AttemptRef>,
 ) -> Result<(String, Duration), WorkerError> {
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
@@ -80,6 +141,7 @@ async fn register(
                 protocol_version: PROTOCOL_VERSION,
                 shuffle_addr: advertise.to_string(),
                 slots: slots as u32,
+                held_outputs: held_outputs.clone(),
             })
             .await;
         match reply {
@@ -152,7 +214,14 @@ pub async fn run_worker(
 
     let channel = security.channel(&config.coordinator)?;
     let mut client = security.coordinator_client(channel);
-    let registered = register(&mut client, &config.coordinator, &advertise, config.slots).await;
+    let registered = register(
+        &mut client,
+        &config.coordinator,
+        &advertise,
+        config.slots,
+        Vec::new(),
+    )
+    .await;
     let (mut worker_id, interval) = match registered {
         Ok(r) => r,
         Err(e) => {
@@ -172,11 +241,10 @@ pub async fn run_worker(
         security: security.clone(),
         plugins: PluginCache::new(config.work_dir.join("plugins")),
     };
-    let running = Arc::new(AtomicUsize::new(0));
-    let wake = Arc::new(Notify::new());
+    let running = Running::default();
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
-        let busy = running.load(Ordering::SeqCst);
+        let busy = running.len();
         let reply = client
             .heartbeat(pb::HeartbeatRequest {
                 worker_id: worker_id.clone(),
@@ -189,33 +257,72 @@ pub async fn run_worker(
             Ok(r) => {
                 let r = r.into_inner();
                 if r.reregister && draining.is_none() {
-                    (worker_id, _) =
-                        register(&mut client, &config.coordinator, &advertise, config.slots)
-                            .await?;
+                    // The coordinator restarted or declared us lost. Attempts started under
+                    // the old id will be refused; what we still serve is offered again.
+                    (worker_id, _) = register(
+                        &mut client,
+                        &config.coordinator,
+                        &advertise,
+                        config.slots,
+                        held_outputs(&registry),
+                    )
+                    .await?;
                     tracing::info!(%worker_id, "worker registered again");
                 }
                 for job in r.finished_jobs {
+                    let stopped = running.abort(|k| k.0 == job);
+                    if !stopped.is_empty() {
+                        tracing::info!(job = %job, attempts = stopped.len(), "job ended: attempts stopped");
+                    }
                     registry.remove_job(&job);
                     let dir = shuffle_dir.join(&job);
                     if dir.exists() {
                         let _ = tokio::fs::remove_dir_all(&dir).await;
                     }
                 }
+                for c in r.cancel {
+                    let key = (c.job_id.clone(), c.is_map, c.index, c.attempt);
+                    running.abort(|k| *k == key);
+                    if c.is_map {
+                        // A losing map's output is nobody's input: drop it and its files.
+                        registry.remove(&MapOutputId {
+                            job_id: c.job_id.clone(),
+                            map_index: c.index,
+                            attempt: c.attempt,
+                        });
+                        let dir = shuffle_dir
+                            .join(&c.job_id)
+                            .join(format!("{}-{}", c.index, c.attempt));
+                        let _ = tokio::fs::remove_dir_all(&dir).await;
+                    }
+                    tracing::info!(job = %c.job_id, map = c.is_map, index = c.index, attempt = c.attempt, "attempt cancelled");
+                }
                 for a in r.assignments {
-                    running.fetch_add(1, Ordering::SeqCst);
-                    let (env, running, wake) = (
-                        TaskEnv {
-                            worker_id: worker_id.clone(),
-                            ..env.clone()
-                        },
-                        running.clone(),
-                        wake.clone(),
-                    );
-                    tokio::spawn(async move {
+                    let key: AttemptKey = match &a.task {
+                        Some(pb::task_assignment::Task::Map(m)) => {
+                            (a.job_id.clone(), true, m.index, a.attempt)
+                        }
+                        Some(pb::task_assignment::Task::Reduce(t)) => {
+                            (a.job_id.clone(), false, t.partition, a.attempt)
+                        }
+                        None => continue,
+                    };
+                    let env = TaskEnv {
+                        worker_id: worker_id.clone(),
+                        ..env.clone()
+                    };
+                    let guard = RunningGuard {
+                        running: running.clone(),
+                        key: key.clone(),
+                    };
+                    // Hold the table's lock across spawn so the guard cannot remove the key
+                    // before it is inserted.
+                    let mut tasks = running.lock();
+                    let handle = tokio::spawn(async move {
+                        let _guard = guard;
                         run_assignment(env, a).await;
-                        running.fetch_sub(1, Ordering::SeqCst);
-                        wake.notify_one();
                     });
+                    tasks.insert(key, handle.abort_handle());
                 }
             }
             Err(s) if s.code() == Code::Unauthenticated => {
@@ -225,7 +332,7 @@ pub async fn run_worker(
         }
         if let Some(since) = draining {
             // The coordinator has heard `draining` at least once by now.
-            let busy = running.load(Ordering::SeqCst);
+            let busy = running.len();
             if busy == 0 {
                 break;
             }
@@ -240,17 +347,17 @@ pub async fn run_worker(
         if draining.is_none() {
             tokio::select! {
                 _ = stop_rx.wait_for(|s| *s) => {
-                    tracing::info!(%worker_id, running = running.load(Ordering::SeqCst), "worker draining");
+                    tracing::info!(%worker_id, running = running.len(), "worker draining");
                     draining = Some(tokio::time::Instant::now());
                     continue; // tell the coordinator at once
                 }
                 _ = tokio::time::sleep(interval) => {}
-                _ = wake.notified() => {}
+                _ = running.wake.notified() => {}
             }
         } else {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = wake.notified() => {}
+                _ = running.wake.notified() => {}
             }
         }
     }

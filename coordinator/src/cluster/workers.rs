@@ -1,7 +1,7 @@
 //! The workers the coordinator knows: their shuffle addresses, slots and last heartbeat.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_common::ids::{JobId, WorkerId};
 
@@ -76,6 +76,25 @@ impl Workers {
     /// Every registered worker, by id.
     pub fn iter(&self) -> impl Iterator<Item = (&WorkerId, &WorkerInfo)> {
         self.by_id.iter()
+    }
+
+    /// Removes and returns the workers whose last heartbeat is older than `timeout`.
+    pub fn expire(&mut self, timeout: Duration) -> Vec<WorkerId> {
+        let lost: Vec<WorkerId> = self
+            .by_id
+            .iter()
+            .filter(|(_, w)| w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &lost {
+            self.by_id.remove(id);
+        }
+        lost
+    }
+
+    /// Workers taking tasks (registered and not draining).
+    pub fn active(&self) -> usize {
+        self.by_id.values().filter(|w| !w.draining).count()
     }
 
     /// Number of registered workers.

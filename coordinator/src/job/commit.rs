@@ -65,6 +65,11 @@ impl Commits {
         }
     }
 
+    /// The attempt allowed to commit `partition`, if any.
+    pub fn authorized(&self, partition: u32) -> Option<u32> {
+        self.authorized.get(partition as usize).copied().flatten()
+    }
+
     /// A partition's attempt reported its committed file.
     pub fn record_done(&mut self, partition: u32, done: pb::ReduceDone) {
         if let Some(slot) = self.done.get_mut(partition as usize) {

@@ -1,13 +1,16 @@
 //! One job's state and its transitions.
 //!
 //! ```text
-//! task:  Pending ──assign──► Running{attempt, worker} ──done──► Done{attempt, worker}
-//!           ▲                      │ failed (retryable, attempts left)
-//!           └──────────────────────┘
-//!        a Done map whose output cannot be fetched goes back to Pending (lineage)
+//! task:  Pending ──assign──► Running{attempts} ──first done──► Done{attempt, worker}
+//!           ▲                 │  │ (a slow task near the end of its stage gets one backup
+//!           │                 │  │  attempt on another worker: speculation; the loser is
+//!           │                 │  │  cancelled)
+//!           └─────────────────┘  failed (retryable, attempts left) or its worker was lost
+//!        a Done map whose output is lost (fetch failure, lost worker) goes back to Pending
+//!        while a reduce still needs it (lineage)
 //!
 //! job:   Running ──all reduces committed──► Succeeded (_SUCCESS written)
-//!           ├──── a task fails for good ───► Failed(message)
+//!           ├──── a task fails for good ───► Failed(message): running attempts cancelled
 //!           └──── cancel ──────────────────► Cancelled
 //! ```
 //! Reduces are assigned once every map is done (Hadoop's slow-start of 1.0): a reduce task
@@ -16,8 +19,9 @@
 pub mod commit;
 pub mod lineage;
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::ids::{JobId, WorkerId};
@@ -30,27 +34,61 @@ use lineage::Lineage;
 
 use crate::store::{Event, Journal};
 
-/// Attempts a task gets before its failure fails the job.
+/// Default attempts a task gets before its failure fails the job.
 pub const MAX_ATTEMPTS: u32 = 4;
+/// Attempts a task may lose with their workers before the job gives up on it: a lost
+/// attempt is not the task's fault (Hadoop counts it as killed, not failed), but a task that
+/// takes every worker down with it must not loop forever.
+pub const MAX_LOST_ATTEMPTS: u32 = 16;
+/// Share of a stage that must be done before stragglers get backups.
+pub const SPECULATION_STAGE_DONE: f64 = 0.75;
+/// A running attempt slower than this multiple of its finished peers' median gets a backup.
+pub const SPECULATION_SLOWNESS: f64 = 1.5;
+
+/// Scheduling policy of a job.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Failed attempts before the job fails.
+    pub max_attempts: u32,
+    /// Whether stragglers get backup attempts.
+    pub speculation: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_attempts: MAX_ATTEMPTS,
+            speculation: true,
+        }
+    }
+}
+
+/// One running attempt of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningAttempt {
+    /// The attempt.
+    pub attempt: u32,
+    /// Its worker.
+    pub worker: WorkerId,
+    /// When it was assigned.
+    pub started: Instant,
+}
 
 /// Where a task is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskStatus {
     /// Waiting for a worker.
     Pending,
-    /// An attempt is running.
-    Running {
-        /// The attempt.
-        attempt: u32,
-        /// Its worker.
-        worker: WorkerId,
-    },
+    /// One attempt runs, or two when the first got a speculative backup.
+    Running(Vec<RunningAttempt>),
     /// An attempt finished.
     Done {
         /// The attempt.
         attempt: u32,
         /// Its worker.
         worker: WorkerId,
+        /// How long it ran.
+        took: Duration,
     },
 }
 
@@ -61,12 +99,18 @@ pub struct TaskState {
     pub status: TaskStatus,
     /// Attempts started so far (the next attempt's number: attempt ids are never reused).
     pub attempts: u32,
-    /// Failed attempts that count against [`MAX_ATTEMPTS`] (fetch failures do not: they are
-    /// the map's fault, not this task's).
+    /// Failed attempts that count against the policy's `max_attempts` (fetch failures and
+    /// lost workers do not: they are not this task's fault).
     pub failures: u32,
-    /// Fetch failures reported by this (reduce) task; past [`MAX_ATTEMPTS`] the job fails
+    /// Fetch failures reported by this (reduce) task; past `max_attempts` the job fails
     /// rather than re-running maps forever against an unreachable worker.
     pub fetch_failures: u32,
+    /// Attempts lost with their workers.
+    pub lost: u32,
+    /// Workers an attempt of this task failed on: not retried there while others exist.
+    pub failed_on: HashSet<WorkerId>,
+    /// Whether a backup attempt was started (at most one per task).
+    pub speculated: bool,
 }
 
 impl TaskState {
@@ -76,12 +120,17 @@ impl TaskState {
             attempts: 0,
             failures: 0,
             fetch_failures: 0,
+            lost: 0,
+            failed_on: HashSet::new(),
+            speculated: false,
         }
     }
 
-    fn done_attempt(&self) -> Option<u32> {
+    fn done_attempt(&self) -> Option<(u32, &WorkerId)> {
         match &self.status {
-            TaskStatus::Done { attempt, .. } => Some(*attempt),
+            TaskStatus::Done {
+                attempt, worker, ..
+            } => Some((*attempt, worker)),
             _ => None,
         }
     }
@@ -90,8 +139,21 @@ impl TaskState {
         matches!(self.status, TaskStatus::Done { .. })
     }
 
+    fn running(&self) -> &[RunningAttempt] {
+        match &self.status {
+            TaskStatus::Running(r) => r,
+            _ => &[],
+        }
+    }
+
     fn is_running(&self, attempt: u32) -> bool {
-        matches!(&self.status, TaskStatus::Running { attempt: a, .. } if *a == attempt)
+        self.running().iter().any(|r| r.attempt == attempt)
+    }
+
+    /// Whether `worker` may run this task: not where it failed, unless every live worker
+    /// has failed it.
+    fn allowed_on(&self, worker: &WorkerId, live_workers: usize) -> bool {
+        !self.failed_on.contains(worker) || self.failed_on.len() >= live_workers
     }
 }
 
@@ -115,6 +177,15 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// An attempt a worker must stop (a speculation loser, or a task of an ended job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    /// The worker running it.
+    pub worker: WorkerId,
+    /// What to stop.
+    pub attempt: pb::AttemptRef,
+}
+
 /// A submitted job.
 pub struct Job {
     /// Its id.
@@ -135,6 +206,9 @@ pub struct Job {
     submitted_ms: u64,
     finished_ms: u64,
     failed_attempts: u32,
+    policy: Policy,
+    /// Attempts to cancel, collected by the service into heartbeat replies.
+    cancels: Vec<Cancel>,
     journal: Journal,
 }
 
@@ -146,6 +220,14 @@ pub enum Outcome {
     ReduceDone(pb::ReduceDone),
     /// The attempt failed.
     Failed(TaskFailure),
+}
+
+fn median(mut xs: Vec<Duration>) -> Option<Duration> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort();
+    Some(xs[xs.len() / 2])
 }
 
 impl Job {
@@ -176,6 +258,8 @@ impl Job {
             submitted_ms: now_ms(),
             finished_ms: 0,
             failed_attempts: 0,
+            policy: Policy::default(),
+            cancels: Vec::new(),
             journal: Journal::disabled(),
         }
     }
@@ -183,6 +267,12 @@ impl Job {
     /// Journals this job's changes to the job store from now on.
     pub fn with_journal(mut self, journal: Journal) -> Self {
         self.journal = journal;
+        self
+    }
+
+    /// Schedules with `policy`.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -196,6 +286,11 @@ impl Job {
         self.status != JobStatus::Running
     }
 
+    /// Attempts workers must stop, taken out of the job.
+    pub fn take_cancels(&mut self) -> Vec<Cancel> {
+        std::mem::take(&mut self.cancels)
+    }
+
     fn assignment(&self, attempt: u32, task: pb::task_assignment::Task) -> pb::TaskAssignment {
         pb::TaskAssignment {
             job_id: self.id.0.clone(),
@@ -205,47 +300,109 @@ impl Job {
         }
     }
 
-    /// The next task this job can give `worker`, if any.
-    pub fn next_task(&mut self, worker: &WorkerId) -> Option<pb::TaskAssignment> {
-        if self.is_finished() {
-            return None;
-        }
-        let start = |t: &mut TaskState| {
-            let attempt = t.attempts;
-            t.attempts += 1;
-            t.status = TaskStatus::Running {
-                attempt,
-                worker: worker.clone(),
-            };
-            attempt
-        };
-        if let Some(i) = self
-            .maps
-            .iter()
-            .position(|t| t.status == TaskStatus::Pending)
-        {
-            let attempt = start(&mut self.maps[i]);
-            self.journal_start(true, i, attempt, worker);
-            let task = pb::task_assignment::Task::Map(pb::MapTask {
-                split: Some(pb::Split::from(&self.splits[i])),
-                index: i as u32,
-            });
-            return Some(self.assignment(attempt, task));
-        }
-        if !self.maps.iter().all(TaskState::is_done) {
-            return None;
-        }
-        let i = self
-            .reduces
-            .iter()
-            .position(|t| t.status == TaskStatus::Pending)?;
-        let attempt = start(&mut self.reduces[i]);
-        self.journal_start(false, i, attempt, worker);
+    fn map_assignment(&self, i: usize, attempt: u32) -> pb::TaskAssignment {
+        let task = pb::task_assignment::Task::Map(pb::MapTask {
+            split: Some(pb::Split::from(&self.splits[i])),
+            index: i as u32,
+        });
+        self.assignment(attempt, task)
+    }
+
+    fn reduce_assignment(&self, i: usize, attempt: u32) -> pb::TaskAssignment {
         let task = pb::task_assignment::Task::Reduce(pb::ReduceTask {
             partition: i as u32,
             map_outputs: self.lineage.locations(i as u32),
         });
-        Some(self.assignment(attempt, task))
+        self.assignment(attempt, task)
+    }
+
+    /// The next task this job can give `worker`, if any; `live_workers` is how many workers
+    /// the cluster has (a task that failed on a worker goes elsewhere while it can).
+    pub fn next_task(
+        &mut self,
+        worker: &WorkerId,
+        live_workers: usize,
+    ) -> Option<pb::TaskAssignment> {
+        if self.is_finished() {
+            return None;
+        }
+        let maps_done = self.maps.iter().all(TaskState::is_done);
+        let (is_map, tasks) = if maps_done {
+            (false, &mut self.reduces)
+        } else {
+            (true, &mut self.maps)
+        };
+        let pending = tasks
+            .iter()
+            .position(|t| t.status == TaskStatus::Pending && t.allowed_on(worker, live_workers));
+        let (i, backup) = match pending {
+            Some(i) => (i, false),
+            None => (
+                Self::straggler(tasks, worker, self.policy.speculation, live_workers)?,
+                true,
+            ),
+        };
+        let t = &mut tasks[i];
+        let attempt = t.attempts;
+        t.attempts += 1;
+        let run = RunningAttempt {
+            attempt,
+            worker: worker.clone(),
+            started: Instant::now(),
+        };
+        if backup {
+            t.speculated = true;
+            if let TaskStatus::Running(r) = &mut t.status {
+                r.push(run);
+            }
+            tracing::info!(job = %self.id, kind = if is_map { "map" } else { "reduce" }, index = i, attempt, %worker, "speculative backup attempt");
+        } else {
+            t.status = TaskStatus::Running(vec![run]);
+        }
+        self.journal_start(is_map, i, attempt, worker);
+        Some(if is_map {
+            self.map_assignment(i, attempt)
+        } else {
+            self.reduce_assignment(i, attempt)
+        })
+    }
+
+    /// A running task of the stage that deserves a backup on `worker`: the stage is at
+    /// least [`SPECULATION_STAGE_DONE`] done, the task has run longer than
+    /// [`SPECULATION_SLOWNESS`] × the median of its finished peers, has no backup yet, and
+    /// does not run on `worker` already. The slowest such task first.
+    fn straggler(
+        tasks: &[TaskState],
+        worker: &WorkerId,
+        enabled: bool,
+        live_workers: usize,
+    ) -> Option<usize> {
+        if !enabled || tasks.is_empty() {
+            return None;
+        }
+        let took: Vec<Duration> = tasks
+            .iter()
+            .filter_map(|t| match t.status {
+                TaskStatus::Done { took, .. } => Some(took),
+                _ => None,
+            })
+            .collect();
+        if (took.len() as f64) < SPECULATION_STAGE_DONE * tasks.len() as f64 {
+            return None;
+        }
+        let threshold = median(took)?.mul_f64(SPECULATION_SLOWNESS);
+        tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.speculated && t.allowed_on(worker, live_workers))
+            .filter_map(|(i, t)| match t.running() {
+                [only] if only.worker != *worker && only.started.elapsed() > threshold => {
+                    Some((i, only.started.elapsed()))
+                }
+                _ => None,
+            })
+            .max_by_key(|(_, elapsed)| *elapsed)
+            .map(|(i, _)| i)
     }
 
     fn journal_start(&self, is_map: bool, index: usize, attempt: u32, worker: &WorkerId) {
@@ -258,8 +415,9 @@ impl Job {
         });
     }
 
-    /// Applies one attempt's report. Stale reports (an attempt that is no longer the running
-    /// one) are ignored. Returns true when the job just completed all its reduces.
+    /// Applies one attempt's report. Stale reports (an attempt that is no longer running:
+    /// a speculation loser, an attempt of a lost worker) are ignored. Returns true when the
+    /// job just completed all its reduces.
     pub fn on_report(
         &mut self,
         is_map: bool,
@@ -272,13 +430,8 @@ impl Job {
         if self.is_finished() {
             return false;
         }
-        let i = index as usize;
-        let tasks = if is_map {
-            &mut self.maps
-        } else {
-            &mut self.reduces
-        };
-        let Some(task) = tasks.get_mut(i) else {
+        let tasks = if is_map { &self.maps } else { &self.reduces };
+        let Some(task) = tasks.get(index as usize) else {
             return false;
         };
         if !task.is_running(attempt) {
@@ -300,6 +453,39 @@ impl Job {
         all_done
     }
 
+    /// Marks the task done by `attempt` and cancels its other running attempt, if any.
+    fn finish_task(&mut self, is_map: bool, i: usize, attempt: u32, worker: &WorkerId) {
+        let job = self.id.0.clone();
+        let tasks = if is_map {
+            &mut self.maps
+        } else {
+            &mut self.reduces
+        };
+        let task = &mut tasks[i];
+        let mut took = Duration::ZERO;
+        for r in task.running() {
+            if r.attempt == attempt {
+                took = r.started.elapsed();
+            } else {
+                tracing::info!(job = %job, index = i, loser = r.attempt, winner = attempt, "cancelling the slower attempt");
+                self.cancels.push(Cancel {
+                    worker: r.worker.clone(),
+                    attempt: pb::AttemptRef {
+                        job_id: job.clone(),
+                        is_map,
+                        index: i as u32,
+                        attempt: r.attempt,
+                    },
+                });
+            }
+        }
+        task.status = TaskStatus::Done {
+            attempt,
+            worker: worker.clone(),
+            took,
+        };
+    }
+
     fn apply_outcome(
         &mut self,
         is_map: bool,
@@ -310,44 +496,50 @@ impl Job {
         outcome: Outcome,
     ) -> bool {
         let i = index as usize;
-        let tasks = if is_map {
-            &mut self.maps
-        } else {
-            &mut self.reduces
-        };
-        let task = &mut tasks[i];
         match outcome {
             Outcome::MapDone(done) => {
-                task.status = TaskStatus::Done {
-                    attempt,
-                    worker: worker.clone(),
-                };
+                self.finish_task(true, i, attempt, worker);
                 self.lineage
                     .record(index, attempt, worker, shuffle_addr, &done);
                 false
             }
             Outcome::ReduceDone(done) => {
-                task.status = TaskStatus::Done {
-                    attempt,
-                    worker: worker.clone(),
-                };
+                self.finish_task(false, i, attempt, worker);
                 self.commits.record_done(index, done);
                 self.reduces.iter().all(TaskState::is_done)
             }
             Outcome::Failed(failure) => {
                 self.failed_attempts += 1;
-                self.on_failure(is_map, i, failure);
+                self.on_failure(is_map, i, attempt, worker, failure);
                 false
             }
         }
     }
 
-    fn on_failure(&mut self, is_map: bool, i: usize, failure: TaskFailure) {
+    fn on_failure(
+        &mut self,
+        is_map: bool,
+        i: usize,
+        attempt: u32,
+        worker: &WorkerId,
+        failure: TaskFailure,
+    ) {
         let kind = if is_map { "map" } else { "reduce" };
-        if !is_map {
-            // Whatever failed, this attempt will not commit: free its grant.
+        let max_attempts = self.policy.max_attempts;
+        if !is_map && self.commits.authorized(i as u32) == Some(attempt) {
+            // This attempt will not commit: free its grant.
             self.commits.revoke(i as u32);
         }
+        let task = if is_map {
+            &mut self.maps[i]
+        } else {
+            &mut self.reduces[i]
+        };
+        // Drop the failed attempt; a backup still running carries on alone.
+        if let TaskStatus::Running(r) = &mut task.status {
+            r.retain(|r| r.attempt != attempt);
+        }
+        let others_running = !task.running().is_empty();
         if let (
             false,
             FailureReason::FetchFailed {
@@ -357,9 +549,8 @@ impl Job {
             },
         ) = (is_map, &failure.reason)
         {
-            let task = &mut self.reduces[i];
             task.fetch_failures += 1;
-            if task.fetch_failures > MAX_ATTEMPTS {
+            if task.fetch_failures > max_attempts {
                 let why = format!(
                     "reduce task {i} could not fetch map output {} times; last error: {}",
                     task.fetch_failures, failure.message
@@ -367,12 +558,14 @@ impl Job {
                 self.fail(why);
                 return;
             }
-            task.status = TaskStatus::Pending;
+            if !others_running {
+                task.status = TaskStatus::Pending;
+            }
             // The map output is gone: re-run that map from its split (lineage), once per
             // lost output: a report about an older attempt than the one now done is stale.
             let m = *map_index as usize;
             if let Some(map) = self.maps.get_mut(m)
-                && map.done_attempt() == Some(*map_attempt)
+                && map.done_attempt().map(|d| d.0) == Some(*map_attempt)
             {
                 tracing::info!(job = %self.id, map = m, "map output lost, re-running the map");
                 map.status = TaskStatus::Pending;
@@ -380,13 +573,11 @@ impl Job {
             }
             return;
         }
-        let task = if is_map {
-            &mut self.maps[i]
-        } else {
-            &mut self.reduces[i]
-        };
         task.failures += 1;
-        if !failure.retryable || task.failures >= MAX_ATTEMPTS {
+        if matches!(failure.reason, FailureReason::Plugin) {
+            task.failed_on.insert(worker.clone());
+        }
+        if !failure.retryable || task.failures >= max_attempts {
             let why = if failure.retryable {
                 format!(
                     "{kind} task {i} failed {} times; last error: {}",
@@ -396,15 +587,78 @@ impl Job {
                 format!("{kind} task {i} failed: {}", failure.message)
             };
             self.fail(why);
-        } else {
+        } else if !others_running {
             tracing::info!(job = %self.id, kind, index = i, error = %failure.message, "retrying task");
             task.status = TaskStatus::Pending;
         }
     }
 
-    /// Ends the job as failed and removes its temporary output.
+    /// `worker` is gone: its running attempts are re-queued, and the map outputs it held are
+    /// re-created from their splits if an unfinished reduce still needs them.
+    pub fn on_worker_lost(&mut self, worker: &WorkerId) {
+        if self.is_finished() {
+            return;
+        }
+        let reduces_pending = !self.reduces.iter().all(TaskState::is_done);
+        let mut give_up = None;
+        for (is_map, tasks) in [(true, &mut self.maps), (false, &mut self.reduces)] {
+            for (i, t) in tasks.iter_mut().enumerate() {
+                if let TaskStatus::Running(r) = &mut t.status {
+                    let before = r.len();
+                    r.retain(|a| a.worker != *worker);
+                    let lost = (before - r.len()) as u32;
+                    t.lost += lost;
+                    if lost > 0 && r.is_empty() {
+                        t.status = TaskStatus::Pending;
+                    }
+                    if t.lost > MAX_LOST_ATTEMPTS {
+                        give_up = Some(format!(
+                            "{} task {i} lost {} attempts with their workers",
+                            if is_map { "map" } else { "reduce" },
+                            t.lost
+                        ));
+                    }
+                }
+                if is_map && reduces_pending && t.done_attempt().is_some_and(|(_, w)| w == worker) {
+                    tracing::info!(job = %self.id, map = i, %worker, "map output lost with its worker, re-running the map");
+                    t.status = TaskStatus::Pending;
+                    self.lineage.forget(i as u32);
+                }
+            }
+        }
+        for r in 0..self.reduces.len() {
+            if self.reduces[r].status == TaskStatus::Pending {
+                self.commits.revoke(r as u32);
+            }
+        }
+        if let Some(why) = give_up {
+            self.fail(why);
+        }
+    }
+
+    /// Cancels every running attempt (the job ended).
+    fn cancel_running(&mut self) {
+        for (is_map, tasks) in [(true, &self.maps), (false, &self.reduces)] {
+            for (i, t) in tasks.iter().enumerate() {
+                for r in t.running() {
+                    self.cancels.push(Cancel {
+                        worker: r.worker.clone(),
+                        attempt: pb::AttemptRef {
+                            job_id: self.id.0.clone(),
+                            is_map,
+                            index: i as u32,
+                            attempt: r.attempt,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Ends the job as failed, cancels its running attempts and removes its output.
     pub fn fail(&mut self, message: String) {
         tracing::warn!(job = %self.id, error = %message, "job failed");
+        self.cancel_running();
         self.status = JobStatus::Failed(message);
         self.finished_ms = now_ms();
         self.commits.abort_output(&self.spec.output);
@@ -414,6 +668,7 @@ impl Job {
     /// Ends the job as cancelled.
     pub fn cancel(&mut self) {
         if !self.is_finished() {
+            self.cancel_running();
             self.status = JobStatus::Cancelled;
             self.finished_ms = now_ms();
             self.commits.abort_output(&self.spec.output);
@@ -421,7 +676,7 @@ impl Job {
         }
     }
 
-    /// Whether `attempt` may commit `partition`: only the running attempt, and of those the
+    /// Whether `attempt` may commit `partition`: only a running attempt, and of those the
     /// first to ask.
     pub fn can_commit(&mut self, partition: u32, attempt: u32) -> bool {
         let running = self
@@ -537,27 +792,27 @@ mod tests {
         let mut j = job(2, 2, dir.path());
         let w = WorkerId("w1".into());
         for _ in 0..2 {
-            let a = j.next_task(&w).unwrap();
+            let a = j.next_task(&w, 1).unwrap();
             let Some(pb::task_assignment::Task::Map(m)) = a.task else {
                 panic!("maps come first")
             };
             finish_map(&mut j, &w, m.index, a.attempt);
         }
-        let (r0, r1) = (j.next_task(&w).unwrap(), j.next_task(&w).unwrap());
+        let (r0, r1) = (j.next_task(&w, 1).unwrap(), j.next_task(&w, 1).unwrap());
         // Both reducers lose the same output of map 1 (attempt 0): it re-runs once.
         j.on_report(false, 0, r0.attempt, &w, "addr", fetch_failed(1, 0));
-        let a = j.next_task(&w).unwrap();
+        let a = j.next_task(&w, 1).unwrap();
         let Some(pb::task_assignment::Task::Map(m)) = a.task else {
             panic!("the lost map re-runs")
         };
         assert_eq!((m.index, a.attempt), (1, 1));
         j.on_report(false, 1, r1.attempt, &w, "addr", fetch_failed(1, 0));
         assert!(
-            j.next_task(&w).is_none(),
+            j.next_task(&w, 1).is_none(),
             "no second re-run; reduces wait for the map"
         );
         finish_map(&mut j, &w, 1, 1);
-        let again = j.next_task(&w).unwrap();
+        let again = j.next_task(&w, 1).unwrap();
         assert!(matches!(
             again.task,
             Some(pb::task_assignment::Task::Reduce(_))
@@ -572,9 +827,9 @@ mod tests {
         let mut j = job(1, 1, dir.path());
         let w = WorkerId("w1".into());
         for round in 0..=MAX_ATTEMPTS {
-            let a = j.next_task(&w).unwrap();
+            let a = j.next_task(&w, 1).unwrap();
             finish_map(&mut j, &w, 0, a.attempt);
-            let r = j.next_task(&w).unwrap();
+            let r = j.next_task(&w, 1).unwrap();
             j.on_report(false, 0, r.attempt, &w, "addr", fetch_failed(0, round));
         }
         assert!(
@@ -589,9 +844,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = job(1, 1, dir.path());
         let w = WorkerId("w1".into());
-        let a = j.next_task(&w).unwrap();
+        let a = j.next_task(&w, 1).unwrap();
         finish_map(&mut j, &w, 0, a.attempt);
-        let r0 = j.next_task(&w).unwrap();
+        let r0 = j.next_task(&w, 1).unwrap();
         assert!(!j.can_commit(0, r0.attempt + 1), "not a running attempt");
         assert!(j.can_commit(0, r0.attempt));
         let io = Outcome::Failed(TaskFailure {
@@ -600,7 +855,7 @@ mod tests {
             reason: FailureReason::Io,
         });
         j.on_report(false, 0, r0.attempt, &w, "addr", io);
-        let r1 = j.next_task(&w).unwrap();
+        let r1 = j.next_task(&w, 1).unwrap();
         assert!(
             !j.can_commit(0, r0.attempt),
             "the failed attempt lost its grant"

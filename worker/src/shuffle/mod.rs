@@ -67,6 +67,16 @@ impl ShuffleRegistry {
         self.lock().get(id).cloned()
     }
 
+    /// Forgets one output.
+    pub fn remove(&self, id: &MapOutputId) -> Option<MapOutputFile> {
+        self.lock().remove(id)
+    }
+
+    /// Every output held, for re-registering with a restarted coordinator.
+    pub fn ids(&self) -> Vec<MapOutputId> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// Forgets every output of `job_id`.
     pub fn remove_job(&self, job_id: &str) {
         self.lock().retain(|id, _| id.job_id != job_id);
