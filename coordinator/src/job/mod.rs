@@ -862,4 +862,97 @@ mod tests {
         );
         assert!(j.can_commit(0, r1.attempt), "the retry may commit");
     }
+
+    fn map_index(a: &pb::TaskAssignment) -> u32 {
+        match &a.task {
+            Some(pb::task_assignment::Task::Map(m)) => m.index,
+            other => panic!("expected a map, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lost_worker_requeues_its_attempts_and_the_outputs_reduces_still_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(3, 1, dir.path());
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        let a0 = j.next_task(&w1, 2).unwrap();
+        finish_map(&mut j, &w1, map_index(&a0), a0.attempt);
+        let a1 = j.next_task(&w2, 2).unwrap();
+        finish_map(&mut j, &w2, map_index(&a1), a1.attempt);
+        let a2 = j.next_task(&w1, 2).unwrap(); // still running on w1
+        j.on_worker_lost(&w1);
+        // Map 0 (done on w1) and map 2 (running on w1) run again; map 1 is kept.
+        let mut again: Vec<u32> = (0..2)
+            .map(|_| map_index(&j.next_task(&w2, 1).unwrap()))
+            .collect();
+        again.sort();
+        assert_eq!(again, [0, 2]);
+        assert!(j.next_task(&w2, 1).is_none());
+        // The lost attempt's late report is ignored.
+        finish_map(&mut j, &w1, 2, a2.attempt);
+        assert!(j.next_task(&w2, 1).is_none(), "map 2 is still running on w2");
+        assert!(!j.is_finished());
+    }
+
+    #[test]
+    fn a_straggler_gets_one_backup_and_the_loser_is_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(4, 1, dir.path());
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        let attempts: Vec<_> = (0..4).map(|_| j.next_task(&w1, 2).unwrap()).collect();
+        for a in &attempts[..3] {
+            finish_map(&mut j, &w1, map_index(a), a.attempt);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // 3 of 4 done (75%), map 3 has run far longer than the median: a backup on w2.
+        let backup = j.next_task(&w2, 2).unwrap();
+        assert_eq!(map_index(&backup), 3);
+        assert!(backup.attempt > attempts[3].attempt);
+        assert!(j.next_task(&w2, 2).is_none(), "one backup per task");
+        finish_map(&mut j, &w2, 3, backup.attempt);
+        let cancels = j.take_cancels();
+        assert_eq!(cancels.len(), 1);
+        assert_eq!(cancels[0].worker, w1);
+        assert_eq!(cancels[0].attempt.attempt, attempts[3].attempt);
+        // The loser's report changes nothing.
+        finish_map(&mut j, &w1, 3, attempts[3].attempt);
+        let r = j.next_task(&w1, 2).unwrap();
+        let Some(pb::task_assignment::Task::Reduce(reduce)) = r.task else {
+            panic!("reduces follow the maps")
+        };
+        let from_backup = reduce.map_outputs.iter().find(|l| l.map_index == 3).unwrap();
+        assert_eq!(from_backup.attempt, backup.attempt, "lineage holds the winner");
+    }
+
+    #[test]
+    fn a_plugin_failure_is_retried_on_another_worker_while_one_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(1, 1, dir.path()).with_policy(Policy {
+            max_attempts: 4,
+            speculation: false,
+        });
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        let a = j.next_task(&w1, 2).unwrap();
+        let plugin_error = || {
+            Outcome::Failed(TaskFailure {
+                message: "boom".into(),
+                retryable: true,
+                reason: FailureReason::Plugin,
+            })
+        };
+        j.on_report(true, 0, a.attempt, &w1, "addr", plugin_error());
+        assert!(j.next_task(&w1, 2).is_none(), "not again on w1");
+        let b = j.next_task(&w2, 2).unwrap();
+        j.on_report(true, 0, b.attempt, &w2, "addr", plugin_error());
+        // Every live worker failed it: any may try again, until max_attempts.
+        let c = j.next_task(&w1, 2).unwrap();
+        j.on_report(true, 0, c.attempt, &w1, "addr", plugin_error());
+        let d = j.next_task(&w2, 2).unwrap();
+        j.on_report(true, 0, d.attempt, &w2, "addr", plugin_error());
+        assert!(
+            matches!(&j.status, JobStatus::Failed(m) if m.contains("failed 4 times") && m.contains("boom")),
+            "{:?}",
+            j.status
+        );
+    }
 }
