@@ -77,7 +77,7 @@ impl CoordinatorService {
         heartbeat: Duration,
         policy: Policy,
     ) -> Self {
-        let state = State {
+        let mut state = State {
             next_job: history.next_seq.saturating_sub(1),
             jobs: BTreeMap::new(),
             history: history
@@ -89,6 +89,29 @@ impl CoordinatorService {
             outbox: HashMap::new(),
             policy,
         };
+        // Workers re-register within a heartbeat or two of a restart; until then their map
+        // outputs are not re-run.
+        let grace = (heartbeat * 5).max(Duration::from_secs(2));
+        for stored in history.resumable {
+            let mut info = stored.info.clone();
+            match Job::resume(stored, policy, grace) {
+                Ok(job) => {
+                    let mut job = job.with_journal(journal.clone());
+                    if job.all_committed() {
+                        job.succeed();
+                    }
+                    state.jobs.insert(job.id.clone(), job);
+                }
+                Err(e) => {
+                    tracing::error!(job = %info.job_id, error = %e, "cannot resume the job");
+                    info.state = pb::JobState::Failed as i32;
+                    info.error = format!("{}: {e}", crate::store::INTERRUPTED);
+                    info.finished_ms = crate::job::now_ms();
+                    journal.send(Event::JobUpdated(info.clone()));
+                    state.history.insert(info.job_id.clone(), info);
+                }
+            }
+        }
         CoordinatorService {
             state: Arc::new(Mutex::new(state)),
             plugins,
@@ -235,11 +258,17 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 req.protocol_version
             )));
         }
-        let id = self
-            .lock()
-            .workers
-            .register(req.shuffle_addr.clone(), req.slots);
-        tracing::info!(worker = %id, shuffle = %req.shuffle_addr, slots = req.slots, "worker registered");
+        let id = {
+            let mut state = self.lock();
+            let id = state.workers.register(req.shuffle_addr.clone(), req.slots);
+            if !req.held_outputs.is_empty() {
+                for job in state.jobs.values_mut() {
+                    job.claim(&id, &req.shuffle_addr, &req.held_outputs);
+                }
+            }
+            id
+        };
+        tracing::info!(worker = %id, shuffle = %req.shuffle_addr, slots = req.slots, held = req.held_outputs.len(), "worker registered");
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: id.0,
             heartbeat_interval_ms: self.heartbeat.as_millis() as u32,
@@ -308,24 +337,32 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             }
             None => return Err(Status::invalid_argument("report without an outcome")),
         };
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let addr = state
-            .workers
-            .get(&worker)
-            .map(|w| w.shuffle_addr.clone())
-            .unwrap_or_default();
-        let job = job_mut(state, &req.job_id)?;
-        if matches!(outcome, Outcome::MapDone(_)) != req.is_map
-            && !matches!(outcome, Outcome::Failed(_))
         {
-            return Err(Status::invalid_argument(
-                "report outcome does not match the task kind",
-            ));
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let addr = state
+                .workers
+                .get(&worker)
+                .map(|w| w.shuffle_addr.clone())
+                .unwrap_or_default();
+            let job = job_mut(state, &req.job_id)?;
+            if matches!(outcome, Outcome::MapDone(_)) != req.is_map
+                && !matches!(outcome, Outcome::Failed(_))
+            {
+                return Err(Status::invalid_argument(
+                    "report outcome does not match the task kind",
+                ));
+            }
+            if job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome) {
+                job.succeed();
+            }
         }
-        if job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome) {
-            job.succeed();
-        }
+        // Acknowledge only what the job store holds: a restarted coordinator then knows every
+        // attempt a worker was told was recorded.
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.sync())
+            .await
+            .map_err(|e| Status::internal(format!("job store: {e}")))?;
         Ok(Response::new(pb::ReportTaskResponse {}))
     }
 
@@ -408,6 +445,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 seq,
                 info: job.info(),
                 spec: wire_spec,
+                splits: job.wire_splits(),
+                schema_ipc: job.schema_ipc().to_vec(),
+                description: job.description.encode(),
             });
             state.jobs.insert(id.clone(), job);
             id

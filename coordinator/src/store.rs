@@ -12,8 +12,11 @@
 //! - `attempts`: one row per attempt: worker, state, error, start and end times.
 //! - `counters`: per job, name → value (rows in/out, shuffle bytes, attempts, failures).
 //!
-//! A job still `running` when the coordinator starts was interrupted by a stop or crash; it
-//! is listed as failed with that reason (resuming it is the job of a later step).
+//! A job still `running` when the coordinator starts was interrupted by a stop or crash. The
+//! store holds what resuming it needs: the spec, the planned splits, the input schema, the
+//! plugin's description, and the result of every finished attempt (the `MapDone` statistics
+//! reducers need, the `ReduceDone` of committed partitions). [`open`] returns such jobs as
+//! [`ResumableJob`]s; a job that cannot be rebuilt is marked failed ("interrupted").
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -35,6 +38,8 @@ pub struct StoreError {
 }
 
 /// One state change to journal.
+// Events live briefly in a channel; boxing the rare large one would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event {
     /// A job was accepted.
@@ -45,6 +50,12 @@ pub enum Event {
         info: pb::JobInfo,
         /// The spec as submitted.
         spec: pb::JobSpec,
+        /// The planned splits.
+        splits: Vec<pb::Split>,
+        /// The input schema as IPC bytes (empty when the format carries its own).
+        schema_ipc: Vec<u8>,
+        /// The plugin's description, encoded.
+        description: String,
     },
     /// A job's progress or end.
     JobUpdated(pb::JobInfo),
@@ -73,6 +84,8 @@ pub enum Event {
         attempt: u32,
         /// The error, or `None` on success.
         error: Option<String>,
+        /// The encoded `MapDone` or `ReduceDone` of a successful attempt.
+        result: Vec<u8>,
     },
     /// Wakes [`Journal::sync`] once everything before it is committed.
     Sync(mpsc::Sender<()>),
@@ -109,10 +122,42 @@ impl Journal {
 
 /// What the store held when the coordinator started.
 pub struct History {
-    /// Every job, oldest first.
+    /// Every ended job, oldest first.
     pub jobs: Vec<pb::JobInfo>,
+    /// Jobs that were running: to resume.
+    pub resumable: Vec<ResumableJob>,
     /// The next job's sequence number.
     pub next_seq: u64,
+}
+
+/// A job that was running when the coordinator stopped, as the store holds it.
+pub struct ResumableJob {
+    /// The job as clients saw it last.
+    pub info: pb::JobInfo,
+    /// The spec as submitted.
+    pub spec: pb::JobSpec,
+    /// The planned splits.
+    pub splits: Vec<pb::Split>,
+    /// The input schema IPC bytes.
+    pub schema_ipc: Vec<u8>,
+    /// The plugin's description, encoded.
+    pub description: String,
+    /// Every attempt the store knows.
+    pub attempts: Vec<StoredAttempt>,
+}
+
+/// One attempt of a resumable job.
+pub struct StoredAttempt {
+    /// Map or reduce.
+    pub is_map: bool,
+    /// Task index.
+    pub index: u32,
+    /// Attempt number.
+    pub attempt: u32,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// The encoded `MapDone`/`ReduceDone` of a done attempt.
+    pub result: Vec<u8>,
 }
 
 const SCHEMA: &str = "
@@ -137,7 +182,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     failed_attempts INTEGER NOT NULL DEFAULT 0,
     submitted_ms INTEGER NOT NULL,
-    finished_ms INTEGER NOT NULL DEFAULT 0
+    finished_ms INTEGER NOT NULL DEFAULT 0,
+    splits BLOB NOT NULL DEFAULT x'',
+    schema_ipc BLOB NOT NULL DEFAULT x'',
+    description TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tasks (
     job_id TEXT NOT NULL,
@@ -157,6 +205,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT NOT NULL DEFAULT '',
     started_ms INTEGER NOT NULL,
     finished_ms INTEGER NOT NULL DEFAULT 0,
+    result BLOB NOT NULL DEFAULT x'',
     PRIMARY KEY (job_id, kind, idx, attempt)
 );
 CREATE TABLE IF NOT EXISTS counters (
@@ -197,12 +246,29 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     }
     let conn = Connection::open(&path).map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
-    conn.execute(
-        "UPDATE jobs SET state = 'failed', error = ?1, finished_ms = ?2 WHERE state = 'running'",
-        params![INTERRUPTED, now_ms() as i64],
-    )
-    .map_err(err)?;
-    let history = read_history(&conn).map_err(err)?;
+    let mut history = read_history(&conn).map_err(err)?;
+    for info in history.jobs.iter_mut() {
+        if info.state != pb::JobState::Running as i32 {
+            continue;
+        }
+        match read_resumable(&conn, info) {
+            Ok(job) => history.resumable.push(job),
+            Err(e) => {
+                tracing::error!(job = %info.job_id, error = %e, "cannot resume the job");
+                info.state = pb::JobState::Failed as i32;
+                info.error = INTERRUPTED.into();
+                info.finished_ms = now_ms();
+                conn.execute(
+                    "UPDATE jobs SET state = 'failed', error = ?2, finished_ms = ?3 WHERE id = ?1",
+                    params![info.job_id, INTERRUPTED, info.finished_ms as i64],
+                )
+                .map_err(err)?;
+            }
+        }
+    }
+    history
+        .jobs
+        .retain(|j| j.state != pb::JobState::Running as i32);
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("sluice-job-store".into())
@@ -253,7 +319,49 @@ fn read_history(conn: &Connection) -> rusqlite::Result<History> {
             })
         })
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(History { jobs, next_seq })
+    Ok(History {
+        jobs,
+        resumable: Vec::new(),
+        next_seq,
+    })
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> rusqlite::Result<M> {
+    M::decode(bytes).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn read_resumable(conn: &Connection, info: &pb::JobInfo) -> rusqlite::Result<ResumableJob> {
+    let id = info.job_id.as_str();
+    let (spec, splits, schema_ipc, description): (Vec<u8>, Vec<u8>, Vec<u8>, String) = conn
+        .query_row(
+            "SELECT spec, splits, schema_ipc, description FROM jobs WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    let splits: pb::SplitList = decode(&splits)?;
+    let mut stmt = conn.prepare(
+        "SELECT kind, idx, attempt, state, result FROM attempts WHERE job_id = ?1
+         ORDER BY kind, idx, attempt",
+    )?;
+    let attempts = stmt
+        .query_map([id], |r| {
+            Ok(StoredAttempt {
+                is_map: r.get::<_, String>(0)? == "map",
+                index: r.get(1)?,
+                attempt: r.get(2)?,
+                state: r.get(3)?,
+                result: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ResumableJob {
+        info: info.clone(),
+        spec: decode(&spec)?,
+        splits: splits.splits,
+        schema_ipc,
+        description,
+        attempts,
+    })
 }
 
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Event>) {
@@ -329,12 +437,23 @@ fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::R
 
 fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
     match event {
-        Event::JobSubmitted { seq, info, spec } => {
+        Event::JobSubmitted {
+            seq,
+            info,
+            spec,
+            splits,
+            schema_ipc,
+            description,
+        } => {
             let seq = *seq;
+            let splits = pb::SplitList {
+                splits: splits.clone(),
+            }
+            .encode_to_vec();
             tx.execute(
                 "INSERT OR REPLACE INTO jobs (id, seq, name, state, spec, plugin_sha256, output,
-                        maps_total, reduces_total, submitted_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        maps_total, reduces_total, submitted_ms, splits, schema_ipc, description)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     info.job_id,
                     seq as i64,
@@ -346,6 +465,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     info.maps_total,
                     info.reduces_total,
                     info.submitted_ms as i64,
+                    splits,
+                    schema_ipc,
+                    description,
                 ],
             )?;
             update_job(tx, info)
@@ -376,11 +498,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             index,
             attempt,
             error,
+            result,
         } => {
             let state = if error.is_some() { "failed" } else { "done" };
             let error = error.clone();
             tx.execute(
-                "UPDATE attempts SET state = ?5, error = ?6, finished_ms = ?7
+                "UPDATE attempts SET state = ?5, error = ?6, finished_ms = ?7, result = ?8
                  WHERE job_id = ?1 AND kind = ?2 AND idx = ?3 AND attempt = ?4",
                 params![
                     job,
@@ -389,7 +512,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     attempt,
                     state,
                     error.unwrap_or_default(),
-                    now_ms() as i64
+                    now_ms() as i64,
+                    result
                 ],
             )?;
             tx.execute(
@@ -457,7 +581,7 @@ mod tests {
     }
 
     #[test]
-    fn history_survives_a_restart_and_running_jobs_are_marked_interrupted() {
+    fn history_survives_a_restart_and_running_jobs_can_be_resumed() {
         let dir = tempfile::tempdir().unwrap();
         let (h, journal) = open(dir.path()).unwrap();
         assert!(h.jobs.is_empty());
@@ -467,6 +591,9 @@ mod tests {
                 seq,
                 info: info(id, pb::JobState::Running),
                 spec: pb::JobSpec::default(),
+                splits: vec![pb::Split::default(); 2],
+                schema_ipc: Vec::new(),
+                description: "name=wordcount".into(),
             });
         }
         journal.send(Event::AttemptStarted {
@@ -482,6 +609,22 @@ mod tests {
             index: 0,
             attempt: 0,
             error: Some("boom".into()),
+            result: Vec::new(),
+        });
+        journal.send(Event::AttemptStarted {
+            job: "job-0002".into(),
+            is_map: true,
+            index: 1,
+            attempt: 0,
+            worker: "w-1".into(),
+        });
+        journal.send(Event::AttemptFinished {
+            job: "job-0002".into(),
+            is_map: true,
+            index: 1,
+            attempt: 0,
+            error: None,
+            result: vec![7, 7],
         });
         let mut done = info("job-0001", pb::JobState::Succeeded);
         done.rows_out = 42;
@@ -492,11 +635,20 @@ mod tests {
 
         let (h, _journal) = open(dir.path()).unwrap();
         assert_eq!(h.next_seq, 3);
-        assert_eq!(h.jobs.len(), 2);
+        assert_eq!(h.jobs.len(), 1);
         assert_eq!(h.jobs[0].state, pb::JobState::Succeeded as i32);
         assert_eq!(h.jobs[0].rows_out, 42);
-        assert_eq!(h.jobs[1].state, pb::JobState::Failed as i32);
-        assert_eq!(h.jobs[1].error, INTERRUPTED);
+        assert_eq!(h.resumable.len(), 1);
+        let r = &h.resumable[0];
+        assert_eq!(r.info.job_id, "job-0002");
+        assert_eq!(r.splits.len(), 2);
+        assert_eq!(r.description, "name=wordcount");
+        assert_eq!(r.attempts.len(), 1);
+        assert_eq!(
+            (r.attempts[0].index, r.attempts[0].state.as_str()),
+            (1, "done")
+        );
+        assert_eq!(r.attempts[0].result, [7, 7]);
         let attempts = read_attempts(dir.path(), "job-0001").unwrap();
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].state, "failed");

@@ -209,6 +209,12 @@ pub struct Job {
     policy: Policy,
     /// Attempts to cancel, collected by the service into heartbeat replies.
     cancels: Vec<Cancel>,
+    /// After a coordinator restart: map outputs finished before it, which a re-registering
+    /// worker may still hold (attempt and statistics), by map index.
+    claimable: Vec<Option<(u32, pb::MapDone)>>,
+    /// Until then, maps with a claimable output are not re-run: their worker may be about to
+    /// re-register.
+    hold_claimable_until: Option<Instant>,
     journal: Journal,
 }
 
@@ -260,8 +266,125 @@ impl Job {
             failed_attempts: 0,
             policy: Policy::default(),
             cancels: Vec::new(),
+            claimable: Vec::new(),
+            hold_claimable_until: None,
             journal: Journal::disabled(),
         }
+    }
+
+    /// Rebuilds a job the coordinator was running when it stopped, from the job store:
+    /// committed partitions stay committed, attempt numbers continue where they stopped,
+    /// and finished map outputs wait up to `grace` for their workers to re-register and
+    /// claim them before they are re-run.
+    pub fn resume(
+        stored: crate::store::ResumableJob,
+        policy: Policy,
+        grace: Duration,
+    ) -> Result<Self, String> {
+        use prost::Message;
+        let spec = JobSpec::try_from(&stored.spec).map_err(|e| e.to_string())?;
+        let description = JobDescription::decode(&stored.description)?;
+        let splits = stored
+            .splits
+            .iter()
+            .map(Split::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut job = Job::new(
+            JobId(stored.info.job_id.clone()),
+            spec,
+            description,
+            stored.schema_ipc,
+            splits,
+        )
+        .with_policy(policy);
+        job.submitted_ms = stored.info.submitted_ms;
+        job.claimable = vec![None; job.maps.len()];
+        job.hold_claimable_until = Some(Instant::now() + grace);
+        let before = WorkerId("(before the restart)".into());
+        for a in &stored.attempts {
+            let tasks = if a.is_map {
+                &mut job.maps
+            } else {
+                &mut job.reduces
+            };
+            let Some(task) = tasks.get_mut(a.index as usize) else {
+                continue;
+            };
+            task.attempts = task.attempts.max(a.attempt + 1);
+            match (a.state.as_str(), a.is_map) {
+                ("failed", _) => task.failures += 1,
+                ("done", true) => {
+                    let done =
+                        pb::MapDone::decode(a.result.as_slice()).map_err(|e| e.to_string())?;
+                    job.claimable[a.index as usize] = Some((a.attempt, done));
+                }
+                ("done", false) => {
+                    let done =
+                        pb::ReduceDone::decode(a.result.as_slice()).map_err(|e| e.to_string())?;
+                    task.status = TaskStatus::Done {
+                        attempt: a.attempt,
+                        worker: before.clone(),
+                        took: Duration::ZERO,
+                    };
+                    job.commits.record_done(a.index, done);
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(
+            job = %job.id,
+            claimable = job.claimable.iter().flatten().count(),
+            committed = job.reduces.iter().filter(|t| t.is_done()).count(),
+            "job resumed after a coordinator restart"
+        );
+        Ok(job)
+    }
+
+    /// A worker re-registered holding `held` map outputs: those of this job finished before
+    /// a coordinator restart are done again, at the worker's new id and address. Returns how
+    /// many it claimed.
+    pub fn claim(&mut self, worker: &WorkerId, addr: &str, held: &[pb::AttemptRef]) -> usize {
+        let mut claimed = 0;
+        for h in held.iter().filter(|h| h.is_map && h.job_id == self.id.0) {
+            let i = h.index as usize;
+            let Some(Some((attempt, _))) = self.claimable.get(i) else {
+                continue;
+            };
+            if *attempt != h.attempt || self.maps[i].status != TaskStatus::Pending {
+                continue;
+            }
+            let Some((attempt, done)) = self.claimable[i].take() else {
+                continue;
+            };
+            self.maps[i].status = TaskStatus::Done {
+                attempt,
+                worker: worker.clone(),
+                took: Duration::ZERO,
+            };
+            self.lineage.record(h.index, attempt, worker, addr, &done);
+            claimed += 1;
+        }
+        if claimed > 0 {
+            tracing::info!(job = %self.id, %worker, claimed, "map outputs claimed after the restart");
+        }
+        claimed
+    }
+
+    /// Whether every partition is committed (a resumed job may be complete but for
+    /// `_SUCCESS`).
+    pub fn all_committed(&self) -> bool {
+        self.reduces.iter().all(TaskState::is_done)
+    }
+
+    /// The planned splits, as the job store keeps them.
+    pub fn wire_splits(&self) -> Vec<pb::Split> {
+        self.splits.iter().map(pb::Split::from).collect()
+    }
+
+    /// The input schema IPC bytes.
+    pub fn schema_ipc(&self) -> &[u8] {
+        &self.runtime.input_schema_ipc
     }
 
     /// Journals this job's changes to the job store from now on.
@@ -332,9 +455,16 @@ impl Job {
         } else {
             (true, &mut self.maps)
         };
-        let pending = tasks
-            .iter()
-            .position(|t| t.status == TaskStatus::Pending && t.allowed_on(worker, live_workers));
+        let holding = is_map
+            && self
+                .hold_claimable_until
+                .is_some_and(|t| Instant::now() < t);
+        let claimable = &self.claimable;
+        let pending = tasks.iter().enumerate().position(|(i, t)| {
+            t.status == TaskStatus::Pending
+                && t.allowed_on(worker, live_workers)
+                && !(holding && claimable.get(i).is_some_and(Option::is_some))
+        });
         let (i, backup) = match pending {
             Some(i) => (i, false),
             None => (
@@ -446,6 +576,14 @@ impl Job {
             error: match &outcome {
                 Outcome::Failed(f) => Some(f.message.clone()),
                 _ => None,
+            },
+            result: {
+                use prost::Message;
+                match &outcome {
+                    Outcome::MapDone(d) => d.encode_to_vec(),
+                    Outcome::ReduceDone(d) => d.encode_to_vec(),
+                    Outcome::Failed(_) => Vec::new(),
+                }
             },
         });
         let all_done = self.apply_outcome(is_map, index, attempt, worker, shuffle_addr, outcome);
@@ -890,7 +1028,10 @@ mod tests {
         assert!(j.next_task(&w2, 1).is_none());
         // The lost attempt's late report is ignored.
         finish_map(&mut j, &w1, 2, a2.attempt);
-        assert!(j.next_task(&w2, 1).is_none(), "map 2 is still running on w2");
+        assert!(
+            j.next_task(&w2, 1).is_none(),
+            "map 2 is still running on w2"
+        );
         assert!(!j.is_finished());
     }
 
@@ -920,8 +1061,15 @@ mod tests {
         let Some(pb::task_assignment::Task::Reduce(reduce)) = r.task else {
             panic!("reduces follow the maps")
         };
-        let from_backup = reduce.map_outputs.iter().find(|l| l.map_index == 3).unwrap();
-        assert_eq!(from_backup.attempt, backup.attempt, "lineage holds the winner");
+        let from_backup = reduce
+            .map_outputs
+            .iter()
+            .find(|l| l.map_index == 3)
+            .unwrap();
+        assert_eq!(
+            from_backup.attempt, backup.attempt,
+            "lineage holds the winner"
+        );
     }
 
     #[test]
