@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_common::config::DEFAULT_DRAIN_TIMEOUT_SECS;
@@ -70,14 +71,18 @@ type AttemptKey = (String, bool, u32, u32);
 
 /// The attempts running on this worker, so the coordinator can stop them (a speculation
 /// loser, a task of a job that failed or was cancelled).
+///
+/// Stopping is cooperative: the attempt is flagged, runs to its end (plugin code cannot be
+/// interrupted safely, and its slot stays busy meanwhile, so the slot count stays honest),
+/// does not report, and removes what it wrote.
 #[derive(Clone, Default)]
 struct Running {
-    tasks: Arc<std::sync::Mutex<HashMap<AttemptKey, tokio::task::AbortHandle>>>,
+    tasks: Arc<std::sync::Mutex<HashMap<AttemptKey, Arc<AtomicBool>>>>,
     wake: Arc<Notify>,
 }
 
-/// Removes its attempt from the table when the attempt ends, however it ends (an aborted
-/// task is dropped, not finished), and wakes the heartbeat loop: a slot is free.
+/// Removes its attempt from the table when the attempt ends, and wakes the heartbeat loop:
+/// a slot is free.
 struct RunningGuard {
     running: Running,
     key: AttemptKey,
@@ -91,7 +96,7 @@ impl Drop for RunningGuard {
 }
 
 impl Running {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptKey, tokio::task::AbortHandle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptKey, Arc<AtomicBool>>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -99,16 +104,17 @@ impl Running {
         self.lock().len()
     }
 
-    /// Stops the attempts `matching` selects; returns their keys.
-    fn abort(&self, matching: impl Fn(&AttemptKey) -> bool) -> Vec<AttemptKey> {
-        let mut tasks = self.lock();
-        let keys: Vec<AttemptKey> = tasks.keys().filter(|k| matching(k)).cloned().collect();
-        for k in &keys {
-            if let Some(h) = tasks.remove(k) {
-                h.abort();
-            }
-        }
-        keys
+    /// Flags the attempts `matching` selects as cancelled; returns their keys.
+    fn cancel(&self, matching: impl Fn(&AttemptKey) -> bool) -> Vec<AttemptKey> {
+        let tasks = self.lock();
+        tasks
+            .iter()
+            .filter(|(k, _)| matching(k))
+            .map(|(k, flag)| {
+                flag.store(true, Ordering::SeqCst);
+                k.clone()
+            })
+            .collect()
     }
 }
 
@@ -240,6 +246,7 @@ pub async fn run_worker(
         coordinator: client.clone(),
         security: security.clone(),
         plugins: PluginCache::new(config.work_dir.join("plugins")),
+        cancelled: Arc::default(),
     };
     let running = Running::default();
     let mut draining: Option<tokio::time::Instant> = None;
@@ -270,7 +277,7 @@ pub async fn run_worker(
                     tracing::info!(%worker_id, "worker registered again");
                 }
                 for job in r.finished_jobs {
-                    let stopped = running.abort(|k| k.0 == job);
+                    let stopped = running.cancel(|k| k.0 == job);
                     if !stopped.is_empty() {
                         tracing::info!(job = %job, attempts = stopped.len(), "job ended: attempts stopped");
                     }
@@ -282,7 +289,7 @@ pub async fn run_worker(
                 }
                 for c in r.cancel {
                     let key = (c.job_id.clone(), c.is_map, c.index, c.attempt);
-                    running.abort(|k| *k == key);
+                    running.cancel(|k| *k == key);
                     if c.is_map {
                         // A losing map's output is nobody's input: drop it and its files.
                         registry.remove(&MapOutputId {
@@ -307,8 +314,10 @@ pub async fn run_worker(
                         }
                         None => continue,
                     };
+                    let cancelled = Arc::new(AtomicBool::new(false));
                     let env = TaskEnv {
                         worker_id: worker_id.clone(),
+                        cancelled: cancelled.clone(),
                         ..env.clone()
                     };
                     let guard = RunningGuard {
@@ -318,11 +327,11 @@ pub async fn run_worker(
                     // Hold the table's lock across spawn so the guard cannot remove the key
                     // before it is inserted.
                     let mut tasks = running.lock();
-                    let handle = tokio::spawn(async move {
+                    tokio::spawn(async move {
                         let _guard = guard;
                         run_assignment(env, a).await;
                     });
-                    tasks.insert(key, handle.abort_handle());
+                    tasks.insert(key, cancelled);
                 }
             }
             Err(s) if s.code() == Code::Unauthenticated => {

@@ -6,6 +6,7 @@ pub mod reduce_task;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::datatypes::SchemaRef;
 use sluice_common::failure::TaskFailure;
@@ -20,7 +21,7 @@ use tracing::Instrument;
 use crate::cpu::CpuPool;
 use crate::error::{TaskError, TaskResult};
 use crate::plugin_cache::PluginCache;
-use crate::shuffle::ShuffleRegistry;
+use crate::shuffle::{MapOutputId, ShuffleRegistry};
 
 /// What every task on this worker shares.
 #[derive(Clone)]
@@ -39,6 +40,8 @@ pub struct TaskEnv {
     pub security: Security,
     /// Plugins downloaded from the coordinator.
     pub plugins: PluginCache,
+    /// Set when the coordinator cancels this attempt.
+    pub cancelled: Arc<AtomicBool>,
 }
 
 /// The job-level part of an assignment, decoded.
@@ -107,7 +110,26 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
         None => (true, 0),
     };
     let span = tracing::info_span!("task", job = %a.job_id, kind = if is_map { "map" } else { "reduce" }, index, attempt = a.attempt);
-    let outcome = match execute(&env, &a).instrument(span).await {
+    let outcome = execute(&env, &a).instrument(span).await;
+    if env.cancelled.load(Ordering::SeqCst) {
+        // Nobody waits for this attempt: drop what it wrote instead of reporting it.
+        if let (true, Ok(_)) = (is_map, &outcome) {
+            env.registry.remove(&MapOutputId {
+                job_id: a.job_id.clone(),
+                map_index: index,
+                attempt: a.attempt,
+            });
+            let dir = env
+                .work_dir
+                .join("shuffle")
+                .join(&a.job_id)
+                .join(format!("{index}-{}", a.attempt));
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+        tracing::info!(job = %a.job_id, index, attempt = a.attempt, "cancelled attempt ended");
+        return;
+    }
+    let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(job = %a.job_id, index, attempt = a.attempt, error = %e, "task attempt failed");
