@@ -116,7 +116,13 @@ pub async fn status(
                     .job
                     .ok_or_else(|| anyhow!("job status without a job"));
             }
-            Err(s) if s.code() == Code::Unavailable && started.elapsed() < patience => {
+            // A coordinator killed mid-call shows as Unavailable, Unknown or Cancelled.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled
+                ) && started.elapsed() < patience =>
+            {
                 if !warned {
                     eprintln!("coordinator unreachable ({}); retrying", s.message());
                     warned = true;

@@ -48,9 +48,12 @@ impl From<&Error> for TaskFailure {
                 },
                 false,
             ),
-            Error::Plugin { .. } | Error::PluginLoad { .. } | Error::Invalid(_) => {
-                (FailureReason::Plugin, false)
-            }
+            // User code failing is retried, as Hadoop does (a panic may come from a bad
+            // machine or a transient resource); the coordinator prefers another worker and
+            // fails the job after max_attempts. A plugin that cannot load, or an invalid
+            // job, fails the same way every time.
+            Error::Plugin { .. } => (FailureReason::Plugin, true),
+            Error::PluginLoad { .. } | Error::Invalid(_) => (FailureReason::Plugin, false),
             Error::Io { .. } | Error::Arrow { .. } => (FailureReason::Io, true),
         };
         TaskFailure {

@@ -122,6 +122,8 @@ pub struct Cluster {
     /// Worker processes, in start order.
     pub workers: Vec<Proc>,
     options: ClusterOptions,
+    restarts: usize,
+    spawned: usize,
 }
 
 impl Cluster {
@@ -136,21 +138,7 @@ impl Cluster {
             std::fs::write(&p, "test-cluster-token-0123456789\n").unwrap();
             p
         });
-        let mut cmd = sluice();
-        cmd.args([
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .args(["--heartbeat-ms", "100"])
-        .args(&options.coordinator_args);
-        if let Some(t) = &token_file {
-            cmd.arg("--token-file").arg(t);
-        }
+        let cmd = coordinator_command(dir.path(), "127.0.0.1:0", &token_file, &options);
         let mut coordinator = Proc::spawn("coordinator", cmd, dir.path().join("coordinator.log"));
         let grpc = coordinator.wait_for_field("grpc");
         let http = coordinator.wait_for_field("http");
@@ -163,12 +151,51 @@ impl Cluster {
             workers: Vec::new(),
             dir,
             options,
+            restarts: 0,
+            spawned: 0,
         };
         for _ in 0..workers {
             cluster.add_worker();
         }
         cluster.wait_workers(workers);
         cluster
+    }
+
+    /// SIGKILLs the coordinator and starts it again on the same address and state dir.
+    pub fn kill_and_restart_coordinator(&mut self) {
+        let _ = self.coordinator.child.kill();
+        let _ = self.coordinator.child.wait();
+        let addr = self
+            .url
+            .rsplit("://")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.restarts += 1;
+        let cmd = coordinator_command(self.dir.path(), &addr, &self.token_file, &self.options);
+        let log = self
+            .dir
+            .path()
+            .join(format!("coordinator-{}.log", self.restarts));
+        let mut p = Proc::spawn("coordinator (restarted)", cmd, log);
+        p.wait_for_field("grpc");
+        self.coordinator = p;
+    }
+
+    /// Starts one more worker of `slots` slots with extra environment variables.
+    pub fn add_worker_with(&mut self, slots: usize, env: &[(&str, &str)]) -> &mut Proc {
+        let i = self.spawned;
+        self.spawned += 1;
+        let mut cmd = self.worker_command(i);
+        cmd.args(["--slots", &slots.to_string()]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let log = self.dir.path().join(format!("worker-{i}.log"));
+        let mut p = Proc::spawn(&format!("worker-{i}"), cmd, log);
+        p.wait_for_field("shuffle");
+        self.workers.push(p);
+        self.workers.last_mut().unwrap()
     }
 
     /// Arguments every worker and client command gets: coordinator URL, token, TLS.
@@ -183,7 +210,7 @@ impl Cluster {
     /// A worker command with this cluster's settings (not started).
     pub fn worker_command(&self, index: usize) -> Command {
         let mut cmd = sluice();
-        cmd.args(["worker", "--listen", "127.0.0.1:0", "--slots", "2"])
+        cmd.args(["worker", "--listen", "127.0.0.1:0"])
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("worker-{index}")));
         self.common_args(&mut cmd);
@@ -192,8 +219,10 @@ impl Cluster {
 
     /// Starts one more worker and waits for its shuffle address.
     pub fn add_worker(&mut self) -> &mut Proc {
-        let i = self.workers.len();
-        let cmd = self.worker_command(i);
+        let i = self.spawned;
+        self.spawned += 1;
+        let mut cmd = self.worker_command(i);
+        cmd.args(["--slots", "2"]);
         let log = self.dir.path().join(format!("worker-{i}.log"));
         let mut p = Proc::spawn(&format!("worker-{i}"), cmd, log);
         p.wait_for_field("shuffle");
@@ -262,6 +291,24 @@ impl Cluster {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+fn coordinator_command(
+    dir: &Path,
+    listen: &str,
+    token_file: &Option<PathBuf>,
+    options: &ClusterOptions,
+) -> Command {
+    let mut cmd = sluice();
+    cmd.args(["coordinator", "--listen", listen, "--http", "127.0.0.1:0"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--heartbeat-ms", "100"])
+        .args(&options.coordinator_args);
+    if let Some(t) = token_file {
+        cmd.arg("--token-file").arg(t);
+    }
+    cmd
 }
 
 /// Arguments of a text job over `input` writing `output`.

@@ -44,6 +44,10 @@ pub const MAX_LOST_ATTEMPTS: u32 = 16;
 pub const SPECULATION_STAGE_DONE: f64 = 0.75;
 /// A running attempt slower than this multiple of its finished peers' median gets a backup.
 pub const SPECULATION_SLOWNESS: f64 = 1.5;
+/// ... and only once it has run this long: for tasks of milliseconds, scheduling noise
+/// (a heartbeat interval) is larger than any straggling, and a backup costs more than it
+/// saves (Spark's `spark.speculation.minTaskRuntime` plays this part).
+pub const SPECULATION_MIN_RUNTIME: Duration = Duration::from_secs(1);
 
 /// Scheduling policy of a job.
 #[derive(Debug, Clone, Copy)]
@@ -520,7 +524,9 @@ impl Job {
         if (took.len() as f64) < SPECULATION_STAGE_DONE * tasks.len() as f64 {
             return None;
         }
-        let threshold = median(took)?.mul_f64(SPECULATION_SLOWNESS);
+        let threshold = median(took)?
+            .mul_f64(SPECULATION_SLOWNESS)
+            .max(SPECULATION_MIN_RUNTIME);
         tasks
             .iter()
             .enumerate()
@@ -1044,7 +1050,7 @@ mod tests {
         for a in &attempts[..3] {
             finish_map(&mut j, &w1, map_index(a), a.attempt);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(SPECULATION_MIN_RUNTIME + Duration::from_millis(100));
         // 3 of 4 done (75%), map 3 has run far longer than the median: a backup on w2.
         let backup = j.next_task(&w2, 2).unwrap();
         assert_eq!(map_index(&backup), 3);

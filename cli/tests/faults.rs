@@ -1,0 +1,486 @@
+//! Fault tolerance with real processes: workers and the coordinator are killed with SIGKILL
+//! (or abort inside plugin code), and every job must still produce the output of a run
+//! without failures. The `sluice_chaos` plugin (examples/chaos) is a word count that aborts
+//! or stalls on request and leaves marker files that show which attempts ran.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::{Cluster, ClusterOptions, job_args};
+use common::*;
+
+/// A corpus of `files` files; returns their texts.
+fn write_corpus(dir: &Path, files: usize, words_per_file: usize) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..files)
+        .map(|f| {
+            let mut text = String::new();
+            for i in 0..words_per_file {
+                // Many distinct words (letters only: digits separate words), so every
+                // reduce partition gets some.
+                let mut n = (i * 31 + f * 7) % 997;
+                let mut word = String::new();
+                loop {
+                    word.push((b'a' + (n % 26) as u8) as char);
+                    n /= 26;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                text.push_str(&word);
+                text.push(' ');
+                if i % 9 == 8 {
+                    text.push('\n');
+                }
+            }
+            std::fs::write(dir.join(format!("f{f:02}.txt")), &text).unwrap();
+            text
+        })
+        .collect()
+}
+
+fn reference(texts: &[String]) -> HashMap<String, i64> {
+    reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `submit` arguments for the chaos plugin.
+fn chaos_args(
+    input: &Path,
+    output: &Path,
+    reducers: u32,
+    split: u64,
+    params: &[String],
+) -> Vec<String> {
+    let mut args = job_args(
+        &plugin("sluice_chaos"),
+        input.to_str().unwrap(),
+        "text",
+        output,
+    );
+    args.extend([
+        "--reducers".into(),
+        reducers.to_string(),
+        "--split-size".into(),
+        split.to_string(),
+    ]);
+    for p in params {
+        args.extend(["--param".into(), p.clone()]);
+    }
+    args
+}
+
+fn spawn_submit(c: &Cluster, args: &[String]) -> Child {
+    c.client("submit")
+        .args(args)
+        .arg("--wait")
+        .arg("--quiet")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn submit_wait(c: &Cluster, args: &[String]) -> Output {
+    spawn_submit(c, args).wait_with_output().unwrap()
+}
+
+fn assert_job_ok(c: &Cluster, out: &Output) {
+    if !out.status.success() {
+        panic!(
+            "submit failed ({:?}):\n{}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        );
+    }
+}
+
+/// `(kind, index)` → number of attempts that left a marker.
+fn markers(dir: &Path) -> HashMap<(String, u32), usize> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let parts: Vec<&str> = name.split('-').collect();
+        if let [kind, index, _attempt, _pid] = parts.as_slice() {
+            *out.entry((kind.to_string(), index.parse().unwrap()))
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn status_json(c: &Cluster, job: &str) -> serde_json::Value {
+    let out = c.run_client("status", &[job, "--json"]);
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls the job until `pred` holds; panics after `limit`.
+fn wait_status(
+    c: &Cluster,
+    job: &str,
+    limit: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        // The job may not exist yet: the client is still uploading the plugin.
+        let out = c.run_client("status", &[job, "--json"]);
+        let s: serde_json::Value = if out.status.success() {
+            serde_json::from_slice(&out.stdout).unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        if !s.is_null() && pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never reached the state: {s}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every part file of `dir`, by name, as bytes.
+fn part_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut parts: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    parts.sort();
+    parts
+}
+
+fn options(worker_timeout_ms: u64) -> ClusterOptions {
+    ClusterOptions {
+        coordinator_args: vec!["--worker-timeout-ms".into(), worker_timeout_ms.to_string()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn crash_workers_abort_at_random_and_the_output_is_unchanged() {
+    let mut c = Cluster::start(3, options(2000));
+    let input = c.path("in");
+    let texts = write_corpus(&input, 6, 2500);
+    let expected = reference(&texts);
+
+    // The no-failure run.
+    let clean = c.path("clean");
+    let out = submit_wait(&c, &chaos_args(&input, &clean, 3, 8192, &[]));
+    assert_job_ok(&c, &out);
+    assert_eq!(read_counts(&clean, "word", "count"), expected);
+
+    // Now each map and reduce call aborts its worker with probability 0.3 and stalls up to
+    // 300 ms; dead workers are replaced so at least 3 are alive.
+    let chaotic = c.path("chaotic");
+    let params = [
+        "abort_map=0.3",
+        "abort_reduce=0.3",
+        "sleep_map_ms=300",
+        "sleep_reduce_ms=300",
+    ]
+    .map(String::from);
+    let mut submit = spawn_submit(&c, &chaos_args(&input, &chaotic, 3, 8192, &params));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut deaths = 0;
+    let status = loop {
+        if let Some(s) = submit.try_wait().unwrap() {
+            break s;
+        }
+        let before = c.workers.len();
+        c.workers
+            .retain_mut(|w| w.child.try_wait().is_ok_and(|s| s.is_none()));
+        deaths += before - c.workers.len();
+        while c.workers.len() < 3 {
+            c.add_worker();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job did not finish:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = submit.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert!(deaths > 0, "the chaos plugin killed no worker");
+    assert_eq!(read_counts(&chaotic, "word", "count"), expected);
+    assert_eq!(
+        part_bytes(&chaotic),
+        part_bytes(&clean),
+        "part files are byte-identical to the no-failure run"
+    );
+}
+
+#[test]
+fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
+    let mut c = Cluster::start(3, options(2000));
+    let input = c.path("in");
+    let texts = write_corpus(&input, 4, 2500);
+    let marks = c.path("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let out_dir = c.path("out");
+    // Reduces take 2 s each, so when the last map finishes the reduces are still fetching
+    // or have not started.
+    let params = [
+        format!("marker_dir={}", marks.display()),
+        "fixed_sleep_reduce_ms=2000".into(),
+    ];
+    let args = chaos_args(&input, &out_dir, 6, 4096, &params);
+    let mut submit = spawn_submit(&c, &args);
+    let s = wait_status(&c, "job-0001", Duration::from_secs(60), |s| {
+        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
+    });
+    assert_eq!(s["reduces_done"], 0, "{s}");
+    // Kill a worker that holds map outputs.
+    let victim = (0..3)
+        .find(|i| {
+            std::fs::read_dir(c.path(&format!("worker-{i}/shuffle/job-0001")))
+                .is_ok_and(|mut d| d.next().is_some())
+        })
+        .expect("some worker holds map outputs");
+    c.workers[victim].child.kill().unwrap();
+    let out = {
+        let status = submit.wait().unwrap();
+        let mut o = Output {
+            status,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        if let Some(mut e) = submit.stderr.take() {
+            std::io::Read::read_to_end(&mut e, &mut o.stderr).unwrap();
+        }
+        o
+    };
+    assert_job_ok(&c, &out);
+    assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+    let m = markers(&marks);
+    let rerun = m
+        .iter()
+        .filter(|((kind, _), n)| kind == "map" && **n > 1)
+        .count();
+    assert!(rerun > 0, "the lost map outputs were re-run: {m:?}");
+}
+
+#[test]
+fn without_failures_every_task_runs_exactly_once() {
+    // A worker timeout above the tasks' length: slow tasks are not mistaken for lost ones.
+    let c = Cluster::start(2, options(5000));
+    let input = c.path("in");
+    let texts = write_corpus(&input, 3, 2000);
+    for (round, sleep) in [("quick", 0), ("slow", 1500)] {
+        let marks = c.path(&format!("marks-{round}"));
+        std::fs::create_dir(&marks).unwrap();
+        let out_dir = c.path(&format!("out-{round}"));
+        let params = [
+            format!("marker_dir={}", marks.display()),
+            format!("fixed_sleep_map_ms={sleep}"),
+            format!("fixed_sleep_reduce_ms={sleep}"),
+        ];
+        let out = submit_wait(&c, &chaos_args(&input, &out_dir, 3, 8192, &params));
+        assert_job_ok(&c, &out);
+        assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+        let m = markers(&marks);
+        let maps = m.keys().filter(|(k, _)| k == "map").count();
+        let reduces = m.keys().filter(|(k, _)| k == "reduce").count();
+        assert!(maps >= 3, "{round}: {m:?}");
+        assert_eq!(reduces, 3, "{round}: {m:?}");
+        assert!(
+            m.values().all(|n| *n == 1),
+            "{round}: a task ran twice: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn two_workers_run_two_maps_and_two_reduces_at_once() {
+    let c = Cluster::start(2, ClusterOptions::default());
+    let input = c.path("in");
+    let texts = write_corpus(&input, 4, 1500);
+    let probe = c.path("probe");
+    std::fs::create_dir(&probe).unwrap();
+    let out_dir = c.path("out");
+    let params = [
+        format!("concurrency_dir={}", probe.display()),
+        "hold_ms=800".into(),
+    ];
+    let out = submit_wait(&c, &chaos_args(&input, &out_dir, 2, 1 << 20, &params));
+    assert_job_ok(&c, &out);
+    assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+    let max = |kind: &str| -> u32 {
+        std::fs::read_to_string(probe.join(format!("max-{kind}")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(max("map") >= 2, "maps at once: {}", max("map"));
+    assert!(max("reduce") >= 2, "reduces at once: {}", max("reduce"));
+}
+
+/// The output is complete the moment the command returns: `_SUCCESS` exists, every file it
+/// lists exists with its size, and no `_temporary` is left.
+fn assert_final(dir: &Path) {
+    assert!(
+        dir.join("_SUCCESS").is_file(),
+        "no _SUCCESS in {}",
+        dir.display()
+    );
+    assert!(
+        !dir.join("_temporary").exists(),
+        "_temporary left in {}",
+        dir.display()
+    );
+    let m = manifest(dir);
+    for f in m["files"].as_array().unwrap() {
+        let path: PathBuf = dir.join(f["file"].as_str().unwrap());
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, f["bytes"].as_u64().unwrap(), "{}", path.display());
+    }
+}
+
+#[test]
+fn commands_return_only_after_the_output_is_final() {
+    let c = Cluster::start(2, ClusterOptions::default());
+    let input = c.path("in");
+    write_corpus(&input, 3, 1500);
+    let out_dir = c.path("submitted");
+    let params = ["sleep_reduce_ms=300".to_string()];
+    let out = submit_wait(&c, &chaos_args(&input, &out_dir, 4, 4096, &params));
+    assert_job_ok(&c, &out);
+    assert_final(&out_dir);
+
+    let local = c.path("local");
+    let mut args = vec!["--local".to_string(), "2".into()];
+    args.extend(chaos_args(&input, &local, 4, 4096, &params));
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&out);
+    assert_final(&local);
+}
+
+#[test]
+fn a_coordinator_killed_mid_job_resumes_without_redoing_finished_maps() {
+    let mut c = Cluster::start(2, options(5000));
+    let input = c.path("in");
+    let texts = write_corpus(&input, 12, 600);
+    let marks = c.path("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let out_dir = c.path("out");
+    let params = [
+        format!("marker_dir={}", marks.display()),
+        "fixed_sleep_map_ms=300".into(),
+    ];
+    let args = chaos_args(&input, &out_dir, 2, 2048, &params);
+    let submit = spawn_submit(&c, &args);
+    let before = wait_status(&c, "job-0001", Duration::from_secs(60), |s| {
+        s["maps_done"].as_u64().unwrap_or(0) >= 8
+    });
+    let done_before = before["maps_done"].as_u64().unwrap() as usize;
+    let maps_total = before["maps_total"].as_u64().unwrap() as usize;
+    assert!(done_before < maps_total, "killed too late: {before}");
+    c.kill_and_restart_coordinator();
+    let out = submit.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "submit --wait got the final status: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+    let after = status_json(&c, "job-0001");
+    assert_eq!(after["state"], "succeeded");
+    // Only maps running at the kill (at most the 4 slots) ran again.
+    let m = markers(&marks);
+    let map_runs: Vec<usize> = (0..maps_total)
+        .map(|i| *m.get(&("map".to_string(), i as u32)).unwrap_or(&0))
+        .collect();
+    assert!(map_runs.iter().all(|n| *n >= 1), "{map_runs:?}");
+    let rerun = map_runs.iter().filter(|n| **n > 1).count();
+    assert!(
+        rerun <= 4,
+        "{rerun} maps ran again, {done_before} were done before the kill: {map_runs:?}\n{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn a_slow_worker_gets_its_task_backed_up() {
+    let mut c = Cluster::start(0, options(120_000));
+    // The slow worker alone first, so it surely takes a map; its calls sleep a minute.
+    c.add_worker_with(1, &[("SLUICE_CHAOS_SLOW", "1")]);
+    c.wait_workers(1);
+    let input = c.path("in");
+    let texts = write_corpus(&input, 8, 800);
+    let out_dir = c.path("out");
+    let params = [
+        "only_if_env=SLUICE_CHAOS_SLOW".to_string(),
+        "fixed_sleep_map_ms=60000".into(),
+        "fixed_sleep_reduce_ms=60000".into(),
+    ];
+    let args = chaos_args(&input, &out_dir, 4, 1 << 20, &params);
+    let out = c.client("submit").args(&args).output().unwrap();
+    assert_ok(&out);
+    std::thread::sleep(Duration::from_millis(500));
+    c.add_worker();
+    c.add_worker();
+    let started = Instant::now();
+    let s = wait_status(&c, "job-0001", Duration::from_secs(50), |s| {
+        s["state"] != "running"
+    });
+    assert_eq!(s["state"], "succeeded", "{s}");
+    // The slow attempt sleeps 60 s; the job ended long before, through a backup attempt.
+    assert!(started.elapsed() < Duration::from_secs(55));
+    let tasks = s["maps_total"].as_u64().unwrap() + s["reduces_total"].as_u64().unwrap();
+    assert!(s["attempts"].as_u64().unwrap() > tasks, "a backup ran: {s}");
+    assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+}
+
+#[test]
+fn a_task_failing_every_attempt_fails_the_job_with_its_message() {
+    let c = Cluster::start(2, ClusterOptions::default());
+    let input = c.path("in.txt");
+    std::fs::write(&input, "one line\n").unwrap();
+    let out_dir = c.path("out");
+    let mut args = job_args(
+        &plugin("sluice_testjobs"),
+        input.to_str().unwrap(),
+        "text",
+        &out_dir,
+    );
+    args.extend(["--param".into(), "fail=map-error".into(), "--wait".into()]);
+    let out = c.client("submit").args(&args).output().unwrap();
+    let err = assert_failed(&out);
+    assert!(
+        err.contains("deliberate error in map") && err.contains("failed 4 times"),
+        "{err}"
+    );
+    let s = status_json(&c, "job-0001");
+    assert_eq!(s["state"], "failed");
+    assert_eq!(s["attempts"], 4, "{s}");
+    assert!(!out_dir.join("_SUCCESS").exists());
+}
