@@ -377,3 +377,46 @@ fn config_file_and_environment_settle_every_setting() {
         );
     }
 }
+
+#[test]
+fn shuffle_files_go_when_the_job_ends_and_a_dirty_work_dir_is_cleaned() {
+    let mut c = Cluster::start(1, ClusterOptions::default());
+    // A worker restarted on the work dir of a crashed one removes its left-over spills.
+    let junk = c.path("worker-1/shuffle/job-0042/3-0");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("data.parquet"), "left over").unwrap();
+    // Registration comes after the clean-up.
+    c.add_worker().wait_for_field("worker_id");
+    assert!(!c.path("worker-1/shuffle/job-0042").exists());
+    c.wait_workers(2);
+
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 3);
+    let out_dir = c.path("out");
+    let mut args = job_args(
+        &plugin("sluice_wordcount"),
+        corpus.to_str().unwrap(),
+        "text",
+        &out_dir,
+    );
+    args.extend(["--split-size", "4096", "--wait"].map(String::from));
+    let out = c.client("submit").args(&args).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        read_counts(&out_dir, "word", "count"),
+        reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+    );
+    // Every worker hears that the job ended with its next heartbeat and drops its spills.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for i in 0..2 {
+        let dir = c.path(&format!("worker-{i}/shuffle/job-0001"));
+        while dir.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} remains",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
