@@ -196,6 +196,13 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_example_parses() {
+        let c = ConfigFile::parse(include_str!("../../deploy/sluice.toml")).unwrap();
+        assert_eq!(c.coordinator.max_attempts, Some(4));
+        assert_eq!(c.coordinator.speculation, Some(true));
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = ConfigFile::parse("[worker]\nslotz = 3\n").unwrap_err();
         assert!(e.contains("slotz"), "{e}");
