@@ -45,15 +45,16 @@ pub struct JobArgs {
     /// The job plugin (a cdylib built against sluice-sdk).
     #[arg(long)]
     pub plugin: PathBuf,
-    /// Input files, directories or globs (one or more after one flag).
+    /// Input files, directories or globs (one or more after one flag): local paths,
+    /// `file://`, or object-store URLs (`s3://bucket/prefix/`, `gs://…/*.csv`, `az://…`).
     #[arg(long, num_args = 1.., required = true)]
     pub input: Vec<String>,
     /// Input format: text, csv, jsonl or parquet.
     #[arg(long)]
     pub format: InputFormat,
-    /// Output directory; must not exist unless --overwrite.
+    /// Output directory or object-store URL; must not exist unless --overwrite.
     #[arg(long)]
-    pub output: PathBuf,
+    pub output: String,
     /// Number of reduce partitions (part files).
     #[arg(long, default_value_t = 4)]
     pub reducers: u32,
@@ -93,12 +94,26 @@ impl JobArgs {
             };
             Ok(p.to_string_lossy().into_owned())
         };
+        // Local paths are made absolute (the coordinator and workers may run elsewhere);
+        // URLs (`file://`, `s3://`, ...) are passed as typed.
+        let location = |s: &String| -> Result<String> {
+            if s.contains("://") {
+                Ok(s.clone())
+            } else {
+                abs(&PathBuf::from(s))
+            }
+        };
         let inputs = self
             .input
             .iter()
-            .map(|i| abs(&PathBuf::from(i)))
+            .map(location)
             .collect::<Result<Vec<_>>>()?;
-        let mut spec = JobSpec::new(abs(&self.plugin)?, inputs, self.format, abs(&self.output)?);
+        let mut spec = JobSpec::new(
+            abs(&self.plugin)?,
+            inputs,
+            self.format,
+            location(&self.output)?,
+        );
         spec.reducers = self.reducers;
         spec.params = self.params.iter().cloned().collect::<BTreeMap<_, _>>();
         spec.split_size = self.split_size;

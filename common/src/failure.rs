@@ -51,7 +51,9 @@ impl From<&Error> for TaskFailure {
             Error::Plugin { .. } | Error::PluginLoad { .. } | Error::Invalid(_) => {
                 (FailureReason::Plugin, false)
             }
-            Error::Io { .. } | Error::Arrow { .. } => (FailureReason::Io, true),
+            Error::Io { .. } | Error::Storage { .. } | Error::Arrow { .. } => {
+                (FailureReason::Io, true)
+            }
         };
         TaskFailure {
             message: e.to_string(),
