@@ -1,0 +1,443 @@
+//! Jobs that read their input from and commit their output to a real S3-compatible server
+//! (moto's `moto_server`, a child process on a port the OS picked), not a mock of ours.
+//!
+//! The server comes from `.ci/install-s3-server`. It is looked for in `$SLUICE_S3_SERVER`,
+//! then in the script's default virtualenv (`~/.cache/sluice/moto-venv/bin/moto_server`), then
+//! as `moto_server` on PATH. Without it these tests print why and pass, unless
+//! `SLUICE_REQUIRE_S3=1`, which makes a missing server a failure (CI sets it).
+//!
+//! The test writes and reads the server with `object_store` directly (its own client, not
+//! Sluice's storage module) and checks the word counts against a plain-Rust count.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use bytes::Bytes;
+use common::*;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+const BUCKET: &str = "sluice-test";
+const KEY_ID: &str = "testing";
+const SECRET: &str = "testing";
+const REGION: &str = "us-east-1";
+
+/// Where the server executable is, if anywhere.
+fn find_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SLUICE_S3_SERVER") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let venv = std::env::var_os("SLUICE_S3_VENV")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".cache/sluice/moto-venv")));
+    if let Some(bin) = venv.map(|v| v.join("bin/moto_server")).filter(|p| p.is_file()) {
+        return Some(bin);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("moto_server"))
+        .find(|p| p.is_file())
+}
+
+/// The running server; killed on drop.
+struct S3Server {
+    child: Child,
+    port: u16,
+    _log_dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts the server, or returns `None` (after saying why) when it is not installed and
+    /// `SLUICE_REQUIRE_S3` is not set.
+    fn start() -> Option<S3Server> {
+        let Some(bin) = find_server() else {
+            let required = std::env::var("SLUICE_REQUIRE_S3").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "SLUICE_REQUIRE_S3=1 but no moto_server found: run .ci/install-s3-server \
+                 (or set SLUICE_S3_SERVER to the executable)"
+            );
+            eprintln!(
+                "SKIPPED: no S3-compatible server (moto_server) installed; run \
+                 .ci/install-s3-server to run the S3 tests"
+            );
+            return None;
+        };
+        // A port the OS picked; released just before the server binds it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(log_dir.path().join("moto.log")).unwrap();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut server = S3Server {
+            child,
+            port,
+            _log_dir: log_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(port, "GET", "/").is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{} exited with {status}: {}", bin.display(), server.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "S3 server did not answer within 30 s: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._log_dir.path().join("moto.log")).unwrap_or_default()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment `sluice` needs to reach this server.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", KEY_ID.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
+            ("AWS_REGION", REGION.into()),
+        ]
+    }
+
+    /// Our own client of the bucket (not Sluice's storage module).
+    fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(self.endpoint())
+                .with_allow_http(true)
+                .with_access_key_id(KEY_ID)
+                .with_secret_access_key(SECRET)
+                .with_region(REGION)
+                .with_bucket_name(BUCKET)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// Runs `sluice run` against this server.
+    fn run(&self, args: &[&str]) -> Output {
+        sluice()
+            .arg("run")
+            .args(args)
+            .envs(self.env())
+            .output()
+            .expect("sluice starts")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One plain HTTP/1.1 request without a body; returns the status code.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {response:?}")))
+}
+
+fn argv(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn put(store: &Arc<dyn ObjectStore>, key: &str, bytes: impl Into<Bytes>) {
+    rt().block_on(store.put(&ObjectPath::from(key), PutPayload::from(bytes.into())))
+        .unwrap();
+}
+
+fn get(store: &Arc<dyn ObjectStore>, key: &str) -> Bytes {
+    rt().block_on(async { store.get(&ObjectPath::from(key)).await?.bytes().await })
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+}
+
+/// Every key under `prefix/`, sorted.
+fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+    let metas: Vec<_> = rt()
+        .block_on(store.list(Some(&ObjectPath::from(prefix))).try_collect())
+        .unwrap();
+    let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+fn reference_word_count(texts: &[String]) -> HashMap<String, i64> {
+    let mut counts = HashMap::new();
+    for t in texts {
+        for w in t
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|w| !w.is_empty())
+        {
+            *counts.entry(w.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// `(word, count)` rows of the Parquet part files under `prefix`, which must be sorted by
+/// word within a file and hold each word once.
+fn read_counts_from_s3(store: &Arc<dyn ObjectStore>, prefix: &str) -> HashMap<String, i64> {
+    let mut out = HashMap::new();
+    for key in keys(store, prefix)
+        .into_iter()
+        .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with("part-")))
+    {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(get(store, &key))
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut prev: Option<String> = None;
+        for b in reader {
+            let b = b.unwrap();
+            let words = b.column_by_name("word").unwrap().as_string::<i32>();
+            let counts = b
+                .column_by_name("count")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let w = words.value(i).to_string();
+                if let Some(p) = &prev {
+                    assert!(*p < w, "{key} not sorted: {p:?} before {w:?}");
+                }
+                prev = Some(w.clone());
+                assert!(counts.is_valid(i));
+                assert!(out.insert(w, counts.value(i)).is_none(), "word twice");
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn word_count_reads_from_and_commits_to_s3() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    assert_eq!(http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(), 200);
+    let store = server.store();
+    let long_line = "Lorem ipsum dolor sit amet ".repeat(40);
+    let texts: Vec<String> = vec![
+        "The quick brown fox\njumps over the lazy dog.\nThe dog sleeps; the fox runs!\n".into(),
+        "Windows\r\nline endings\r\nhere\r\n\r\nand café Straße naïve\r\n".into(),
+        format!("no final newline, {long_line}\nshort\nend-of-file"),
+        String::new(),
+        "numbers 123 and4mixed5words x9y\n\n\n  spaced   out  \n".into(),
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        put(&store, &format!("in/part{i}.txt"), t.clone());
+    }
+    // Not data: skipped like `_SUCCESS` and hidden files in a local directory.
+    put(&store, "in/_SUCCESS", "not words");
+    put(&store, "in/.hidden", "hidden words");
+    let expected = reference_word_count(&texts);
+    let plugin = plugin("sluice_wordcount");
+    // 7 bytes cuts most lines (each split fetches past its end to finish its last line).
+    for split_size in ["7", "100000000"] {
+        let out_prefix = format!("out-{split_size}");
+        let output = format!("s3://{BUCKET}/{out_prefix}");
+        let result = server.run(&[
+            "--local",
+            "2",
+            "--reducers",
+            "3",
+            "--split-size",
+            split_size,
+            "--format",
+            "text",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--input",
+            &format!("s3://{BUCKET}/in/"),
+            "--output",
+            &output,
+        ]);
+        assert_ok(&result);
+        let got = read_counts_from_s3(&store, &out_prefix);
+        assert_eq!(got, expected, "split size {split_size}");
+
+        let listed = keys(&store, &out_prefix);
+        assert!(
+            listed.iter().all(|k| !k.contains("_temporary")),
+            "_temporary is removed after commit: {listed:?}"
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&get(&store, &format!("{out_prefix}/_SUCCESS"))).unwrap();
+        let files = manifest["files"].as_array().unwrap();
+        assert!(!files.is_empty() && files.len() <= 3);
+        let rows: u64 = files.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+        assert_eq!(rows as usize, expected.len());
+        let mut parts: Vec<String> = files
+            .iter()
+            .map(|f| format!("{out_prefix}/{}", f["file"].as_str().unwrap()))
+            .collect();
+        parts.push(format!("{out_prefix}/_SUCCESS"));
+        parts.sort();
+        assert_eq!(listed, parts, "the output holds the manifest's files and _SUCCESS");
+        for f in files {
+            let key = format!("{out_prefix}/{}", f["file"].as_str().unwrap());
+            assert_eq!(get(&store, &key).len() as u64, f["bytes"].as_u64().unwrap());
+        }
+    }
+
+    // An existing URL output is refused without --overwrite, like a local directory.
+    let args = |output: &str, input: &str| {
+        vec![
+            "--local".to_string(),
+            "1".into(),
+            "--format".into(),
+            "text".into(),
+            "--plugin".into(),
+            plugin.to_str().unwrap().into(),
+            "--input".into(),
+            input.into(),
+            "--output".into(),
+            output.into(),
+        ]
+    };
+    let again = args(&format!("s3://{BUCKET}/out-7"), &format!("s3://{BUCKET}/in/"));
+    let out = server.run(&argv(&again));
+    let stderr = assert_failed(&out);
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    // A missing input names the URL.
+    let missing = args(&format!("s3://{BUCKET}/out-x"), &format!("s3://{BUCKET}/nope/"));
+    let out = server.run(&argv(&missing));
+    let stderr = assert_failed(&out);
+    assert!(
+        stderr.contains("matches no file") && stderr.contains(&format!("s3://{BUCKET}/nope")),
+        "{stderr}"
+    );
+    assert!(keys(&store, "out-x").is_empty(), "nothing written for a refused job");
+}
+
+#[test]
+fn eod_csv_from_s3_gives_the_same_bytes_as_from_local_files() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    assert_eq!(http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(), 200);
+    let store = server.store();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("txns");
+    std::fs::create_dir(&input).unwrap();
+    let files = sluice_datagen::write_eod_files(&input, 20_000, 2, 2026).unwrap();
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        put(&store, &format!("txns/{name}"), std::fs::read(f).unwrap());
+    }
+    let plugin = plugin("sluice_eod");
+    let job = |input: &str, output: &str| {
+        vec![
+            "--local".to_string(),
+            "2".into(),
+            "--reducers".into(),
+            "3".into(),
+            "--split-size".into(),
+            "65536".into(),
+            "--format".into(),
+            "csv".into(),
+            "--output-format".into(),
+            "csv".into(),
+            "--plugin".into(),
+            plugin.to_str().unwrap().into(),
+            "--input".into(),
+            input.into(),
+            "--output".into(),
+            output.into(),
+        ]
+    };
+    let local_out = dir.path().join("eod");
+    let local = job(
+        &format!("{}/*.csv", input.display()),
+        local_out.to_str().unwrap(),
+    );
+    assert_ok(&server.run(&argv(&local)));
+    let remote = job(
+        &format!("s3://{BUCKET}/txns/*.csv"),
+        &format!("s3://{BUCKET}/eod"),
+    );
+    assert_ok(&server.run(&argv(&remote)));
+
+    let mut local_parts: Vec<String> = std::fs::read_dir(&local_out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    local_parts.sort();
+    assert!(!local_parts.is_empty());
+    let remote_parts: Vec<String> = keys(&store, "eod")
+        .into_iter()
+        .filter_map(|k| k.strip_prefix("eod/").map(str::to_string))
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    assert_eq!(remote_parts, local_parts);
+    for name in &local_parts {
+        let want = std::fs::read(local_out.join(name)).unwrap();
+        assert_eq!(
+            get(&store, &format!("eod/{name}")).as_ref(),
+            want.as_slice(),
+            "{name} differs between the S3 and the local run"
+        );
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&get(&store, "eod/_SUCCESS")).unwrap();
+    assert_eq!(
+        manifest["rows"],
+        read_manifest_rows(&local_out),
+        "same row count in both manifests"
+    );
+}
+
+fn read_manifest_rows(dir: &std::path::Path) -> serde_json::Value {
+    manifest(dir)["rows"].clone()
+}
