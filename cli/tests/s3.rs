@@ -37,13 +37,21 @@ const REGION: &str = "us-east-1";
 /// Where the server executable is, if anywhere.
 fn find_server() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SLUICE_S3_SERVER") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            eprintln!("SLUICE_S3_SERVER={} is not a file", p.display());
+            return None;
+        }
+        return Some(p);
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let venv = std::env::var_os("SLUICE_S3_VENV")
         .map(PathBuf::from)
         .or_else(|| home.map(|h| h.join(".cache/sluice/moto-venv")));
-    if let Some(bin) = venv.map(|v| v.join("bin/moto_server")).filter(|p| p.is_file()) {
+    if let Some(bin) = venv
+        .map(|v| v.join("bin/moto_server"))
+        .filter(|p| p.is_file())
+    {
         return Some(bin);
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
@@ -261,7 +269,10 @@ fn word_count_reads_from_and_commits_to_s3() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    assert_eq!(http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(), 200);
+    assert_eq!(
+        http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(),
+        200
+    );
     let store = server.store();
     let long_line = "Lorem ipsum dolor sit amet ".repeat(40);
     let texts: Vec<String> = vec![
@@ -320,7 +331,10 @@ fn word_count_reads_from_and_commits_to_s3() {
             .collect();
         parts.push(format!("{out_prefix}/_SUCCESS"));
         parts.sort();
-        assert_eq!(listed, parts, "the output holds the manifest's files and _SUCCESS");
+        assert_eq!(
+            listed, parts,
+            "the output holds the manifest's files and _SUCCESS"
+        );
         for f in files {
             let key = format!("{out_prefix}/{}", f["file"].as_str().unwrap());
             assert_eq!(get(&store, &key).len() as u64, f["bytes"].as_u64().unwrap());
@@ -342,7 +356,10 @@ fn word_count_reads_from_and_commits_to_s3() {
             output.into(),
         ]
     };
-    let again = args(&format!("s3://{BUCKET}/out-7"), &format!("s3://{BUCKET}/in/"));
+    let again = args(
+        &format!("s3://{BUCKET}/out-7"),
+        &format!("s3://{BUCKET}/in/"),
+    );
     let out = server.run(&argv(&again));
     let stderr = assert_failed(&out);
     assert!(
@@ -350,14 +367,20 @@ fn word_count_reads_from_and_commits_to_s3() {
         "{stderr}"
     );
     // A missing input names the URL.
-    let missing = args(&format!("s3://{BUCKET}/out-x"), &format!("s3://{BUCKET}/nope/"));
+    let missing = args(
+        &format!("s3://{BUCKET}/out-x"),
+        &format!("s3://{BUCKET}/nope/"),
+    );
     let out = server.run(&argv(&missing));
     let stderr = assert_failed(&out);
     assert!(
         stderr.contains("matches no file") && stderr.contains(&format!("s3://{BUCKET}/nope")),
         "{stderr}"
     );
-    assert!(keys(&store, "out-x").is_empty(), "nothing written for a refused job");
+    assert!(
+        keys(&store, "out-x").is_empty(),
+        "nothing written for a refused job"
+    );
 }
 
 #[test]
@@ -365,7 +388,10 @@ fn eod_csv_from_s3_gives_the_same_bytes_as_from_local_files() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    assert_eq!(http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(), 200);
+    assert_eq!(
+        http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(),
+        200
+    );
     let store = server.store();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("txns");
@@ -429,8 +455,7 @@ fn eod_csv_from_s3_gives_the_same_bytes_as_from_local_files() {
             "{name} differs between the S3 and the local run"
         );
     }
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&get(&store, "eod/_SUCCESS")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&get(&store, "eod/_SUCCESS")).unwrap();
     assert_eq!(
         manifest["rows"],
         read_manifest_rows(&local_out),
@@ -440,4 +465,83 @@ fn eod_csv_from_s3_gives_the_same_bytes_as_from_local_files() {
 
 fn read_manifest_rows(dir: &std::path::Path) -> serde_json::Value {
     manifest(dir)["rows"].clone()
+}
+
+#[test]
+fn json_lines_and_parquet_row_groups_from_s3() {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    assert_eq!(
+        http(server.port, "PUT", &format!("/{BUCKET}")).unwrap(),
+        200
+    );
+    let store = server.store();
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!("alpha beta{} gamma line {}", "x".repeat(i % 5), i % 7))
+        .collect();
+    let expected = reference_word_count(&lines);
+
+    let body: String = lines
+        .iter()
+        .map(|l| format!("{}\n", serde_json::json!({ "line": l, "n": 1 })))
+        .collect();
+    put(&store, "json/in.jsonl", body);
+
+    let schema = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(40))
+        .build();
+    let mut parquet = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut parquet, schema.clone(), Some(props)).unwrap();
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(lines.clone()))]).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    put(&store, "pq/in.parquet", parquet);
+
+    let plugin = plugin("sluice_wordcount");
+    for (format, input, split_size) in [
+        ("jsonl", "json/in.jsonl", "500"),
+        ("parquet", "pq/*.parquet", "1"),
+    ] {
+        let out_prefix = format!("out-{format}");
+        let args: Vec<String> = [
+            "--local",
+            "2",
+            "--reducers",
+            "3",
+            "--split-size",
+            split_size,
+            "--format",
+            format,
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--input",
+            &format!("s3://{BUCKET}/{input}"),
+            "--output",
+            &format!("s3://{BUCKET}/{out_prefix}"),
+        ]
+        .map(String::from)
+        .to_vec();
+        let result = server.run(&argv(&args));
+        assert_ok(&result);
+        assert_eq!(
+            read_counts_from_s3(&store, &out_prefix),
+            expected,
+            "{format}"
+        );
+        let summary = String::from_utf8_lossy(&result.stdout);
+        assert!(summary.contains("rows in 300"), "{format}: {summary}");
+        if format == "parquet" {
+            // One split per row group of 40 rows, read by ranged reads.
+            assert!(summary.contains("8 map"), "{summary}");
+        }
+        assert!(keys(&store, &out_prefix).contains(&format!("{out_prefix}/_SUCCESS")));
+    }
 }
