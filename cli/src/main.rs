@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use sluice_common::spec::{
     DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat,
 };
+use sluice_common::storage::Location;
 use sluice_proto::pb;
 
 /// Sluice: a distributed MapReduce-style batch engine.
@@ -97,10 +98,9 @@ impl JobArgs {
         // Local paths are made absolute (the coordinator and workers may run elsewhere);
         // URLs (`file://`, `s3://`, ...) are passed as typed.
         let location = |s: &String| -> Result<String> {
-            if s.contains("://") {
-                Ok(s.clone())
-            } else {
-                abs(&PathBuf::from(s))
+            match Location::parse(s)? {
+                Location::Local(p) => abs(&p),
+                Location::Object(_) => Ok(s.clone()),
             }
         };
         let inputs = self

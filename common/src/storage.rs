@@ -103,7 +103,15 @@ impl Location {
     /// local paths; `s3`, `s3a`, `gs`, `az`, `azure`, `http` and `https` URLs are object
     /// stores. Any other scheme is refused.
     pub fn parse(s: &str) -> Result<Location> {
-        let Some((scheme, rest)) = s.split_once("://") else {
+        // A URL scheme is a letter then letters, digits, `+`, `-` or `.` (RFC 3986); anything
+        // else before `://` is part of a local path.
+        let url = s.split_once("://").filter(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        let Some((scheme, rest)) = url else {
             return Ok(Location::Local(PathBuf::from(s)));
         };
         let scheme = match scheme.to_ascii_lowercase().as_str() {
@@ -582,6 +590,10 @@ mod tests {
             Location::Local("/x".into())
         );
         assert!(Location::parse("file://relative").is_err());
+        assert_eq!(
+            Location::parse("/odd/dir://name").unwrap(),
+            Location::Local("/odd/dir://name".into())
+        );
     }
 
     #[test]
