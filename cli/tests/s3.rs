@@ -178,6 +178,34 @@ fn word_count_reads_from_and_commits_to_s3() {
         keys(&store, "out-x").is_empty(),
         "nothing written for a refused job"
     );
+
+    // A bad record in a later split of an object names the URL and the line in the file.
+    put(
+        &store,
+        "bad/x.txt",
+        [
+            &b"good line\nsecond line\n"[..],
+            b"bad \xff byte\n",
+            b"last\n",
+        ]
+        .concat(),
+    );
+    let mut bad = args(
+        &format!("s3://{BUCKET}/out-bad"),
+        &format!("s3://{BUCKET}/bad/"),
+    );
+    bad.extend(["--split-size".to_string(), "12".into()]);
+    let stderr = assert_failed(&server.run(&argv(&bad)));
+    assert!(
+        stderr.contains(&format!("s3://{BUCKET}/bad/x.txt line 3")) && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+    assert!(
+        !keys(&store, "out-bad")
+            .iter()
+            .any(|k| k.ends_with("_SUCCESS")),
+        "no _SUCCESS for a failed job"
+    );
 }
 
 #[test]
