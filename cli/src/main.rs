@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 use sluice_common::spec::{
     DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat,
 };
+use sluice_common::storage::Location;
 use sluice_proto::pb;
 use sluice_proto::transport::Security;
 
@@ -77,7 +78,8 @@ pub struct JobArgs {
     /// The job plugin (a cdylib built against sluice-sdk).
     #[arg(long)]
     pub plugin: PathBuf,
-    /// Input files, directories or globs (one or more after one flag).
+    /// Input files, directories or globs (one or more after one flag): local paths,
+    /// `file://`, or object-store URLs (`s3://bucket/prefix/`, `gs://…/*.csv`, `az://…`).
     #[arg(long, num_args = 1.., required = true)]
     pub input: Vec<String>,
     /// Input format: text, csv, jsonl or parquet.
@@ -117,25 +119,23 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 impl JobArgs {
     fn to_spec(&self) -> Result<JobSpec> {
-        // Paths are resolved here, where the user typed them: the coordinator and workers run
-        // elsewhere. URLs (`s3://...`, `file://...`) are left as they are.
-        let abs = |p: &str| -> Result<String> {
-            if p.contains("://") {
-                return Ok(p.to_string());
+        // Local paths are made absolute where the user typed them (the coordinator and
+        // workers may run elsewhere); URLs (`file://`, `s3://`, ...) are passed as typed.
+        let location = |s: &String| -> Result<String> {
+            match Location::parse(s)? {
+                Location::Local(p) => Ok(settings::absolute(&p)?.to_string_lossy().into_owned()),
+                Location::Object(_) => Ok(s.clone()),
             }
-            Ok(settings::absolute(&PathBuf::from(p))?
-                .to_string_lossy()
-                .into_owned())
         };
         let inputs = self
             .input
             .iter()
-            .map(|i| abs(i))
+            .map(location)
             .collect::<Result<Vec<_>>>()?;
         let plugin = settings::absolute(&self.plugin)?
             .to_string_lossy()
             .into_owned();
-        let mut spec = JobSpec::new(plugin, inputs, self.format, abs(&self.output)?);
+        let mut spec = JobSpec::new(plugin, inputs, self.format, location(&self.output)?);
         spec.reducers = self.reducers;
         spec.params = self.params.iter().cloned().collect::<BTreeMap<_, _>>();
         spec.split_size = self.split_size;

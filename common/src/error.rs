@@ -13,6 +13,14 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// An object-store request failed (or the URL cannot be used).
+    #[error("{url}: {message}")]
+    Storage {
+        /// The object or prefix.
+        url: String,
+        /// What was being done and why it failed.
+        message: String,
+    },
     /// A record that does not fit the input schema.
     #[error("bad record in {path} line {line}: {reason}")]
     BadRecord {

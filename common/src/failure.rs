@@ -54,7 +54,9 @@ impl From<&Error> for TaskFailure {
             // job, fails the same way every time.
             Error::Plugin { .. } => (FailureReason::Plugin, true),
             Error::PluginLoad { .. } | Error::Invalid(_) => (FailureReason::Plugin, false),
-            Error::Io { .. } | Error::Arrow { .. } => (FailureReason::Io, true),
+            Error::Io { .. } | Error::Storage { .. } | Error::Arrow { .. } => {
+                (FailureReason::Io, true)
+            }
         };
         TaskFailure {
             message: e.to_string(),

@@ -11,6 +11,8 @@
 //! - [`partition`]: the fixed hash that assigns a key to a reduce partition.
 //! - [`agg`]: the hash aggregation behind declared aggregates (combiner and reducer).
 //! - [`plugin`]: loading a job plugin with `dlopen` and calling it over the C ABI.
+//! - [`storage`]: input and output locations: local paths (`std::fs`) and object-store URLs
+//!   (`s3://`, `gs://`, `az://`, `http(s)://`) through the `object_store` crate.
 //! - [`failure`]: why a task attempt failed, typed, with its retryability.
 //! - [`config`]: the TOML configuration file shared by every process.
 //! - [`digest`]: sha256 of plugin libraries, their identity across the cluster.
@@ -29,5 +31,6 @@ pub mod partition;
 pub mod plugin;
 pub mod spec;
 pub mod split;
+pub mod storage;
 
 pub use error::{Error, Result};

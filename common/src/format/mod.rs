@@ -3,6 +3,7 @@
 //! - [`lines`]: turning a split's byte range into the exact range of the lines it owns.
 //! - [`read`]: one reader per input format, yielding `RecordBatch`es of `batch_rows` rows;
 //!   malformed records become [`crate::Error::BadRecord`] naming file and line.
+//! - [`remote`]: the same for object-store files, by ranged reads into memory.
 //! - [`decimal`]: the strict decimal parser CSV money columns go through.
 //! - [`schema`]: input schema inference and schemas as Arrow IPC bytes.
 //! - [`write`]: part files (Parquet or CSV).
@@ -10,5 +11,6 @@
 pub mod decimal;
 pub mod lines;
 pub mod read;
+pub mod remote;
 pub mod schema;
 pub mod write;

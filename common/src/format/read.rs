@@ -12,9 +12,11 @@
 //! split boundaries.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Take};
+use std::io::{BufRead, BufReader, Chain, Cursor, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use arrow::array::{
     Array, ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -25,8 +27,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::decimal::parse_decimal;
 use super::lines::{line_aligned_range, lines_before};
+use super::remote::{count_lines_before, read_parquet_row_groups, read_split_lines};
 use crate::spec::InputFormat;
 use crate::split::{Split, SplitRange};
+use crate::storage::{Location, ObjectUrl};
 use crate::{Error, Result};
 
 /// A stream of record batches read from one split.
@@ -44,13 +48,22 @@ pub fn read_split(
     schema: Option<SchemaRef>,
     batch_rows: usize,
 ) -> Result<BatchIter> {
-    let path = PathBuf::from(&split.path);
+    let location = Location::parse(&split.path)?;
     match (&split.range, format) {
-        (SplitRange::RowGroups(groups), InputFormat::Parquet) => {
-            read_parquet(&path, groups.clone(), batch_rows)
-        }
+        (SplitRange::RowGroups(groups), InputFormat::Parquet) => match location {
+            Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows),
+            Location::Object(url) => {
+                let reader = read_parquet_row_groups(&url, groups.clone(), batch_rows)?;
+                Ok(Box::new(reader.map(move |r| {
+                    r.map_err(|e| Error::arrow(format!("reading parquet {url}"), e))
+                })))
+            }
+        },
         (SplitRange::Bytes { start, end }, f) if f.is_line_based() => {
-            let lines = LineSource::open(&path, *start, *end)?;
+            let lines = match location {
+                Location::Local(path) => LineSource::open(&path, *start, *end)?,
+                Location::Object(url) => LineSource::open_object(url, *start, *end)?,
+            };
             let schema = || {
                 schema
                     .clone()
@@ -86,7 +99,10 @@ fn read_parquet(path: &Path, groups: Vec<u32>, batch_rows: usize) -> Result<Batc
 
 /// Where a split's bytes lie in its file: what a bad-record error needs.
 struct SplitOrigin {
+    /// The file as errors name it (a local path or a URL).
     path: PathBuf,
+    /// The object, when the file is in an object store.
+    object: Option<ObjectUrl>,
     /// Byte offset of the split's first line in the file.
     first: u64,
 }
@@ -94,7 +110,13 @@ struct SplitOrigin {
 impl SplitOrigin {
     /// A bad-record error for the `nth` (1-based) line of this split.
     fn bad_record(&self, nth_in_split: u64, reason: impl Into<String>) -> Error {
-        match File::open(&self.path).and_then(|mut f| lines_before(&mut f, self.first)) {
+        let before = match &self.object {
+            None => File::open(&self.path)
+                .and_then(|mut f| lines_before(&mut f, self.first))
+                .map_err(|e| e.to_string()),
+            Some(url) => count_lines_before(url, self.first).map_err(|e| e.to_string()),
+        };
+        match before {
             Ok(before) => Error::BadRecord {
                 path: self.path.clone(),
                 line: before + nth_in_split,
@@ -111,10 +133,50 @@ impl SplitOrigin {
     }
 }
 
+/// A split's bytes: a window of a local file, or the lines of an object fetched into memory.
+enum LineInput {
+    /// Read from the local file as the parser goes (the fast local path).
+    File(Take<BufReader<File>>),
+    /// Fetched whole by ranged reads (see [`super::remote`]).
+    Memory(Chain<Cursor<Bytes>, Cursor<Bytes>>),
+}
+
+impl Read for LineInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            LineInput::File(r) => r.read(buf),
+            LineInput::Memory(r) => r.read(buf),
+        }
+    }
+}
+
+impl BufRead for LineInput {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            LineInput::File(r) => r.fill_buf(),
+            LineInput::Memory(r) => r.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amount: usize) {
+        match self {
+            LineInput::File(r) => r.consume(amount),
+            LineInput::Memory(r) => r.consume(amount),
+        }
+    }
+
+    fn read_until(&mut self, byte: u8, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            LineInput::File(r) => r.read_until(byte, buf),
+            LineInput::Memory(r) => r.read_until(byte, buf),
+        }
+    }
+}
+
 /// The exact lines of a byte-range split, read line by line.
 struct LineSource {
     origin: SplitOrigin,
-    reader: Take<BufReader<File>>,
+    reader: LineInput,
     /// Lines read so far in this split.
     lines_read: u64,
 }
@@ -129,9 +191,28 @@ impl LineSource {
         Ok(LineSource {
             origin: SplitOrigin {
                 path: path.to_path_buf(),
+                object: None,
                 first,
             },
-            reader: BufReader::with_capacity(1 << 20, file).take(last - first),
+            reader: LineInput::File(BufReader::with_capacity(1 << 20, file).take(last - first)),
+            lines_read: 0,
+        })
+    }
+
+    /// The split `[start, end)` of an object, fetched into memory.
+    fn open_object(url: ObjectUrl, start: u64, end: u64) -> Result<Self> {
+        let len = url.size()?.ok_or_else(|| Error::Storage {
+            url: url.to_string(),
+            message: "no such object".into(),
+        })?;
+        let lines = read_split_lines(&url, len, start, end)?;
+        Ok(LineSource {
+            origin: SplitOrigin {
+                path: PathBuf::from(url.to_string()),
+                first: lines.first,
+                object: Some(url),
+            },
+            reader: LineInput::Memory(lines.into_reader()),
             lines_read: 0,
         })
     }
@@ -312,7 +393,7 @@ impl ColumnBuilder {
 /// RFC 4180 CSV into the job's input schema.
 struct CsvReader {
     origin: SplitOrigin,
-    records: csv::Reader<Take<BufReader<File>>>,
+    records: csv::Reader<LineInput>,
     schema: SchemaRef,
     batch_rows: usize,
     header_pending: bool,

@@ -12,11 +12,15 @@ use arrow::ipc::writer::StreamWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::read::text_schema;
+use super::remote::{read_first_line, read_head_lines, read_parquet_footer};
 use crate::spec::InputFormat;
+use crate::storage::ObjectUrl;
 use crate::{Error, Result};
 
 /// Rows of a JSON-lines file looked at to infer its schema.
 const JSON_INFER_LINES: usize = 1000;
+/// Bytes of a remote JSON-lines file fetched for schema inference.
+const JSON_INFER_BYTES: u64 = 4 << 20;
 
 /// The schema of a file in `format` when the job declares none: `text` has one `line`
 /// column; CSV reads every header column as nullable `Utf8` (declare an input schema for
@@ -25,15 +29,7 @@ pub fn infer_schema(path: &Path, format: InputFormat) -> Result<SchemaRef> {
     let io = |e| Error::io(path, e);
     match format {
         InputFormat::Text => Ok(text_schema()),
-        InputFormat::Csv => {
-            let header = read_csv_header(path)?;
-            Ok(Arc::new(Schema::new(
-                header
-                    .iter()
-                    .map(|name| Field::new(name, DataType::Utf8, true))
-                    .collect::<Vec<_>>(),
-            )))
-        }
+        InputFormat::Csv => Ok(csv_schema(&read_csv_header(path)?)),
         InputFormat::JsonLines => {
             let mut reader = BufReader::new(File::open(path).map_err(io)?);
             let (schema, _) =
@@ -54,16 +50,62 @@ pub fn infer_schema(path: &Path, format: InputFormat) -> Result<SchemaRef> {
     }
 }
 
+/// The schema of object `url` (of `len` bytes) in `format` when the job declares none, as
+/// [`infer_schema`] does for local files: CSV from the header line, JSON lines from the first
+/// 1000 lines (of at most the first 4 MiB), Parquet from the footer; all by ranged reads.
+pub fn infer_object_schema(url: &ObjectUrl, len: u64, format: InputFormat) -> Result<SchemaRef> {
+    match format {
+        InputFormat::Text => Ok(text_schema()),
+        InputFormat::Csv => Ok(csv_schema(&read_object_csv_header(url, len)?)),
+        InputFormat::JsonLines => {
+            let head = read_head_lines(url, len, JSON_INFER_BYTES)?;
+            let (schema, _) =
+                arrow::json::reader::infer_json_schema(&mut &head[..], Some(JSON_INFER_LINES))
+                    .map_err(|e| Error::arrow(format!("inferring schema of {url}"), e))?;
+            Ok(Arc::new(schema))
+        }
+        InputFormat::Parquet => {
+            let (metadata, _) = read_parquet_footer(url, len)?;
+            let schema = parquet::arrow::parquet_to_arrow_schema(
+                metadata.file_metadata().schema_descr(),
+                metadata.file_metadata().key_value_metadata(),
+            )
+            .map_err(|e| Error::arrow(format!("reading parquet footer of {url}"), e))?;
+            Ok(Arc::new(schema))
+        }
+    }
+}
+
+fn csv_schema(header: &[String]) -> SchemaRef {
+    Arc::new(Schema::new(
+        header
+            .iter()
+            .map(|name| Field::new(name, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The column names in the first line of CSV object `url` (of `len` bytes), by ranged reads.
+pub fn read_object_csv_header(url: &ObjectUrl, len: u64) -> Result<Vec<String>> {
+    let line = read_first_line(url, len)?;
+    parse_csv_header(&line, Path::new(&url.to_string()))
+}
+
 /// The column names in the first line of a CSV file.
 pub fn read_csv_header(path: &Path) -> Result<Vec<String>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut line = String::new();
+    let mut line = Vec::new();
     BufReader::new(file)
-        .read_line(&mut line)
+        .read_until(b'\n', &mut line)
         .map_err(|e| Error::io(path, e))?;
+    parse_csv_header(&line, path)
+}
+
+/// Parses a header line (terminator included or not) of the file `path`.
+fn parse_csv_header(line: &[u8], path: &Path) -> Result<Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
-        .from_reader(line.as_bytes());
+        .from_reader(line);
     let mut record = csv::StringRecord::new();
     let has = reader
         .read_record(&mut record)

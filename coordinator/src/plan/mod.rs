@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use sluice_common::format::schema::{infer_schema, read_csv_header};
+use sluice_common::format::remote::read_parquet_footer;
+use sluice_common::format::schema::{
+    infer_object_schema, infer_schema, read_csv_header, read_object_csv_header,
+};
 use sluice_common::plugin::Plugin;
 use sluice_common::spec::{InputFormat, JobSpec};
 use sluice_common::split::{Split, SplitRange};
+use sluice_common::storage::{Location, ObjectInfo, ObjectUrl, is_data_name, is_glob};
 use sluice_sdk::JobDescription;
 
 use crate::error::{CoordinatorError, Result};
@@ -29,49 +33,70 @@ pub struct JobPlan {
     pub splits: Vec<Split>,
 }
 
+/// One input file, local or in an object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputFile {
+    /// A local file, read with `std::fs`.
+    Local(PathBuf),
+    /// An object, with the size its listing gave.
+    Object {
+        /// The object.
+        url: ObjectUrl,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+impl InputFile {
+    /// The path or URL as splits carry it and errors name it.
+    pub fn name(&self) -> String {
+        match self {
+            InputFile::Local(p) => p.to_string_lossy().into_owned(),
+            InputFile::Object { url, .. } => url.to_string(),
+        }
+    }
+
+    fn len(&self) -> Result<u64> {
+        match self {
+            InputFile::Local(p) => Ok(std::fs::metadata(p)
+                .map_err(|e| CoordinatorError::Input(format!("{}: {e}", p.display())))?
+                .len()),
+            InputFile::Object { size, .. } => Ok(*size),
+        }
+    }
+
+    /// Local files by path (as before URLs existed), then objects by URL.
+    fn order(a: &InputFile, b: &InputFile) -> std::cmp::Ordering {
+        match (a, b) {
+            (InputFile::Local(x), InputFile::Local(y)) => x.cmp(y),
+            (InputFile::Local(_), InputFile::Object { .. }) => std::cmp::Ordering::Less,
+            (InputFile::Object { .. }, InputFile::Local(_)) => std::cmp::Ordering::Greater,
+            (InputFile::Object { url: x, .. }, InputFile::Object { url: y, .. }) => {
+                x.to_string().cmp(&y.to_string())
+            }
+        }
+    }
+}
+
 /// Hidden and `_`-prefixed files (`_SUCCESS`, `.crc`, ...) are not data, as in Hadoop.
 fn is_data_file(p: &Path) -> bool {
     p.is_file()
         && p.file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| !n.starts_with(['.', '_']))
+            .is_some_and(is_data_name)
 }
 
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// Expands paths and globs into the files to read, in a stable order. A directory stands for
-/// the files directly in it; directories and globs skip hidden files and names starting with
-/// `_`, as Hadoop does (a path named explicitly is always read). A path or glob that matches nothing is an error naming it.
-pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
+/// Expands paths, URLs and globs into the files to read, in a stable order. A directory (or
+/// an object-store prefix) stands for the files directly in it; directories and globs skip
+/// hidden files and names starting with `_`, as Hadoop does (a path named explicitly is always
+/// read). A path, URL or glob that matches nothing is an error naming it.
+pub fn expand_inputs(inputs: &[String]) -> Result<Vec<InputFile>> {
     let mut files = Vec::new();
     for input in inputs {
         let before = files.len();
-        if is_glob(input) {
-            let paths = glob::glob(input)
-                .map_err(|e| CoordinatorError::Input(format!("bad glob {input:?}: {e}")))?;
-            for p in paths {
-                let p = p.map_err(|e| CoordinatorError::Input(format!("{input}: {e}")))?;
-                if is_data_file(&p) {
-                    files.push(p);
-                }
-            }
-        } else {
-            let p = PathBuf::from(input);
-            let meta = std::fs::metadata(&p)
-                .map_err(|e| CoordinatorError::Input(format!("input {input}: {e}")))?;
-            if meta.is_dir() {
-                let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)
-                    .map_err(|e| CoordinatorError::Input(format!("input {input}: {e}")))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|e| is_data_file(e))
-                    .collect();
-                entries.sort();
-                files.extend(entries);
-            } else {
-                files.push(p);
-            }
+        match Location::parse(input)? {
+            Location::Local(path) => expand_local(input, &path, &mut files)?,
+            Location::Object(url) => expand_object(input, &url, &mut files)?,
         }
         if files.len() == before {
             return Err(CoordinatorError::Input(format!(
@@ -79,15 +104,98 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
             )));
         }
     }
-    files.sort();
+    files.sort_by(InputFile::order);
     files.dedup();
     Ok(files)
 }
 
+fn expand_local(input: &str, path: &Path, files: &mut Vec<InputFile>) -> Result<()> {
+    let text = path.to_string_lossy();
+    if is_glob(&text) {
+        let paths = glob::glob(&text)
+            .map_err(|e| CoordinatorError::Input(format!("bad glob {input:?}: {e}")))?;
+        for p in paths {
+            let p = p.map_err(|e| CoordinatorError::Input(format!("{input}: {e}")))?;
+            if is_data_file(&p) {
+                files.push(InputFile::Local(p));
+            }
+        }
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CoordinatorError::Input(format!("input {input}: {e}")))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| CoordinatorError::Input(format!("input {input}: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|e| is_data_file(e))
+            .collect();
+        entries.sort();
+        files.extend(entries.into_iter().map(InputFile::Local));
+    } else {
+        files.push(InputFile::Local(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// An object URL names one object, a prefix ("directory": the objects directly below it) or
+/// a glob over keys.
+fn expand_object(input: &str, url: &ObjectUrl, files: &mut Vec<InputFile>) -> Result<()> {
+    let context = |e: sluice_common::Error| CoordinatorError::Input(format!("input {input}: {e}"));
+    let found = if is_glob(url.key()) {
+        url.glob().map_err(context)?
+    } else {
+        let exact = if url.key().is_empty() || input.ends_with('/') {
+            None
+        } else {
+            url.size().map_err(context)?
+        };
+        match exact {
+            Some(size) => vec![ObjectInfo {
+                url: url.clone(),
+                size,
+            }],
+            None => url.list_files().map_err(context)?,
+        }
+    };
+    files.extend(found.into_iter().map(|o| InputFile::Object {
+        url: o.url,
+        size: o.size,
+    }));
+    Ok(())
+}
+
+/// Refuses an existing output unless `--overwrite` (then removes it), and prepares the
+/// output: a local directory with `_temporary/` in it; nothing for an object store, which
+/// has no directories.
 fn check_output(spec: &JobSpec) -> Result<()> {
-    let out = Path::new(&spec.output);
+    match Location::parse(&spec.output)? {
+        Location::Local(out) => check_local_output(&out, spec.overwrite),
+        Location::Object(url) => {
+            let fail = |e: sluice_common::Error| CoordinatorError::Input(format!("output {e}"));
+            if url.key().is_empty() {
+                return Err(CoordinatorError::Input(format!(
+                    "output {}: name a prefix inside the bucket, not the bucket itself",
+                    spec.output
+                )));
+            }
+            if url.exists().map_err(fail)? {
+                if !spec.overwrite {
+                    return Err(CoordinatorError::Input(format!(
+                        "output directory {url} already exists (use --overwrite to replace it)"
+                    )));
+                }
+                url.delete_prefix()
+                    .map_err(|e| CoordinatorError::Input(format!("removing old output: {e}")))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_local_output(out: &Path, overwrite: bool) -> Result<()> {
     if out.exists() {
-        if !spec.overwrite {
+        if !overwrite {
             return Err(CoordinatorError::Input(format!(
                 "output directory {} already exists (use --overwrite to replace it)",
                 out.display()
@@ -102,6 +210,35 @@ fn check_output(spec: &JobSpec) -> Result<()> {
     Ok(())
 }
 
+/// The row-group sizes of a Parquet input, from its footer (local file or ranged reads of
+/// the object's tail).
+fn parquet_row_group_sizes(f: &InputFile) -> Result<Vec<u64>> {
+    let path = f.name();
+    let sizes = |groups: &[parquet::file::metadata::RowGroupMetaData]| -> Vec<u64> {
+        groups
+            .iter()
+            .map(|g| g.compressed_size().max(0) as u64)
+            .collect()
+    };
+    match f {
+        InputFile::Local(p) => {
+            let reader = File::open(p)
+                .map_err(|e| CoordinatorError::Input(format!("{path}: {e}")))
+                .and_then(|file| {
+                    SerializedFileReader::new(file).map_err(|e| {
+                        CoordinatorError::Input(format!("{path}: not a Parquet file: {e}"))
+                    })
+                })?;
+            Ok(sizes(reader.metadata().row_groups()))
+        }
+        InputFile::Object { url, size } => {
+            let (metadata, _) = read_parquet_footer(url, *size)
+                .map_err(|e| CoordinatorError::Input(e.to_string()))?;
+            Ok(sizes(metadata.row_groups()))
+        }
+    }
+}
+
 /// Plans `spec`: loads the plugin, expands and checks inputs, cuts splits, prepares the
 /// output directory. Blocking file I/O: call it off the async reactor.
 pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
@@ -110,22 +247,10 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
     let files = expand_inputs(&spec.inputs)?;
     let mut splits = Vec::new();
     for f in &files {
-        let path = f.to_string_lossy().into_owned();
+        let path = f.name();
         match spec.format {
             InputFormat::Parquet => {
-                let reader = File::open(f)
-                    .map_err(|e| CoordinatorError::Input(format!("{path}: {e}")))
-                    .and_then(|file| {
-                        SerializedFileReader::new(file).map_err(|e| {
-                            CoordinatorError::Input(format!("{path}: not a Parquet file: {e}"))
-                        })
-                    })?;
-                let sizes: Vec<u64> = reader
-                    .metadata()
-                    .row_groups()
-                    .iter()
-                    .map(|g| g.compressed_size().max(0) as u64)
-                    .collect();
+                let sizes = parquet_row_group_sizes(f)?;
                 for groups in split::row_group_splits(&sizes, spec.split_size) {
                     splits.push(Split {
                         path: path.clone(),
@@ -134,10 +259,7 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
                 }
             }
             _ => {
-                let len = std::fs::metadata(f)
-                    .map_err(|e| CoordinatorError::Input(format!("{path}: {e}")))?
-                    .len();
-                for (start, end) in split::byte_ranges(len, spec.split_size) {
+                for (start, end) in split::byte_ranges(f.len()?, spec.split_size) {
                     splits.push(Split {
                         path: path.clone(),
                         range: SplitRange::Bytes { start, end },
@@ -156,7 +278,12 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
         InputFormat::Csv | InputFormat::JsonLines => {
             let schema = match plugin.input_schema() {
                 Some(s) => s,
-                None => infer_schema(&files[0], spec.format)?,
+                None => match &files[0] {
+                    InputFile::Local(p) => infer_schema(p, spec.format)?,
+                    InputFile::Object { url, size } => {
+                        infer_object_schema(url, *size, spec.format)?
+                    }
+                },
             };
             if spec.format == InputFormat::Csv {
                 check_csv_headers(&files, &schema)?;
@@ -174,13 +301,19 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
 }
 
 /// Every CSV file must have a header with the schema's columns, in order.
-fn check_csv_headers(files: &[PathBuf], schema: &SchemaRef) -> Result<()> {
+fn check_csv_headers(files: &[InputFile], schema: &SchemaRef) -> Result<()> {
     let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     for f in files {
-        if std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) == 0 {
-            continue;
-        }
-        let header = read_csv_header(f)?;
+        let header = match f {
+            InputFile::Local(p) => {
+                if std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) == 0 {
+                    continue;
+                }
+                read_csv_header(p)?
+            }
+            InputFile::Object { size: 0, .. } => continue,
+            InputFile::Object { url, size } => read_object_csv_header(url, *size)?,
+        };
         let header = header
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}'))
@@ -188,7 +321,7 @@ fn check_csv_headers(files: &[PathBuf], schema: &SchemaRef) -> Result<()> {
         if header != expected {
             return Err(CoordinatorError::Input(format!(
                 "{} line 1: header {header:?} does not match the job's input columns {expected:?}",
-                f.display()
+                f.name()
             )));
         }
     }
