@@ -246,12 +246,12 @@ pub async fn workers(args: ListArgs) -> Result<()> {
         return print_json(&Value::Array(workers.iter().map(worker_json).collect()));
     }
     println!(
-        "{:<12} {:<24} {:>5} {:>7} {:<9} {:>14}",
+        "{:<20} {:<24} {:>5} {:>7} {:<9} {:>14}",
         "WORKER", "SHUFFLE_ADDR", "SLOTS", "RUNNING", "STATE", "LAST_HEARTBEAT"
     );
     for w in &workers {
         println!(
-            "{:<12} {:<24} {:>5} {:>7} {:<9} {:>12}ms",
+            "{:<20} {:<24} {:>5} {:>7} {:<9} {:>12}ms",
             w.worker_id,
             w.shuffle_addr,
             w.slots,
