@@ -210,26 +210,12 @@ fn job_history_survives_a_coordinator_restart() {
     let corpus = c.path("corpus");
     write_corpus(&corpus, 1);
     let out_dir = c.path("out");
-    let mut args = job_args(
-        &plugin("sluice_wordcount"),
-        corpus.to_str().unwrap(),
-        "text",
-        &out_dir,
-    );
-    args.push("--wait".into());
-    let out = c.client("submit").args(&args).output().unwrap();
+    let out = c.submit_word_count(&corpus, &out_dir, &[]);
     assert_ok(&out);
     let id = job_id_line(&out);
 
     // A failing job is history too, with its error.
-    let mut bad = job_args(
-        &plugin("sluice_wordcount"),
-        corpus.to_str().unwrap(),
-        "text",
-        &out_dir,
-    );
-    bad.push("--wait".into());
-    let out = c.client("submit").args(&bad).output().unwrap();
+    let out = c.submit_word_count(&corpus, &out_dir, &[]);
     assert!(
         !out.status.success(),
         "the output exists: submit is refused"
@@ -288,14 +274,7 @@ fn a_draining_worker_finishes_its_tasks_and_exits() {
     let corpus = c.path("corpus");
     let texts = write_corpus(&corpus, 2);
     let out_dir = c.path("out");
-    let mut args = job_args(
-        &plugin("sluice_wordcount"),
-        corpus.to_str().unwrap(),
-        "text",
-        &out_dir,
-    );
-    args.push("--wait".into());
-    let out = c.client("submit").args(&args).output().unwrap();
+    let out = c.submit_word_count(&corpus, &out_dir, &[]);
     assert_ok(&out);
     assert_eq!(
         read_counts(&out_dir, "word", "count"),
@@ -393,14 +372,7 @@ fn shuffle_files_go_when_the_job_ends_and_a_dirty_work_dir_is_cleaned() {
     let corpus = c.path("corpus");
     let texts = write_corpus(&corpus, 3);
     let out_dir = c.path("out");
-    let mut args = job_args(
-        &plugin("sluice_wordcount"),
-        corpus.to_str().unwrap(),
-        "text",
-        &out_dir,
-    );
-    args.extend(["--split-size", "4096", "--wait"].map(String::from));
-    let out = c.client("submit").args(&args).output().unwrap();
+    let out = c.submit_word_count(&corpus, &out_dir, &["--split-size", "4096"]);
     assert_ok(&out);
     assert_eq!(
         read_counts(&out_dir, "word", "count"),

@@ -17,17 +17,8 @@ use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use s3_server::*;
 
-fn reference_word_count(texts: &[String]) -> HashMap<String, i64> {
-    let mut counts = HashMap::new();
-    for t in texts {
-        for w in t
-            .split(|c: char| !c.is_alphabetic())
-            .filter(|w| !w.is_empty())
-        {
-            *counts.entry(w.to_string()).or_insert(0) += 1;
-        }
-    }
-    counts
+fn reference(texts: &[String]) -> HashMap<String, i64> {
+    reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// `(word, count)` rows of the Parquet part files under `prefix`, which must be sorted by
@@ -85,7 +76,7 @@ fn word_count_reads_from_and_commits_to_s3() {
     // Not data: skipped like `_SUCCESS` and hidden files in a local directory.
     put(&store, "in/_SUCCESS", "not words");
     put(&store, "in/.hidden", "hidden words");
-    let expected = reference_word_count(&texts);
+    let expected = reference(&texts);
     let plugin = plugin("sluice_wordcount");
     // 7 bytes cuts most lines (each split fetches past its end to finish its last line).
     for split_size in ["7", "100000000"] {
@@ -304,7 +295,7 @@ fn json_lines_and_parquet_row_groups_from_s3() {
     let lines: Vec<String> = (0..300)
         .map(|i| format!("alpha beta{} gamma line {}", "x".repeat(i % 5), i % 7))
         .collect();
-    let expected = reference_word_count(&lines);
+    let expected = reference(&lines);
 
     let body: String = lines
         .iter()

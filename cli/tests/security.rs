@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::cluster::{Cluster, ClusterOptions, Proc, job_args};
+use common::cluster::{Cluster, ClusterOptions, Proc};
 use common::*;
 use sluice_proto::pb;
 use sluice_proto::transport::Security;
@@ -26,14 +26,7 @@ fn word_count(c: &Cluster, name: &str) {
     let input = c.path(&format!("{name}-in"));
     let texts = corpus(&input);
     let out_dir = c.path(&format!("{name}-out"));
-    let mut args = job_args(
-        &plugin("sluice_wordcount"),
-        input.to_str().unwrap(),
-        "text",
-        &out_dir,
-    );
-    args.extend(["--wait", "--reducers", "2"].map(String::from));
-    let out = c.client("submit").args(&args).output().unwrap();
+    let out = c.submit_word_count(&input, &out_dir, &["--reducers", "2"]);
     assert_ok(&out);
     assert_eq!(
         read_counts(&out_dir, "word", "count"),

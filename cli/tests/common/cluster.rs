@@ -246,6 +246,22 @@ impl Cluster {
             .expect("sluice runs")
     }
 
+    /// `sluice submit` of word count over `input` into `output`, with `--wait` and `extra`.
+    pub fn submit_word_count(&self, input: &Path, output: &Path, extra: &[&str]) -> Output {
+        let mut args = job_args(
+            &super::plugin("sluice_wordcount"),
+            input.to_str().unwrap(),
+            "text",
+            output,
+        );
+        args.push("--wait".into());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.client("submit")
+            .args(&args)
+            .output()
+            .expect("sluice runs")
+    }
+
     /// `sluice workers --json`, parsed.
     pub fn workers_json(&self) -> Vec<serde_json::Value> {
         let out = self.run_client("workers", &["--json"]);

@@ -190,6 +190,21 @@ pub struct Cancel {
     pub attempt: pb::AttemptRef,
 }
 
+impl Cancel {
+    /// Stopping running attempt `r` of task `index` of `job`.
+    fn of(job: &str, is_map: bool, index: usize, r: &RunningAttempt) -> Self {
+        Cancel {
+            worker: r.worker.clone(),
+            attempt: pb::AttemptRef {
+                job_id: job.to_string(),
+                is_map,
+                index: index as u32,
+                attempt: r.attempt,
+            },
+        }
+    }
+}
+
 /// A submitted job.
 pub struct Job {
     /// Its id.
@@ -612,15 +627,7 @@ impl Job {
                 took = r.started.elapsed();
             } else {
                 tracing::info!(job = %job, index = i, loser = r.attempt, winner = attempt, "cancelling the slower attempt");
-                self.cancels.push(Cancel {
-                    worker: r.worker.clone(),
-                    attempt: pb::AttemptRef {
-                        job_id: job.clone(),
-                        is_map,
-                        index: i as u32,
-                        attempt: r.attempt,
-                    },
-                });
+                self.cancels.push(Cancel::of(&job, is_map, i, r));
             }
         }
         task.status = TaskStatus::Done {
@@ -785,15 +792,7 @@ impl Job {
         for (is_map, tasks) in [(true, &self.maps), (false, &self.reduces)] {
             for (i, t) in tasks.iter().enumerate() {
                 for r in t.running() {
-                    self.cancels.push(Cancel {
-                        worker: r.worker.clone(),
-                        attempt: pb::AttemptRef {
-                            job_id: self.id.0.clone(),
-                            is_map,
-                            index: i as u32,
-                            attempt: r.attempt,
-                        },
-                    });
+                    self.cancels.push(Cancel::of(&self.id.0, is_map, i, r));
                 }
             }
         }
