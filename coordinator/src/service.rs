@@ -141,6 +141,55 @@ impl CoordinatorService {
         });
     }
 
+    /// One heartbeat under the state lock: liveness, reconciliation, new assignments.
+    fn heartbeat_locked(&self, req: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+        let worker = WorkerId(req.worker_id);
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(info) = state.workers.get_mut(&worker) else {
+            return pb::HeartbeatResponse {
+                reregister: true,
+                ..Default::default()
+            };
+        };
+        info.last_seen = Instant::now();
+        info.running = req.running;
+        if req.draining && !info.draining {
+            tracing::info!(%worker, "worker draining: no new tasks for it");
+        }
+        info.draining = req.draining;
+        let free_slots = if req.draining { 0 } else { req.free_slots };
+        let mut finished_jobs = Vec::new();
+        for job in state.jobs.values().filter(|j| j.is_finished()) {
+            if info.told_finished.insert(job.id.clone()) {
+                finished_jobs.push(job.id.0.clone());
+            }
+        }
+        let settle = (self.heartbeat * 3).max(Duration::from_secs(1));
+        for job in state.jobs.values_mut() {
+            job.reconcile(&worker, &req.running_attempts, settle);
+        }
+        let live = state.workers.active();
+        let mut assignments = Vec::new();
+        'slots: while assignments.len() < free_slots as usize {
+            for job in state.jobs.values_mut() {
+                if let Some(a) = job.next_task(&worker, live) {
+                    assignments.push(a);
+                    continue 'slots;
+                }
+            }
+            break;
+        }
+        state.collect_cancels();
+        let cancel = state.outbox.remove(&worker).unwrap_or_default();
+        pb::HeartbeatResponse {
+            assignments,
+            finished_jobs,
+            reregister: false,
+            cancel,
+        }
+    }
+
     /// The job store's journal (to flush it at shutdown).
     pub fn journal(&self) -> &Journal {
         &self.journal
@@ -279,48 +328,16 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let req = request.into_inner();
-        let worker = WorkerId(req.worker_id);
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(info) = state.workers.get_mut(&worker) else {
-            return Ok(Response::new(pb::HeartbeatResponse {
-                reregister: true,
-                ..Default::default()
-            }));
-        };
-        info.last_seen = Instant::now();
-        info.running = req.running;
-        if req.draining && !info.draining {
-            tracing::info!(%worker, "worker draining: no new tasks for it");
+        let reply = self.heartbeat_locked(request.into_inner());
+        if !reply.assignments.is_empty() {
+            // Attempt numbers handed out are durable first: a restarted coordinator never
+            // gives the same number to a second run of the task.
+            let journal = self.journal.clone();
+            tokio::task::spawn_blocking(move || journal.sync())
+                .await
+                .map_err(|e| Status::internal(format!("job store: {e}")))?;
         }
-        info.draining = req.draining;
-        let free_slots = if req.draining { 0 } else { req.free_slots };
-        let mut finished_jobs = Vec::new();
-        for job in state.jobs.values().filter(|j| j.is_finished()) {
-            if info.told_finished.insert(job.id.clone()) {
-                finished_jobs.push(job.id.0.clone());
-            }
-        }
-        let live = state.workers.active();
-        let mut assignments = Vec::new();
-        'slots: while assignments.len() < free_slots as usize {
-            for job in state.jobs.values_mut() {
-                if let Some(a) = job.next_task(&worker, live) {
-                    assignments.push(a);
-                    continue 'slots;
-                }
-            }
-            break;
-        }
-        state.collect_cancels();
-        let cancel = state.outbox.remove(&worker).unwrap_or_default();
-        Ok(Response::new(pb::HeartbeatResponse {
-            assignments,
-            finished_jobs,
-            reregister: false,
-            cancel,
-        }))
+        Ok(Response::new(reply))
     }
 
     async fn report_task(
@@ -337,7 +354,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             }
             None => return Err(Status::invalid_argument("report without an outcome")),
         };
-        {
+        let all_done = {
             let mut guard = self.lock();
             let state = &mut *guard;
             let addr = state
@@ -353,16 +370,24 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     "report outcome does not match the task kind",
                 ));
             }
-            if job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome) {
-                job.succeed();
-            }
-        }
+            job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome)
+        };
         // Acknowledge only what the job store holds: a restarted coordinator then knows every
         // attempt a worker was told was recorded.
         let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || journal.sync())
             .await
             .map_err(|e| Status::internal(format!("job store: {e}")))?;
+        if all_done {
+            // Only now, with every commit journaled, may `_SUCCESS` appear: a crash in
+            // between resumes a job whose partitions are all known to be committed.
+            if let Some(job) = self.lock().jobs.get_mut(&JobId(req.job_id.clone()))
+                && !job.is_finished()
+                && job.all_committed()
+            {
+                job.succeed();
+            }
+        }
         Ok(Response::new(pb::ReportTaskResponse {}))
     }
 
@@ -372,7 +397,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CanCommitResponse>, Status> {
         let req = request.into_inner();
         let mut state = self.lock();
-        let allowed = job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt);
+        let worker = WorkerId(req.worker_id);
+        let allowed =
+            job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt, &worker);
         Ok(Response::new(pb::CanCommitResponse { allowed }))
     }
 

@@ -104,6 +104,19 @@ impl Running {
         self.lock().len()
     }
 
+    /// The running attempts, for the heartbeat.
+    fn refs(&self) -> Vec<pb::AttemptRef> {
+        self.lock()
+            .keys()
+            .map(|(job_id, is_map, index, attempt)| pb::AttemptRef {
+                job_id: job_id.clone(),
+                is_map: *is_map,
+                index: *index,
+                attempt: *attempt,
+            })
+            .collect()
+    }
+
     /// Flags the attempts `matching` selects as cancelled; returns their keys.
     fn cancel(&self, matching: impl Fn(&AttemptKey) -> bool) -> Vec<AttemptKey> {
         let tasks = self.lock();
@@ -116,6 +129,16 @@ impl Running {
             })
             .collect()
     }
+}
+
+/// Job ids name directories under the work dir: only plain names (`job-0001`) are used as
+/// paths, so even a misbehaving coordinator cannot make a worker touch `..` or `/`.
+fn is_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn held_outputs(registry: &ShuffleRegistry) -> Vec<pb::AttemptRef> {
@@ -258,6 +281,7 @@ pub async fn run_worker(
                 free_slots: config.slots.saturating_sub(busy) as u32,
                 running: busy as u32,
                 draining: draining.is_some(),
+                running_attempts: running.refs(),
             })
             .await;
         match reply {
@@ -276,7 +300,7 @@ pub async fn run_worker(
                     .await?;
                     tracing::info!(%worker_id, "worker registered again");
                 }
-                for job in r.finished_jobs {
+                for job in r.finished_jobs.into_iter().filter(|j| is_safe_id(j)) {
                     let stopped = running.cancel(|k| k.0 == job);
                     if !stopped.is_empty() {
                         tracing::info!(job = %job, attempts = stopped.len(), "job ended: attempts stopped");
@@ -287,7 +311,7 @@ pub async fn run_worker(
                         let _ = tokio::fs::remove_dir_all(&dir).await;
                     }
                 }
-                for c in r.cancel {
+                for c in r.cancel.into_iter().filter(|c| is_safe_id(&c.job_id)) {
                     let key = (c.job_id.clone(), c.is_map, c.index, c.attempt);
                     running.cancel(|k| *k == key);
                     if c.is_map {
@@ -305,6 +329,10 @@ pub async fn run_worker(
                     tracing::info!(job = %c.job_id, map = c.is_map, index = c.index, attempt = c.attempt, "attempt cancelled");
                 }
                 for a in r.assignments {
+                    if !is_safe_id(&a.job_id) {
+                        tracing::error!(job = ?a.job_id, "refusing an assignment whose job id is not a plain name");
+                        continue;
+                    }
                     let key: AttemptKey = match &a.task {
                         Some(pb::task_assignment::Task::Map(m)) => {
                             (a.job_id.clone(), true, m.index, a.attempt)

@@ -137,6 +137,9 @@ impl Commits {
         let committed = self.done.iter().flatten().filter(|d| !d.file.is_empty());
         match Location::parse(output) {
             Ok(Location::Local(out)) => {
+                // A failed job leaves no `_SUCCESS`, not even one written just before a
+                // crash that the journal never heard of.
+                let _ = std::fs::remove_file(out.join("_SUCCESS"));
                 let _ = std::fs::remove_dir_all(out.join("_temporary"));
                 for d in committed {
                     let _ = std::fs::remove_file(out.join(&d.file));
@@ -147,6 +150,7 @@ impl Commits {
                 }
             }
             Ok(Location::Object(out)) => {
+                let _ = out.join("_SUCCESS").delete();
                 let mut result = out.join("_temporary").delete_prefix();
                 for d in committed {
                     result = result.and(out.join(&d.file).delete());

@@ -150,8 +150,10 @@ impl TaskState {
         }
     }
 
-    fn is_running(&self, attempt: u32) -> bool {
-        self.running().iter().any(|r| r.attempt == attempt)
+    fn is_running(&self, attempt: u32, worker: &WorkerId) -> bool {
+        self.running()
+            .iter()
+            .any(|r| r.attempt == attempt && r.worker == *worker)
     }
 
     /// Whether `worker` may run this task: not where it failed, unless every live worker
@@ -331,8 +333,9 @@ impl Job {
                 continue;
             };
             task.attempts = task.attempts.max(a.attempt + 1);
+            // Failures before the restart are not counted again: the store does not keep
+            // their reasons, and fetch failures or refused commits are not the task's fault.
             match (a.state.as_str(), a.is_map) {
-                ("failed", _) => task.failures += 1,
                 ("done", true) => {
                     let done =
                         pb::MapDone::decode(a.result.as_slice()).map_err(|e| e.to_string())?;
@@ -350,6 +353,13 @@ impl Job {
                 }
                 _ => {}
             }
+        }
+        if let Ok(sluice_common::storage::Location::Local(out)) =
+            sluice_common::storage::Location::parse(&job.spec.output)
+        {
+            // Reduces stage under `_temporary`, created at submit; a crash may have come
+            // between a `_SUCCESS` that removed it and the journal hearing of it.
+            let _ = std::fs::create_dir_all(out.join("_temporary"));
         }
         tracing::info!(
             job = %job.id,
@@ -532,7 +542,9 @@ impl Job {
         let took: Vec<Duration> = tasks
             .iter()
             .filter_map(|t| match t.status {
-                TaskStatus::Done { took, .. } => Some(took),
+                // Zero: done before a coordinator restart, duration unknown.
+                TaskStatus::Done { took, .. } if took > Duration::ZERO => Some(took),
+                TaskStatus::Done { .. } => None,
                 _ => None,
             })
             .collect();
@@ -585,7 +597,7 @@ impl Job {
         let Some(task) = tasks.get(index as usize) else {
             return false;
         };
-        if !task.is_running(attempt) {
+        if !task.is_running(attempt, worker) {
             tracing::debug!(job = %self.id, index, attempt, "ignoring a stale report");
             return false;
         }
@@ -724,6 +736,19 @@ impl Job {
             }
             return;
         }
+        let lost_the_commit = !is_map
+            && self
+                .commits
+                .authorized(i as u32)
+                .is_some_and(|a| a != attempt);
+        if lost_the_commit {
+            // Another attempt holds the commit (a speculation race): not this task's fault.
+            if !others_running && !task.is_done() {
+                task.status = TaskStatus::Pending;
+            }
+            self.release_orphan_grants();
+            return;
+        }
         task.failures += 1;
         if matches!(failure.reason, FailureReason::Plugin) {
             task.failed_on.insert(worker.clone());
@@ -741,6 +766,62 @@ impl Job {
         } else if !others_running {
             tracing::info!(job = %self.id, kind, index = i, error = %failure.message, "retrying task");
             task.status = TaskStatus::Pending;
+        }
+        self.release_orphan_grants();
+    }
+
+    /// Frees commit grants held by attempts that no longer run (a lost worker, a failure):
+    /// otherwise no other attempt could ever commit that partition. Committing again is
+    /// safe, the bytes are the same.
+    fn release_orphan_grants(&mut self) {
+        for (r, t) in self.reduces.iter().enumerate() {
+            if t.is_done() {
+                continue;
+            }
+            if let Some(a) = self.commits.authorized(r as u32)
+                && !t.running().iter().any(|x| x.attempt == a)
+            {
+                self.commits.revoke(r as u32);
+            }
+        }
+    }
+
+    /// `worker` says which attempts it runs: attempts the coordinator gave it more than
+    /// `settle` ago that it does not run (their report or the assignment itself was lost)
+    /// are treated as lost.
+    pub fn reconcile(&mut self, worker: &WorkerId, running: &[pb::AttemptRef], settle: Duration) {
+        if self.is_finished() {
+            return;
+        }
+        let mut changed = false;
+        for (is_map, tasks) in [(true, &mut self.maps), (false, &mut self.reduces)] {
+            for (i, t) in tasks.iter_mut().enumerate() {
+                let TaskStatus::Running(r) = &mut t.status else {
+                    continue;
+                };
+                let before = r.len();
+                r.retain(|a| {
+                    a.worker != *worker
+                        || a.started.elapsed() < settle
+                        || running.iter().any(|x| {
+                            x.job_id == self.id.0
+                                && x.is_map == is_map
+                                && x.index as usize == i
+                                && x.attempt == a.attempt
+                        })
+                });
+                if r.len() != before {
+                    tracing::warn!(job = %self.id, index = i, map = is_map, %worker, "attempt missing on its worker: re-queued");
+                    t.lost += (before - r.len()) as u32;
+                    changed = true;
+                    if r.is_empty() {
+                        t.status = TaskStatus::Pending;
+                    }
+                }
+            }
+        }
+        if changed {
+            self.release_orphan_grants();
         }
     }
 
@@ -777,11 +858,7 @@ impl Job {
                 }
             }
         }
-        for r in 0..self.reduces.len() {
-            if self.reduces[r].status == TaskStatus::Pending {
-                self.commits.revoke(r as u32);
-            }
-        }
+        self.release_orphan_grants();
         if let Some(why) = give_up {
             self.fail(why);
         }
@@ -821,11 +898,11 @@ impl Job {
 
     /// Whether `attempt` may commit `partition`: only a running attempt, and of those the
     /// first to ask.
-    pub fn can_commit(&mut self, partition: u32, attempt: u32) -> bool {
+    pub fn can_commit(&mut self, partition: u32, attempt: u32, worker: &WorkerId) -> bool {
         let running = self
             .reduces
             .get(partition as usize)
-            .is_some_and(|t| t.is_running(attempt));
+            .is_some_and(|t| t.is_running(attempt, worker));
         !self.is_finished() && running && self.commits.authorize(partition, attempt)
     }
 
@@ -990,8 +1067,11 @@ mod tests {
         let a = j.next_task(&w, 1).unwrap();
         finish_map(&mut j, &w, 0, a.attempt);
         let r0 = j.next_task(&w, 1).unwrap();
-        assert!(!j.can_commit(0, r0.attempt + 1), "not a running attempt");
-        assert!(j.can_commit(0, r0.attempt));
+        assert!(
+            !j.can_commit(0, r0.attempt + 1, &w),
+            "not a running attempt"
+        );
+        assert!(j.can_commit(0, r0.attempt, &w));
         let io = Outcome::Failed(TaskFailure {
             message: "rename failed".into(),
             retryable: true,
@@ -1000,10 +1080,10 @@ mod tests {
         j.on_report(false, 0, r0.attempt, &w, "addr", io);
         let r1 = j.next_task(&w, 1).unwrap();
         assert!(
-            !j.can_commit(0, r0.attempt),
+            !j.can_commit(0, r0.attempt, &w),
             "the failed attempt lost its grant"
         );
-        assert!(j.can_commit(0, r1.attempt), "the retry may commit");
+        assert!(j.can_commit(0, r1.attempt, &w), "the retry may commit");
     }
 
     fn map_index(a: &pb::TaskAssignment) -> u32 {
@@ -1106,6 +1186,36 @@ mod tests {
             matches!(&j.status, JobStatus::Failed(m) if m.contains("failed 4 times") && m.contains("boom")),
             "{:?}",
             j.status
+        );
+    }
+
+    #[test]
+    fn a_grant_held_by_a_lost_attempt_is_released_for_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(1, 4, dir.path());
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        let m = j.next_task(&w1, 2).unwrap();
+        finish_map(&mut j, &w1, 0, m.attempt);
+        let reduces: Vec<_> = (0..4).map(|_| j.next_task(&w1, 2).unwrap()).collect();
+        for (p, r) in reduces.iter().enumerate().take(3) {
+            let done = Outcome::ReduceDone(pb::ReduceDone::default());
+            j.on_report(false, p as u32, r.attempt, &w1, "addr", done);
+        }
+        assert!(
+            j.can_commit(3, reduces[3].attempt, &w1),
+            "the first asker wins"
+        );
+        std::thread::sleep(SPECULATION_MIN_RUNTIME + Duration::from_millis(100));
+        let backup = j.next_task(&w2, 2).unwrap();
+        assert!(!j.can_commit(3, backup.attempt, &w2), "the grant is taken");
+        assert!(
+            !j.can_commit(3, reduces[3].attempt, &w2),
+            "an attempt number from another worker is not the running attempt"
+        );
+        j.on_worker_lost(&w1);
+        assert!(
+            j.can_commit(3, backup.attempt, &w2),
+            "the lost attempt's grant is free"
         );
     }
 }

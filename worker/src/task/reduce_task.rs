@@ -148,6 +148,7 @@ pub async fn run(
             job_id: job.job_id.clone(),
             partition,
             attempt,
+            worker_id: env.worker_id.clone(),
         })
         .await
         .map_err(|s| TaskError::Coordinator(s.message().to_string()))?
