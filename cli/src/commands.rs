@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use sluice_coordinator::state_name;
 use sluice_proto::pb;
+use sluice_proto::transport::CoordinatorClient;
 
 use crate::JobArgs;
 use crate::client;
@@ -130,6 +131,12 @@ fn print_job(j: &pb::JobInfo) {
     }
 }
 
+/// A client of the coordinator the settings name.
+fn connect(args: &ClientArgs) -> Result<CoordinatorClient> {
+    let (url, security) = args.resolve()?;
+    client::connect(&url, &security)
+}
+
 fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -138,8 +145,7 @@ fn print_json(v: &Value) -> Result<()> {
 /// Submits a job; with `--wait`, follows it and fails unless it succeeds.
 pub async fn submit(args: SubmitArgs) -> Result<()> {
     let spec = args.job.to_spec()?;
-    let (url, security) = args.client.resolve()?;
-    let mut c = client::connect(&url, &security)?;
+    let mut c = connect(&args.client)?;
     let job_id = client::submit(&mut c, &spec).await?;
     println!("{job_id}");
     if !args.wait {
@@ -164,8 +170,7 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
 
 /// Prints one job.
 pub async fn status(args: StatusArgs) -> Result<()> {
-    let (url, security) = args.client.resolve()?;
-    let mut c = client::connect(&url, &security)?;
+    let mut c = connect(&args.client)?;
     let info = client::status(&mut c, &args.job, std::time::Duration::ZERO).await?;
     if args.json {
         print_json(&job_json(&info))
@@ -177,8 +182,7 @@ pub async fn status(args: StatusArgs) -> Result<()> {
 
 /// Lists jobs, this run's and the store's history.
 pub async fn jobs(args: ListArgs) -> Result<()> {
-    let (url, security) = args.client.resolve()?;
-    let mut c = client::connect(&url, &security)?;
+    let mut c = connect(&args.client)?;
     let jobs = c
         .list_jobs(pb::ListJobsRequest {})
         .await
@@ -211,8 +215,7 @@ pub async fn jobs(args: ListArgs) -> Result<()> {
 
 /// Cancels a running job.
 pub async fn cancel(args: CancelArgs) -> Result<()> {
-    let (url, security) = args.client.resolve()?;
-    let mut c = client::connect(&url, &security)?;
+    let mut c = connect(&args.client)?;
     let cancelled = c
         .cancel_job(pb::CancelJobRequest {
             job_id: args.job.clone(),
@@ -234,8 +237,7 @@ pub async fn cancel(args: CancelArgs) -> Result<()> {
 
 /// Lists registered workers.
 pub async fn workers(args: ListArgs) -> Result<()> {
-    let (url, security) = args.client.resolve()?;
-    let mut c = client::connect(&url, &security)?;
+    let mut c = connect(&args.client)?;
     let workers = c
         .list_workers(pb::ListWorkersRequest {})
         .await
