@@ -392,3 +392,25 @@ fn shuffle_files_go_when_the_job_ends_and_a_dirty_work_dir_is_cleaned() {
         }
     }
 }
+
+#[test]
+fn a_plugin_over_the_upload_limit_is_refused_and_nothing_runs() {
+    let c = Cluster::start(
+        1,
+        ClusterOptions {
+            coordinator_args: vec!["--max-plugin-bytes".into(), "1000".into()],
+            ..Default::default()
+        },
+    );
+    let corpus = c.path("corpus");
+    write_corpus(&corpus, 1);
+    let out_dir = c.path("out");
+    let out = c.submit_word_count(&corpus, &out_dir, &[]);
+    let err = assert_failed(&out);
+    assert!(err.contains("exceeds the coordinator's limit"), "{err}");
+    assert!(!out_dir.exists(), "no job was planned");
+    let plugins = std::fs::read_dir(c.path("state/plugins")).unwrap().count();
+    assert_eq!(plugins, 0, "no partial upload is kept");
+    let out = c.run_client("jobs", &["--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
