@@ -159,7 +159,7 @@ impl CoordinatorService {
         }
         info.draining = req.draining;
         let free_slots = if req.draining { 0 } else { req.free_slots };
-        let mut finished_jobs = Vec::new();
+        let mut finished_jobs: Vec<String> = std::mem::take(&mut info.ended_elsewhere);
         for job in state.jobs.values().filter(|j| j.is_finished()) {
             if info.told_finished.insert(job.id.clone()) {
                 finished_jobs.push(job.id.0.clone());
@@ -313,6 +313,22 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             if !req.held_outputs.is_empty() {
                 for job in state.jobs.values_mut() {
                     job.claim(&id, &req.shuffle_addr, &req.held_outputs);
+                }
+                // Outputs of jobs this coordinator does not run (they ended before a
+                // restart): the worker drops them with its next heartbeat.
+                let ended: std::collections::BTreeSet<String> = req
+                    .held_outputs
+                    .iter()
+                    .filter(|h| {
+                        state
+                            .jobs
+                            .get(&JobId(h.job_id.clone()))
+                            .is_none_or(Job::is_finished)
+                    })
+                    .map(|h| h.job_id.clone())
+                    .collect();
+                if let Some(info) = state.workers.get_mut(&id) {
+                    info.ended_elsewhere.extend(ended);
                 }
             }
             id

@@ -22,6 +22,8 @@ pub struct WorkerInfo {
     pub draining: bool,
     /// When it registered (ms since the epoch).
     pub registered_ms: u64,
+    /// Jobs it holds outputs of that ended before this coordinator started: to drop.
+    pub ended_elsewhere: Vec<String>,
 }
 
 /// Registered workers.
@@ -58,6 +60,7 @@ impl Workers {
                 running: 0,
                 draining: false,
                 registered_ms: crate::job::now_ms(),
+                ended_elsewhere: Vec::new(),
             },
         );
         id
