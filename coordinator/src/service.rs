@@ -190,11 +190,6 @@ impl CoordinatorService {
         }
     }
 
-    /// The job store's journal (to flush it at shutdown).
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
     /// Prometheus text-format metrics.
     pub fn metrics_text(&self) -> String {
         let state = self.lock();

@@ -526,43 +526,6 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
     }
 }
 
-/// One attempt as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptRecord {
-    /// `map` or `reduce`.
-    pub kind: String,
-    /// Task index.
-    pub index: u32,
-    /// Attempt number.
-    pub attempt: u32,
-    /// The worker it ran on.
-    pub worker: String,
-    /// `running`, `done` or `failed`.
-    pub state: String,
-    /// The error of a failed attempt.
-    pub error: String,
-}
-
-/// Reads one job's attempts, oldest first.
-pub fn read_attempts(state_dir: &Path, job: &str) -> rusqlite::Result<Vec<AttemptRecord>> {
-    let conn = Connection::open(state_dir.join("sluice.db"))?;
-    let mut stmt = conn.prepare(
-        "SELECT kind, idx, attempt, worker, state, error FROM attempts
-         WHERE job_id = ?1 ORDER BY started_ms, kind, idx, attempt",
-    )?;
-    stmt.query_map([job], |r| {
-        Ok(AttemptRecord {
-            kind: r.get(0)?,
-            index: r.get(1)?,
-            attempt: r.get(2)?,
-            worker: r.get(3)?,
-            state: r.get(4)?,
-            error: r.get(5)?,
-        })
-    })?
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,9 +612,14 @@ mod tests {
             (1, "done")
         );
         assert_eq!(r.attempts[0].result, [7, 7]);
-        let attempts = read_attempts(dir.path(), "job-0001").unwrap();
-        assert_eq!(attempts.len(), 1);
-        assert_eq!(attempts[0].state, "failed");
-        assert_eq!(attempts[0].error, "boom");
+        let conn = Connection::open(dir.path().join("sluice.db")).unwrap();
+        let attempts: Vec<(String, String)> = conn
+            .prepare("SELECT state, error FROM attempts WHERE job_id = 'job-0001'")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(attempts, [("failed".to_string(), "boom".to_string())]);
     }
 }
