@@ -98,6 +98,7 @@ fn worker_json(w: &pb::WorkerInfo) -> Value {
         "slots": w.slots,
         "running": w.running,
         "draining": w.draining,
+        "suspect": w.suspect,
         "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago,
         "registered_ms": w.registered_ms,
     })
@@ -258,7 +259,13 @@ pub async fn workers(args: ListArgs) -> Result<()> {
             w.shuffle_addr,
             w.slots,
             w.running,
-            if w.draining { "draining" } else { "active" },
+            if w.draining {
+                "draining"
+            } else if w.suspect {
+                "suspect"
+            } else {
+                "active"
+            },
             w.last_heartbeat_ms_ago
         );
     }

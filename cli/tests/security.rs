@@ -143,6 +143,7 @@ fn tls_round_trip_with_a_generated_certificate() {
             coordinator_args: tls(false),
             client_args: tls(true),
             scheme: Some("https".into()),
+            ..Default::default()
         },
     );
     word_count(&c, "wc");

@@ -16,7 +16,8 @@ pub enum FailureReason {
     },
     /// Local or remote I/O failed; another attempt may succeed.
     Io,
-    /// A reducer could not fetch one map output; the coordinator re-runs that map.
+    /// A reducer could not fetch one map output. Not the reducer's fault: the coordinator
+    /// re-runs that map, or every map output of the worker when it could not be reached.
     FetchFailed {
         /// The map task whose output is unreachable.
         map_index: u32,
@@ -24,6 +25,9 @@ pub enum FailureReason {
         map_attempt: u32,
         /// The worker that held it.
         worker_id: String,
+        /// The worker could not be reached at all (refused or broken connection), rather
+        /// than answering that the output is missing or damaged.
+        worker_unreachable: bool,
     },
 }
 

@@ -35,7 +35,6 @@ use sluice_proto::transport::Security;
 use sluice_proto::{MAX_MESSAGE_BYTES, pb};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
@@ -143,7 +142,8 @@ pub async fn run_coordinator(
         config.security.check_token("coordinator"),
     ));
     ready.store(true, Ordering::SeqCst);
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped());
+    let serve =
+        router.serve_with_incoming_shutdown(sluice_proto::transport::incoming(grpc), stopped());
     let give_up = stopped();
     let served = tokio::select! {
         r = serve => r,

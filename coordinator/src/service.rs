@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::workers::Workers;
 use crate::error::CoordinatorError;
-use crate::job::{Job, Outcome, Policy};
+use crate::job::{ClusterView, Job, Outcome, Policy};
 use crate::plan::plan_job;
 use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
@@ -43,6 +43,31 @@ impl State {
                     self.outbox.entry(c.worker).or_default().push(c.attempt);
                 }
             }
+        }
+    }
+
+    /// A reducer of some job could not reach `worker`: it is suspect until it heartbeats
+    /// again, and every job re-runs the map outputs it holds (Spark unregisters all outputs
+    /// of an executor on a `FetchFailed` the same way), so reducers stop failing on it one
+    /// output at a time.
+    fn worker_unreachable(&mut self, worker: &WorkerId) {
+        if self.workers.mark_suspect(worker) {
+            tracing::warn!(%worker, "worker suspect: a reducer could not reach it; no new tasks until it heartbeats");
+        }
+        for job in self.jobs.values_mut() {
+            job.on_worker_unreachable(worker);
+        }
+    }
+
+    /// Applies the unreachable workers the jobs found.
+    fn collect_unreachable(&mut self) {
+        let found: Vec<WorkerId> = self
+            .jobs
+            .values_mut()
+            .flat_map(Job::take_unreachable)
+            .collect();
+        for worker in found {
+            self.worker_unreachable(&worker);
         }
     }
 
@@ -158,7 +183,17 @@ impl CoordinatorService {
             tracing::info!(%worker, "worker draining: no new tasks for it");
         }
         info.draining = req.draining;
-        let free_slots = if req.draining { 0 } else { req.free_slots };
+        // A suspect worker's first heartbeat clears it but gets no task: the heartbeat may
+        // have been sent before the worker died. The next one proves it alive.
+        let was_suspect = std::mem::take(&mut info.suspect);
+        if was_suspect {
+            tracing::info!(%worker, "suspect worker heartbeats again");
+        }
+        let free_slots = if req.draining || was_suspect {
+            0
+        } else {
+            req.free_slots
+        };
         let mut finished_jobs: Vec<String> = std::mem::take(&mut info.ended_elsewhere);
         for job in state.jobs.values().filter(|j| j.is_finished()) {
             if info.told_finished.insert(job.id.clone()) {
@@ -169,11 +204,14 @@ impl CoordinatorService {
         for job in state.jobs.values_mut() {
             job.reconcile(&worker, &req.running_attempts, settle);
         }
-        let live = state.workers.active();
+        let cluster = ClusterView {
+            live_workers: state.workers.active(),
+            suspects: state.workers.suspects(),
+        };
         let mut assignments = Vec::new();
         'slots: while assignments.len() < free_slots as usize {
             for job in state.jobs.values_mut() {
-                if let Some(a) = job.next_task(&worker, live) {
+                if let Some(a) = job.next_task(&worker, &cluster) {
                     assignments.push(a);
                     continue 'slots;
                 }
@@ -381,7 +419,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     "report outcome does not match the task kind",
                 ));
             }
-            job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome)
+            let all_done =
+                job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome);
+            state.collect_unreachable();
+            all_done
         };
         // Acknowledge only what the job store holds: a restarted coordinator then knows every
         // attempt a worker was told was recorded.
@@ -560,6 +601,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 draining: w.draining,
                 last_heartbeat_ms_ago: w.last_seen.elapsed().as_millis() as u64,
                 registered_ms: w.registered_ms,
+                suspect: w.suspect,
             })
             .collect();
         workers.sort_by_key(|w| (w.registered_ms, w.worker_id.clone()));

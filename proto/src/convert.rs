@@ -153,10 +153,12 @@ impl From<&TaskFailure> for pb::TaskFailure {
                     map_index,
                     map_attempt,
                     worker_id,
+                    worker_unreachable,
                 } => Reason::FetchFailed(pb::FetchFailed {
                     map_index: *map_index,
                     map_attempt: *map_attempt,
                     worker_id: worker_id.clone(),
+                    worker_unreachable: *worker_unreachable,
                 }),
             }),
         }
@@ -176,6 +178,7 @@ impl From<&pb::TaskFailure> for TaskFailure {
                 map_index: x.map_index,
                 map_attempt: x.map_attempt,
                 worker_id: x.worker_id.clone(),
+                worker_unreachable: x.worker_unreachable,
             },
             Some(Reason::Io(_)) | None => FailureReason::Io,
         };
@@ -214,6 +217,7 @@ mod tests {
                 map_index: 3,
                 map_attempt: 1,
                 worker_id: "worker-2".into(),
+                worker_unreachable: true,
             },
         };
         assert_eq!(TaskFailure::from(&pb::TaskFailure::from(&f)), f);

@@ -9,10 +9,14 @@
 //!   speak TLS; with a CA, clients verify the server against it. URLs are rewritten to
 //!   `https://` when TLS is on, so `host:port` addresses advertised by workers keep working.
 
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -29,6 +33,22 @@ pub type CoordinatorClient =
     pb::coordinator_client::CoordinatorClient<InterceptedService<Channel, AddToken>>;
 /// A client of a worker's shuffle service that sends the cluster token.
 pub type ShuffleClient = pb::shuffle_client::ShuffleClient<InterceptedService<Channel, AddToken>>;
+
+/// The connections `listener` accepts, with Nagle's algorithm off. A server-streaming reply
+/// is several small writes (headers, data, trailers); with Nagle on, each waits for the
+/// peer's delayed ACK (40 ms on Linux), so a reducer fetching hundreds of map outputs one
+/// request after another waited seconds doing nothing. tonic's `Server::tcp_nodelay` only
+/// applies to listeners tonic binds itself; ours are bound first to learn the port.
+pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStream>> {
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        if let Err(e) = conn.set_nodelay(true) {
+            // Slower, not wrong: serve the connection anyway.
+            tracing::debug!(error = %e, "cannot turn Nagle's algorithm off");
+        }
+        Ok(conn)
+    })
+}
 
 /// A security setting that cannot be used (unreadable file, bad token).
 #[derive(Debug, thiserror::Error)]

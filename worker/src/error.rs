@@ -21,6 +21,8 @@ pub enum TaskError {
         addr: String,
         /// What went wrong.
         message: String,
+        /// The worker could not be reached at all.
+        worker_unreachable: bool,
     },
     /// The assignment itself was unusable.
     #[error("bad assignment: {0}")]
@@ -41,6 +43,7 @@ impl From<&TaskError> for TaskFailure {
                 map_index,
                 map_attempt,
                 worker_id,
+                worker_unreachable,
                 ..
             } => TaskFailure {
                 message: e.to_string(),
@@ -49,6 +52,7 @@ impl From<&TaskError> for TaskFailure {
                     map_index: *map_index,
                     map_attempt: *map_attempt,
                     worker_id: worker_id.clone(),
+                    worker_unreachable: *worker_unreachable,
                 },
             },
             TaskError::Assignment(_) => TaskFailure {

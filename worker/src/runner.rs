@@ -18,7 +18,6 @@ use sluice_proto::transport::{CoordinatorClient, Security};
 use sluice_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
@@ -232,7 +231,7 @@ pub async fn run_worker(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             security.check_token("shuffle"),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(sluice_proto::transport::incoming(listener), async move {
             let _ = server_stop.wait_for(|s| *s).await;
         });
     let server = tokio::spawn(server);

@@ -105,6 +105,9 @@ pub struct ClusterOptions {
     pub client_args: Vec<String>,
     /// The coordinator URL scheme (`http` or `https`).
     pub scheme: Option<String>,
+    /// Run the coordinator with the product's default heartbeat (1 s) instead of the quick
+    /// 100 ms the other tests use, so a test sees what a new user gets.
+    pub default_heartbeat: bool,
 }
 
 /// A coordinator and its workers.
@@ -121,6 +124,8 @@ pub struct Cluster {
     pub coordinator: Proc,
     /// Worker processes, in start order.
     pub workers: Vec<Proc>,
+    /// Workers killed by [`Cluster::kill_worker`], kept for their logs.
+    pub killed: Vec<Proc>,
     options: ClusterOptions,
     restarts: usize,
     spawned: usize,
@@ -149,6 +154,7 @@ impl Cluster {
             token_file,
             coordinator,
             workers: Vec::new(),
+            killed: Vec::new(),
             dir,
             options,
             restarts: 0,
@@ -180,6 +186,16 @@ impl Cluster {
         let mut p = Proc::spawn("coordinator (restarted)", cmd, log);
         p.wait_for_field("grpc");
         self.coordinator = p;
+    }
+
+    /// SIGKILLs worker `index` (of `workers`) and waits for it to die; its log stays in
+    /// [`Cluster::logs`].
+    pub fn kill_worker(&mut self, index: usize) {
+        let mut w = self.workers.remove(index);
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+        w.name.push_str(" (killed)");
+        self.killed.push(w);
     }
 
     /// Starts one more worker of `slots` slots with extra environment variables.
@@ -297,7 +313,7 @@ impl Cluster {
     /// Every process's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut s = format!("--- coordinator\n{}", self.coordinator.log_text());
-        for w in &self.workers {
+        for w in self.killed.iter().chain(&self.workers) {
             s.push_str(&format!("--- {}\n{}", w.name, w.log_text()));
         }
         s
@@ -319,8 +335,10 @@ fn coordinator_command(
     cmd.args(["coordinator", "--listen", listen, "--http", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .args(["--heartbeat-ms", "100"])
         .args(&options.coordinator_args);
+    if !options.default_heartbeat {
+        cmd.args(["--heartbeat-ms", "100"]);
+    }
     if let Some(t) = token_file {
         cmd.arg("--token-file").arg(t);
     }

@@ -24,6 +24,10 @@ pub struct WorkerInfo {
     pub registered_ms: u64,
     /// Jobs it holds outputs of that ended before this coordinator started: to drop.
     pub ended_elsewhere: Vec<String>,
+    /// A reducer could not reach it since its last heartbeat: its map outputs were re-run,
+    /// its running attempts may get backups, and it gets no new task until it heartbeats
+    /// again. It is lost at the usual worker timeout if it never does.
+    pub suspect: bool,
 }
 
 /// Registered workers.
@@ -61,6 +65,7 @@ impl Workers {
                 draining: false,
                 registered_ms: crate::job::now_ms(),
                 ended_elsewhere: Vec::new(),
+                suspect: false,
             },
         );
         id
@@ -95,9 +100,33 @@ impl Workers {
         lost
     }
 
-    /// Workers taking tasks (registered and not draining).
+    /// Marks `id` suspect (a reducer could not reach it); returns whether it is registered
+    /// and was not suspect already.
+    pub fn mark_suspect(&mut self, id: &WorkerId) -> bool {
+        match self.by_id.get_mut(id) {
+            Some(w) if !w.suspect => {
+                w.suspect = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Workers a reducer could not reach since their last heartbeat.
+    pub fn suspects(&self) -> HashSet<WorkerId> {
+        self.by_id
+            .iter()
+            .filter(|(_, w)| w.suspect)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Workers taking tasks (registered, not draining, not suspect).
     pub fn active(&self) -> usize {
-        self.by_id.values().filter(|w| !w.draining).count()
+        self.by_id
+            .values()
+            .filter(|w| !w.draining && !w.suspect)
+            .count()
     }
 
     /// Number of registered workers.

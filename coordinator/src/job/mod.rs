@@ -7,7 +7,9 @@
 //!           │                 │  │  cancelled)
 //!           └─────────────────┘  failed (retryable, attempts left) or its worker was lost
 //!        a Done map whose output is lost (fetch failure, lost worker) goes back to Pending
-//!        while a reduce still needs it (lineage)
+//!        while a reduce still needs it (lineage); a reducer that cannot reach a worker gets
+//!        every output of that worker re-run at once (the worker is then suspect, and its
+//!        running attempts get backups)
 //!
 //! job:   Running ──all reduces committed──► Succeeded (_SUCCESS written)
 //!           ├──── a task fails for good ───► Failed(message): running attempts cancelled
@@ -17,9 +19,10 @@
 //! carries the locations of all map outputs.
 
 pub mod commit;
+pub mod failure;
 pub mod lineage;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,16 +33,14 @@ use sluice_common::split::Split;
 use sluice_proto::pb;
 use sluice_sdk::JobDescription;
 
+pub use failure::MAX_LOST_ATTEMPTS;
+use failure::{FetchReport, FetchVerdict};
 use lineage::Lineage;
 
 use crate::store::{Event, Journal};
 
 /// Default attempts a task gets before its failure fails the job.
 pub const MAX_ATTEMPTS: u32 = 4;
-/// Attempts a task may lose with their workers before the job gives up on it: a lost
-/// attempt is not the task's fault (Hadoop counts it as killed, not failed), but a task that
-/// takes every worker down with it must not loop forever.
-pub const MAX_LOST_ATTEMPTS: u32 = 16;
 /// Share of a stage that must be done before stragglers get backups.
 pub const SPECULATION_STAGE_DONE: f64 = 0.75;
 /// A running attempt slower than this multiple of its finished peers' median gets a backup.
@@ -104,11 +105,9 @@ pub struct TaskState {
     /// Attempts started so far (the next attempt's number: attempt ids are never reused).
     pub attempts: u32,
     /// Failed attempts that count against the policy's `max_attempts` (fetch failures and
-    /// lost workers do not: they are not this task's fault).
+    /// lost workers do not: they are not this task's fault; a map whose output a live worker
+    /// could not serve does count). See [`failure`].
     pub failures: u32,
-    /// Fetch failures reported by this (reduce) task; past `max_attempts` the job fails
-    /// rather than re-running maps forever against an unreachable worker.
-    pub fetch_failures: u32,
     /// Attempts lost with their workers.
     pub lost: u32,
     /// Workers an attempt of this task failed on: not retried there while others exist.
@@ -123,7 +122,6 @@ impl TaskState {
             status: TaskStatus::Pending,
             attempts: 0,
             failures: 0,
-            fetch_failures: 0,
             lost: 0,
             failed_on: HashSet::new(),
             speculated: false,
@@ -161,6 +159,17 @@ impl TaskState {
     fn allowed_on(&self, worker: &WorkerId, live_workers: usize) -> bool {
         !self.failed_on.contains(worker) || self.failed_on.len() >= live_workers
     }
+}
+
+/// What the scheduler knows of the cluster when a worker asks for work.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// Workers taking tasks: a task that failed on a worker goes elsewhere while it can.
+    pub live_workers: usize,
+    /// Workers a reducer could not reach since their last heartbeat: their running attempts
+    /// get a backup at once, whether speculation is on or not (it is recovery, not a bet on
+    /// a straggler).
+    pub suspects: HashSet<WorkerId>,
 }
 
 /// Where a job is.
@@ -230,6 +239,11 @@ pub struct Job {
     policy: Policy,
     /// Attempts to cancel, collected by the service into heartbeat replies.
     cancels: Vec<Cancel>,
+    /// How often this job declared each worker unreachable (see [`failure`]).
+    unreachable: HashMap<WorkerId, u32>,
+    /// Workers declared unreachable since the service last asked: it marks them suspect and
+    /// re-runs their outputs in every job.
+    found_unreachable: Vec<WorkerId>,
     /// After a coordinator restart: map outputs finished before it, which a re-registering
     /// worker may still hold (attempt and statistics), by map index.
     claimable: Vec<Option<(u32, pb::MapDone)>>,
@@ -287,6 +301,8 @@ impl Job {
             failed_attempts: 0,
             policy: Policy::default(),
             cancels: Vec::new(),
+            unreachable: HashMap::new(),
+            found_unreachable: Vec::new(),
             claimable: Vec::new(),
             hold_claimable_until: None,
             journal: Journal::disabled(),
@@ -443,6 +459,12 @@ impl Job {
         std::mem::take(&mut self.cancels)
     }
 
+    /// Workers a reducer of this job could not reach, taken out of the job: the service
+    /// marks them suspect and calls [`Job::on_worker_unreachable`] on every job.
+    pub fn take_unreachable(&mut self) -> Vec<WorkerId> {
+        std::mem::take(&mut self.found_unreachable)
+    }
+
     fn assignment(&self, attempt: u32, task: pb::task_assignment::Task) -> pb::TaskAssignment {
         pb::TaskAssignment {
             job_id: self.id.0.clone(),
@@ -468,13 +490,13 @@ impl Job {
         self.assignment(attempt, task)
     }
 
-    /// The next task this job can give `worker`, if any; `live_workers` is how many workers
-    /// the cluster has (a task that failed on a worker goes elsewhere while it can).
+    /// The next task this job can give `worker`, if any.
     pub fn next_task(
         &mut self,
         worker: &WorkerId,
-        live_workers: usize,
+        cluster: &ClusterView,
     ) -> Option<pb::TaskAssignment> {
+        let live_workers = cluster.live_workers;
         if self.is_finished() {
             return None;
         }
@@ -497,7 +519,7 @@ impl Job {
         let (i, backup) = match pending {
             Some(i) => (i, false),
             None => (
-                Self::straggler(tasks, worker, self.policy.speculation, live_workers)?,
+                Self::backup_candidate(tasks, worker, self.policy.speculation, cluster)?,
                 true,
             ),
         };
@@ -526,17 +548,33 @@ impl Job {
         })
     }
 
+    /// A running task of the stage that deserves a backup on `worker`: first one whose only
+    /// attempt runs on a suspect worker, then a [`Self::straggler`] if speculation is on.
+    fn backup_candidate(
+        tasks: &[TaskState],
+        worker: &WorkerId,
+        speculation: bool,
+        cluster: &ClusterView,
+    ) -> Option<usize> {
+        let on_suspect = tasks.iter().position(|t| {
+            !t.speculated
+                && t.allowed_on(worker, cluster.live_workers)
+                && matches!(t.running(), [only] if only.worker != *worker
+                    && cluster.suspects.contains(&only.worker))
+        });
+        on_suspect.or_else(|| {
+            speculation
+                .then(|| Self::straggler(tasks, worker, cluster.live_workers))
+                .flatten()
+        })
+    }
+
     /// A running task of the stage that deserves a backup on `worker`: the stage is at
     /// least [`SPECULATION_STAGE_DONE`] done, the task has run longer than
     /// [`SPECULATION_SLOWNESS`] × the median of its finished peers, has no backup yet, and
     /// does not run on `worker` already. The slowest such task first.
-    fn straggler(
-        tasks: &[TaskState],
-        worker: &WorkerId,
-        enabled: bool,
-        live_workers: usize,
-    ) -> Option<usize> {
-        if !enabled || tasks.is_empty() {
+    fn straggler(tasks: &[TaskState], worker: &WorkerId, live_workers: usize) -> Option<usize> {
+        if tasks.is_empty() {
             return None;
         }
         let took: Vec<Duration> = tasks
@@ -708,32 +746,23 @@ impl Job {
             FailureReason::FetchFailed {
                 map_index,
                 map_attempt,
-                ..
+                worker_id,
+                worker_unreachable,
             },
         ) = (is_map, &failure.reason)
         {
-            task.fetch_failures += 1;
-            if task.fetch_failures > max_attempts {
-                let why = format!(
-                    "reduce task {i} could not fetch map output {} times; last error: {}",
-                    task.fetch_failures, failure.message
-                );
-                self.fail(why);
-                return;
-            }
+            // Not the reducer's fault: it runs again once the output is back.
             if !others_running {
                 task.status = TaskStatus::Pending;
             }
-            // The map output is gone: re-run that map from its split (lineage), once per
-            // lost output: a report about an older attempt than the one now done is stale.
-            let m = *map_index as usize;
-            if let Some(map) = self.maps.get_mut(m)
-                && map.done_attempt().map(|d| d.0) == Some(*map_attempt)
-            {
-                tracing::info!(job = %self.id, map = m, "map output lost, re-running the map");
-                map.status = TaskStatus::Pending;
-                self.lineage.forget(*map_index);
-            }
+            let report = FetchReport {
+                map_index: *map_index,
+                map_attempt: *map_attempt,
+                worker: worker_id,
+                worker_unreachable: *worker_unreachable,
+                message: &failure.message,
+            };
+            self.on_fetch_failure(&report);
             return;
         }
         let lost_the_commit = !is_map
@@ -768,6 +797,77 @@ impl Job {
             task.status = TaskStatus::Pending;
         }
         self.release_orphan_grants();
+    }
+
+    /// Applies a reducer's fetch failure: see [`failure`] for what it costs.
+    fn on_fetch_failure(&mut self, report: &FetchReport<'_>) {
+        let m = report.map_index as usize;
+        let Some(map) = self.maps.get(m) else {
+            return;
+        };
+        let declared = self
+            .unreachable
+            .get(&WorkerId(report.worker.to_string()))
+            .copied()
+            .unwrap_or(0);
+        let verdict = failure::judge_fetch_failure(
+            report,
+            map.done_attempt(),
+            map.failures,
+            declared,
+            self.policy.max_attempts,
+        );
+        match verdict {
+            FetchVerdict::Stale => {}
+            FetchVerdict::OutputLost => {
+                tracing::info!(job = %self.id, map = m, worker = report.worker, error = report.message, "map output unreadable on a live worker, re-running the map");
+                let map = &mut self.maps[m];
+                map.failures += 1;
+                map.failed_on.insert(WorkerId(report.worker.to_string()));
+                map.status = TaskStatus::Pending;
+                self.lineage.forget(report.map_index);
+            }
+            FetchVerdict::WorkerUnreachable(worker) => {
+                tracing::warn!(job = %self.id, %worker, error = report.message, "worker unreachable from a reducer: all its map outputs re-run");
+                *self.unreachable.entry(worker.clone()).or_default() += 1;
+                self.found_unreachable.push(worker);
+            }
+            FetchVerdict::GiveUp(why) => self.fail(why),
+        }
+    }
+
+    /// A reducer could not reach `worker`: every map output it holds is re-created from its
+    /// split if an unfinished reduce still needs it, preferably elsewhere. Its running
+    /// attempts stay until it is lost (they get backups meanwhile, see [`ClusterView`]).
+    pub fn on_worker_unreachable(&mut self, worker: &WorkerId) {
+        if self.is_finished() {
+            return;
+        }
+        // It may be alive but unable to serve: the re-runs go elsewhere while they can.
+        let rerun = self.forget_outputs_on(worker, true);
+        if rerun > 0 {
+            tracing::info!(job = %self.id, %worker, rerun, "map outputs of an unreachable worker re-run at once");
+        }
+    }
+
+    /// Forgets every map output held by `worker`, while a reduce still needs them, and
+    /// returns how many maps run again; with `avoid`, not on that worker while others can.
+    fn forget_outputs_on(&mut self, worker: &WorkerId, avoid: bool) -> usize {
+        if self.reduces.iter().all(TaskState::is_done) {
+            return 0;
+        }
+        let mut rerun = 0;
+        for (i, t) in self.maps.iter_mut().enumerate() {
+            if t.done_attempt().is_some_and(|(_, w)| w == worker) {
+                t.status = TaskStatus::Pending;
+                if avoid {
+                    t.failed_on.insert(worker.clone());
+                }
+                self.lineage.forget(i as u32);
+                rerun += 1;
+            }
+        }
+        rerun
     }
 
     /// Frees commit grants held by attempts that no longer run (a lost worker, a failure):
@@ -831,10 +931,12 @@ impl Job {
         if self.is_finished() {
             return;
         }
-        let reduces_pending = !self.reduces.iter().all(TaskState::is_done);
         let mut give_up = None;
         for (is_map, tasks) in [(true, &mut self.maps), (false, &mut self.reduces)] {
             for (i, t) in tasks.iter_mut().enumerate() {
+                // A lost worker never comes back (a restarted one registers anew): it no
+                // longer counts among the workers a task failed on.
+                t.failed_on.remove(worker);
                 if let TaskStatus::Running(r) = &mut t.status {
                     let before = r.len();
                     r.retain(|a| a.worker != *worker);
@@ -851,12 +953,11 @@ impl Job {
                         ));
                     }
                 }
-                if is_map && reduces_pending && t.done_attempt().is_some_and(|(_, w)| w == worker) {
-                    tracing::info!(job = %self.id, map = i, %worker, "map output lost with its worker, re-running the map");
-                    t.status = TaskStatus::Pending;
-                    self.lineage.forget(i as u32);
-                }
             }
+        }
+        let rerun = self.forget_outputs_on(worker, false);
+        if rerun > 0 {
+            tracing::info!(job = %self.id, %worker, rerun, "map outputs lost with their worker, re-running the maps");
         }
         self.release_orphan_grants();
         if let Some(why) = give_up {
@@ -983,6 +1084,13 @@ mod tests {
         Job::new(JobId("job-1".into()), spec, description, Vec::new(), splits)
     }
 
+    fn live(workers: usize) -> ClusterView {
+        ClusterView {
+            live_workers: workers,
+            suspects: HashSet::new(),
+        }
+    }
+
     fn finish_map(j: &mut Job, w: &WorkerId, index: u32, attempt: u32) {
         j.on_report(
             true,
@@ -994,14 +1102,25 @@ mod tests {
         );
     }
 
+    /// `w1` answered that the output of `map_index` attempt `map_attempt` is unreadable.
     fn fetch_failed(map_index: u32, map_attempt: u32) -> Outcome {
+        fetch_failed_from("w1", map_index, map_attempt, false)
+    }
+
+    fn fetch_failed_from(
+        worker: &str,
+        map_index: u32,
+        map_attempt: u32,
+        unreachable: bool,
+    ) -> Outcome {
         Outcome::Failed(TaskFailure {
-            message: "unreachable".into(),
+            message: "no output here".into(),
             retryable: true,
             reason: FailureReason::FetchFailed {
                 map_index,
                 map_attempt,
-                worker_id: "w1".into(),
+                worker_id: worker.into(),
+                worker_unreachable: unreachable,
             },
         })
     }
@@ -1012,27 +1131,30 @@ mod tests {
         let mut j = job(2, 2, dir.path());
         let w = WorkerId("w1".into());
         for _ in 0..2 {
-            let a = j.next_task(&w, 1).unwrap();
+            let a = j.next_task(&w, &live(1)).unwrap();
             let Some(pb::task_assignment::Task::Map(m)) = a.task else {
                 panic!("maps come first")
             };
             finish_map(&mut j, &w, m.index, a.attempt);
         }
-        let (r0, r1) = (j.next_task(&w, 1).unwrap(), j.next_task(&w, 1).unwrap());
+        let (r0, r1) = (
+            j.next_task(&w, &live(1)).unwrap(),
+            j.next_task(&w, &live(1)).unwrap(),
+        );
         // Both reducers lose the same output of map 1 (attempt 0): it re-runs once.
         j.on_report(false, 0, r0.attempt, &w, "addr", fetch_failed(1, 0));
-        let a = j.next_task(&w, 1).unwrap();
+        let a = j.next_task(&w, &live(1)).unwrap();
         let Some(pb::task_assignment::Task::Map(m)) = a.task else {
             panic!("the lost map re-runs")
         };
         assert_eq!((m.index, a.attempt), (1, 1));
         j.on_report(false, 1, r1.attempt, &w, "addr", fetch_failed(1, 0));
         assert!(
-            j.next_task(&w, 1).is_none(),
+            j.next_task(&w, &live(1)).is_none(),
             "no second re-run; reduces wait for the map"
         );
         finish_map(&mut j, &w, 1, 1);
-        let again = j.next_task(&w, 1).unwrap();
+        let again = j.next_task(&w, &live(1)).unwrap();
         assert!(matches!(
             again.task,
             Some(pb::task_assignment::Task::Reduce(_))
@@ -1042,21 +1164,162 @@ mod tests {
     }
 
     #[test]
-    fn repeated_fetch_failures_fail_the_job_instead_of_looping() {
+    fn an_output_a_live_worker_cannot_serve_counts_against_its_map() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = job(1, 1, dir.path());
         let w = WorkerId("w1".into());
-        for round in 0..=MAX_ATTEMPTS {
-            let a = j.next_task(&w, 1).unwrap();
+        for round in 0..MAX_ATTEMPTS {
+            assert!(!j.is_finished(), "round {round}: {:?}", j.status);
+            let a = j.next_task(&w, &live(1)).unwrap();
+            assert_eq!(a.attempt, round, "the map re-runs after each loss");
             finish_map(&mut j, &w, 0, a.attempt);
-            let r = j.next_task(&w, 1).unwrap();
+            let r = j.next_task(&w, &live(1)).unwrap();
             j.on_report(false, 0, r.attempt, &w, "addr", fetch_failed(0, round));
         }
         assert!(
-            matches!(&j.status, JobStatus::Failed(m) if m.contains("could not fetch")),
+            matches!(&j.status, JobStatus::Failed(m)
+                if m.contains("map task 0 failed 4 times") && m.contains("no output here")),
             "{:?}",
             j.status
         );
+        assert!(j.take_unreachable().is_empty(), "the worker answered");
+    }
+
+    /// Runs `maps` maps, map `i` on `on(i)`, and assigns `reduces` reduces to `reducer`.
+    fn maps_done_then_reduces(
+        j: &mut Job,
+        maps: usize,
+        on: impl Fn(usize) -> WorkerId,
+        reducer: &WorkerId,
+        reduces: usize,
+    ) -> Vec<pb::TaskAssignment> {
+        for i in 0..maps {
+            let w = on(i);
+            let a = j.next_task(&w, &live(2)).unwrap();
+            assert_eq!(map_index(&a), i as u32);
+            finish_map(j, &w, i as u32, a.attempt);
+        }
+        (0..reduces)
+            .map(|_| j.next_task(reducer, &live(2)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_unreachable_worker_has_every_output_rerun_at_once_and_the_reducer_is_not_charged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(4, 2, dir.path());
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        let on = |i: usize| if i < 3 { w1.clone() } else { w2.clone() };
+        let r = maps_done_then_reduces(&mut j, 4, on, &w2, 2);
+        j.on_report(
+            false,
+            0,
+            r[0].attempt,
+            &w2,
+            "addr",
+            fetch_failed_from("w1", 0, 0, true),
+        );
+        assert_eq!(j.take_unreachable(), vec![w1.clone()]);
+        j.on_worker_unreachable(&w1);
+        // The other reducer names another output of the same worker: already being re-run.
+        j.on_report(
+            false,
+            1,
+            r[1].attempt,
+            &w2,
+            "addr",
+            fetch_failed_from("w1", 2, 0, true),
+        );
+        assert!(
+            j.take_unreachable().is_empty(),
+            "a dead worker is declared once"
+        );
+        let mut again: Vec<u32> = (0..3)
+            .map(|_| map_index(&j.next_task(&w2, &live(2)).unwrap()))
+            .collect();
+        again.sort();
+        assert_eq!(
+            again,
+            [0, 1, 2],
+            "every output of w1 re-runs, map 3's is kept"
+        );
+        assert!(
+            j.next_task(&w2, &live(2)).is_none(),
+            "reduces wait for the maps"
+        );
+        assert!(j.reduces.iter().all(|t| t.failures == 0));
+        assert!(!j.is_finished());
+    }
+
+    #[test]
+    fn machines_lost_one_after_another_never_use_up_a_reducers_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(1, 1, dir.path());
+        let reducer = WorkerId("reducer".into());
+        // Each round the map runs on a new worker, which dies before the reducer fetches.
+        for round in 0..3 * MAX_ATTEMPTS {
+            let holder = WorkerId(format!("w{round}"));
+            let a = j.next_task(&holder, &live(2)).unwrap();
+            finish_map(&mut j, &holder, 0, a.attempt);
+            let r = j.next_task(&reducer, &live(2)).unwrap();
+            let failed = fetch_failed_from(&holder.0, 0, a.attempt, true);
+            j.on_report(false, 0, r.attempt, &reducer, "addr", failed);
+            for w in j.take_unreachable() {
+                j.on_worker_unreachable(&w);
+            }
+            assert!(!j.is_finished(), "round {round}: {:?}", j.status);
+        }
+    }
+
+    #[test]
+    fn a_worker_that_keeps_coming_back_unreachable_fails_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(1, 1, dir.path());
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        // w1 heartbeats but cannot serve; it is the only worker that can run the map.
+        for round in 0..=MAX_ATTEMPTS {
+            assert!(!j.is_finished(), "round {round}: {:?}", j.status);
+            let a = j.next_task(&w1, &live(1)).unwrap();
+            finish_map(&mut j, &w1, 0, a.attempt);
+            let r = j.next_task(&w2, &live(1)).unwrap();
+            j.on_report(
+                false,
+                0,
+                r.attempt,
+                &w2,
+                "addr",
+                fetch_failed_from("w1", 0, a.attempt, true),
+            );
+            for w in j.take_unreachable() {
+                j.on_worker_unreachable(&w);
+            }
+        }
+        assert!(
+            matches!(&j.status, JobStatus::Failed(m) if m.contains("could not reach worker w1 5 times")),
+            "{:?}",
+            j.status
+        );
+    }
+
+    #[test]
+    fn an_attempt_on_a_suspect_worker_gets_a_backup_at_once_even_without_speculation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(2, 1, dir.path()).with_policy(Policy {
+            max_attempts: 4,
+            speculation: false,
+        });
+        let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+        let a0 = j.next_task(&w1, &live(2)).unwrap();
+        let a1 = j.next_task(&w2, &live(2)).unwrap();
+        finish_map(&mut j, &w2, map_index(&a1), a1.attempt);
+        assert!(j.next_task(&w2, &live(2)).is_none(), "no speculation");
+        let suspect = ClusterView {
+            live_workers: 1,
+            suspects: HashSet::from([w1.clone()]),
+        };
+        let backup = j.next_task(&w2, &suspect).unwrap();
+        assert_eq!(map_index(&backup), map_index(&a0));
+        assert!(j.next_task(&w2, &suspect).is_none(), "one backup per task");
     }
 
     #[test]
@@ -1064,9 +1327,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = job(1, 1, dir.path());
         let w = WorkerId("w1".into());
-        let a = j.next_task(&w, 1).unwrap();
+        let a = j.next_task(&w, &live(1)).unwrap();
         finish_map(&mut j, &w, 0, a.attempt);
-        let r0 = j.next_task(&w, 1).unwrap();
+        let r0 = j.next_task(&w, &live(1)).unwrap();
         assert!(
             !j.can_commit(0, r0.attempt + 1, &w),
             "not a running attempt"
@@ -1078,7 +1341,7 @@ mod tests {
             reason: FailureReason::Io,
         });
         j.on_report(false, 0, r0.attempt, &w, "addr", io);
-        let r1 = j.next_task(&w, 1).unwrap();
+        let r1 = j.next_task(&w, &live(1)).unwrap();
         assert!(
             !j.can_commit(0, r0.attempt, &w),
             "the failed attempt lost its grant"
@@ -1098,23 +1361,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = job(3, 1, dir.path());
         let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
-        let a0 = j.next_task(&w1, 2).unwrap();
+        let a0 = j.next_task(&w1, &live(2)).unwrap();
         finish_map(&mut j, &w1, map_index(&a0), a0.attempt);
-        let a1 = j.next_task(&w2, 2).unwrap();
+        let a1 = j.next_task(&w2, &live(2)).unwrap();
         finish_map(&mut j, &w2, map_index(&a1), a1.attempt);
-        let a2 = j.next_task(&w1, 2).unwrap(); // still running on w1
+        let a2 = j.next_task(&w1, &live(2)).unwrap(); // still running on w1
         j.on_worker_lost(&w1);
         // Map 0 (done on w1) and map 2 (running on w1) run again; map 1 is kept.
         let mut again: Vec<u32> = (0..2)
-            .map(|_| map_index(&j.next_task(&w2, 1).unwrap()))
+            .map(|_| map_index(&j.next_task(&w2, &live(1)).unwrap()))
             .collect();
         again.sort();
         assert_eq!(again, [0, 2]);
-        assert!(j.next_task(&w2, 1).is_none());
+        assert!(j.next_task(&w2, &live(1)).is_none());
         // The lost attempt's late report is ignored.
         finish_map(&mut j, &w1, 2, a2.attempt);
         assert!(
-            j.next_task(&w2, 1).is_none(),
+            j.next_task(&w2, &live(1)).is_none(),
             "map 2 is still running on w2"
         );
         assert!(!j.is_finished());
@@ -1125,16 +1388,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = job(4, 1, dir.path());
         let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
-        let attempts: Vec<_> = (0..4).map(|_| j.next_task(&w1, 2).unwrap()).collect();
+        let attempts: Vec<_> = (0..4)
+            .map(|_| j.next_task(&w1, &live(2)).unwrap())
+            .collect();
         for a in &attempts[..3] {
             finish_map(&mut j, &w1, map_index(a), a.attempt);
         }
         std::thread::sleep(SPECULATION_MIN_RUNTIME + Duration::from_millis(100));
         // 3 of 4 done (75%), map 3 has run far longer than the median: a backup on w2.
-        let backup = j.next_task(&w2, 2).unwrap();
+        let backup = j.next_task(&w2, &live(2)).unwrap();
         assert_eq!(map_index(&backup), 3);
         assert!(backup.attempt > attempts[3].attempt);
-        assert!(j.next_task(&w2, 2).is_none(), "one backup per task");
+        assert!(j.next_task(&w2, &live(2)).is_none(), "one backup per task");
         finish_map(&mut j, &w2, 3, backup.attempt);
         let cancels = j.take_cancels();
         assert_eq!(cancels.len(), 1);
@@ -1142,7 +1407,7 @@ mod tests {
         assert_eq!(cancels[0].attempt.attempt, attempts[3].attempt);
         // The loser's report changes nothing.
         finish_map(&mut j, &w1, 3, attempts[3].attempt);
-        let r = j.next_task(&w1, 2).unwrap();
+        let r = j.next_task(&w1, &live(2)).unwrap();
         let Some(pb::task_assignment::Task::Reduce(reduce)) = r.task else {
             panic!("reduces follow the maps")
         };
@@ -1165,7 +1430,7 @@ mod tests {
             speculation: false,
         });
         let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
-        let a = j.next_task(&w1, 2).unwrap();
+        let a = j.next_task(&w1, &live(2)).unwrap();
         let plugin_error = || {
             Outcome::Failed(TaskFailure {
                 message: "boom".into(),
@@ -1174,13 +1439,13 @@ mod tests {
             })
         };
         j.on_report(true, 0, a.attempt, &w1, "addr", plugin_error());
-        assert!(j.next_task(&w1, 2).is_none(), "not again on w1");
-        let b = j.next_task(&w2, 2).unwrap();
+        assert!(j.next_task(&w1, &live(2)).is_none(), "not again on w1");
+        let b = j.next_task(&w2, &live(2)).unwrap();
         j.on_report(true, 0, b.attempt, &w2, "addr", plugin_error());
         // Every live worker failed it: any may try again, until max_attempts.
-        let c = j.next_task(&w1, 2).unwrap();
+        let c = j.next_task(&w1, &live(2)).unwrap();
         j.on_report(true, 0, c.attempt, &w1, "addr", plugin_error());
-        let d = j.next_task(&w2, 2).unwrap();
+        let d = j.next_task(&w2, &live(2)).unwrap();
         j.on_report(true, 0, d.attempt, &w2, "addr", plugin_error());
         assert!(
             matches!(&j.status, JobStatus::Failed(m) if m.contains("failed 4 times") && m.contains("boom")),
@@ -1194,9 +1459,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = job(1, 4, dir.path());
         let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
-        let m = j.next_task(&w1, 2).unwrap();
+        let m = j.next_task(&w1, &live(2)).unwrap();
         finish_map(&mut j, &w1, 0, m.attempt);
-        let reduces: Vec<_> = (0..4).map(|_| j.next_task(&w1, 2).unwrap()).collect();
+        let reduces: Vec<_> = (0..4)
+            .map(|_| j.next_task(&w1, &live(2)).unwrap())
+            .collect();
         for (p, r) in reduces.iter().enumerate().take(3) {
             let done = Outcome::ReduceDone(pb::ReduceDone::default());
             j.on_report(false, p as u32, r.attempt, &w1, "addr", done);
@@ -1206,7 +1473,7 @@ mod tests {
             "the first asker wins"
         );
         std::thread::sleep(SPECULATION_MIN_RUNTIME + Duration::from_millis(100));
-        let backup = j.next_task(&w2, 2).unwrap();
+        let backup = j.next_task(&w2, &live(2)).unwrap();
         assert!(!j.can_commit(3, backup.attempt, &w2), "the grant is taken");
         assert!(
             !j.can_commit(3, reduces[3].attempt, &w2),

@@ -100,7 +100,9 @@ impl pb::shuffle_server::Shuffle for ShuffleService {
             .unwrap_or_else(|_| Err("serving the partition panicked".to_string()));
             if let Err(e) = sent {
                 tracing::warn!(error = %e, "serving shuffle partition failed");
-                let _ = tx.blocking_send(Err(Status::internal(e)));
+                // DataLoss, not Internal: tonic reports broken connections as Internal, and
+                // the reducer must tell a damaged output on a live worker from a dead worker.
+                let _ = tx.blocking_send(Err(Status::data_loss(e)));
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

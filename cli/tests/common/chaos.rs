@@ -1,0 +1,174 @@
+//! Helpers of the fault tests: a word-count corpus and its reference counts, submissions of
+//! the `sluice_chaos` plugin (examples/chaos), job status polling, and the output's bytes.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cluster::{Cluster, ClusterOptions, job_args};
+use super::{assert_ok, plugin, reference_word_count};
+
+/// A corpus of `files` files; returns their texts.
+pub fn write_corpus(dir: &Path, files: usize, words_per_file: usize) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..files)
+        .map(|f| {
+            let mut text = String::new();
+            for i in 0..words_per_file {
+                // Many distinct words (letters only: digits separate words), so every
+                // reduce partition gets some.
+                let mut n = (i * 31 + f * 7) % 997;
+                let mut word = String::new();
+                loop {
+                    word.push((b'a' + (n % 26) as u8) as char);
+                    n /= 26;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                text.push_str(&word);
+                text.push(' ');
+                if i % 9 == 8 {
+                    text.push('\n');
+                }
+            }
+            std::fs::write(dir.join(format!("f{f:02}.txt")), &text).unwrap();
+            text
+        })
+        .collect()
+}
+
+pub fn reference(texts: &[String]) -> HashMap<String, i64> {
+    reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `submit` arguments for the chaos plugin.
+pub fn chaos_args(
+    input: &Path,
+    output: &Path,
+    reducers: u32,
+    split: u64,
+    params: &[String],
+) -> Vec<String> {
+    let mut args = job_args(
+        &plugin("sluice_chaos"),
+        input.to_str().unwrap(),
+        "text",
+        output,
+    );
+    args.extend([
+        "--reducers".into(),
+        reducers.to_string(),
+        "--split-size".into(),
+        split.to_string(),
+    ]);
+    for p in params {
+        args.extend(["--param".into(), p.clone()]);
+    }
+    args
+}
+
+pub fn spawn_submit(c: &Cluster, args: &[String]) -> Child {
+    c.client("submit")
+        .args(args)
+        .arg("--wait")
+        .arg("--quiet")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn submit_wait(c: &Cluster, args: &[String]) -> Output {
+    spawn_submit(c, args).wait_with_output().unwrap()
+}
+
+pub fn assert_job_ok(c: &Cluster, out: &Output) {
+    if !out.status.success() {
+        panic!(
+            "submit failed ({:?}):\n{}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        );
+    }
+}
+
+/// `(kind, index)` → number of attempts that left a marker.
+pub fn markers(dir: &Path) -> HashMap<(String, u32), usize> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let parts: Vec<&str> = name.split('-').collect();
+        if let [kind, index, _attempt, _pid] = parts.as_slice() {
+            *out.entry((kind.to_string(), index.parse().unwrap()))
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+pub fn status_json(c: &Cluster, job: &str) -> serde_json::Value {
+    let out = c.run_client("status", &[job, "--json"]);
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls the job until `pred` holds; panics after `limit`.
+pub fn wait_status(
+    c: &Cluster,
+    job: &str,
+    limit: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        // The job may not exist yet: the client is still uploading the plugin.
+        let out = c.run_client("status", &[job, "--json"]);
+        let s: serde_json::Value = if out.status.success() {
+            serde_json::from_slice(&out.stdout).unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        if !s.is_null() && pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never reached the state: {s}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every part file of `dir`, by name, as bytes.
+pub fn part_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut parts: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    parts.sort();
+    parts
+}
+
+pub fn options(worker_timeout_ms: u64) -> ClusterOptions {
+    ClusterOptions {
+        coordinator_args: vec!["--worker-timeout-ms".into(), worker_timeout_ms.to_string()],
+        ..Default::default()
+    }
+}
