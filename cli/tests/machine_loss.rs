@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::chaos::*;
 use common::cluster::{Cluster, ClusterOptions};
 use common::*;
+use sluice_datagen::rng::SplitMix64;
 
 /// Reduce tasks: more than the 8 slots of 4 workers, so a second wave of reducers starts
 /// after a kill and must fetch from the dead worker.
@@ -74,18 +75,7 @@ fn holds_outputs(c: &Cluster, i: usize, job: &str) -> bool {
 
 /// Every coordinator log of the cluster (before and after restarts), concatenated.
 fn coordinator_logs(dir: &Path) -> String {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("coordinator")
-        })
-        .collect();
-    names.sort();
-    names
+    files_starting_with(dir, "coordinator")
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())
         .collect()
@@ -144,20 +134,6 @@ fn two_workers_killed_at_once_during_the_shuffle_at_default_settings() {
     kill_during_the_shuffle(2);
 }
 
-/// splitmix64: a seeded sequence of kill times and victims, printed so a failure can be
-/// replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[test]
 fn a_crash_loop_with_a_coordinator_restart_leaves_the_output_unchanged() {
     const KILLS: usize = 12;
@@ -176,7 +152,8 @@ fn a_crash_loop_with_a_coordinator_restart_leaves_the_output_unchanged() {
                 .as_nanos() as u64
         });
     eprintln!("crash loop seed {seed} (SLUICE_TEST_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    // A seeded sequence of kill times and victims, printed so a failure can be replayed.
+    let mut rng = SplitMix64::new(seed);
     let out_dir = cluster.path("out");
     // Reduces take a while, so kills land in the shuffle as well as in the maps.
     let params = ["fixed_sleep_reduce_ms=2000".to_string()];
@@ -187,11 +164,11 @@ fn a_crash_loop_with_a_coordinator_restart_leaves_the_output_unchanged() {
     let started = Instant::now();
     let mut kills = 0;
     while kills < KILLS {
-        std::thread::sleep(Duration::from_millis(1000 + rng.next() % 2001));
+        std::thread::sleep(Duration::from_millis(1000 + rng.next_u64() % 2001));
         if submit.try_wait().unwrap().is_some() {
             break;
         }
-        let victim = (rng.next() % cluster.workers.len() as u64) as usize;
+        let victim = (rng.next_u64() % cluster.workers.len() as u64) as usize;
         cluster.kill_worker(victim);
         cluster.add_worker();
         kills += 1;

@@ -9,7 +9,12 @@
 //!
 //! The partial schema is the key columns followed by one column per aggregate, named by its
 //! output: a count's partial is an `Int64` that the final step sums; sum, min and max merge
-//! with themselves. Sums of integers are `Int64` (overflow is an error, never a wrap),
+//! with themselves.
+//!
+//! The combiner is adaptive, as DataFusion's and DuckDB's partial aggregations are: when
+//! grouping does not shrink its input (EOD's 10M rows hold 5.8M groups), it stops grouping
+//! ([`keep_combining`]) and turns each row into a partial of its own
+//! ([`HashAggregator::partial_state`]), which the final step merges like any other. Sums of integers are `Int64` (overflow is an error, never a wrap),
 //! sums of `Decimal128(p, s)` are `Decimal128(38, s)`, sums of floats `Float64`.
 
 use std::sync::Arc;
@@ -28,6 +33,25 @@ use sluice_sdk::{AggFunc, Aggregate};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{Error, Result};
+
+/// Rows a combiner folds before it decides whether grouping pays (DataFusion's
+/// `skip_partial_aggregation_probe_rows_threshold`); smaller when batches are small, see
+/// [`probe_rows`].
+pub const PROBE_ROWS: u64 = 100_000;
+/// Groups per row at or above which grouping does not pay (DataFusion's probe ratio).
+pub const SKIP_RATIO: f64 = 0.8;
+
+/// The rows to probe for input batches of `batch_rows`: [`PROBE_ROWS`], or two batches when
+/// that is less, so a job run with small batches decides as early in its input.
+pub fn probe_rows(batch_rows: u64) -> u64 {
+    PROBE_ROWS.min(batch_rows.saturating_mul(2)).max(1)
+}
+
+/// Whether a combiner that folded `rows` rows into `groups` groups should keep grouping;
+/// `None` until it has seen `probe` rows.
+pub fn keep_combining(rows: u64, groups: u64, probe: u64) -> Option<bool> {
+    (rows >= probe && rows > 0).then_some((groups as f64) < SKIP_RATIO * rows as f64)
+}
 
 /// Which side of the shuffle an aggregator runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +180,50 @@ impl Plan {
             input_type,
             output: Field::new(&agg.output, out_type, nullable),
             acc,
+        })
+    }
+}
+
+impl Plan {
+    /// Each row of `batch` as a partial of its own (partial mode only): a count of 1 (or of
+    /// 0 for a null, when counting a column), the value itself for sum, min and max, in the
+    /// partial column's type.
+    fn partial_of(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+        let rows = batch.num_rows();
+        let col = self.input.map(|i| batch.column(i));
+        let err = |e| Error::arrow(format!("partial of {}", self.output.name()), e);
+        Ok(match (&self.acc, col) {
+            (Acc::Count(_), None) => Arc::new(Int64Array::from_value(1, rows)),
+            (Acc::Count(_), Some(c)) => Arc::new(
+                (0..rows)
+                    .map(|i| i64::from(c.is_valid(i)))
+                    .collect::<Int64Array>(),
+            ),
+            (Acc::SumI64(_), Some(c)) => Arc::new(as_i64(c)?),
+            (Acc::SumI128(_), Some(c)) => {
+                let DataType::Decimal128(p, s) = self.output.data_type() else {
+                    return Err(Error::Invalid("decimal sum of another type".into()));
+                };
+                // Widening the precision keeps every unscaled value: no copy.
+                Arc::new(
+                    c.as_primitive::<Decimal128Type>()
+                        .clone()
+                        .with_precision_and_scale(*p, *s)
+                        .map_err(err)?,
+                )
+            }
+            (Acc::SumF64(_) | Acc::MinMaxF64(_, _), Some(c)) => {
+                cast(c, &DataType::Float64).map_err(err)?
+            }
+            (Acc::MinMaxI64(_, _) | Acc::MinMaxI128(_, _) | Acc::MinMaxStr(_, _), Some(c)) => {
+                Arc::clone(c)
+            }
+            (_, None) => {
+                return Err(Error::Invalid(format!(
+                    "aggregate {} has no input column",
+                    self.output.name()
+                )));
+            }
         })
     }
 }
@@ -355,6 +423,7 @@ pub struct HashAggregator {
     /// The schema every batch must have (the first batch's): a batch of other types would
     /// be misread, for example decimals of another scale summed as raw integers.
     input_schema: SchemaRef,
+    mode: AggMode,
 }
 
 impl HashAggregator {
@@ -404,6 +473,7 @@ impl HashAggregator {
             plans,
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: Arc::new(input.clone()),
+            mode,
         })
     }
 
@@ -430,8 +500,30 @@ impl HashAggregator {
         self.key_bytes.capacity() + self.groups() * per_group + self.table.capacity() * 8
     }
 
-    /// Folds one batch in.
-    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Each row of `batch` as a partial of its own, in the schema of
+    /// [`HashAggregator::output_schema`], without grouping: what an adaptive combiner sends
+    /// once grouping stopped paying. Partial mode only.
+    pub fn partial_state(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if self.mode != AggMode::Partial {
+            return Err(Error::Invalid(
+                "partial_state of an aggregator over partials".into(),
+            ));
+        }
+        self.check_schema(batch)?;
+        let mut columns: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        for p in &self.plans {
+            columns.push(p.partial_of(batch)?);
+        }
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| Error::arrow("building partials", e))
+    }
+
+    /// Refuses a batch whose used columns differ from the first batch's.
+    fn check_schema(&self, batch: &RecordBatch) -> Result<()> {
         let schema = batch.schema();
         let used = self
             .key_indices
@@ -453,6 +545,12 @@ impl HashAggregator {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Folds one batch in.
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.check_schema(batch)?;
         let keys: Vec<ArrayRef> = self
             .key_indices
             .iter()
@@ -607,6 +705,49 @@ mod tests {
             vec![2, 2, 1]
         );
         assert_eq!(fin.groups(), 0, "take_sorted empties the aggregator");
+    }
+
+    #[test]
+    fn rows_as_their_own_partials_merge_to_the_same_result() {
+        let keys = vec!["w".to_string()];
+        let b1 = batch(&["b", "a", "b"], &[100, 250, 1]);
+        let b2 = batch(&["a", "c"], &[5, 7]);
+        let final_of = |parts: &[RecordBatch]| {
+            let mut fin =
+                HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
+            for p in parts {
+                fin.update(p).unwrap();
+            }
+            fin.take_sorted().unwrap().unwrap()
+        };
+        let mut grouped =
+            HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
+        grouped.update(&b1).unwrap();
+        grouped.update(&b2).unwrap();
+        let via_groups = final_of(&[grouped.take_sorted().unwrap().unwrap()]);
+        // One batch grouped, the other passed through row by row: the adaptive combiner's mix.
+        let mut mixed =
+            HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
+        mixed.update(&b1).unwrap();
+        let rows = mixed.partial_state(&b2).unwrap();
+        assert_eq!(rows.num_rows(), 2);
+        assert_eq!(rows.schema(), mixed.output_schema());
+        let via_rows = final_of(&[mixed.take_sorted().unwrap().unwrap(), rows]);
+        assert_eq!(via_rows, via_groups);
+    }
+
+    #[test]
+    fn grouping_stops_when_it_does_not_shrink_the_input() {
+        assert_eq!(
+            keep_combining(99_999, 10, PROBE_ROWS),
+            None,
+            "still probing"
+        );
+        assert_eq!(keep_combining(100_000, 10_000, PROBE_ROWS), Some(true));
+        assert_eq!(keep_combining(100_000, 80_000, PROBE_ROWS), Some(false));
+        assert_eq!(probe_rows(65_536), PROBE_ROWS);
+        assert_eq!(probe_rows(100), 200, "two small batches");
+        assert_eq!(keep_combining(0, 0, probe_rows(0)), None);
     }
 
     #[test]

@@ -92,7 +92,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // `sh` allocating ~64 MiB via a string it keeps.
         let m = run_measured(
-            Command::new("sh").args(["-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo rows ${#x}"]),
+            Command::new("sh").args([
+                "-c",
+                "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo rows ${#x}",
+            ]),
             dir.path(),
         )
         .unwrap();
@@ -116,7 +119,10 @@ mod tests {
     fn medians_and_numbers() {
         assert_eq!(median(&[3, 1, 2]), Some(2));
         assert_eq!(median::<u32>(&[]), None);
-        assert_eq!(number_after("rows in 10, rows out 42, x", "rows out"), Some(42));
+        assert_eq!(
+            number_after("rows in 10, rows out 42, x", "rows out"),
+            Some(42)
+        );
         assert_eq!(number_after("nothing", "rows out"), None);
     }
 }

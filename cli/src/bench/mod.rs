@@ -93,7 +93,13 @@ struct Row {
 fn workload(args: &BenchArgs, name: &'static str) -> Result<Workload> {
     let dir = &args.dir;
     let (input, plugin, format, extra, peers) = match name {
-        "eod-csv" => (data::eod_csv(dir, args.rows)?, "sluice_eod", "csv", vec![], true),
+        "eod-csv" => (
+            data::eod_csv(dir, args.rows)?,
+            "sluice_eod",
+            "csv",
+            vec![],
+            true,
+        ),
         "eod-parquet" => (
             data::eod_parquet(dir, args.rows)?,
             "sluice_eod",
@@ -133,15 +139,21 @@ fn workload(args: &BenchArgs, name: &'static str) -> Result<Workload> {
 /// The `sluice run` of `w` writing to `output`.
 fn sluice_command(w: &Workload, local: usize, output: &Path) -> Result<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["run", "--quiet", "--overwrite", "--local", &local.to_string()])
-        .args(["--format", w.format])
-        .arg("--plugin")
-        .arg(find_plugin(w.plugin)?)
-        .arg("--input")
-        .arg(&w.input)
-        .arg("--output")
-        .arg(output)
-        .args(&w.extra);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--overwrite",
+        "--local",
+        &local.to_string(),
+    ])
+    .args(["--format", w.format])
+    .arg("--plugin")
+    .arg(find_plugin(w.plugin)?)
+    .arg("--input")
+    .arg(&w.input)
+    .arg("--output")
+    .arg(output)
+    .args(&w.extra);
     Ok(cmd)
 }
 
@@ -155,7 +167,11 @@ fn peer_command(python: &PeerPython, engine: &str, w: &Workload, output: &Path) 
 }
 
 /// Runs `w` `repeat` times on every engine, taking turns, and returns one row per engine.
-fn measure_workload(args: &BenchArgs, w: &Workload, python: Option<&PeerPython>) -> Result<Vec<Row>> {
+fn measure_workload(
+    args: &BenchArgs,
+    w: &Workload,
+    python: Option<&PeerPython>,
+) -> Result<Vec<Row>> {
     data::warm(&w.input)?;
     let scratch = args.dir.join("runs");
     let mut engines = vec!["sluice".to_string()];
@@ -191,7 +207,11 @@ fn measure_workload(args: &BenchArgs, w: &Workload, python: Option<&PeerPython>)
         .into_iter()
         .zip(runs)
         .map(|(engine, ms)| {
-            let label = if engine == "sluice" { "rows out" } else { "rows" };
+            let label = if engine == "sluice" {
+                "rows out"
+            } else {
+                "rows"
+            };
             Row {
                 wall: median(&ms.iter().map(|m| m.wall).collect::<Vec<_>>()).unwrap_or_default(),
                 peak_rss: median(&ms.iter().map(|m| m.peak_rss).collect::<Vec<_>>())
@@ -229,9 +249,7 @@ fn print_rows(name: &str, input_bytes: u64, rows: &[Row]) {
         let ratio = best_peer.map_or("—".to_string(), |b| {
             format!("{:.2}×", r.wall.as_secs_f64() / b.as_secs_f64().max(1e-9))
         });
-        let out = r
-            .rows_out
-            .map_or("?".into(), |n| n.to_string())
+        let out = r.rows_out.map_or("?".into(), |n| n.to_string())
             + if agreed { "" } else { " (differs!)" };
         println!(
             "| {name:<11} | {:>7.0} MB | {:<6} | {:>8.2} s | {:>9} | {:>12} | {out:>9} |",
@@ -260,7 +278,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         for o in &args.only {
             match WORKLOADS.iter().find(|w| **w == o.as_str()) {
                 Some(w) => v.push(*w),
-                None => bail!("unknown workload {o:?}: choose among {}", WORKLOADS.join(", ")),
+                None => bail!(
+                    "unknown workload {o:?}: choose among {}",
+                    WORKLOADS.join(", ")
+                ),
             }
         }
         v

@@ -96,9 +96,8 @@ fn versions(python: &Path) -> Option<String> {
 /// installs both from PyPI when none is found.
 pub fn find(explicit: Option<&Path>, dir: &Path, install: bool) -> Result<Option<PeerPython>> {
     if let Some(p) = explicit {
-        let versions = versions(p).with_context(|| {
-            format!("{} cannot import duckdb and polars", p.display())
-        })?;
+        let versions = versions(p)
+            .with_context(|| format!("{} cannot import duckdb and polars", p.display()))?;
         return Ok(Some(PeerPython {
             python: p.to_path_buf(),
             versions,

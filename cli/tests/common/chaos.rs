@@ -144,26 +144,28 @@ pub fn wait_status(
     }
 }
 
-/// Every part file of `dir`, by name, as bytes.
-pub fn part_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut parts: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+/// The files directly in `dir` whose names start with `prefix`, sorted by name.
+pub fn files_starting_with(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every part file of `dir`, by name, as bytes.
+pub fn part_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    files_starting_with(dir, "part-")
+        .into_iter()
         .map(|p| {
             (
                 p.file_name().unwrap().to_string_lossy().into_owned(),
                 std::fs::read(&p).unwrap(),
             )
         })
-        .collect();
-    parts.sort();
-    parts
+        .collect()
 }
 
 pub fn options(worker_timeout_ms: u64) -> ClusterOptions {

@@ -15,8 +15,9 @@
 //!   key-value metadata `sluice.partition_row_groups` ("p:rg,rg;p:rg" ...) and the worker's
 //!   in-memory registry map each partition to its row groups.
 //! ```
-//! Within a run a partition's rows are sorted by key when the map aggregates (the partial
-//! aggregate is emitted sorted), in map order otherwise.
+//! Within a run a partition's rows are in no order a reader may rely on: the groups of a map
+//! that aggregates come sorted by key, followed by the rows its adaptive combiner passed
+//! through ungrouped; a custom-reduce job's rows are in map order.
 //!
 //! The serve side resolves a fetch from ids it registered itself ([`ShuffleRegistry`]); a
 //! path never comes from the network.

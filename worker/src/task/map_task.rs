@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use sluice_common::agg::{AggMode, HashAggregator};
+use sluice_common::agg::{AggMode, HashAggregator, keep_combining, probe_rows};
 use sluice_common::format::read::read_split;
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
@@ -83,19 +83,53 @@ struct MapBody {
     rows_out: u64,
 }
 
+/// Map output rows held per partition until they are spilled.
+struct PartitionBuffer {
+    parts: Vec<Vec<RecordBatch>>,
+    bytes: usize,
+}
+
+impl PartitionBuffer {
+    fn new(partitions: u32) -> Self {
+        PartitionBuffer {
+            parts: vec![Vec::new(); partitions as usize],
+            bytes: 0,
+        }
+    }
+
+    /// Splits `batch` by the partition of its `keys` (column indices) and holds the pieces.
+    fn add(&mut self, batch: &RecordBatch, keys: &[usize], partitions: u32) -> Result<()> {
+        self.bytes += batch.get_array_memory_size();
+        for (p, b) in split_by_partition(batch, keys, partitions)? {
+            self.parts[p as usize].push(b);
+        }
+        Ok(())
+    }
+
+    /// What is held, by partition, emptying the buffer.
+    fn take(&mut self) -> Vec<Vec<RecordBatch>> {
+        self.bytes = 0;
+        self.parts.iter_mut().map(std::mem::take).collect()
+    }
+}
+
 /// How map output is held until it is spilled.
 enum Combiner<'a> {
-    /// Declared aggregates: partial aggregation in a hash table.
+    /// Declared aggregates: partial aggregation in a hash table, adaptive: once grouping
+    /// proves not to shrink the rows, each row is sent as a partial of its own instead.
     Aggregate {
         keys: &'a [String],
         aggregates: &'a [Aggregate],
         table: Option<Box<HashAggregator>>,
+        /// Rows folded into the table since it was last emptied, while probing.
+        probed: u64,
+        /// Rows to probe before deciding.
+        probe: u64,
+        /// Set once grouping stopped: partials of single rows, per partition.
+        passthrough: Option<PartitionBuffer>,
     },
     /// Custom reduce: rows buffered per partition.
-    Buffer {
-        parts: Vec<Vec<RecordBatch>>,
-        bytes: usize,
-    },
+    Buffer(PartitionBuffer),
 }
 
 fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
@@ -123,6 +157,9 @@ impl Combiner<'_> {
                 keys,
                 aggregates,
                 table,
+                probed,
+                probe,
+                passthrough,
             } => {
                 let t = match table {
                     Some(t) => t,
@@ -133,55 +170,78 @@ impl Combiner<'_> {
                         AggMode::Partial,
                     )?)),
                 };
-                t.update(&batch)
-            }
-            Combiner::Buffer { parts, bytes } => {
-                let idx = key_indices(&batch, keys)?;
-                *bytes += batch.get_array_memory_size();
-                for (p, b) in split_by_partition(&batch, &idx, partitions)? {
-                    parts[p as usize].push(b);
+                if let Some(buffer) = passthrough {
+                    // The partial output starts with the key columns.
+                    let idx: Vec<usize> = (0..keys.len()).collect();
+                    return buffer.add(&t.partial_state(&batch)?, &idx, partitions);
+                }
+                t.update(&batch)?;
+                *probed += batch.num_rows() as u64;
+                if keep_combining(*probed, t.groups() as u64, *probe) == Some(false) {
+                    tracing::debug!(
+                        rows = *probed,
+                        groups = t.groups(),
+                        "grouping does not shrink the map output: rows pass through"
+                    );
+                    *passthrough = Some(PartitionBuffer::new(partitions));
                 }
                 Ok(())
+            }
+            Combiner::Buffer(buffer) => {
+                let idx = key_indices(&batch, keys)?;
+                buffer.add(&batch, &idx, partitions)
             }
         }
     }
 
     fn memory_bytes(&self) -> usize {
         match self {
-            Combiner::Aggregate { table, .. } => table.as_ref().map_or(0, |t| t.memory_bytes()),
-            Combiner::Buffer { bytes, .. } => *bytes,
+            Combiner::Aggregate {
+                table, passthrough, ..
+            } => {
+                table.as_ref().map_or(0, |t| t.memory_bytes())
+                    + passthrough.as_ref().map_or(0, |b| b.bytes)
+            }
+            Combiner::Buffer(buffer) => buffer.bytes,
         }
     }
 
     /// Takes what is held as one run, partitions in ascending order.
     fn take_run(&mut self, partitions: u32) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
-        match self {
-            Combiner::Aggregate { keys, table, .. } => {
-                let Some(batch) = table
+        let mut parts = match self {
+            Combiner::Aggregate {
+                keys,
+                table,
+                probed,
+                passthrough,
+                ..
+            } => {
+                let mut parts = passthrough
+                    .as_mut()
+                    .map_or_else(|| vec![Vec::new(); partitions as usize], |b| b.take());
+                *probed = 0;
+                let grouped = table
                     .as_mut()
                     .map(|t| t.take_sorted())
                     .transpose()?
-                    .flatten()
-                else {
-                    return Ok(Vec::new());
-                };
-                // The aggregate output starts with the key columns.
-                let idx: Vec<usize> = (0..keys.len()).collect();
-                Ok(split_by_partition(&batch, &idx, partitions)?
-                    .into_iter()
-                    .map(|(p, b)| (p, vec![b]))
-                    .collect())
+                    .flatten();
+                if let Some(batch) = grouped {
+                    // The aggregate output starts with the key columns.
+                    let idx: Vec<usize> = (0..keys.len()).collect();
+                    for (p, b) in split_by_partition(&batch, &idx, partitions)? {
+                        parts[p as usize].push(b);
+                    }
+                }
+                parts
             }
-            Combiner::Buffer { parts, bytes } => {
-                *bytes = 0;
-                Ok(parts
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(p, b)| (p as u32, std::mem::take(b)))
-                    .filter(|(_, b)| !b.is_empty())
-                    .collect())
-            }
-        }
+            Combiner::Buffer(buffer) => buffer.take(),
+        };
+        Ok(parts
+            .iter_mut()
+            .enumerate()
+            .map(|(p, b)| (p as u32, std::mem::take(b)))
+            .filter(|(_, b)| !b.is_empty())
+            .collect())
     }
 }
 
@@ -202,11 +262,11 @@ fn map_body(
             keys: &desc.key_columns,
             aggregates,
             table: None,
+            probed: 0,
+            probe: probe_rows(u64::from(spec.batch_rows)),
+            passthrough: None,
         },
-        ReduceKind::Custom => Combiner::Buffer {
-            parts: vec![Vec::new(); partitions as usize],
-            bytes: 0,
-        },
+        ReduceKind::Custom => Combiner::Buffer(PartitionBuffer::new(partitions)),
     };
     let mut spill = SpillWriter::new(path);
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
