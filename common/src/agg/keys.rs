@@ -208,11 +208,10 @@ impl Stored {
                 if self.data_type == DataType::Binary {
                     return Ok(Arc::new(values.collect::<BinaryArray>()));
                 }
-                // Bytes of Utf8 columns were valid UTF-8 when stored.
-                let strings: StringArray = values
-                    .map(|b| b.map(|b| std::str::from_utf8(b).unwrap_or_default()))
-                    .collect();
-                Arc::new(strings)
+                // The bytes were UTF-8 when stored: one check over the whole buffer, not one
+                // per value.
+                let (offsets, bytes, nulls) = values.collect::<BinaryArray>().into_parts();
+                Arc::new(StringArray::try_new(offsets, bytes, nulls).map_err(err)?)
             }
             Values::I64(v) => Arc::new(
                 order
@@ -337,6 +336,33 @@ impl GroupKeys {
                 (Values::U64(v), _) => v.push(0),
                 (Values::I128(v), _) => v.push(0),
             }
+        }
+    }
+
+    /// A number whose order agrees with [`GroupKeys::cmp`] wherever two numbers differ:
+    /// the first key column's validity and its first 15 bytes (big-endian, zero-padded) or
+    /// its value. Sorting by it first settles most comparisons without touching the keys.
+    pub(super) fn sort_prefix(&self, g: usize) -> u128 {
+        let Some(s) = self.columns.first() else {
+            return 0;
+        };
+        if !s.valid[g] {
+            return 0;
+        }
+        let valid = 1u128 << 120;
+        match &s.values {
+            Values::Bytes { .. } => {
+                let mut buf = [0u8; 16];
+                let b = s.bytes(g);
+                let n = b.len().min(15);
+                buf[1..=n].copy_from_slice(&b[..n]);
+                valid | u128::from_be_bytes(buf)
+            }
+            // Flipping the sign bit orders signed values as unsigned ones.
+            Values::I64(v) => valid | u128::from((v[g] as u64) ^ (1 << 63)),
+            Values::U64(v) => valid | u128::from(v[g]),
+            // An i128 does not fit beside the flag: no prefix, compare the keys.
+            Values::I128(_) => valid,
         }
     }
 

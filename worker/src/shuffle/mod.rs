@@ -4,9 +4,10 @@
 //! ```text
 //! <work_dir>/shuffle/<job_id>/<map_index>-<attempt>/data.parquet
 //!
-//!   one Parquet file per map attempt (lz4), written in runs: a map task that fits in
-//!   task_memory writes one run, a bigger one spills several. Within a run, partitions are
-//!   written in order, each as its own row group(s); empty partitions write nothing:
+//!   one Parquet file per map attempt (uncompressed, no dictionaries or statistics),
+//!   written in runs: a map task that fits in task_memory writes one run, a bigger one
+//!   spills several. Within a run, partitions are written in order, each as its own row
+//!   group(s); empty partitions write nothing:
 //!
 //!   run 0: [rg 0: partition 0] [rg 1: partition 1] ... [rg R-1: partition R-1]
 //!   run 1: [rg R: partition 0] ...
