@@ -1,10 +1,13 @@
 //! The memory-bounding paths of a job change how it runs, never what it writes: with the
-//! adaptive combiner switched off mid-task and with map runs spilled, the output equals an
-//! independent reference and is byte-identical to a run that did neither.
+//! adaptive combiner switched off mid-task, with map runs spilled, and with reducers spilling
+//! sorted runs and merging them (declared aggregates and custom reduce alike), the output
+//! equals an independent reference and is byte-identical to a run that did none of it.
 
 mod common;
 
 use std::path::Path;
+
+use common::chaos::{part_bytes, write_corpus};
 use std::process::Output;
 
 use common::*;
@@ -37,26 +40,6 @@ fn run_eod(input: &Path, output: &Path, extra: &[&str]) -> Output {
     out
 }
 
-/// Every part file of `dir`, by name, as bytes.
-fn parts(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn eod_is_the_same_whether_the_combiner_groups_passes_rows_through_or_spills() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +58,8 @@ fn eod_is_the_same_whether_the_combiner_groups_passes_rows_through_or_spills() {
     let log = run_eod(&input, &adaptive, &["--batch-rows", "64"]);
     let stderr = String::from_utf8_lossy(&log.stderr);
     assert!(stderr.contains("rows pass through"), "{stderr}");
-    // The same with 64 KiB of task memory: every map spills several runs.
+    // The same with 64 KiB of task memory: every map spills several runs, and every
+    // reducer spills sorted runs of partial groups and merges them.
     let spilled = dir.path().join("spilled");
     let log = run_eod(
         &input,
@@ -84,6 +68,7 @@ fn eod_is_the_same_whether_the_combiner_groups_passes_rows_through_or_spills() {
     );
     let stderr = String::from_utf8_lossy(&log.stderr);
     assert!(stderr.contains("map task spills a run"), "{stderr}");
+    assert!(stderr.contains("reduce task spills a run"), "{stderr}");
 
     for out in [&grouped, &adaptive, &spilled] {
         let got = read_eod_csv_output(out);
@@ -92,6 +77,50 @@ fn eod_is_the_same_whether_the_combiner_groups_passes_rows_through_or_spills() {
             assert_eq!(got.get(k), Some(row), "group {k:?} in {}", out.display());
         }
     }
-    assert!(parts(&adaptive) == parts(&grouped), "adaptive differs");
-    assert!(parts(&spilled) == parts(&grouped), "spilled differs");
+    assert!(
+        part_bytes(&adaptive) == part_bytes(&grouped),
+        "adaptive differs"
+    );
+    assert!(
+        part_bytes(&spilled) == part_bytes(&grouped),
+        "spilled differs"
+    );
+}
+
+#[test]
+fn a_custom_reduce_reads_a_merge_of_spilled_runs_and_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("text");
+    let texts = write_corpus(&input, 4, 3000);
+    let expected = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    // The chaos plugin counts words with a custom reduce, which needs whole sorted groups.
+    let run_wc = |out: &Path, extra: &[&str]| {
+        let o = sluice()
+            .env("SLUICE_LOG", "sluice_worker=debug")
+            .args(["run", "--local", "2", "--reducers", "2", "--format", "text"])
+            .arg("--plugin")
+            .arg(plugin("sluice_chaos"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(out)
+            .args(["--batch-rows", "100"])
+            .args(extra)
+            .output()
+            .expect("sluice runs");
+        assert_ok(&o);
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let in_memory = dir.path().join("in-memory");
+    let log = run_wc(&in_memory, &[]);
+    assert!(!log.contains("reduce task spills a run"), "{log}");
+    let spilled = dir.path().join("spilled");
+    let log = run_wc(&spilled, &["--task-memory", "16384"]);
+    assert!(log.contains("reduce task spills a run"), "{log}");
+    assert_eq!(read_counts(&in_memory, "word", "count"), expected);
+    assert_eq!(read_counts(&spilled, "word", "count"), expected);
+    assert!(
+        part_bytes(&spilled) == part_bytes(&in_memory),
+        "spilled differs"
+    );
 }

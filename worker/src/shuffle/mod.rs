@@ -25,6 +25,7 @@
 
 pub mod fetch;
 pub mod merge;
+pub mod runs;
 pub mod serve;
 pub mod spill;
 

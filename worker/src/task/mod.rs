@@ -1,6 +1,7 @@
 //! Task execution: turning an assignment into a map or reduce attempt and its report.
 
 pub mod map_task;
+pub mod reduce_body;
 pub mod reduce_task;
 
 use std::collections::BTreeMap;

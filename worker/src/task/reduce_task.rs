@@ -9,21 +9,17 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::RecordBatch;
-use sluice_common::agg::{AggMode, HashAggregator};
-use sluice_common::format::write::{PartWriter, part_file_name};
-use sluice_common::plugin::Plugin;
-use sluice_common::spec::JobSpec;
+use sluice_common::format::write::part_file_name;
 use sluice_common::storage::{Location, ObjectUrl};
 use sluice_common::{Error, Result};
 use sluice_proto::pb;
-use sluice_sdk::{ReduceKind, TaskContext, TaskKind};
+use sluice_sdk::TaskKind;
 use tokio::sync::mpsc;
 
+use super::reduce_body::{ReduceDirs, reduce_body};
 use super::{JobInfo, TaskEnv};
 use crate::error::{TaskError, TaskResult};
-use crate::shuffle::fetch::{decode_ipc, fetch_partition};
-use crate::shuffle::merge::sorted_groups;
+use crate::shuffle::fetch::fetch_partition;
 
 /// Batches in flight between the fetchers and the reduce body.
 const FETCH_QUEUE: usize = 16;
@@ -91,11 +87,18 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(FETCH_QUEUE);
     let ctx = job.context(TaskKind::Reduce, partition, attempt);
     let spec = job.spec.clone();
-    let dir = temp_dir.clone();
-    let strict = matches!(staging, Staging::Local { .. });
+    let dirs = ReduceDirs {
+        temp_dir: temp_dir.clone(),
+        strict: matches!(staging, Staging::Local { .. }),
+        spill_dir: env
+            .work_dir
+            .join("reduce")
+            .join(&job.job_id)
+            .join(format!("r{partition:05}-a{attempt}")),
+    };
     let body = env
         .cpu
-        .run(move || reduce_body(rx, &spec, &ctx, partition, &dir, strict));
+        .run(move || reduce_body(rx, &spec, &ctx, partition, &dirs));
     let fetch = async move {
         for loc in map_outputs {
             fetch_partition(&env.security, &job.job_id, loc, partition, &tx).await?;
@@ -181,99 +184,4 @@ pub async fn run(
         rows,
         bytes,
     })
-}
-
-/// The CPU side: consumes fetched batches, writes the part file into `temp_dir` (which must
-/// not exist yet when `strict`).
-/// Returns `(file, rows, bytes)`, or `None` when the partition is empty.
-fn reduce_body(
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    spec: &JobSpec,
-    ctx: &TaskContext,
-    partition: u32,
-    temp_dir: &Path,
-    strict: bool,
-) -> Result<Option<(PathBuf, u64, u64)>> {
-    let plugin = Plugin::load(Path::new(&spec.plugin))?;
-    let desc = plugin.description();
-    let batch_rows = spec.batch_rows as usize;
-    // Fetched chunks are decoded here, on the CPU pool, not on the fetching reactor thread.
-    let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
-    let mut next_batch = || -> Result<Option<RecordBatch>> {
-        loop {
-            if let Some(b) = pending.next() {
-                return Ok(Some(b));
-            }
-            let Some(chunk) = rx.blocking_recv() else {
-                return Ok(None);
-            };
-            pending = decode_ipc(&chunk)
-                .map_err(|e| Error::arrow("decoding a shuffle chunk", e))?
-                .into_iter();
-        }
-    };
-    let outputs: Vec<RecordBatch> = match &desc.reduce {
-        ReduceKind::Aggregate(aggregates) => {
-            let mut table: Option<HashAggregator> = None;
-            while let Some(batch) = next_batch()? {
-                let t = match &mut table {
-                    Some(t) => t,
-                    None => table.insert(HashAggregator::new(
-                        &batch.schema(),
-                        &desc.key_columns,
-                        aggregates,
-                        AggMode::Final,
-                    )?),
-                };
-                t.update(&batch)?;
-            }
-            match table.map(|mut t| t.take_sorted()).transpose()?.flatten() {
-                None => Vec::new(),
-                Some(all) => (0..all.num_rows())
-                    .step_by(batch_rows)
-                    .map(|o| all.slice(o, batch_rows.min(all.num_rows() - o)))
-                    .collect(),
-            }
-        }
-        ReduceKind::Custom => {
-            let mut batches = Vec::new();
-            while let Some(b) = next_batch()? {
-                batches.push(b);
-            }
-            let Some(schema) = batches.first().map(|b| b.schema()) else {
-                return Ok(None);
-            };
-            let keys = desc
-                .key_columns
-                .iter()
-                .map(|k| {
-                    schema
-                        .index_of(k)
-                        .map_err(|_| Error::Invalid(format!("shuffled rows lack key column {k:?}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            sorted_groups(&schema, &batches, &keys, batch_rows)?
-                .into_iter()
-                .map(|chunk| plugin.reduce(chunk, ctx))
-                .collect::<Result<Vec<_>>>()?
-        }
-    };
-    let Some(first) = outputs.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(None);
-    };
-    // Not create_dir_all in a local output: once a failed job removed `_temporary`, a
-    // straggler must not re-create it. The staging dir of an object-store output is local to
-    // this worker and created as needed.
-    if strict {
-        std::fs::create_dir(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
-    } else {
-        std::fs::create_dir_all(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
-    }
-    let path = temp_dir.join(part_file_name(partition, spec.output_format));
-    let mut writer = PartWriter::create(&path, first.schema(), spec.output_format)?;
-    for b in outputs.iter().filter(|b| b.num_rows() > 0) {
-        writer.write(b)?;
-    }
-    let (rows, bytes) = writer.finish()?;
-    Ok(Some((path, rows, bytes)))
 }

@@ -1,0 +1,278 @@
+//! Sorted runs on the reducer's local disk, merged back in key order: how a reduce partition
+//! larger than `task_memory` is processed in bounded memory (Hadoop's on-disk merge of map
+//! outputs, Spark's `ExternalAppendOnlyMap` and `UnsafeExternalSorter`).
+//!
+//! A run is an Arrow IPC file of batches sorted by the key columns. [`Runs::merge`] holds
+//! one batch per run at a time and yields chunks of about `batch_rows` rows, sorted by key,
+//! that never split a key group. Rows with equal keys come in run order, and runs are
+//! numbered in arrival order, so a stable sort within each run keeps arrival order overall.
+//! The files are removed when the [`Runs`] is dropped, however the attempt ends.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::interleave_record_batch;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::row::{RowConverter, Rows, SortField};
+use sluice_common::{Error, Result};
+
+/// The sorted runs of one reduce attempt.
+pub struct Runs {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+/// One run's current batch and its encoded keys.
+struct Slot {
+    batch: RecordBatch,
+    rows: Rows,
+}
+
+/// Where the merge is in one run.
+struct Cursor {
+    reader: FileReader<BufReader<File>>,
+    slot: Arc<Slot>,
+    /// Index of `slot` in the chunk being built.
+    chunk_slot: usize,
+    pos: usize,
+}
+
+fn encode(converter: &RowConverter, batch: &RecordBatch, keys: &[usize]) -> Result<Rows> {
+    let columns: Vec<ArrayRef> = keys.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+    converter
+        .convert_columns(&columns)
+        .map_err(|e| Error::arrow("encoding run keys", e))
+}
+
+impl Runs {
+    /// Runs kept under `dir` (created on the first run).
+    pub fn new(dir: PathBuf) -> Self {
+        Runs {
+            dir,
+            files: Vec::new(),
+        }
+    }
+
+    /// Number of runs written.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no run was written.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Writes `batches`, which together are sorted by key, as the next run.
+    pub fn write(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let path = self.dir.join(format!("run-{:05}.arrow", self.files.len()));
+        let ctx = || format!("writing run {}", path.display());
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        self.files.push(path.clone());
+        let mut w = FileWriter::try_new(BufWriter::new(file), &first.schema())
+            .map_err(|e| Error::arrow(ctx(), e))?;
+        for b in batches {
+            w.write(b).map_err(|e| Error::arrow(ctx(), e))?;
+        }
+        w.finish().map_err(|e| Error::arrow(ctx(), e))?;
+        Ok(())
+    }
+
+    /// Reads the next non-empty batch of `reader`, with its keys.
+    fn next_slot(
+        reader: &mut FileReader<BufReader<File>>,
+        converter: &RowConverter,
+        keys: &[usize],
+    ) -> Result<Option<Arc<Slot>>> {
+        for batch in reader.by_ref() {
+            let batch = batch.map_err(|e| Error::arrow("reading a run", e))?;
+            if batch.num_rows() > 0 {
+                let rows = encode(converter, &batch, keys)?;
+                return Ok(Some(Arc::new(Slot { batch, rows })));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Merges every run in key order: `emit` gets chunks of about `batch_rows` rows that never
+    /// split a key group, in key order.
+    pub fn merge(
+        &self,
+        keys: &[usize],
+        batch_rows: usize,
+        mut emit: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursors: Vec<Option<Cursor>> = Vec::new();
+        let mut converter: Option<RowConverter> = None;
+        let mut chunk: Vec<Arc<Slot>> = Vec::new();
+        for path in &self.files {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut reader = FileReader::try_new(BufReader::new(file), None)
+                .map_err(|e| Error::arrow(format!("opening run {}", path.display()), e))?;
+            let conv = match &converter {
+                Some(c) => c,
+                None => {
+                    let schema = reader.schema();
+                    let fields = keys
+                        .iter()
+                        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                        .collect();
+                    converter
+                        .insert(RowConverter::new(fields).map_err(|e| Error::arrow("run keys", e))?)
+                }
+            };
+            let cursor = Self::next_slot(&mut reader, conv, keys)?.map(|slot| {
+                chunk.push(Arc::clone(&slot));
+                Cursor {
+                    reader,
+                    slot,
+                    chunk_slot: chunk.len() - 1,
+                    pos: 0,
+                }
+            });
+            cursors.push(cursor);
+        }
+        let Some(converter) = converter else {
+            return Ok(());
+        };
+        let mut indices: Vec<(usize, usize)> = Vec::new();
+        // The last row taken, to see whether the next one starts a new key group.
+        let mut last: Option<(Arc<Slot>, usize)> = None;
+        loop {
+            // The run whose current row is smallest; ties go to the earlier run.
+            let mut best: Option<usize> = None;
+            for (r, c) in cursors.iter().enumerate() {
+                let Some(c) = c else { continue };
+                let better = best.is_none_or(|b| {
+                    cursors[b]
+                        .as_ref()
+                        .is_some_and(|bc| c.slot.rows.row(c.pos) < bc.slot.rows.row(bc.pos))
+                });
+                if better {
+                    best = Some(r);
+                }
+            }
+            let Some(r) = best else { break };
+            let Some(c) = cursors[r].as_mut() else { break };
+            let new_group = last
+                .as_ref()
+                .is_none_or(|(slot, i)| slot.rows.row(*i) != c.slot.rows.row(c.pos));
+            if new_group && indices.len() >= batch_rows.max(1) {
+                let batches: Vec<&RecordBatch> = chunk.iter().map(|s| &s.batch).collect();
+                emit(
+                    interleave_record_batch(&batches, &indices)
+                        .map_err(|e| Error::arrow("merging runs", e))?,
+                )?;
+                indices.clear();
+                // Only the runs' current batches stay referenced.
+                chunk.clear();
+                for c in cursors.iter_mut().flatten() {
+                    chunk.push(Arc::clone(&c.slot));
+                    c.chunk_slot = chunk.len() - 1;
+                }
+            }
+            let Some(c) = cursors[r].as_mut() else { break };
+            indices.push((c.chunk_slot, c.pos));
+            last = Some((Arc::clone(&c.slot), c.pos));
+            c.pos += 1;
+            if c.pos == c.slot.batch.num_rows() {
+                match Self::next_slot(&mut c.reader, &converter, keys)? {
+                    Some(slot) => {
+                        chunk.push(Arc::clone(&slot));
+                        c.slot = slot;
+                        c.chunk_slot = chunk.len() - 1;
+                        c.pos = 0;
+                    }
+                    None => cursors[r] = None,
+                }
+            }
+        }
+        if !indices.is_empty() {
+            let batches: Vec<&RecordBatch> = chunk.iter().map(|s| &s.batch).collect();
+            emit(
+                interleave_record_batch(&batches, &indices)
+                    .map_err(|e| Error::arrow("merging runs", e))?,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        if !self.files.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    fn batch(keys: &[&str], values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn runs_merge_in_key_order_in_whole_groups_keeping_run_order_for_ties() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Runs::new(dir.path().join("runs"));
+        runs.write(&[batch(&["a", "b"], &[1, 2]), batch(&["b", "d"], &[3, 4])])
+            .unwrap();
+        runs.write(&[batch(&["b", "c", "d"], &[5, 6, 7])]).unwrap();
+        runs.write(&[batch(&["a"], &[8])]).unwrap();
+        assert_eq!(runs.len(), 3);
+        let mut chunks = Vec::new();
+        runs.merge(&[0], 2, |b| {
+            chunks.push(b);
+            Ok(())
+        })
+        .unwrap();
+        let rows: Vec<Vec<(String, i64)>> = chunks
+            .iter()
+            .map(|b| {
+                let k = b.column(0).as_string::<i32>();
+                let v = b.column(1).as_primitive::<Int64Type>();
+                (0..b.num_rows())
+                    .map(|i| (k.value(i).to_string(), v.value(i)))
+                    .collect()
+            })
+            .collect();
+        let s = |k: &str, v| (k.to_string(), v);
+        assert_eq!(
+            rows,
+            vec![
+                vec![s("a", 1), s("a", 8)],
+                // The `b` group is never split, even past the chunk size.
+                vec![s("b", 2), s("b", 3), s("b", 5)],
+                vec![s("c", 6), s("d", 4), s("d", 7)],
+            ]
+        );
+        let path = dir.path().join("runs");
+        assert!(path.exists());
+        drop(runs);
+        assert!(!path.exists(), "runs are removed with their owner");
+    }
+}

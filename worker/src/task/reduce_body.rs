@@ -1,0 +1,222 @@
+//! The CPU side of a reduce attempt: fetched rows in, the part file out, in memory bounded
+//! by `task_memory` whatever the partition's size.
+//!
+//! - Declared aggregates: a hash table of partial groups. Past `task_memory` its groups go to
+//!   disk as a sorted run and the table starts empty; at the end the runs are merged in key
+//!   order ([`Runs::merge`]) and each merged chunk, which holds whole key groups, is
+//!   aggregated alone and written.
+//! - Custom `reduce`: fetched rows are buffered; past `task_memory` they are sorted and go to
+//!   disk as a run; at the end the runs are merged and each chunk of whole key groups goes to
+//!   the plugin's `reduce`.
+//!
+//! A partition that fits in `task_memory` never touches the disk. Output is written as it is
+//! produced; a partition that receives no rows writes no part file.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use sluice_common::agg::{AggMode, HashAggregator};
+use sluice_common::format::write::{PartWriter, part_file_name};
+use sluice_common::plugin::Plugin;
+use sluice_common::spec::JobSpec;
+use sluice_common::{Error, Result};
+use sluice_sdk::{ReduceKind, TaskContext};
+use tokio::sync::mpsc;
+
+use crate::shuffle::fetch::decode_ipc;
+use crate::shuffle::merge::sorted_groups;
+use crate::shuffle::runs::Runs;
+
+/// Where a reduce attempt works: its part file's staging dir and its spill dir.
+pub struct ReduceDirs {
+    /// The part file's directory, which must not exist yet when `strict`.
+    pub temp_dir: PathBuf,
+    /// Whether `temp_dir` is in the job's output (local output), so it must be created fresh.
+    pub strict: bool,
+    /// Sorted runs, on this worker's local disk.
+    pub spill_dir: PathBuf,
+}
+
+/// The part file, created on the first row.
+struct Output<'a> {
+    dirs: &'a ReduceDirs,
+    spec: &'a JobSpec,
+    partition: u32,
+    writer: Option<(PathBuf, PartWriter)>,
+}
+
+impl Output<'_> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            let dir = &self.dirs.temp_dir;
+            // Not create_dir_all in a local output: once a failed job removed `_temporary`,
+            // a straggler must not re-create it. The staging dir of an object-store output is
+            // local to this worker and created as needed.
+            if self.dirs.strict {
+                std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
+            } else {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            let path = dir.join(part_file_name(self.partition, self.spec.output_format));
+            let w = PartWriter::create(&path, batch.schema(), self.spec.output_format)?;
+            self.writer = Some((path, w));
+        }
+        match &mut self.writer {
+            Some((_, w)) => w.write(batch),
+            None => Err(Error::Invalid("part writer vanished".into())),
+        }
+    }
+
+    fn finish(self) -> Result<Option<(PathBuf, u64, u64)>> {
+        let Some((path, w)) = self.writer else {
+            return Ok(None);
+        };
+        let (rows, bytes) = w.finish()?;
+        Ok(Some((path, rows, bytes)))
+    }
+}
+
+/// `batch` cut into slices of at most `rows` rows.
+fn slices(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
+    let rows = rows.max(1);
+    (0..batch.num_rows())
+        .step_by(rows)
+        .map(|o| batch.slice(o, rows.min(batch.num_rows() - o)))
+        .collect()
+}
+
+/// Consumes the fetched IPC chunks of `rx` and writes the part file; returns
+/// `(file, rows, bytes)`, or `None` when the partition is empty.
+pub fn reduce_body(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    spec: &JobSpec,
+    ctx: &TaskContext,
+    partition: u32,
+    dirs: &ReduceDirs,
+) -> Result<Option<(PathBuf, u64, u64)>> {
+    let plugin = Plugin::load(Path::new(&spec.plugin))?;
+    let desc = plugin.description();
+    let batch_rows = spec.batch_rows as usize;
+    // Fetched chunks are decoded here, on the CPU pool, not on the fetching reactor thread.
+    let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
+    let mut next_batch = || -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(b) = pending.next() {
+                return Ok(Some(b));
+            }
+            let Some(chunk) = rx.blocking_recv() else {
+                return Ok(None);
+            };
+            pending = decode_ipc(&chunk)
+                .map_err(|e| Error::arrow("decoding a shuffle chunk", e))?
+                .into_iter();
+        }
+    };
+    let mut out = Output {
+        dirs,
+        spec,
+        partition,
+        writer: None,
+    };
+    let mut runs = Runs::new(dirs.spill_dir.clone());
+    match &desc.reduce {
+        ReduceKind::Aggregate(aggregates) => {
+            let mut table: Option<HashAggregator> = None;
+            while let Some(batch) = next_batch()? {
+                let t = match &mut table {
+                    Some(t) => t,
+                    None => table.insert(HashAggregator::new(
+                        &batch.schema(),
+                        &desc.key_columns,
+                        aggregates,
+                        AggMode::Final,
+                    )?),
+                };
+                t.update(&batch)?;
+                if t.memory_bytes() as u64 > spec.task_memory
+                    && let Some(sorted) = t.take_sorted()?
+                {
+                    tracing::debug!(partition, run = runs.len(), "reduce task spills a run");
+                    runs.write(&slices(&sorted, batch_rows))?;
+                }
+            }
+            let Some(mut t) = table else {
+                return out.finish();
+            };
+            let rest = t.take_sorted()?;
+            if runs.is_empty() {
+                for b in rest.iter().flat_map(|all| slices(all, batch_rows)) {
+                    out.write(&b)?;
+                }
+            } else {
+                if let Some(rest) = rest {
+                    runs.write(&slices(&rest, batch_rows))?;
+                }
+                // The aggregate output starts with the key columns; a merged chunk holds
+                // whole key groups, so aggregating it alone finishes them.
+                let keys: Vec<usize> = (0..desc.key_columns.len()).collect();
+                runs.merge(&keys, batch_rows, |chunk| {
+                    t.update(&chunk)?;
+                    match t.take_sorted()? {
+                        Some(done) => out.write(&done),
+                        None => Ok(()),
+                    }
+                })?;
+            }
+        }
+        ReduceKind::Custom => {
+            let mut held: Vec<RecordBatch> = Vec::new();
+            let mut bytes = 0usize;
+            let mut keys: Option<Vec<usize>> = None;
+            while let Some(b) = next_batch()? {
+                if keys.is_none() {
+                    keys = Some(key_indices(&b, &desc.key_columns)?);
+                }
+                bytes += b.get_array_memory_size();
+                held.push(b);
+                if bytes as u64 > spec.task_memory
+                    && let (Some(k), Some(first)) = (&keys, held.first())
+                {
+                    tracing::debug!(partition, run = runs.len(), "reduce task spills a run");
+                    runs.write(&sorted_groups(&first.schema(), &held, k, batch_rows)?)?;
+                    held.clear();
+                    bytes = 0;
+                }
+            }
+            let Some(keys) = keys else {
+                return out.finish();
+            };
+            if runs.is_empty() {
+                if let Some(first) = held.first() {
+                    for chunk in sorted_groups(&first.schema(), &held, &keys, batch_rows)? {
+                        out.write(&plugin.reduce(chunk, ctx)?)?;
+                    }
+                }
+            } else {
+                if let Some(first) = held.first() {
+                    runs.write(&sorted_groups(&first.schema(), &held, &keys, batch_rows)?)?;
+                }
+                drop(held);
+                runs.merge(&keys, batch_rows, |chunk| {
+                    out.write(&plugin.reduce(chunk, ctx)?)
+                })?;
+            }
+        }
+    }
+    out.finish()
+}
+
+/// The positions of the key columns in the shuffled rows.
+fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
+    let schema = batch.schema();
+    keys.iter()
+        .map(|k| {
+            schema
+                .index_of(k)
+                .map_err(|_| Error::Invalid(format!("shuffled rows lack key column {k:?}")))
+        })
+        .collect()
+}
