@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use sluice_common::agg::{AggMode, HashAggregator, keep_combining, probe_rows};
+use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
 use sluice_common::format::read::read_split;
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
@@ -121,10 +121,8 @@ enum Combiner<'a> {
         keys: &'a [String],
         aggregates: &'a [Aggregate],
         table: Option<Box<HashAggregator>>,
-        /// Rows folded into the table since it was last emptied, while probing.
-        probed: u64,
-        /// Rows to probe before deciding.
-        probe: u64,
+        /// Whether grouping pays, judged on the table's first batches.
+        probe: GroupingProbe,
         /// Set once grouping stopped: partials of single rows, per partition.
         passthrough: Option<PartitionBuffer>,
     },
@@ -157,7 +155,6 @@ impl Combiner<'_> {
                 keys,
                 aggregates,
                 table,
-                probed,
                 probe,
                 passthrough,
             } => {
@@ -176,11 +173,10 @@ impl Combiner<'_> {
                     return buffer.add(&t.partial_state(&batch)?, &idx, partitions);
                 }
                 t.update(&batch)?;
-                *probed += batch.num_rows() as u64;
-                if keep_combining(*probed, t.groups() as u64, *probe) == Some(false) {
+                let groups = t.groups();
+                if probe.observe(batch.num_rows() as u64, groups as u64) == Some(false) {
                     tracing::debug!(
-                        rows = *probed,
-                        groups = t.groups(),
+                        groups,
                         "grouping does not shrink the map output: rows pass through"
                     );
                     *passthrough = Some(PartitionBuffer::new(partitions));
@@ -212,14 +208,14 @@ impl Combiner<'_> {
             Combiner::Aggregate {
                 keys,
                 table,
-                probed,
+                probe,
                 passthrough,
                 ..
             } => {
                 let mut parts = passthrough
                     .as_mut()
                     .map_or_else(|| vec![Vec::new(); partitions as usize], |b| b.take());
-                *probed = 0;
+                probe.reset();
                 let grouped = table
                     .as_mut()
                     .map(|t| t.take_sorted())
@@ -262,8 +258,7 @@ fn map_body(
             keys: &desc.key_columns,
             aggregates,
             table: None,
-            probed: 0,
-            probe: probe_rows(u64::from(spec.batch_rows)),
+            probe: GroupingProbe::new(u64::from(spec.batch_rows)),
             passthrough: None,
         },
         ReduceKind::Custom => Combiner::Buffer(PartitionBuffer::new(partitions)),
