@@ -25,7 +25,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_common::spec::{
-    DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat,
+    DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec,
+    OutputFormat, parse_bytes,
 };
 use sluice_common::storage::Location;
 use sluice_proto::pb;
@@ -94,8 +95,8 @@ pub struct JobArgs {
     /// A job parameter, passed to the plugin (repeatable).
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
-    /// Bytes per split of text, CSV and JSON-lines files.
-    #[arg(long, default_value_t = DEFAULT_SPLIT_SIZE)]
+    /// Bytes per split of text, CSV and JSON-lines files (`128MiB`, `4096`, ...).
+    #[arg(long, default_value_t = DEFAULT_SPLIT_SIZE, value_parser = parse_bytes)]
     pub split_size: u64,
     /// Part file format: parquet or csv.
     #[arg(long, default_value = "parquet")]
@@ -106,8 +107,8 @@ pub struct JobArgs {
     /// Rows per record batch.
     #[arg(long, default_value_t = DEFAULT_BATCH_ROWS)]
     pub batch_rows: u32,
-    /// Bytes a map task holds before it spills a run.
-    #[arg(long, default_value_t = DEFAULT_TASK_MEMORY)]
+    /// Bytes a map or reduce task holds before it spills a run (`512MiB`, `1G`, ...).
+    #[arg(long, default_value_t = DEFAULT_TASK_MEMORY, value_parser = parse_bytes)]
     pub task_memory: u64,
 }
 

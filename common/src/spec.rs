@@ -8,8 +8,47 @@ use std::str::FromStr;
 pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;
 /// Default rows per record batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 65_536;
-/// Default memory a map task may hold before it spills a run (512 MiB).
+/// Default memory a map or reduce task may hold before it spills a run (512 MiB).
 pub const DEFAULT_TASK_MEMORY: u64 = 512 << 20;
+
+/// A byte count as people write it: `1048576`, `512k`, `128MiB`, `2G`, `1.5GiB`. Units are
+/// binary (`k` = KiB = 1024 bytes, as Hadoop's `io.sort.mb` and Spark's `512m` mean); case
+/// and a trailing `B`/`iB` do not matter. Zero, negatives, fractions of a byte and values
+/// past `u64` are refused with the reason.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let shift = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches('b')
+        .trim_end_matches('i')
+    {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use bytes, or k, m, g, t with an optional iB)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count such as 128MiB"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) || bytes.fract() != 0.0 {
+        return Err(format!(
+            "{text:?} is not a whole number of bytes between 1 and 2^64"
+        ));
+    }
+    Ok(bytes as u64)
+}
 
 /// How input files are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,5 +196,22 @@ impl JobSpec {
             return Err("no output directory given".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1.5gib"), Ok(3 << 29));
+        for bad in ["", "0", "-5", "12 parsecs", "0.5", "99999999999T", "MiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
     }
 }
