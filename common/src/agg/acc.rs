@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, Decimal128Array, Float64Array, Int64Array,
+    PrimitiveArray, RecordBatch, StringArray,
 };
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::compute::cast;
+use arrow::datatypes::ArrowNativeType;
 use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema};
 use sluice_sdk::{AggFunc, Aggregate};
 
@@ -42,15 +45,79 @@ fn repr_of(t: &DataType) -> Option<Repr> {
     })
 }
 
+/// One value per group, and whether the group has one yet (an aggregate over no non-null
+/// value is null). Values and flags in separate vectors: an `Option<i128>` takes 32 bytes,
+/// these 17, and the update loops touch only what they need.
+pub(super) struct Slots<T> {
+    values: Vec<T>,
+    set: Vec<bool>,
+}
+
+impl<T: ArrowNativeType> Slots<T> {
+    fn new() -> Self {
+        Slots {
+            values: Vec::new(),
+            set: Vec::new(),
+        }
+    }
+
+    fn push(&mut self) {
+        self.values.push(T::default());
+        self.set.push(false);
+    }
+
+    /// Folds `v` into group `g` with `f`; the group's first value is taken as it is.
+    #[inline]
+    fn fold(&mut self, g: usize, v: T, f: impl Fn(T, T) -> Option<T>) -> Option<()> {
+        if self.set[g] {
+            self.values[g] = f(self.values[g], v)?;
+        } else {
+            self.values[g] = v;
+            self.set[g] = true;
+        }
+        Some(())
+    }
+
+    /// Folds the non-null values of `a` into `groups` (one group per row).
+    fn fold_column<P>(
+        &mut self,
+        a: &PrimitiveArray<P>,
+        groups: &[u32],
+        f: impl Fn(T, T) -> Option<T>,
+    ) -> Option<()>
+    where
+        P: ArrowPrimitiveType<Native = T>,
+    {
+        if a.null_count() == 0 {
+            for (&g, &v) in groups.iter().zip(a.values().iter()) {
+                self.fold(g as usize, v, &f)?;
+            }
+        } else {
+            for (i, &g) in groups.iter().enumerate() {
+                if a.is_valid(i) {
+                    self.fold(g as usize, a.value(i), &f)?;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// The values and, unless every group has one, which are null.
+    fn into_parts(self) -> (ScalarBuffer<T>, Option<NullBuffer>) {
+        let nulls = (!self.set.iter().all(|s| *s)).then(|| NullBuffer::from(self.set));
+        (ScalarBuffer::from(self.values), nulls)
+    }
+}
+
 /// One aggregate's running state, one slot per group.
 pub(super) enum Acc {
     Count(Vec<i64>),
-    SumI64(Vec<Option<i64>>),
-    SumI128(Vec<Option<i128>>),
-    SumF64(Vec<Option<f64>>),
-    MinMaxI64(Vec<Option<i64>>, bool),
-    MinMaxI128(Vec<Option<i128>>, bool),
-    MinMaxF64(Vec<Option<f64>>, bool),
+    SumI64(Slots<i64>),
+    SumI128(Slots<i128>),
+    SumF64(Slots<f64>),
+    MinMaxI64(Slots<i64>, bool),
+    MinMaxI128(Slots<i128>, bool),
+    MinMaxF64(Slots<f64>, bool),
     MinMaxStr(Vec<Option<Box<str>>>, bool),
 }
 
@@ -102,23 +169,23 @@ impl Plan {
         let is_min = func == AggFunc::Min;
         let (acc, out_type) = match (func, repr) {
             (AggFunc::Count, _) => (Acc::Count(Vec::new()), DataType::Int64),
-            (AggFunc::Sum, Repr::I64) => (Acc::SumI64(Vec::new()), DataType::Int64),
+            (AggFunc::Sum, Repr::I64) => (Acc::SumI64(Slots::new()), DataType::Int64),
             (AggFunc::Sum, Repr::I128) => {
                 let DataType::Decimal128(_, s) = input_type else {
                     return Err(unsupported());
                 };
-                (Acc::SumI128(Vec::new()), DataType::Decimal128(38, s))
+                (Acc::SumI128(Slots::new()), DataType::Decimal128(38, s))
             }
-            (AggFunc::Sum, Repr::F64) => (Acc::SumF64(Vec::new()), DataType::Float64),
+            (AggFunc::Sum, Repr::F64) => (Acc::SumF64(Slots::new()), DataType::Float64),
             (AggFunc::Sum, Repr::Str) => return Err(unsupported()),
             (AggFunc::Min | AggFunc::Max, Repr::I64) => {
-                (Acc::MinMaxI64(Vec::new(), is_min), input_type.clone())
+                (Acc::MinMaxI64(Slots::new(), is_min), input_type.clone())
             }
             (AggFunc::Min | AggFunc::Max, Repr::I128) => {
-                (Acc::MinMaxI128(Vec::new(), is_min), input_type.clone())
+                (Acc::MinMaxI128(Slots::new(), is_min), input_type.clone())
             }
             (AggFunc::Min | AggFunc::Max, Repr::F64) => {
-                (Acc::MinMaxF64(Vec::new(), is_min), DataType::Float64)
+                (Acc::MinMaxF64(Slots::new(), is_min), DataType::Float64)
             }
             (AggFunc::Min | AggFunc::Max, Repr::Str) => {
                 (Acc::MinMaxStr(Vec::new(), is_min), DataType::Utf8)
@@ -178,20 +245,13 @@ impl Plan {
     }
 }
 
-fn fold<T: Copy>(slot: &mut Option<T>, v: T, f: impl Fn(T, T) -> T) {
-    *slot = Some(match *slot {
-        None => v,
-        Some(old) => f(old, v),
-    });
-}
-
 impl Acc {
     pub(super) fn push_group(&mut self) {
         match self {
             Acc::Count(v) => v.push(0),
-            Acc::SumI64(v) | Acc::MinMaxI64(v, _) => v.push(None),
-            Acc::SumI128(v) | Acc::MinMaxI128(v, _) => v.push(None),
-            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => v.push(None),
+            Acc::SumI64(v) | Acc::MinMaxI64(v, _) => v.push(),
+            Acc::SumI128(v) | Acc::MinMaxI128(v, _) => v.push(),
+            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => v.push(),
             Acc::MinMaxStr(v, _) => v.push(None),
         }
     }
@@ -200,12 +260,12 @@ impl Acc {
     pub(super) fn emptied(&self) -> Acc {
         match self {
             Acc::Count(_) => Acc::Count(Vec::new()),
-            Acc::SumI64(_) => Acc::SumI64(Vec::new()),
-            Acc::SumI128(_) => Acc::SumI128(Vec::new()),
-            Acc::SumF64(_) => Acc::SumF64(Vec::new()),
-            Acc::MinMaxI64(_, m) => Acc::MinMaxI64(Vec::new(), *m),
-            Acc::MinMaxI128(_, m) => Acc::MinMaxI128(Vec::new(), *m),
-            Acc::MinMaxF64(_, m) => Acc::MinMaxF64(Vec::new(), *m),
+            Acc::SumI64(_) => Acc::SumI64(Slots::new()),
+            Acc::SumI128(_) => Acc::SumI128(Slots::new()),
+            Acc::SumF64(_) => Acc::SumF64(Slots::new()),
+            Acc::MinMaxI64(_, m) => Acc::MinMaxI64(Slots::new(), *m),
+            Acc::MinMaxI128(_, m) => Acc::MinMaxI128(Slots::new(), *m),
+            Acc::MinMaxF64(_, m) => Acc::MinMaxF64(Slots::new(), *m),
             Acc::MinMaxStr(_, m) => Acc::MinMaxStr(Vec::new(), *m),
         }
     }
@@ -213,8 +273,8 @@ impl Acc {
     pub(super) fn bytes_per_group(&self) -> usize {
         match self {
             Acc::Count(_) => 8,
-            Acc::SumI64(_) | Acc::MinMaxI64(_, _) | Acc::SumF64(_) | Acc::MinMaxF64(_, _) => 16,
-            Acc::SumI128(_) | Acc::MinMaxI128(_, _) => 32,
+            Acc::SumI64(_) | Acc::MinMaxI64(_, _) | Acc::SumF64(_) | Acc::MinMaxF64(_, _) => 9,
+            Acc::SumI128(_) | Acc::MinMaxI128(_, _) => 17,
             Acc::MinMaxStr(_, _) => 40,
         }
     }
@@ -243,68 +303,36 @@ impl Acc {
             }
             Acc::SumI64(v) => {
                 let a = as_i64(col)?;
-                for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        let slot = &mut v[g as usize];
-                        *slot = Some(
-                            slot.unwrap_or(0)
-                                .checked_add(a.value(i))
-                                .ok_or_else(overflow)?,
-                        );
-                    }
-                }
+                v.fold_column(&a, groups, i64::checked_add)
+                    .ok_or_else(overflow)?;
             }
             Acc::SumI128(v) => {
                 let a = col.as_primitive::<Decimal128Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        let slot = &mut v[g as usize];
-                        *slot = Some(
-                            slot.unwrap_or(0)
-                                .checked_add(a.value(i))
-                                .ok_or_else(overflow)?,
-                        );
-                    }
-                }
+                v.fold_column(a, groups, i128::checked_add)
+                    .ok_or_else(overflow)?;
             }
             Acc::SumF64(v) => {
                 let a = cast(col, &DataType::Float64)
                     .map_err(|e| Error::arrow(output.to_string(), e))?;
-                let a = a.as_primitive::<Float64Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        fold(&mut v[g as usize], a.value(i), |x, y| x + y);
-                    }
-                }
+                v.fold_column(a.as_primitive::<Float64Type>(), groups, |x, y| Some(x + y));
             }
             Acc::MinMaxI64(v, is_min) => {
                 let a = as_i64(col)?;
                 let pick = if *is_min { i64::min } else { i64::max };
-                for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        fold(&mut v[g as usize], a.value(i), pick);
-                    }
-                }
+                v.fold_column(&a, groups, |x, y| Some(pick(x, y)));
             }
             Acc::MinMaxI128(v, is_min) => {
                 let a = col.as_primitive::<Decimal128Type>();
                 let pick = if *is_min { i128::min } else { i128::max };
-                for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        fold(&mut v[g as usize], a.value(i), pick);
-                    }
-                }
+                v.fold_column(a, groups, |x, y| Some(pick(x, y)));
             }
             Acc::MinMaxF64(v, is_min) => {
                 let a = cast(col, &DataType::Float64)
                     .map_err(|e| Error::arrow(output.to_string(), e))?;
-                let a = a.as_primitive::<Float64Type>();
                 let pick = if *is_min { f64::min } else { f64::max };
-                for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        fold(&mut v[g as usize], a.value(i), pick);
-                    }
-                }
+                v.fold_column(a.as_primitive::<Float64Type>(), groups, |x, y| {
+                    Some(pick(x, y))
+                });
             }
             Acc::MinMaxStr(v, is_min) => {
                 let a = col.as_string::<i32>();
@@ -331,22 +359,30 @@ impl Acc {
         let err = |e| Error::arrow("finishing an aggregate", e);
         Ok(match self {
             Acc::Count(v) => Arc::new(Int64Array::from(v)),
-            Acc::SumI64(v) => Arc::new(Int64Array::from(v)),
-            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => Arc::new(Float64Array::from(v)),
+            Acc::SumI64(v) => {
+                let (values, nulls) = v.into_parts();
+                Arc::new(Int64Array::new(values, nulls))
+            }
+            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => {
+                let (values, nulls) = v.into_parts();
+                Arc::new(Float64Array::new(values, nulls))
+            }
             Acc::SumI128(v) | Acc::MinMaxI128(v, _) => {
                 let DataType::Decimal128(p, s) = out_type else {
                     return Err(Error::Invalid(format!(
                         "decimal aggregate typed {out_type}"
                     )));
                 };
+                let (values, nulls) = v.into_parts();
                 Arc::new(
-                    Decimal128Array::from(v)
+                    Decimal128Array::new(values, nulls)
                         .with_precision_and_scale(*p, *s)
                         .map_err(err)?,
                 )
             }
             Acc::MinMaxI64(v, _) => {
-                let wide: ArrayRef = Arc::new(Int64Array::from(v));
+                let (values, nulls) = v.into_parts();
+                let wide: ArrayRef = Arc::new(Int64Array::new(values, nulls));
                 from_i64(&wide, input_type)?
             }
             Acc::MinMaxStr(v, _) => {

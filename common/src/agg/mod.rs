@@ -525,6 +525,43 @@ mod tests {
     }
 
     #[test]
+    fn sums_refuse_overflow_and_groups_without_values_are_null() {
+        use arrow::array::Int64Array;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let keys = vec!["k".to_string()];
+        let aggs = vec![Aggregate::sum("s", "v"), Aggregate::max("m", "v")];
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a"])),
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(5)])),
+            ],
+        )
+        .unwrap();
+        let mut agg = HashAggregator::new(&schema, &keys, &aggs, AggMode::Partial).unwrap();
+        agg.update(&b).unwrap();
+        let out = agg.take_sorted().unwrap().unwrap();
+        let s = out.column(1).as_primitive::<Int64Type>();
+        assert_eq!((s.value(0), s.is_null(1)), (6, true), "b saw only a null");
+        let m = out.column(2).as_primitive::<Int64Type>();
+        assert_eq!((m.value(0), m.is_null(1)), (5, true));
+        let big = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "a"])),
+                Arc::new(Int64Array::from(vec![i64::MAX, 1])),
+            ],
+        )
+        .unwrap();
+        let mut agg = HashAggregator::new(&schema, &keys, &aggs, AggMode::Partial).unwrap();
+        let err = agg.update(&big).unwrap_err();
+        assert!(err.to_string().contains("aggregate s overflows"), "{err}");
+    }
+
+    #[test]
     fn missing_input_column_is_named() {
         let b = batch(&["a"], &[1]);
         let bad = vec![Aggregate::sum("x", "nope")];
