@@ -124,6 +124,75 @@ fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
 }
 
 #[test]
+fn a_map_output_gone_from_a_live_worker_reruns_that_map_only() {
+    let c = Cluster::start(3, options(5000));
+    let input = c.path("in");
+    let texts = write_corpus(&input, 4, 2500);
+    let marks = c.path("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let out_dir = c.path("out");
+    // Maps take half a second, so the spill file of a finished map can be removed behind
+    // its worker's back before any reducer runs. The worker stays alive and answers that it
+    // cannot read the output (DataLoss): not "unreachable".
+    let params = [
+        format!("marker_dir={}", marks.display()),
+        "fixed_sleep_map_ms=500".into(),
+    ];
+    let args = chaos_args(&input, &out_dir, 6, 4096, &params);
+    let mut submit = spawn_submit(&c, &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        let found = (0..3)
+            .filter_map(|w| std::fs::read_dir(c.path(&format!("worker-{w}/shuffle/job-0001"))).ok())
+            .flat_map(|d| d.map(|e| e.unwrap().path().join("data.parquet")))
+            .find(|p| p.is_file());
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no map output appeared:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let s = status_json(&c, "job-0001");
+    assert!(
+        s["maps_done"].as_u64() < s["maps_total"].as_u64(),
+        "removed too late, reducers may have read it: {s}"
+    );
+    std::fs::remove_file(&victim).unwrap();
+    let status = submit.wait().unwrap();
+    let mut stderr = Vec::new();
+    if let Some(mut e) = submit.stderr.take() {
+        std::io::Read::read_to_end(&mut e, &mut stderr).unwrap();
+    }
+    assert_job_ok(
+        &c,
+        &Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        },
+    );
+    assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+    let log = c.coordinator.log_text();
+    assert!(
+        log.contains("map output unreadable on a live worker"),
+        "the fetch failure did not take the live-worker path:\n{}",
+        c.logs()
+    );
+    assert!(!log.contains("worker unreachable from a reducer"), "{log}");
+    // Only the lost output's map ran twice; the worker kept every other output.
+    let m = markers(&marks);
+    let rerun: Vec<_> = m
+        .iter()
+        .filter(|((kind, _), n)| kind == "map" && **n > 1)
+        .collect();
+    assert_eq!(rerun.len(), 1, "{m:?}");
+}
+
+#[test]
 fn without_failures_every_task_runs_exactly_once() {
     // A worker timeout above the tasks' length: slow tasks are not mistaken for lost ones.
     let c = Cluster::start(2, options(5000));
