@@ -26,18 +26,27 @@ enum Repr {
     Str,
 }
 
+/// Whether values of `t` are integers that fit an `i64` once widened by [`as_i64`]:
+/// integers up to 32 bits unsigned and 64 signed, dates and timestamps.
+pub(super) fn widens_to_i64(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+    )
+}
+
 fn repr_of(t: &DataType) -> Option<Repr> {
     Some(match t {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::Date32
-        | DataType::Date64
-        | DataType::Timestamp(_, _) => Repr::I64,
+        t if widens_to_i64(t) => Repr::I64,
         DataType::Decimal128(_, _) => Repr::I128,
         DataType::Float32 | DataType::Float64 => Repr::F64,
         DataType::Utf8 => Repr::Str,

@@ -19,7 +19,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Decimal128Type, UInt64Type};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::acc::{as_i64, from_i64};
+use super::acc::{as_i64, from_i64, widens_to_i64};
 use crate::{Error, Result};
 
 /// Hash of a null key value.
@@ -53,17 +53,8 @@ enum Kind {
 fn kind_of(t: &DataType) -> Option<Kind> {
     Some(match t {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Binary => Kind::Bytes,
-        DataType::Boolean
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::Date32
-        | DataType::Date64
-        | DataType::Timestamp(_, _) => Kind::I64,
+        DataType::Boolean => Kind::I64,
+        t if widens_to_i64(t) => Kind::I64,
         DataType::UInt64 => Kind::U64,
         DataType::Decimal128(_, _) => Kind::I128,
         _ => return None,
