@@ -82,6 +82,9 @@ pub fn job_json(j: &pb::JobInfo) -> Value {
         "rows_in": j.rows_in,
         "rows_out": j.rows_out,
         "shuffle_bytes": j.shuffle_bytes,
+        "shuffle_local_outputs": j.shuffle_local_outputs,
+        "shuffle_remote_outputs": j.shuffle_remote_outputs,
+        "shuffle_streams": j.shuffle_streams,
         "attempts": j.attempts,
         "failed_attempts": j.failed_attempts,
         "output": j.output,
@@ -126,6 +129,12 @@ fn print_job(j: &pb::JobInfo) {
         j.attempts,
         j.failed_attempts
     );
+    if j.shuffle_local_outputs + j.shuffle_remote_outputs > 0 {
+        println!(
+            "  shuffle reads: {} map outputs from local disk, {} fetched in {} streams",
+            j.shuffle_local_outputs, j.shuffle_remote_outputs, j.shuffle_streams
+        );
+    }
     println!("  output {}  took {}", j.output, duration(j));
     if !j.error.is_empty() {
         println!("  error: {}", j.error);

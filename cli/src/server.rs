@@ -75,6 +75,10 @@ pub struct WorkerArgs {
     /// Seconds a stopping worker waits for running tasks [default: 300].
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: Option<u64>,
+    /// The machine this worker runs on: workers with the same host id read each other's map
+    /// outputs straight from disk instead of over the network [default: the hostname].
+    #[arg(long, env = "SLUICE_HOST_ID")]
+    host_id: Option<String>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -204,6 +208,9 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .or(w.drain_timeout_secs)
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
     );
+    if let Some(host) = args.host_id.or_else(|| w.host_id.clone()) {
+        config.host_id = host;
+    }
     config.security = args.security.resolve(&file)?;
     if config.security.server_tls().is_some() && !config.security.client_tls() {
         bail!(

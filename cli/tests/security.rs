@@ -92,24 +92,28 @@ fn wrong_or_missing_tokens_are_refused_everywhere() {
     let token = Security::from_files(c.token_file.as_deref(), None, None, None).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let request = |job: &str| pb::FetchPartitionRequest {
+        let request = |job: &str| pb::FetchOutputsRequest {
             job_id: job.into(),
-            map_index: 0,
-            attempt: 0,
             partition: 0,
+            outputs: vec![pb::OutputRef {
+                map_index: 0,
+                attempt: 0,
+            }],
         };
         let mut anonymous =
             Security::none().shuffle_client(Security::none().channel(&shuffle).unwrap());
         let e = anonymous
-            .fetch_partition(request("job-0001"))
+            .fetch_outputs(request("job-0001"))
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
         let mut member = token.shuffle_client(token.channel(&shuffle).unwrap());
-        let e = member
-            .fetch_partition(request("../../../etc/passwd"))
+        let mut stream = member
+            .fetch_outputs(request("../../../etc/passwd"))
             .await
-            .unwrap_err();
+            .unwrap()
+            .into_inner();
+        let e = stream.message().await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     });
     assert!(c.workers[0].log_text().contains("refused a call"));

@@ -27,6 +27,7 @@
 //! work_dir = "/var/lib/sluice/worker"
 //! slots = 2
 //! drain_timeout_secs = 300
+//! host_id = "rack1-node7"               # workers with the same host id share a disk
 //! [client]
 //! coordinator = "http://coordinator:7700"
 //! ```
@@ -131,6 +132,8 @@ pub struct WorkerSection {
     pub slots: Option<usize>,
     /// Seconds a stopping worker waits for its running tasks.
     pub drain_timeout_secs: Option<u64>,
+    /// The machine this worker runs on, as far as shuffle reads go.
+    pub host_id: Option<String>,
 }
 
 /// `[client]`.

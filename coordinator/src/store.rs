@@ -308,6 +308,7 @@ fn read_history(conn: &Connection) -> rusqlite::Result<History> {
                     plugin_sha256: r.get(14)?,
                     attempts: r.get(15)?,
                     failed_attempts: r.get(16)?,
+                    ..Default::default()
                 },
                 seq as u64,
             ))

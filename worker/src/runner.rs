@@ -46,6 +46,18 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Cluster token and TLS, for the shuffle server and every client call.
     pub security: Security,
+    /// The machine this worker runs on: reducers read the map outputs of workers with the
+    /// same host id from disk (see `shuffle::read`).
+    pub host_id: String,
+}
+
+/// This machine's hostname, the default host id.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 impl WorkerConfig {
@@ -58,6 +70,7 @@ impl WorkerConfig {
             slots,
             drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
             security: Security::none(),
+            host_id: hostname(),
         }
     }
 }
@@ -267,6 +280,7 @@ pub async fn run_worker(
         cpu: CpuPool::new(config.slots)?,
         coordinator: client.clone(),
         security: security.clone(),
+        host_id: config.host_id.clone(),
         plugins: PluginCache::new(config.work_dir.join("plugins")),
         cancelled: Arc::default(),
     };

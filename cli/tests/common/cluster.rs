@@ -228,7 +228,9 @@ impl Cluster {
         let mut cmd = sluice();
         cmd.args(["worker", "--listen", "127.0.0.1:0"])
             .arg("--work-dir")
-            .arg(self.dir.path().join(format!("worker-{index}")));
+            .arg(self.dir.path().join(format!("worker-{index}")))
+            // Each worker plays a machine of its own: no reads of another's disk.
+            .args(["--host-id", &format!("host-{index}")]);
         self.common_args(&mut cmd);
         cmd
     }

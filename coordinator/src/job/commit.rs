@@ -81,6 +81,13 @@ impl Commits {
         }
     }
 
+    /// Map outputs the committed attempts read locally, fetched, and the streams they used.
+    pub fn shuffle_reads(&self) -> (u32, u32, u32) {
+        self.done.iter().flatten().fold((0, 0, 0), |(l, r, s), d| {
+            (l + d.local_outputs, r + d.remote_outputs, s + d.fetch_streams)
+        })
+    }
+
     /// Rows in committed part files.
     pub fn rows_out(&self) -> u64 {
         self.done.iter().flatten().map(|d| d.rows).sum()

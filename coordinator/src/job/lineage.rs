@@ -41,6 +41,9 @@ impl Lineage {
                     worker_id: worker.0.clone(),
                     shuffle_addr: addr.to_string(),
                     expected_rows: 0,
+                    path: done.spill_path.clone(),
+                    output_token: done.output_token,
+                    host_id: done.host_id.clone(),
                 },
                 done: done.clone(),
             });

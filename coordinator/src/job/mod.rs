@@ -1029,6 +1029,7 @@ impl Job {
             JobStatus::Failed(e) => (pb::JobState::Failed, e.clone()),
             JobStatus::Cancelled => (pb::JobState::Cancelled, "cancelled".into()),
         };
+        let (local, remote, streams) = self.commits.shuffle_reads();
         pb::JobInfo {
             job_id: self.id.0.clone(),
             name: self.description.name.clone(),
@@ -1052,6 +1053,9 @@ impl Job {
                 .map(|t| t.attempts)
                 .sum(),
             failed_attempts: self.failed_attempts,
+            shuffle_local_outputs: local,
+            shuffle_remote_outputs: remote,
+            shuffle_streams: streams,
         }
     }
 }

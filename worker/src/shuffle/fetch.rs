@@ -1,21 +1,29 @@
-//! A reducer's side of the shuffle: fetch one partition of one map output.
+//! A reducer's network side of the shuffle: one `FetchOutputs` stream fetches partition r
+//! of every map output one worker holds for it, row group by row group.
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
 
-use arrow::ipc::reader::StreamReader;
+use bytes::BytesMut;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::file::metadata::ParquetMetaDataReader;
 use sluice_proto::pb;
 use sluice_proto::transport::Security;
 use tokio::sync::mpsc;
 use tonic::{Code, Status};
 
-use crate::error::{TaskError, TaskResult};
+use super::read::{Fetched, RowGroupBytes, fetch_failed};
+use super::row_group_range;
+use crate::error::TaskError;
 
-/// Decodes one IPC chunk into its batches.
-pub fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
-    let reader = StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())
+/// What a stream hands the merge: row groups of an output, the end of an output, or why it
+/// stopped.
+pub enum Piece {
+    /// A row group of the output being fetched.
+    Group(Fetched),
+    /// The output of this map index is complete.
+    End(u32),
+    /// The stream failed; the error names the output it was fetching.
+    Failed(TaskError),
 }
 
 /// Whether a failed call means the worker could not be reached (the machine is gone, or its
@@ -38,58 +46,177 @@ pub fn unreachable(code: Code) -> bool {
     )
 }
 
-/// Streams partition `partition` of map output `loc` into `tx` as Arrow IPC chunks (decoded
-/// by the consumer, on the CPU pool); returns the rows fetched. Any failure, a short stream
-/// included, is a typed [`TaskError::FetchFailed`] naming the map output.
-pub async fn fetch_partition(
+/// One output's progress in the stream.
+struct Current {
+    loc: pb::MapOutputLocation,
+    meta: ArrowReaderMetadata,
+    /// `(row group, offset, length)` still to receive, in order.
+    groups: std::collections::VecDeque<(usize, u64, u64)>,
+    file_len: u64,
+    buf: BytesMut,
+}
+
+/// Checks a header against what the map reported and sets up the output's fetch.
+fn start_output(loc: &pb::MapOutputLocation, header: pb::OutputChunk) -> Result<Current, String> {
+    if header.map_index != loc.map_index {
+        return Err(format!(
+            "the worker sent map {} where map {} was due",
+            header.map_index, loc.map_index
+        ));
+    }
+    if header.row_groups.is_empty() {
+        return Err(format!(
+            "the worker holds no rows of this partition, the map wrote {}",
+            loc.expected_rows
+        ));
+    }
+    let meta = ParquetMetaDataReader::decode_metadata(&header.footer)
+        .map_err(|e| format!("damaged footer: {e}"))?;
+    let meta = ArrowReaderMetadata::try_new(Arc::new(meta), ArrowReaderOptions::new())
+        .map_err(|e| format!("damaged footer: {e}"))?;
+    let mut groups = std::collections::VecDeque::new();
+    let mut rows = 0u64;
+    for &g in &header.row_groups {
+        let group = meta
+            .metadata()
+            .row_groups()
+            .get(g as usize)
+            .ok_or_else(|| format!("the footer has no row group {g}"))?;
+        rows += group.num_rows().max(0) as u64;
+        let (offset, len) = row_group_range(group);
+        groups.push_back((g as usize, offset, len));
+    }
+    if rows != loc.expected_rows {
+        return Err(format!(
+            "the worker holds {rows} rows of this partition, the map wrote {}",
+            loc.expected_rows
+        ));
+    }
+    Ok(Current {
+        loc: loc.clone(),
+        meta,
+        groups,
+        file_len: header.file_len,
+        buf: BytesMut::new(),
+    })
+}
+
+/// Streams partition `partition` of `outputs` (all held by one worker, in consumption order)
+/// into `tx` as [`Piece`]s; a failure is sent as [`Piece::Failed`] naming the output that
+/// was being fetched, the first one not complete.
+pub async fn fetch_stream(
+    security: Security,
+    job_id: String,
+    partition: u32,
+    outputs: Vec<pb::MapOutputLocation>,
+    tx: mpsc::Sender<Piece>,
+) {
+    if let Err(e) = stream_outputs(&security, &job_id, partition, &outputs, &tx).await {
+        let _ = tx.send(Piece::Failed(e)).await;
+    }
+}
+
+async fn stream_outputs(
     security: &Security,
     job_id: &str,
-    loc: &pb::MapOutputLocation,
     partition: u32,
-    tx: &mpsc::Sender<Vec<u8>>,
-) -> TaskResult<u64> {
-    let fail = |message: String, worker_unreachable: bool| TaskError::FetchFailed {
-        map_index: loc.map_index,
-        map_attempt: loc.attempt,
-        worker_id: loc.worker_id.clone(),
-        addr: loc.shuffle_addr.clone(),
-        message,
-        worker_unreachable,
+    outputs: &[pb::MapOutputLocation],
+    tx: &mpsc::Sender<Piece>,
+) -> Result<(), TaskError> {
+    let Some(first) = outputs.first() else {
+        return Ok(());
     };
-    let failed_call = |s: Status| fail(s.message().to_string(), unreachable(s.code()));
+    // Until an output completes, a failure is the next pending output's.
+    let mut next = 0usize;
+    let blame = |next: usize, message: String, worker_unreachable: bool| {
+        fetch_failed(
+            outputs.get(next).unwrap_or(first),
+            message,
+            worker_unreachable,
+        )
+    };
+    let failed_call =
+        |next: usize, s: Status| blame(next, s.message().to_string(), unreachable(s.code()));
     // A channel that cannot even be built (a bad address, TLS settings) is this worker's
     // problem, not the other's: not "unreachable".
     let channel = security
-        .channel(&loc.shuffle_addr)
-        .map_err(|e| fail(format!("connect: {e}"), false))?;
+        .channel(&first.shuffle_addr)
+        .map_err(|e| blame(0, format!("connect: {e}"), false))?;
     let mut client = security.shuffle_client(channel);
+    let request = pb::FetchOutputsRequest {
+        job_id: job_id.to_string(),
+        partition,
+        outputs: outputs
+            .iter()
+            .map(|l| pb::OutputRef {
+                map_index: l.map_index,
+                attempt: l.attempt,
+            })
+            .collect(),
+    };
     let mut stream = client
-        .fetch_partition(pb::FetchPartitionRequest {
-            job_id: job_id.to_string(),
-            map_index: loc.map_index,
-            attempt: loc.attempt,
-            partition,
-        })
+        .fetch_outputs(request)
         .await
-        .map_err(failed_call)?
+        .map_err(|s| failed_call(0, s))?
         .into_inner();
-    let mut rows = 0u64;
-    while let Some(chunk) = stream.message().await.map_err(failed_call)? {
-        rows += chunk.rows;
-        if tx.send(chunk.ipc).await.is_err() {
-            return Ok(rows); // the consumer stopped (it failed); its error wins
+    let mut current: Option<Current> = None;
+    loop {
+        let Some(chunk) = stream.message().await.map_err(|s| failed_call(next, s))? else {
+            break;
+        };
+        let Some(cur) = &mut current else {
+            let Some(loc) = outputs.get(next) else {
+                return Err(blame(next, "the worker sent more than asked".into(), false));
+            };
+            current = Some(start_output(loc, chunk).map_err(|m| blame(next, m, false))?);
+            continue;
+        };
+        let Some(&(group, offset, len)) = cur.groups.front() else {
+            return Err(blame(next, "a row group nobody asked for".into(), false));
+        };
+        if chunk.offset != offset + cur.buf.len() as u64
+            || (cur.buf.len() + chunk.data.len()) as u64 > len
+        {
+            return Err(blame(
+                next,
+                format!("bytes at offset {} out of order", chunk.offset),
+                false,
+            ));
+        }
+        if cur.buf.is_empty() {
+            cur.buf.reserve(len as usize);
+        }
+        cur.buf.extend_from_slice(&chunk.data);
+        if (cur.buf.len() as u64) < len {
+            continue;
+        }
+        cur.groups.pop_front();
+        let bytes = RowGroupBytes::new(offset, cur.buf.split().freeze(), cur.file_len);
+        let fetched = Fetched::Remote {
+            meta: cur.meta.clone(),
+            row_group: group,
+            bytes,
+            loc: cur.loc.clone(),
+        };
+        if tx.send(Piece::Group(fetched)).await.is_err() {
+            return Ok(()); // the merge stopped (the attempt failed); its error wins
+        }
+        if cur.groups.is_empty() {
+            if tx.send(Piece::End(cur.loc.map_index)).await.is_err() {
+                return Ok(());
+            }
+            current = None;
+            next += 1;
         }
     }
-    if rows != loc.expected_rows {
-        return Err(fail(
-            format!(
-                "received {rows} rows of partition {partition}, the map wrote {}",
-                loc.expected_rows
-            ),
+    if current.is_some() || next < outputs.len() {
+        return Err(blame(
+            next,
+            "the stream ended before the output was complete".into(),
             false,
         ));
     }
-    Ok(rows)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 
 pub mod fetch;
 pub mod merge;
+pub mod read;
 pub mod runs;
 pub mod serve;
 pub mod spill;
@@ -32,6 +33,8 @@ pub mod spill;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use parquet::file::metadata::RowGroupMetaData;
 
 /// Identifies one map attempt's output.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,6 +54,24 @@ pub struct MapOutputFile {
     pub path: Option<PathBuf>,
     /// Row groups of each partition, in file order.
     pub partition_row_groups: HashMap<u32, Vec<usize>>,
+    /// The random token in the file's footer.
+    pub token: u64,
+}
+
+/// The bytes of one row group in its file: `(offset, length)`. A row group's column chunks
+/// are written one after another, so this one range holds all of them.
+pub fn row_group_range(group: &RowGroupMetaData) -> (u64, u64) {
+    let mut start = u64::MAX;
+    let mut end = 0u64;
+    for column in group.columns() {
+        let (s, len) = column.byte_range();
+        start = start.min(s);
+        end = end.max(s.saturating_add(len));
+    }
+    if start == u64::MAX {
+        return (0, 0);
+    }
+    (start, end - start)
 }
 
 /// The map outputs this worker serves.

@@ -16,20 +16,39 @@ use super::MapOutputFile;
 /// Metadata key holding the partition → row groups index.
 pub const PARTITION_INDEX_KEY: &str = "sluice.partition_row_groups";
 
+/// Metadata key holding the file's random token (hex), which a reducer on the same host
+/// checks before it reads the file directly.
+pub const TOKEN_KEY: &str = "sluice.output_token";
+
+/// Rows per row group at most: the unit a reducer receives and decodes whole, so its size
+/// bounds the memory of a fetch in flight (about 4 MiB of EOD rows).
+pub const SPILL_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// A token no other spill file has: random per file, not secret.
+fn new_token(path: &Path) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    path.hash(&mut h);
+    std::process::id().hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    h.finish()
+}
+
 /// How spill files are written: for a local disk, read once, soon. No dictionaries (EOD's
 /// account ids are nearly all distinct: interning them costs and saves nothing), no
 /// statistics or page indexes (nothing prunes a spill), large pages, and no compression:
 /// the file is read back from the page cache moments later, and LZ4 took about 6% of an EOD
-/// run's CPU (profile) to save bytes nobody transfers (the reducer receives re-encoded
-/// IPC); the wall-time difference was within noise, so the simpler, cheaper option stays. A
-/// partition's rows form one row group whatever their count.
+/// run's CPU (profile) to save bytes that mostly never leave the host (and loopback
+/// bytes sent within one host); the wall-time difference was within noise, so the simpler,
+/// cheaper option stays. Row groups of at most [`SPILL_ROW_GROUP_ROWS`] rows also keep the
+/// writer's own buffer small.
 fn spill_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::UNCOMPRESSED)
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::None)
         .set_data_page_size_limit(SPILL_PAGE_BYTES)
-        .set_max_row_group_row_count(None)
+        .set_max_row_group_row_count(Some(SPILL_ROW_GROUP_ROWS))
         .build()
 }
 
@@ -48,6 +67,7 @@ pub struct PartitionStats {
 /// Writes runs of partitioned batches into one Parquet file.
 pub struct SpillWriter {
     path: PathBuf,
+    token: u64,
     writer: Option<ArrowWriter<File>>,
     index: HashMap<u32, Vec<usize>>,
     stats: HashMap<u32, PartitionStats>,
@@ -57,6 +77,7 @@ impl SpillWriter {
     /// A writer that creates `path` on the first batch.
     pub fn new(path: PathBuf) -> Self {
         SpillWriter {
+            token: new_token(&path),
             path,
             writer: None,
             index: HashMap::new(),
@@ -128,6 +149,10 @@ impl SpillWriter {
                     .collect::<Vec<_>>()
                     .join(";");
                 w.append_key_value_metadata(KeyValue::new(PARTITION_INDEX_KEY.to_string(), text));
+                w.append_key_value_metadata(KeyValue::new(
+                    TOKEN_KEY.to_string(),
+                    format!("{:016x}", self.token),
+                ));
                 w.close().map_err(|e| {
                     Error::arrow(format!("closing spill {}", self.path.display()), e)
                 })?;
@@ -138,6 +163,7 @@ impl SpillWriter {
             MapOutputFile {
                 path,
                 partition_row_groups: self.index,
+                token: self.token,
             },
             self.stats,
         ))

@@ -61,6 +61,15 @@ pub async fn run(
         rows_in,
         rows_out,
     } = body;
+    // Reducers on this host read the file at this path directly (see `shuffle::read`).
+    let spill_path = match &output.path {
+        Some(p) => std::fs::canonicalize(p)
+            .map_err(|e| Error::io(p, e))?
+            .to_string_lossy()
+            .into_owned(),
+        None => String::new(),
+    };
+    let output_token = output.token;
     env.registry.insert(
         MapOutputId {
             job_id: job.job_id.clone(),
@@ -73,6 +82,9 @@ pub async fn run(
         partitions,
         rows_in,
         rows_out,
+        spill_path,
+        output_token,
+        host_id: env.host_id.clone(),
     })
 }
 

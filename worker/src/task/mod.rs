@@ -39,6 +39,8 @@ pub struct TaskEnv {
     pub coordinator: CoordinatorClient,
     /// Token and TLS for calls to other workers.
     pub security: Security,
+    /// The machine this worker runs on.
+    pub host_id: String,
     /// Plugins downloaded from the coordinator.
     pub plugins: PluginCache,
     /// Set when the coordinator cancels this attempt.

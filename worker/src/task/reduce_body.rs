@@ -21,10 +21,13 @@ use sluice_common::plugin::Plugin;
 use sluice_common::spec::JobSpec;
 use sluice_common::{Error, Result};
 use sluice_sdk::{ReduceKind, TaskContext};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+use sluice_proto::pb;
 use tokio::sync::mpsc;
 
-use crate::shuffle::fetch::decode_ipc;
+use crate::error::TaskResult;
 use crate::shuffle::merge::sorted_groups;
+use crate::shuffle::read::{Fetched, fetch_failed};
 use crate::shuffle::runs::Runs;
 
 /// Where a reduce attempt works: its part file's staging dir and its spill dir.
@@ -88,31 +91,36 @@ fn slices(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// Consumes the fetched IPC chunks of `rx` and writes the part file; returns
+/// Consumes the shuffled input of `rx` and writes the part file; returns
 /// `(file, rows, bytes)`, or `None` when the partition is empty.
 pub fn reduce_body(
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Fetched>,
     spec: &JobSpec,
     ctx: &TaskContext,
     partition: u32,
     dirs: &ReduceDirs,
-) -> Result<Option<(PathBuf, u64, u64)>> {
+) -> TaskResult<Option<(PathBuf, u64, u64)>> {
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let desc = plugin.description();
     let batch_rows = spec.batch_rows as usize;
-    // Fetched chunks are decoded here, on the CPU pool, not on the fetching reactor thread.
-    let mut pending: std::vec::IntoIter<RecordBatch> = Vec::new().into_iter();
-    let mut next_batch = || -> Result<Option<RecordBatch>> {
+    // Shuffled row groups are decoded here, on the CPU pool, not on the fetching reactor
+    // thread.
+    let mut pending: Option<(ParquetRecordBatchReader, pb::MapOutputLocation)> = None;
+    let mut next_batch = || -> TaskResult<Option<RecordBatch>> {
         loop {
-            if let Some(b) = pending.next() {
-                return Ok(Some(b));
+            if let Some((reader, loc)) = &mut pending {
+                match reader.next() {
+                    Some(Ok(b)) => return Ok(Some(b)),
+                    // Rows that do not decode are a damaged map output: that map re-runs.
+                    Some(Err(e)) => return Err(fetch_failed(loc, format!("decoding: {e}"), false)),
+                    None => pending = None,
+                }
             }
-            let Some(chunk) = rx.blocking_recv() else {
+            let Some(fetched) = rx.blocking_recv() else {
                 return Ok(None);
             };
-            pending = decode_ipc(&chunk)
-                .map_err(|e| Error::arrow("decoding a shuffle chunk", e))?
-                .into_iter();
+            let loc = fetched.loc().clone();
+            pending = Some((fetched.batches(batch_rows)?, loc));
         }
     };
     let mut out = Output {
@@ -144,7 +152,7 @@ pub fn reduce_body(
                 }
             }
             let Some(mut t) = table else {
-                return out.finish();
+                return Ok(out.finish()?);
             };
             let rest = t.take_sorted()?;
             if runs.is_empty() {
@@ -187,7 +195,7 @@ pub fn reduce_body(
                 }
             }
             let Some(keys) = keys else {
-                return out.finish();
+                return Ok(out.finish()?);
             };
             if runs.is_empty() {
                 if let Some(first) = held.first() {
@@ -206,7 +214,7 @@ pub fn reduce_body(
             }
         }
     }
-    out.finish()
+    Ok(out.finish()?)
 }
 
 /// The positions of the key columns in the shuffled rows.

@@ -19,10 +19,10 @@ use tokio::sync::mpsc;
 use super::reduce_body::{ReduceDirs, reduce_body};
 use super::{JobInfo, TaskEnv};
 use crate::error::{TaskError, TaskResult};
-use crate::shuffle::fetch::fetch_partition;
+use crate::shuffle::read::gather;
 
-/// Batches in flight between the fetchers and the reduce body.
-const FETCH_QUEUE: usize = 16;
+/// Row groups (or local outputs) in flight between the fetch and the reduce body.
+const FETCH_QUEUE: usize = 4;
 
 /// Where an attempt writes before it commits.
 pub fn temporary_dir(output: &Path, partition: u32, attempt: u32) -> PathBuf {
@@ -99,12 +99,15 @@ pub async fn run(
     let body = env
         .cpu
         .run(move || reduce_body(rx, &spec, &ctx, partition, &dirs));
-    let fetch = async move {
-        for loc in map_outputs {
-            fetch_partition(&env.security, &job.job_id, loc, partition, &tx).await?;
-        }
-        Ok::<_, TaskError>(())
-    };
+    let fetch = gather(
+        &env.security,
+        &env.registry,
+        &env.host_id,
+        &job.job_id,
+        partition,
+        map_outputs,
+        tx,
+    );
     let (fetched, written) = tokio::join!(fetch, body);
     let cleanup = || {
         let _ = std::fs::remove_dir_all(&temp_dir);
@@ -114,19 +117,26 @@ pub async fn run(
             cleanup();
             return Err(e);
         }
-        (Ok(()), Err(panic)) => {
+        (Ok(_), Err(panic)) => {
             cleanup();
             return Err(Error::Invalid(format!("reduce task panicked: {panic}")).into());
         }
-        (Ok(()), Ok(Err(e))) => {
+        (Ok(_), Ok(Err(e))) => {
             cleanup();
-            return Err(e.into());
+            return Err(e);
         }
-        (Ok(()), Ok(Ok(w))) => w,
+        (Ok(counts), Ok(Ok(w))) => (counts, w),
+    };
+    let (counts, written) = written;
+    let read = |done: pb::ReduceDone| pb::ReduceDone {
+        local_outputs: counts.local_outputs,
+        remote_outputs: counts.remote_outputs,
+        fetch_streams: counts.streams,
+        ..done
     };
     let Some((temp_file, rows, bytes)) = written else {
         cleanup();
-        return Ok(pb::ReduceDone::default());
+        return Ok(read(pb::ReduceDone::default()));
     };
     let name = part_file_name(partition, job.spec.output_format);
     // On an object store, the upload happens before asking: the commit is then one copy.
@@ -179,9 +189,10 @@ pub async fn run(
             return Err(Error::Invalid("object-store output was not uploaded".into()).into());
         }
     }
-    Ok(pb::ReduceDone {
+    Ok(read(pb::ReduceDone {
         file: name,
         rows,
         bytes,
-    })
+        ..Default::default()
+    }))
 }
