@@ -218,6 +218,10 @@ pub fn report(info: &pb::JobInfo, secs: f64) -> Result<()> {
         info.maps_total,
         info.reduces_total
     );
+    println!(
+        "  shuffle reads: {} map outputs from local disk, {} fetched in {} streams",
+        info.shuffle_local_outputs, info.shuffle_remote_outputs, info.shuffle_streams
+    );
     if let Some(rss) = peak_rss_bytes() {
         println!("  peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }

@@ -125,7 +125,23 @@ fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
 
 #[test]
 fn a_map_output_gone_from_a_live_worker_reruns_that_map_only() {
-    let c = Cluster::start(3, options(5000));
+    let s = output_gone_from_a_live_worker(3);
+    assert!(s["shuffle_remote_outputs"].as_u64() > Some(0), "{s}");
+}
+
+#[test]
+fn a_map_output_gone_from_the_reducers_own_disk_is_a_fetch_failure() {
+    // One worker: every output is read from its own disk, never fetched, so the missing
+    // file can only be noticed by the local read, which must report a fetch failure.
+    let s = output_gone_from_a_live_worker(1);
+    assert_eq!(s["shuffle_remote_outputs"], 0, "{s}");
+    assert!(s["shuffle_local_outputs"].as_u64() > Some(0), "{s}");
+}
+
+/// Removes a finished map's spill file behind its live worker's back, checks the job
+/// re-ran that map only and got the reference output; returns the job's status.
+fn output_gone_from_a_live_worker(workers: usize) -> serde_json::Value {
+    let c = Cluster::start(workers, options(5000));
     let input = c.path("in");
     let texts = write_corpus(&input, 4, 2500);
     let marks = c.path("marks");
@@ -142,7 +158,7 @@ fn a_map_output_gone_from_a_live_worker_reruns_that_map_only() {
     let mut submit = spawn_submit(&c, &args);
     let deadline = Instant::now() + Duration::from_secs(60);
     let victim = loop {
-        let found = (0..3)
+        let found = (0..workers)
             .filter_map(|w| std::fs::read_dir(c.path(&format!("worker-{w}/shuffle/job-0001"))).ok())
             .flat_map(|d| d.map(|e| e.unwrap().path().join("data.parquet")))
             .find(|p| p.is_file());
@@ -190,6 +206,7 @@ fn a_map_output_gone_from_a_live_worker_reruns_that_map_only() {
         .filter(|((kind, _), n)| kind == "map" && **n > 1)
         .collect();
     assert_eq!(rerun.len(), 1, "{m:?}");
+    status_json(&c, "job-0001")
 }
 
 #[test]
