@@ -84,7 +84,11 @@ impl Commits {
     /// Map outputs the committed attempts read locally, fetched, and the streams they used.
     pub fn shuffle_reads(&self) -> (u32, u32, u32) {
         self.done.iter().flatten().fold((0, 0, 0), |(l, r, s), d| {
-            (l + d.local_outputs, r + d.remote_outputs, s + d.fetch_streams)
+            (
+                l + d.local_outputs,
+                r + d.remote_outputs,
+                s + d.fetch_streams,
+            )
         })
     }
 

@@ -236,6 +236,8 @@ pub struct Job {
     submitted_ms: u64,
     finished_ms: u64,
     failed_attempts: u32,
+    /// Reports applied since progress was last journaled.
+    unjournaled_reports: u32,
     policy: Policy,
     /// Attempts to cancel, collected by the service into heartbeat replies.
     cancels: Vec<Cancel>,
@@ -261,6 +263,14 @@ pub enum Outcome {
     ReduceDone(pb::ReduceDone),
     /// The attempt failed.
     Failed(TaskFailure),
+}
+
+/// Whether a job of `tasks` tasks journals its progress after `reports` unjournaled task
+/// reports: about a hundred times over the job. Computing and storing the job's summary
+/// costs in proportion to its tasks, so doing it on every report made a job of 20,000 tiny
+/// tasks quadratic; recovery does not need it (it replays the attempts).
+pub fn progress_due(reports: u32, tasks: usize) -> bool {
+    reports as usize >= (tasks / 100).max(1)
 }
 
 fn median(mut xs: Vec<Duration>) -> Option<Duration> {
@@ -299,6 +309,7 @@ impl Job {
             submitted_ms: now_ms(),
             finished_ms: 0,
             failed_attempts: 0,
+            unjournaled_reports: 0,
             policy: Policy::default(),
             cancels: Vec::new(),
             unreachable: HashMap::new(),
@@ -444,7 +455,8 @@ impl Job {
         self
     }
 
-    /// Sends the job's current state to the store.
+    /// Sends the job's current state to the store: at the job's end, and as it progresses
+    /// (see [`progress_due`]).
     fn journal_progress(&self) {
         self.journal.send(Event::JobUpdated(self.info()));
     }
@@ -658,7 +670,12 @@ impl Job {
             },
         });
         let all_done = self.apply_outcome(is_map, index, attempt, worker, shuffle_addr, outcome);
-        self.journal_progress();
+        self.unjournaled_reports += 1;
+        let tasks = self.maps.len() + self.reduces.len();
+        if all_done || progress_due(self.unjournaled_reports, tasks) {
+            self.unjournaled_reports = 0;
+            self.journal_progress();
+        }
         all_done
     }
 
@@ -1062,6 +1079,22 @@ impl Job {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn progress_is_journaled_about_a_hundred_times_a_job() {
+        assert!(progress_due(1, 1));
+        assert!(progress_due(1, 150));
+        assert!(!progress_due(199, 20_000));
+        assert!(progress_due(200, 20_000));
+        let journaled = (0..20_000).fold((0, 0), |(since, n), _| {
+            if progress_due(since + 1, 20_000) {
+                (0, n + 1)
+            } else {
+                (since + 1, n)
+            }
+        });
+        assert_eq!(journaled.1, 100);
+    }
     use super::*;
     use sluice_common::spec::InputFormat;
     use sluice_common::split::SplitRange;

@@ -248,7 +248,11 @@ fn load_meta(path: &Path) -> Result<ArrowReaderMetadata, String> {
 /// The row groups of `partition` in a spill file's footer index ("p:rg,rg;p:rg").
 fn indexed_row_groups(meta: &ArrowReaderMetadata, partition: u32) -> Option<Vec<usize>> {
     let kv = meta.metadata().file_metadata().key_value_metadata()?;
-    let text = kv.iter().find(|k| k.key == PARTITION_INDEX_KEY)?.value.as_deref()?;
+    let text = kv
+        .iter()
+        .find(|k| k.key == PARTITION_INDEX_KEY)?
+        .value
+        .as_deref()?;
     for entry in text.split(';') {
         let (p, groups) = entry.split_once(':')?;
         if p.parse::<u32>().ok()? == partition {
@@ -318,7 +322,10 @@ fn locate(
         return Ok(local(path, meta, groups));
     }
     let path = Path::new(&loc.path);
-    if loc.host_id != host_id || !path.is_absolute() || path.file_name() != Some("data.parquet".as_ref()) {
+    if loc.host_id != host_id
+        || !path.is_absolute()
+        || path.file_name() != Some("data.parquet".as_ref())
+    {
         return Ok(Source::Remote);
     }
     // Another worker's file on this host, if it is there and it is that output: anything
@@ -422,7 +429,11 @@ pub async fn gather(
                     }
                     Some(Piece::End(m)) if m == loc.map_index => break,
                     Some(Piece::End(m)) => {
-                        return Err(fetch_failed(loc, format!("map {m} ended out of turn"), false));
+                        return Err(fetch_failed(
+                            loc,
+                            format!("map {m} ended out of turn"),
+                            false,
+                        ));
                     }
                     Some(Piece::Failed(e)) => return Err(e),
                     None => {

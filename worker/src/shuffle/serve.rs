@@ -100,9 +100,11 @@ fn send_output(
     let footer = read_footer(&f, len, &path).map_err(lost)?;
     let mut ranges = Vec::with_capacity(groups.len());
     for &g in &groups {
-        let group = footer.meta.row_groups().get(g).ok_or_else(|| {
-            lost(format!("{} has no row group {g}", path.display()))
-        })?;
+        let group = footer
+            .meta
+            .row_groups()
+            .get(g)
+            .ok_or_else(|| lost(format!("{} has no row group {g}", path.display())))?;
         ranges.push(row_group_range(group));
     }
     let header = pb::OutputChunk {

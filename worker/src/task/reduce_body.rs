@@ -15,14 +15,14 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use sluice_common::agg::{AggMode, HashAggregator};
 use sluice_common::format::write::{PartWriter, part_file_name};
 use sluice_common::plugin::Plugin;
 use sluice_common::spec::JobSpec;
 use sluice_common::{Error, Result};
-use sluice_sdk::{ReduceKind, TaskContext};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use sluice_proto::pb;
+use sluice_sdk::{ReduceKind, TaskContext};
 use tokio::sync::mpsc;
 
 use crate::error::TaskResult;
