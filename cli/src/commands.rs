@@ -102,6 +102,7 @@ fn worker_json(w: &pb::WorkerInfo) -> Value {
         "running": w.running,
         "draining": w.draining,
         "suspect": w.suspect,
+        "memory": w.memory,
         "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago,
         "registered_ms": w.registered_ms,
     })

@@ -17,6 +17,7 @@ use sluice_common::config::{
 };
 use sluice_coordinator::CoordinatorConfig;
 use sluice_worker::WorkerConfig;
+use sluice_worker::runner::MIN_SLOT_MEMORY;
 use tokio::net::TcpListener;
 
 use crate::settings::{ConfigArg, SecurityArgs, absolute};
@@ -75,6 +76,10 @@ pub struct WorkerArgs {
     /// Seconds a stopping worker waits for running tasks [default: 300].
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: Option<u64>,
+    /// Memory for all task slots together, e.g. `8GiB`: a task gets `memory / slots`, and
+    /// jobs whose --task-memory exceeds that are not run here [default: 3/4 of the RAM].
+    #[arg(long, env = "SLUICE_WORKER_MEMORY", value_parser = sluice_common::spec::parse_bytes)]
+    memory: Option<u64>,
     /// The machine this worker runs on: workers with the same host id read each other's map
     /// outputs straight from disk instead of over the network [default: the hostname].
     #[arg(long, env = "SLUICE_HOST_ID")]
@@ -208,6 +213,17 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .or(w.drain_timeout_secs)
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
     );
+    if let Some(memory) = args.memory.or(w.memory) {
+        config.memory = memory;
+    }
+    if config.memory / slots as u64 <= MIN_SLOT_MEMORY {
+        bail!(
+            "worker memory of {} bytes gives each of the {slots} slots less than {} MiB: raise \
+             --memory or lower --slots",
+            config.memory,
+            MIN_SLOT_MEMORY >> 20
+        );
+    }
     if let Some(host) = args.host_id.or_else(|| w.host_id.clone()) {
         config.host_id = host;
     }

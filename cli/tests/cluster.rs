@@ -414,3 +414,39 @@ fn a_plugin_over_the_upload_limit_is_refused_and_nothing_runs() {
     let out = c.run_client("jobs", &["--json"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 }
+
+#[test]
+fn a_job_is_run_only_where_its_task_memory_fits_in_a_slots_share() {
+    let mut c = Cluster::start(0, ClusterOptions::default());
+    // 1 GiB over 2 slots: 512 MiB a task. 2 GiB over 1 slot: 2 GiB a task.
+    c.add_worker_with(2, &[("SLUICE_WORKER_MEMORY", "1GiB")]);
+    c.add_worker_with(1, &[("SLUICE_WORKER_MEMORY", "2GiB")]);
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 3);
+    let out_dir = c.path("out");
+    let out = c.submit_word_count(&corpus, &out_dir, &["--task-memory", "3GiB"]);
+    let err = assert_failed(&out);
+    assert!(
+        err.contains("exceeds what any worker gives a task slot") && err.contains("2147483648"),
+        "{err}"
+    );
+    assert!(!out_dir.exists(), "no job was planned");
+
+    let out = c.submit_word_count(&corpus, &out_dir, &["--task-memory", "1GiB"]);
+    assert_ok(&out);
+    let expected = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(read_counts(&out_dir, "word", "count"), expected);
+    // Every task ran on the worker with room: only it needed the plugin.
+    assert!(!c.workers[0].log_text().contains("plugin downloaded"));
+    assert!(c.workers[1].log_text().contains("plugin downloaded"));
+
+    // A worker whose slots would get almost nothing refuses to start.
+    let out = c
+        .worker_command(9)
+        .args(["--slots", "4", "--memory", "32MiB"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--memory"), "{err}");
+}

@@ -28,6 +28,7 @@
 //! slots = 2
 //! drain_timeout_secs = 300
 //! host_id = "rack1-node7"               # workers with the same host id share a disk
+//! memory = 8589934592                   # bytes for all slots; a task gets memory / slots
 //! [client]
 //! coordinator = "http://coordinator:7700"
 //! ```
@@ -134,6 +135,8 @@ pub struct WorkerSection {
     pub drain_timeout_secs: Option<u64>,
     /// The machine this worker runs on, as far as shuffle reads go.
     pub host_id: Option<String>,
+    /// Memory for all task slots together, in bytes.
+    pub memory: Option<u64>,
 }
 
 /// `[client]`.

@@ -209,8 +209,23 @@ impl CoordinatorService {
             suspects: state.workers.suspects(),
         };
         let mut assignments = Vec::new();
+        let fits = |job: &Job| {
+            state
+                .workers
+                .get(&worker)
+                .is_some_and(|w| w.fits(job.spec.task_memory))
+        };
+        let fitting: Vec<JobId> = state
+            .jobs
+            .values()
+            .filter(|j| fits(j))
+            .map(|j| j.id.clone())
+            .collect();
         'slots: while assignments.len() < free_slots as usize {
-            for job in state.jobs.values_mut() {
+            for id in &fitting {
+                let Some(job) = state.jobs.get_mut(id) else {
+                    continue;
+                };
                 if let Some(a) = job.next_task(&worker, &cluster) {
                     assignments.push(a);
                     continue 'slots;
@@ -342,7 +357,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         }
         let id = {
             let mut state = self.lock();
-            let id = state.workers.register(req.shuffle_addr.clone(), req.slots);
+            let id = state
+                .workers
+                .register(req.shuffle_addr.clone(), req.slots, req.memory);
             if !req.held_outputs.is_empty() {
                 for job in state.jobs.values_mut() {
                     job.claim(&id, &req.shuffle_addr, &req.held_outputs);
@@ -468,6 +485,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             return Err(Status::invalid_argument(
                 "job spec without plugin_sha256: upload the plugin first (sluice submit does)",
             ));
+        }
+        if let Some(why) = self.lock().workers.refuse_task_memory(spec.task_memory) {
+            return Err(Status::invalid_argument(why));
         }
         let stored = self.plugins.path(&spec.plugin_sha256)?;
         if !stored.is_file() {
@@ -602,6 +622,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 last_heartbeat_ms_ago: w.last_seen.elapsed().as_millis() as u64,
                 registered_ms: w.registered_ms,
                 suspect: w.suspect,
+                memory: w.memory,
             })
             .collect();
         workers.sort_by_key(|w| (w.registered_ms, w.worker_id.clone()));

@@ -49,6 +49,32 @@ pub struct WorkerConfig {
     /// The machine this worker runs on: reducers read the map outputs of workers with the
     /// same host id from disk (see `shuffle::read`).
     pub host_id: String,
+    /// Memory for all slots together: each task gets `memory / slots` at most, and the
+    /// coordinator assigns only jobs whose `task_memory` fits.
+    pub memory: u64,
+}
+
+/// Minimum memory share of a slot: below it no job could run usefully.
+pub const MIN_SLOT_MEMORY: u64 = 16 << 20;
+
+/// Default worker memory: three quarters of the machine's (the rest is for the page cache
+/// the shuffle reads from, and for the OS), or 4 GiB when it cannot be read.
+pub fn default_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| mem_total(&t))
+        .map_or(4 << 30, |total| total / 4 * 3)
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+pub fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let kib: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => kib.checked_mul(1024),
+        _ => None,
+    }
 }
 
 /// This machine's hostname, the default host id.
@@ -71,6 +97,7 @@ impl WorkerConfig {
             drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
             security: Security::none(),
             host_id: hostname(),
+            memory: default_memory(),
         }
     }
 }
@@ -173,6 +200,7 @@ async fn register(
     url: &str,
     advertise: &str,
     slots: usize,
+    memory: u64,
     held_outputs: Vec<pb::AttemptRef>,
 ) -> Result<(String, Duration), WorkerError> {
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
@@ -183,6 +211,7 @@ async fn register(
                 shuffle_addr: advertise.to_string(),
                 slots: slots as u32,
                 held_outputs: held_outputs.clone(),
+                memory,
             })
             .await;
         match reply {
@@ -260,6 +289,7 @@ pub async fn run_worker(
         &config.coordinator,
         &advertise,
         config.slots,
+        config.memory,
         Vec::new(),
     )
     .await;
@@ -281,6 +311,7 @@ pub async fn run_worker(
         coordinator: client.clone(),
         security: security.clone(),
         host_id: config.host_id.clone(),
+        slot_memory: config.memory / config.slots.max(1) as u64,
         plugins: PluginCache::new(config.work_dir.join("plugins")),
         cancelled: Arc::default(),
     };
@@ -308,6 +339,7 @@ pub async fn run_worker(
                         &config.coordinator,
                         &advertise,
                         config.slots,
+                        config.memory,
                         held_outputs(&registry),
                     )
                     .await?;

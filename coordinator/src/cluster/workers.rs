@@ -12,6 +12,8 @@ pub struct WorkerInfo {
     pub shuffle_addr: String,
     /// Tasks it runs at once.
     pub slots: u32,
+    /// Memory for all its slots together; 0 when not capped.
+    pub memory: u64,
     /// When it last heartbeated.
     pub last_seen: Instant,
     /// Finished jobs it has been told about (to drop their shuffle files).
@@ -49,9 +51,21 @@ impl Default for Workers {
     }
 }
 
+impl WorkerInfo {
+    /// Whether a task of a job with `task_memory` fits in the share of one of its slots.
+    pub fn fits(&self, task_memory: u64) -> bool {
+        fits(self.memory, self.slots, task_memory)
+    }
+}
+
+/// Whether `task_memory` fits in one slot's share of `memory` over `slots` (0: not capped).
+pub fn fits(memory: u64, slots: u32, task_memory: u64) -> bool {
+    memory == 0 || task_memory <= memory / u64::from(slots.max(1))
+}
+
 impl Workers {
     /// Registers a worker and returns its new id. A restarted worker is a new worker.
-    pub fn register(&mut self, shuffle_addr: String, slots: u32) -> WorkerId {
+    pub fn register(&mut self, shuffle_addr: String, slots: u32, memory: u64) -> WorkerId {
         self.next += 1;
         let id = WorkerId(format!("worker-{}-{}", self.boot, self.next));
         self.by_id.insert(
@@ -59,6 +73,7 @@ impl Workers {
             WorkerInfo {
                 shuffle_addr,
                 slots,
+                memory,
                 last_seen: Instant::now(),
                 told_finished: HashSet::new(),
                 running: 0,
@@ -79,6 +94,25 @@ impl Workers {
     /// The worker, if registered.
     pub fn get(&self, id: &WorkerId) -> Option<&WorkerInfo> {
         self.by_id.get(id)
+    }
+
+    /// Why a job of `task_memory` cannot run on the registered workers, if none has a slot
+    /// with that much memory; `None` when one has, or when no worker registered yet.
+    pub fn refuse_task_memory(&self, task_memory: u64) -> Option<String> {
+        let largest = self
+            .by_id
+            .iter()
+            .map(|(id, w)| (w.memory / u64::from(w.slots.max(1)), w.memory, id))
+            .max_by_key(|(share, memory, _)| (*memory == 0, *share))?;
+        if self.by_id.values().any(|w| w.fits(task_memory)) {
+            return None;
+        }
+        let (share, _, id) = largest;
+        Some(format!(
+            "task memory of {task_memory} bytes exceeds what any worker gives a task slot \
+             (largest: {share} bytes on {id}, its --memory divided by its --slots): lower \
+             --task-memory or give the workers more memory"
+        ))
     }
 
     /// Every registered worker, by id.
@@ -137,5 +171,36 @@ impl Workers {
     /// Whether no worker is registered.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_fits_in_one_slots_share_of_the_workers_memory() {
+        assert!(fits(4 << 30, 4, 1 << 30));
+        assert!(!fits(4 << 30, 4, (1 << 30) + 1));
+        assert!(fits(0, 4, u64::MAX), "0 is not capped");
+        assert!(fits(1 << 30, 0, 1 << 30), "no slots counts as one");
+    }
+
+    #[test]
+    fn a_job_is_refused_only_when_no_registered_worker_has_room() {
+        let mut w = Workers::default();
+        assert_eq!(w.refuse_task_memory(u64::MAX), None, "no worker yet");
+        w.register("a:1".into(), 2, 2 << 30);
+        let small = w.register("b:1".into(), 4, 2 << 30);
+        assert_eq!(w.refuse_task_memory(1 << 30), None);
+        let why = w.refuse_task_memory(2 << 30).unwrap();
+        assert!(why.contains("1073741824 bytes"), "{why}");
+        assert!(!why.contains(&small.0), "names the largest slot: {why}");
+        w.register("c:1".into(), 1, 0);
+        assert_eq!(
+            w.refuse_task_memory(u64::MAX),
+            None,
+            "an uncapped worker takes it"
+        );
     }
 }

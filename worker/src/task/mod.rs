@@ -41,6 +41,8 @@ pub struct TaskEnv {
     pub security: Security,
     /// The machine this worker runs on.
     pub host_id: String,
+    /// Memory a task may use at most (the worker's memory over its slots).
+    pub slot_memory: u64,
     /// Plugins downloaded from the coordinator.
     pub plugins: PluginCache,
     /// Set when the coordinator cancels this attempt.
@@ -165,6 +167,13 @@ async fn execute(
     a: &pb::TaskAssignment,
 ) -> TaskResult<pb::report_task_request::Outcome> {
     let job = decode_job(env, a).await?;
+    // The coordinator assigns only jobs that fit; this guards against one that does not.
+    if job.spec.task_memory > env.slot_memory {
+        return Err(TaskError::Assignment(format!(
+            "the job's task memory ({} bytes) exceeds this worker's share per slot ({} bytes)",
+            job.spec.task_memory, env.slot_memory
+        )));
+    }
     match &a.task {
         Some(pb::task_assignment::Task::Map(m)) => {
             let split = m
