@@ -229,3 +229,36 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
     );
     assert_no_success(&out);
 }
+
+#[test]
+fn a_bad_row_in_one_of_many_packed_small_files_names_that_file() {
+    // Twenty small CSV files fit one split: one map task reads them all, and a bad row in
+    // the seventh is still named by its own file and line.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for f in 0..20 {
+        let mut body = format!("{HEADER}\n");
+        for i in 0..5 {
+            let amount = if f == 7 && i == 3 { "1.0.0" } else { "1.00" };
+            body.push_str(&format!(
+                "T{f}-{i},ACC{i},2026-11-28,2026-11-28 10:00:00,DEBIT,{amount},USD,ATM,\n"
+            ));
+        }
+        std::fs::write(input.join(format!("day-{f:02}.csv")), body).unwrap();
+    }
+    let out = dir.path().join("out");
+    let p = plugin("sluice_eod");
+    let glob = format!("{}/*.csv", input.display());
+    let args = eod_args(&glob, out.to_str().unwrap(), p.to_str().unwrap());
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("day-07.csv") && stderr.contains("line 5") && stderr.contains("1.0.0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("map task 0 failed"),
+        "the seventh file is in the one split: {stderr}"
+    );
+    assert_no_success(&out);
+}

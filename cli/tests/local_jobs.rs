@@ -221,3 +221,39 @@ fn word_count_reads_json_lines_and_parquet_row_groups() {
         }
     }
 }
+
+#[test]
+fn small_files_are_packed_into_one_map_task_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let texts: Vec<String> = (0..30)
+        .map(|i| format!("file {i} says hello\nand goodbye {}\n", i % 7))
+        .collect();
+    for (i, t) in texts.iter().enumerate() {
+        std::fs::write(input.join(format!("f{i:02}.txt")), t).unwrap();
+    }
+    let out = dir.path().join("out");
+    let glob = format!("{}/*.txt", input.display());
+    let plugin = plugin("sluice_wordcount");
+    let result = run(&[
+        "--local",
+        "2",
+        "--format",
+        "text",
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--input",
+        &glob,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&result);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        stdout.contains(" 1 map / "),
+        "30 small files, one split: {stdout}"
+    );
+    let expected = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(read_counts(&out, "word", "count"), expected);
+}

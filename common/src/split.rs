@@ -3,7 +3,8 @@
 //! A byte-range split of a line-based file owns every line that *starts* inside
 //! `[start, end)`: the reader skips a partial first line unless `start` is 0 and reads past
 //! `end` to finish its last line (see [`crate::format::lines`]). A Parquet split is a list of
-//! row groups.
+//! row groups. A split of several small files (packed at planning, as Hadoop's
+//! `CombineFileInputFormat` does) reads each whole, one after another.
 
 use std::fmt;
 
@@ -19,6 +20,9 @@ pub enum SplitRange {
     },
     /// These row groups of a Parquet file.
     RowGroups(Vec<u32>),
+    /// Several whole files, each a split of its own kind, read in order; the outer split's
+    /// path is empty.
+    Files(Vec<Split>),
 }
 
 /// A map task's input.
@@ -35,6 +39,13 @@ impl fmt::Display for Split {
         match &self.range {
             SplitRange::Bytes { start, end } => write!(f, "{} bytes [{start}, {end})", self.path),
             SplitRange::RowGroups(rg) => write!(f, "{} row groups {rg:?}", self.path),
+            SplitRange::Files(files) => match (files.first(), files.last()) {
+                (Some(first), Some(last)) if files.len() > 1 => {
+                    write!(f, "{} files from {first} to {last}", files.len())
+                }
+                (Some(only), _) => write!(f, "{only}"),
+                _ => write!(f, "no files"),
+            },
         }
     }
 }

@@ -113,6 +113,9 @@ impl From<&Split> for pb::Split {
                 SplitRange::RowGroups(groups) => pb::split::Range::RowGroups(pb::RowGroups {
                     row_groups: groups.clone(),
                 }),
+                SplitRange::Files(files) => pb::split::Range::Files(pb::SplitList {
+                    splits: files.iter().map(pb::Split::from).collect(),
+                }),
             }),
         }
     }
@@ -127,6 +130,20 @@ impl TryFrom<&pb::Split> for Split {
                 end: b.end,
             },
             Some(pb::split::Range::RowGroups(g)) => SplitRange::RowGroups(g.row_groups.clone()),
+            // One level only: a packed split holds file splits, never other packed splits.
+            Some(pb::split::Range::Files(list))
+                if list
+                    .splits
+                    .iter()
+                    .all(|s| !matches!(s.range, Some(pb::split::Range::Files(_)))) =>
+            {
+                SplitRange::Files(
+                    list.splits
+                        .iter()
+                        .map(Split::try_from)
+                        .collect::<Result<_, _>>()?,
+                )
+            }
             other => return Err(invalid("split", format!("range {other:?}"))),
         };
         Ok(Split {

@@ -48,6 +48,15 @@ pub fn read_split(
     schema: Option<SchemaRef>,
     batch_rows: usize,
 ) -> Result<BatchIter> {
+    if let SplitRange::Files(files) = &split.range {
+        return Ok(Box::new(Files {
+            files: files.clone().into(),
+            format,
+            schema,
+            batch_rows,
+            current: None,
+        }));
+    }
     let location = Location::parse(&split.path)?;
     match (&split.range, format) {
         (SplitRange::RowGroups(groups), InputFormat::Parquet) => match location {
@@ -79,6 +88,38 @@ pub fn read_split(
         _ => Err(Error::Invalid(format!(
             "split {split} does not fit input format {format}"
         ))),
+    }
+}
+
+/// The batches of several files, each opened when the one before is done.
+struct Files {
+    files: std::collections::VecDeque<Split>,
+    format: InputFormat,
+    schema: Option<SchemaRef>,
+    batch_rows: usize,
+    current: Option<BatchIter>,
+}
+
+impl Iterator for Files {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(batches) = &mut self.current {
+                match batches.next() {
+                    Some(b) => return Some(b),
+                    None => self.current = None,
+                }
+            }
+            let file = self.files.pop_front()?;
+            match read_split(&file, self.format, self.schema.clone(), self.batch_rows) {
+                Ok(batches) => self.current = Some(batches),
+                Err(e) => {
+                    self.files.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
     }
 }
 

@@ -245,29 +245,35 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
     spec.validate().map_err(CoordinatorError::Input)?;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let files = expand_inputs(&spec.inputs)?;
-    let mut splits = Vec::new();
+    let mut per_file = Vec::with_capacity(files.len());
     for f in &files {
         let path = f.name();
-        match spec.format {
+        per_file.push(match spec.format {
             InputFormat::Parquet => {
                 let sizes = parquet_row_group_sizes(f)?;
-                for groups in split::row_group_splits(&sizes, spec.split_size) {
-                    splits.push(Split {
+                let splits = split::row_group_splits(&sizes, spec.split_size)
+                    .into_iter()
+                    .map(|groups| Split {
                         path: path.clone(),
                         range: SplitRange::RowGroups(groups),
-                    });
-                }
+                    })
+                    .collect();
+                (splits, sizes.iter().sum())
             }
             _ => {
-                for (start, end) in split::byte_ranges(f.len()?, spec.split_size) {
-                    splits.push(Split {
+                let len = f.len()?;
+                let splits = split::byte_ranges(len, spec.split_size)
+                    .into_iter()
+                    .map(|(start, end)| Split {
                         path: path.clone(),
                         range: SplitRange::Bytes { start, end },
-                    });
-                }
+                    })
+                    .collect();
+                (splits, len)
             }
-        }
+        });
     }
+    let splits = pack_small_files(per_file, spec.split_size);
     if splits.is_empty() {
         return Err(CoordinatorError::Input(format!(
             "the input ({}) holds no data: every file is empty",
@@ -300,6 +306,41 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
     })
 }
 
+/// The splits of every file, in order, with runs of consecutive small files (each one
+/// split smaller than the split size) packed into splits of several files
+/// ([`split::pack_files`]).
+fn pack_small_files(per_file: Vec<(Vec<Split>, u64)>, split_size: u64) -> Vec<Split> {
+    let mut out = Vec::new();
+    let mut run: Vec<(Split, u64)> = Vec::new();
+    let flush = |run: &mut Vec<(Split, u64)>, out: &mut Vec<Split>| {
+        let sizes: Vec<u64> = run.iter().map(|(_, s)| *s).collect();
+        let mut parts = std::mem::take(run).into_iter().map(|(s, _)| s);
+        for group in split::pack_files(&sizes, split_size, split::OPEN_COST_BYTES) {
+            let files: Vec<Split> = parts.by_ref().take(group.len()).collect();
+            out.push(match <[Split; 1]>::try_from(files) {
+                Ok([one]) => one,
+                Err(files) => Split {
+                    path: String::new(),
+                    range: SplitRange::Files(files),
+                },
+            });
+        }
+    };
+    for (mut splits, size) in per_file {
+        if splits.is_empty() {
+            continue; // an empty file: nothing to read, and no reason to end a run
+        }
+        if splits.len() == 1 && size < split_size {
+            run.extend(splits.pop().map(|s| (s, size)));
+        } else {
+            flush(&mut run, &mut out);
+            out.extend(splits);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// Every CSV file must have a header with the schema's columns, in order.
 fn check_csv_headers(files: &[InputFile], schema: &SchemaRef) -> Result<()> {
     let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -326,4 +367,70 @@ fn check_csv_headers(files: &[InputFile], schema: &SchemaRef) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, len: u64, split_size: u64) -> (Vec<Split>, u64) {
+        let splits = split::byte_ranges(len, split_size)
+            .into_iter()
+            .map(|(start, end)| Split {
+                path: name.into(),
+                range: SplitRange::Bytes { start, end },
+            })
+            .collect();
+        (splits, len)
+    }
+
+    fn names(s: &Split) -> Vec<String> {
+        match &s.range {
+            SplitRange::Files(files) => files.iter().map(|f| f.path.clone()).collect(),
+            _ => vec![s.path.clone()],
+        }
+    }
+
+    #[test]
+    fn runs_of_small_files_are_packed_and_big_files_split_as_before() {
+        let mb = 1 << 20;
+        let size = 128 * mb;
+        let per_file = vec![
+            file("a", 30_000, size),
+            file("b", 30_000, size),
+            file("big", 300 * mb, size),
+            file("c", mb, size),
+            file("empty", 0, size),
+            file("d", 2 * mb, size),
+        ];
+        let splits = pack_small_files(per_file, size);
+        let got: Vec<Vec<String>> = splits.iter().map(names).collect();
+        assert_eq!(
+            got,
+            vec![
+                vec!["a".to_string(), "b".into()],
+                vec!["big".into()],
+                vec!["big".into()],
+                vec!["big".into()],
+                vec!["c".into(), "d".into()],
+            ]
+        );
+        assert!(matches!(
+            splits[1].range,
+            SplitRange::Bytes { start: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn a_small_split_size_leaves_every_file_alone() {
+        // Asking for splits smaller than the files: the open cost keeps them apart.
+        let per_file = vec![file("a", 30, 97), file("b", 30, 97), file("c", 300, 97)];
+        let splits = pack_small_files(per_file, 97);
+        assert_eq!(splits.len(), 2 + 4);
+        assert!(
+            splits
+                .iter()
+                .all(|s| !matches!(s.range, SplitRange::Files(_)))
+        );
+    }
 }
