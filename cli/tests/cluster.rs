@@ -450,3 +450,38 @@ fn a_job_is_run_only_where_its_task_memory_fits_in_a_slots_share() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--memory"), "{err}");
 }
+
+#[test]
+fn a_finished_task_gets_its_slots_next_task_in_the_reports_reply() {
+    // The product's 1 s heartbeat: waiting for ticks would make this job crawl.
+    let c = Cluster::start(
+        1,
+        ClusterOptions {
+            default_heartbeat: true,
+            ..Default::default()
+        },
+    );
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 3);
+    let out_dir = c.path("out");
+    let out = c.submit_word_count(&corpus, &out_dir, &["--split-size", "64"]);
+    assert_ok(&out);
+    let expected = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(read_counts(&out_dir, "word", "count"), expected);
+    let metrics = common::cluster::http_get(&c.http, "/metrics");
+    let count = |via: &str| -> u64 {
+        let key = format!("sluice_assignments_total{{via=\"{via}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in\n{metrics}"))
+    };
+    let (report, heartbeat) = (count("report"), count("heartbeat"));
+    assert!(report + heartbeat >= 20, "too few tasks to tell: {metrics}");
+    // Only the first tasks, and those after a reply found nothing ready, need a heartbeat.
+    assert!(
+        report > 4 * heartbeat,
+        "report {report}, heartbeat {heartbeat}"
+    );
+}

@@ -31,9 +31,47 @@ pub struct State {
     /// Attempts each worker must stop, delivered with its next heartbeat.
     outbox: HashMap<WorkerId, Vec<pb::AttemptRef>>,
     policy: Policy,
+    /// Attempts handed out in heartbeat replies and in report replies.
+    assigned_by_heartbeat: u64,
+    assigned_by_report: u64,
 }
 
 impl State {
+    /// Up to `slots` new attempts for `worker`, from the jobs whose task memory fits in its
+    /// slots, in job order.
+    fn assign(&mut self, worker: &WorkerId, slots: usize) -> Vec<pb::TaskAssignment> {
+        let mut assignments = Vec::new();
+        let Some(info) = self.workers.get(worker) else {
+            return assignments;
+        };
+        if slots == 0 || info.draining || info.suspect {
+            return assignments;
+        }
+        let fitting: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| !j.is_finished() && info.fits(j.spec.task_memory))
+            .map(|j| j.id.clone())
+            .collect();
+        let cluster = ClusterView {
+            live_workers: self.workers.active(),
+            suspects: self.workers.suspects(),
+        };
+        'slots: while assignments.len() < slots {
+            for id in &fitting {
+                let Some(job) = self.jobs.get_mut(id) else {
+                    continue;
+                };
+                if let Some(a) = job.next_task(worker, &cluster) {
+                    assignments.push(a);
+                    continue 'slots;
+                }
+            }
+            break;
+        }
+        assignments
+    }
+
     /// Moves the jobs' cancellations into the workers' outboxes (cancellations for workers
     /// that are gone are dropped: their attempts died with them).
     fn collect_cancels(&mut self) {
@@ -113,6 +151,8 @@ impl CoordinatorService {
             workers: Workers::default(),
             outbox: HashMap::new(),
             policy,
+            assigned_by_heartbeat: 0,
+            assigned_by_report: 0,
         };
         // Workers re-register within a heartbeat or two of a restart; until then their map
         // outputs are not re-run.
@@ -204,35 +244,8 @@ impl CoordinatorService {
         for job in state.jobs.values_mut() {
             job.reconcile(&worker, &req.running_attempts, settle);
         }
-        let cluster = ClusterView {
-            live_workers: state.workers.active(),
-            suspects: state.workers.suspects(),
-        };
-        let mut assignments = Vec::new();
-        let fits = |job: &Job| {
-            state
-                .workers
-                .get(&worker)
-                .is_some_and(|w| w.fits(job.spec.task_memory))
-        };
-        let fitting: Vec<JobId> = state
-            .jobs
-            .values()
-            .filter(|j| fits(j))
-            .map(|j| j.id.clone())
-            .collect();
-        'slots: while assignments.len() < free_slots as usize {
-            for id in &fitting {
-                let Some(job) = state.jobs.get_mut(id) else {
-                    continue;
-                };
-                if let Some(a) = job.next_task(&worker, &cluster) {
-                    assignments.push(a);
-                    continue 'slots;
-                }
-            }
-            break;
-        }
+        let assignments = state.assign(&worker, free_slots as usize);
+        state.assigned_by_heartbeat += assignments.len() as u64;
         state.collect_cancels();
         let cancel = state.outbox.remove(&worker).unwrap_or_default();
         pb::HeartbeatResponse {
@@ -331,6 +344,14 @@ impl CoordinatorService {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP sluice_assignments_total Task attempts handed to workers, by the reply that \
+             carried them.\n# TYPE sluice_assignments_total counter\n\
+             sluice_assignments_total{{via=\"heartbeat\"}} {}\n\
+             sluice_assignments_total{{via=\"report\"}} {}",
+            state.assigned_by_heartbeat, state.assigned_by_report
+        );
         out
     }
 }
@@ -457,7 +478,16 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 job.succeed();
             }
         }
-        Ok(Response::new(pb::ReportTaskResponse {}))
+        // The reporting attempt's slot is free: give it its next task now.
+        let assignments = if req.want_task {
+            let mut state = self.lock();
+            let a = state.assign(&worker, 1);
+            state.assigned_by_report += a.len() as u64;
+            a
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(pb::ReportTaskResponse { assignments }))
     }
 
     async fn can_commit(

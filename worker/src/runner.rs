@@ -125,13 +125,53 @@ struct Running {
 struct RunningGuard {
     running: Running,
     key: AttemptKey,
+    /// Whether to wake the loop: not when the report's reply already refilled the slot.
+    wake: bool,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         self.running.lock().remove(&self.key);
-        self.running.wake.notify_one();
+        if self.wake {
+            self.running.wake.notify_one();
+        }
     }
+}
+
+/// Starts attempt `a` on this worker as `worker_id`, unless its job id is unsafe.
+fn start(a: pb::TaskAssignment, env: &TaskEnv, worker_id: &str, running: &Running) {
+    if !is_safe_id(&a.job_id) {
+        tracing::error!(job = ?a.job_id, "refusing an assignment whose job id is not a plain name");
+        return;
+    }
+    let key: AttemptKey = match &a.task {
+        Some(pb::task_assignment::Task::Map(m)) => (a.job_id.clone(), true, m.index, a.attempt),
+        Some(pb::task_assignment::Task::Reduce(t)) => {
+            (a.job_id.clone(), false, t.partition, a.attempt)
+        }
+        None => return,
+    };
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let env = TaskEnv {
+        worker_id: worker_id.to_string(),
+        cancelled: cancelled.clone(),
+        ..env.clone()
+    };
+    let mut guard = RunningGuard {
+        running: running.clone(),
+        key: key.clone(),
+        wake: true,
+    };
+    // Hold the table's lock across spawn so the guard cannot remove the key before it is
+    // inserted.
+    let mut tasks = running.lock();
+    tokio::spawn(async move {
+        // A reply that refilled the slot already queued the next attempt: no heartbeat is
+        // needed to ask for one.
+        guard.wake = !run_assignment(env, a).await;
+        drop(guard);
+    });
+    tasks.insert(key, cancelled);
 }
 
 impl Running {
@@ -303,6 +343,8 @@ pub async fn run_worker(
     };
     tracing::info!(%worker_id, shuffle = %advertise, slots = config.slots, "worker registered");
 
+    // Assignments that came with a report's reply, started by this loop.
+    let (next_tasks, mut next_rx) = tokio::sync::mpsc::unbounded_channel();
     let env = TaskEnv {
         worker_id: worker_id.clone(),
         work_dir: config.work_dir.clone(),
@@ -314,6 +356,7 @@ pub async fn run_worker(
         slot_memory: config.memory / config.slots.max(1) as u64,
         plugins: PluginCache::new(config.work_dir.join("plugins")),
         cancelled: Arc::default(),
+        next_tasks,
     };
     let running = Running::default();
     let mut draining: Option<tokio::time::Instant> = None;
@@ -374,37 +417,7 @@ pub async fn run_worker(
                     tracing::info!(job = %c.job_id, map = c.is_map, index = c.index, attempt = c.attempt, "attempt cancelled");
                 }
                 for a in r.assignments {
-                    if !is_safe_id(&a.job_id) {
-                        tracing::error!(job = ?a.job_id, "refusing an assignment whose job id is not a plain name");
-                        continue;
-                    }
-                    let key: AttemptKey = match &a.task {
-                        Some(pb::task_assignment::Task::Map(m)) => {
-                            (a.job_id.clone(), true, m.index, a.attempt)
-                        }
-                        Some(pb::task_assignment::Task::Reduce(t)) => {
-                            (a.job_id.clone(), false, t.partition, a.attempt)
-                        }
-                        None => continue,
-                    };
-                    let cancelled = Arc::new(AtomicBool::new(false));
-                    let env = TaskEnv {
-                        worker_id: worker_id.clone(),
-                        cancelled: cancelled.clone(),
-                        ..env.clone()
-                    };
-                    let guard = RunningGuard {
-                        running: running.clone(),
-                        key: key.clone(),
-                    };
-                    // Hold the table's lock across spawn so the guard cannot remove the key
-                    // before it is inserted.
-                    let mut tasks = running.lock();
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        run_assignment(env, a).await;
-                    });
-                    tasks.insert(key, cancelled);
+                    start(a, &env, &worker_id, &running);
                 }
             }
             Err(s) if s.code() == Code::Unauthenticated => {
@@ -426,20 +439,20 @@ pub async fn run_worker(
                 break;
             }
         }
-        if draining.is_none() {
+        // Wait for the next tick, a freed slot or a stop; tasks handed over by report replies
+        // start meanwhile without a heartbeat.
+        let tick = tokio::time::sleep(interval);
+        tokio::pin!(tick);
+        loop {
             tokio::select! {
-                _ = stop_rx.wait_for(|s| *s) => {
+                _ = stop_rx.wait_for(|s| *s), if draining.is_none() => {
                     tracing::info!(%worker_id, running = running.len(), "worker draining");
                     draining = Some(tokio::time::Instant::now());
-                    continue; // tell the coordinator at once
+                    break; // tell the coordinator at once
                 }
-                _ = tokio::time::sleep(interval) => {}
-                _ = running.wake.notified() => {}
-            }
-        } else {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = running.wake.notified() => {}
+                _ = &mut tick => break,
+                _ = running.wake.notified() => break,
+                Some(a) = next_rx.recv() => start(a, &env, &worker_id, &running),
             }
         }
     }

@@ -360,3 +360,20 @@ pub fn job_args(plugin: &Path, input: &str, format: &str, output: &Path) -> Vec<
         output.to_string_lossy().into_owned(),
     ]
 }
+
+/// The body of `GET path` from an HTTP/1.1 server at `addr` (no TLS, no token).
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP port");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}

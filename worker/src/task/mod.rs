@@ -47,6 +47,8 @@ pub struct TaskEnv {
     pub plugins: PluginCache,
     /// Set when the coordinator cancels this attempt.
     pub cancelled: Arc<AtomicBool>,
+    /// Where a report's reply hands over the freed slot's next attempts.
+    pub next_tasks: tokio::sync::mpsc::UnboundedSender<pb::TaskAssignment>,
 }
 
 /// The job-level part of an assignment, decoded.
@@ -107,8 +109,9 @@ async fn decode_job(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult<JobInfo
     })
 }
 
-/// Runs one assignment to its end and reports the outcome to the coordinator.
-pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
+/// Runs one assignment to its end and reports the outcome to the coordinator; returns
+/// whether the reply handed this slot its next attempt (sent to [`TaskEnv::next_tasks`]).
+pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
     let (is_map, index) = match &a.task {
         Some(pb::task_assignment::Task::Map(m)) => (true, m.index),
         Some(pb::task_assignment::Task::Reduce(r)) => (false, r.partition),
@@ -132,7 +135,7 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
         tracing::info!(job = %a.job_id, index, attempt = a.attempt, "cancelled attempt ended");
-        return;
+        return false;
     }
     let outcome = match outcome {
         Ok(o) => o,
@@ -148,18 +151,26 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) {
         index,
         attempt: a.attempt,
         outcome: Some(outcome),
+        want_task: true,
     };
     // Reports are keyed by attempt, so repeating one is harmless; losing one would leave the
     // task running forever in the coordinator's eyes.
     for retry in 0..5u32 {
         match env.coordinator.clone().report_task(report.clone()).await {
-            Ok(_) => return,
+            Ok(reply) => {
+                let mut handed = false;
+                for next in reply.into_inner().assignments {
+                    handed |= env.next_tasks.send(next).is_ok();
+                }
+                return handed;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry, "reporting task outcome failed");
                 tokio::time::sleep(std::time::Duration::from_millis(200 << retry)).await;
             }
         }
     }
+    false
 }
 
 async fn execute(
