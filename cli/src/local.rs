@@ -20,8 +20,10 @@ const LOCAL_HEARTBEAT: Duration = Duration::from_millis(250);
 pub struct LocalCluster {
     /// URL of the coordinator.
     pub url: String,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    stop_workers: watch::Sender<bool>,
+    stop_coordinator: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    coordinator: JoinHandle<()>,
     _work: tempfile::TempDir,
 }
 
@@ -39,24 +41,25 @@ impl LocalCluster {
             .prefix("sluice-local-")
             .tempdir()
             .context("creating the local work directory")?;
-        let (stop, rx) = watch::channel(false);
+        let (stop_coordinator, coordinator_rx) = watch::channel(false);
+        let (stop_workers, workers_rx) = watch::channel(false);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the coordinator")?;
         let url = format!("http://{}", listener.local_addr()?);
-        let mut tasks = Vec::new();
-        let shutdown = stopped(&rx);
+        let shutdown = stopped(&coordinator_rx);
         // A laptop run keeps no history: the job store lives in the temporary directory.
         // Heartbeats are faster than a cluster's, as stage changes wait for one.
         let mut config = CoordinatorConfig::new(work.path().join("coordinator"));
         config.heartbeat = LOCAL_HEARTBEAT;
-        tasks.push(tokio::spawn(async move {
+        let coordinator = tokio::spawn(async move {
             if let Err(e) =
                 sluice_coordinator::run_coordinator(config, listener, None, shutdown).await
             {
                 tracing::error!(error = %e, "coordinator stopped");
             }
-        }));
+        });
+        let mut workers_tasks = Vec::new();
         for i in 0..workers {
             let listener = TcpListener::bind("127.0.0.1:0")
                 .await
@@ -66,8 +69,8 @@ impl LocalCluster {
                 PathBuf::from(work.path()).join(format!("worker-{i}")),
                 slots,
             );
-            let shutdown = stopped(&rx);
-            tasks.push(tokio::spawn(async move {
+            let shutdown = stopped(&workers_rx);
+            workers_tasks.push(tokio::spawn(async move {
                 if let Err(e) = sluice_worker::run_worker(config, listener, shutdown).await {
                     tracing::error!(error = %e, "worker stopped");
                 }
@@ -75,17 +78,21 @@ impl LocalCluster {
         }
         Ok(LocalCluster {
             url,
-            stop,
-            tasks,
+            stop_workers,
+            stop_coordinator,
+            workers: workers_tasks,
+            coordinator,
             _work: work,
         })
     }
 
-    /// Stops every process of the cluster and waits for them.
+    /// Stops the workers, then the coordinator they say goodbye to, and waits for them.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
+        let _ = self.stop_workers.send(true);
+        for t in self.workers {
             let _ = t.await;
         }
+        let _ = self.stop_coordinator.send(true);
+        let _ = self.coordinator.await;
     }
 }
