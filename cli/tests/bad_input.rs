@@ -262,3 +262,48 @@ fn a_bad_row_in_one_of_many_packed_small_files_names_that_file() {
     );
     assert_no_success(&out);
 }
+
+#[test]
+fn a_parquet_file_without_a_column_the_job_reads_is_named_with_the_column() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    // EOD reads six columns of a transaction file; this one has only two of them.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.parquet");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("txn_id", DataType::Utf8, true),
+        Field::new("account_id", DataType::Utf8, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["T1"])),
+        Arc::new(StringArray::from(vec!["ACC1"])),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&input).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let out = dir.path().join("out");
+    let p = plugin("sluice_eod");
+    let args = [
+        "--local",
+        "1",
+        "--format",
+        "parquet",
+        "--plugin",
+        p.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("day.parquet") && stderr.contains("no column \"txn_date\""),
+        "{stderr}"
+    );
+    assert_no_success(&out);
+}

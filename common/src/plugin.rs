@@ -107,6 +107,7 @@ impl Plugin {
                 name: String::new(),
                 key_columns: Vec::new(),
                 reduce: sluice_sdk::ReduceKind::Custom,
+                input_columns: None,
             },
             input_schema: None,
             _library: library,

@@ -110,15 +110,21 @@ pub struct JobDescription {
     pub key_columns: Vec<String>,
     /// How groups are reduced.
     pub reduce: ReduceKind,
+    /// The input columns the map reads; `None`: all. Columnar input (Parquet) reads only
+    /// these.
+    pub input_columns: Option<Vec<String>>,
 }
 
 impl JobDescription {
     /// The text form: `name=`, one `key=` per key column, one `agg=output|func|input` per
-    /// aggregate or `reduce=custom`.
+    /// aggregate or `reduce=custom`, and one `column=` per input column read, if declared.
     pub fn encode(&self) -> String {
         let mut out = format!("name={}\n", escape(&self.name));
         for k in &self.key_columns {
             out.push_str(&format!("key={}\n", escape(k)));
+        }
+        for c in self.input_columns.iter().flatten() {
+            out.push_str(&format!("column={}\n", escape(c)));
         }
         match &self.reduce {
             ReduceKind::Custom => out.push_str("reduce=custom\n"),
@@ -142,10 +148,12 @@ impl JobDescription {
         let mut key_columns = Vec::new();
         let mut aggs = Vec::new();
         let mut custom = false;
+        let mut input_columns: Option<Vec<String>> = None;
         for (k, v) in parse_lines(text)? {
             match k.as_str() {
                 "name" => name = Some(v),
                 "key" => key_columns.push(v),
+                "column" => input_columns.get_or_insert_with(Vec::new).push(v),
                 "reduce" if v == "custom" => custom = true,
                 "agg" => {
                     let mut parts = v.splitn(3, '|');
@@ -183,6 +191,7 @@ impl JobDescription {
             name,
             key_columns,
             reduce,
+            input_columns,
         })
     }
 }
@@ -248,10 +257,12 @@ mod tests {
                 Aggregate::sum("debit_total", "debit"),
                 Aggregate::max("max_amount", "amount"),
             ]),
+            input_columns: None,
         };
         assert_eq!(JobDescription::decode(&d.encode()).unwrap(), d);
         let c = JobDescription {
             reduce: ReduceKind::Custom,
+            input_columns: Some(vec!["a".into(), "b=c".into()]),
             ..d
         };
         assert_eq!(JobDescription::decode(&c.encode()).unwrap(), c);

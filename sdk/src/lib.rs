@@ -203,6 +203,12 @@ pub trait Job: Send + Sync + 'static {
         None
     }
 
+    /// The input columns [`Job::map`] reads. Columnar input (Parquet) is read with only
+    /// these, which saves decoding the others; `None` (the default) reads every column.
+    fn input_columns(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Columns of the map output that form the grouping key.
     fn key_columns(&self) -> Vec<String>;
 
@@ -236,6 +242,7 @@ pub trait Job: Send + Sync + 'static {
             } else {
                 ReduceKind::Aggregate(aggregates)
             },
+            input_columns: self.input_columns(),
         }
     }
 }

@@ -32,6 +32,8 @@ use crate::spec::InputFormat;
 use crate::split::{Split, SplitRange};
 use crate::storage::{Location, ObjectUrl};
 use crate::{Error, Result};
+use parquet::arrow::ProjectionMask;
+use parquet::schema::types::SchemaDescriptor;
 
 /// A stream of record batches read from one split.
 pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
@@ -42,11 +44,15 @@ pub fn text_schema() -> SchemaRef {
 }
 
 /// Opens `split` for reading in `format`. `schema` is required for CSV and JSON lines.
+///
+/// `columns` names the columns the job reads (`None`: all): columnar input (Parquet) reads
+/// only those; line-based formats parse every field anyway.
 pub fn read_split(
     split: &Split,
     format: InputFormat,
     schema: Option<SchemaRef>,
     batch_rows: usize,
+    columns: Option<&[String]>,
 ) -> Result<BatchIter> {
     if let SplitRange::Files(files) = &split.range {
         return Ok(Box::new(Files {
@@ -54,15 +60,16 @@ pub fn read_split(
             format,
             schema,
             batch_rows,
+            columns: columns.map(<[String]>::to_vec),
             current: None,
         }));
     }
     let location = Location::parse(&split.path)?;
     match (&split.range, format) {
         (SplitRange::RowGroups(groups), InputFormat::Parquet) => match location {
-            Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows),
+            Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows, columns),
             Location::Object(url) => {
-                let reader = read_parquet_row_groups(&url, groups.clone(), batch_rows)?;
+                let reader = read_parquet_row_groups(&url, groups.clone(), batch_rows, columns)?;
                 Ok(Box::new(reader.map(move |r| {
                     r.map_err(|e| Error::arrow(format!("reading parquet {url}"), e))
                 })))
@@ -97,6 +104,7 @@ struct Files {
     format: InputFormat,
     schema: Option<SchemaRef>,
     batch_rows: usize,
+    columns: Option<Vec<String>>,
     current: Option<BatchIter>,
 }
 
@@ -112,7 +120,14 @@ impl Iterator for Files {
                 }
             }
             let file = self.files.pop_front()?;
-            match read_split(&file, self.format, self.schema.clone(), self.batch_rows) {
+            let columns = self.columns.as_deref();
+            match read_split(
+                &file,
+                self.format,
+                self.schema.clone(),
+                self.batch_rows,
+                columns,
+            ) {
                 Ok(batches) => self.current = Some(batches),
                 Err(e) => {
                     self.files.clear();
@@ -123,15 +138,51 @@ impl Iterator for Files {
     }
 }
 
-fn read_parquet(path: &Path, groups: Vec<u32>, batch_rows: usize) -> Result<BatchIter> {
+/// The projection reading only the root columns named in `columns` of a Parquet file
+/// (`None`: every column); a name the file lacks is an error naming both.
+pub fn parquet_projection(
+    schema: &SchemaDescriptor,
+    columns: Option<&[String]>,
+    file: &str,
+) -> Result<Option<ProjectionMask>> {
+    let Some(columns) = columns else {
+        return Ok(None);
+    };
+    let fields = schema.root_schema().get_fields();
+    let roots = columns
+        .iter()
+        .map(|c| {
+            fields.iter().position(|f| f.name() == c).ok_or_else(|| {
+                let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+                Error::Invalid(format!(
+                    "{file} has no column {c:?}, which the job reads (it has {})",
+                    names.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    Ok(Some(ProjectionMask::roots(schema, roots)))
+}
+
+fn read_parquet(
+    path: &Path,
+    groups: Vec<u32>,
+    batch_rows: usize,
+    columns: Option<&[String]>,
+) -> Result<BatchIter> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let ctx = || format!("reading parquet {}", path.display());
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::arrow(ctx(), e))?
         .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
-        .with_batch_size(batch_rows)
-        .build()
-        .map_err(|e| Error::arrow(ctx(), e))?;
+        .with_batch_size(batch_rows);
+    let projection =
+        parquet_projection(builder.parquet_schema(), columns, &path.to_string_lossy())?;
+    let builder = match projection {
+        Some(p) => builder.with_projection(p),
+        None => builder,
+    };
+    let reader = builder.build().map_err(|e| Error::arrow(ctx(), e))?;
     let path = path.to_path_buf();
     Ok(Box::new(reader.map(move |r| {
         r.map_err(|e| Error::arrow(format!("reading parquet {}", path.display()), e))

@@ -285,6 +285,7 @@ pub fn read_parquet_row_groups(
     url: &ObjectUrl,
     groups: Vec<u32>,
     batch_rows: usize,
+    columns: Option<&[String]>,
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let len = url.size()?.ok_or_else(|| Error::Storage {
         url: url.to_string(),
@@ -292,6 +293,11 @@ pub fn read_parquet_row_groups(
     })?;
     let (metadata, tail) = read_parquet_footer(url, len)?;
     let ctx = || format!("reading parquet {url}");
+    let projection = super::read::parquet_projection(
+        metadata.file_metadata().schema_descr(),
+        columns,
+        &url.to_string(),
+    )?;
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for &g in &groups {
         let rg = metadata.row_groups().get(g as usize).ok_or_else(|| {
@@ -300,9 +306,12 @@ pub fn read_parquet_row_groups(
                 metadata.num_row_groups()
             ))
         })?;
-        for col in rg.columns() {
-            let (start, length) = col.byte_range();
-            ranges.push(start..start + length);
+        for (leaf, col) in rg.columns().iter().enumerate() {
+            // Only the chunks of the columns the job reads are fetched.
+            if projection.as_ref().is_none_or(|p| p.leaf_included(leaf)) {
+                let (start, length) = col.byte_range();
+                ranges.push(start..start + length);
+            }
         }
     }
     ranges.sort_by_key(|r| r.start);
@@ -312,11 +321,13 @@ pub fn read_parquet_row_groups(
     let file = SparseFile::new(len, segments);
     let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), Default::default())
         .map_err(|e| Error::arrow(ctx(), e))?;
-    ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
         .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
-        .with_batch_size(batch_rows)
-        .build()
-        .map_err(|e| Error::arrow(ctx(), e))
+        .with_batch_size(batch_rows);
+    if let Some(p) = projection {
+        builder = builder.with_projection(p);
+    }
+    builder.build().map_err(|e| Error::arrow(ctx(), e))
 }
 
 #[cfg(test)]

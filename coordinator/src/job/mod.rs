@@ -1117,6 +1117,7 @@ mod tests {
             name: "t".into(),
             key_columns: vec!["k".into()],
             reduce: sluice_sdk::ReduceKind::Custom,
+            input_columns: None,
         };
         Job::new(JobId("job-1".into()), spec, description, Vec::new(), splits)
     }

@@ -61,6 +61,19 @@ impl Job for Eod {
         Some(input_schema())
     }
 
+    /// What [`Eod::map`] reads: Parquet input skips `txn_ts`, `channel` and `merchant`.
+    fn input_columns(&self) -> Option<Vec<String>> {
+        let used = [
+            "txn_id",
+            "account_id",
+            "txn_date",
+            "txn_type",
+            "amount",
+            "currency",
+        ];
+        Some(used.iter().map(|c| c.to_string()).collect())
+    }
+
     fn key_columns(&self) -> Vec<String> {
         vec!["account_id".into(), "txn_date".into(), "currency".into()]
     }

@@ -95,6 +95,11 @@ struct MapBody {
     rows_out: u64,
 }
 
+/// Rows nothing combines (see [`Combiner::take_uncombined`]) are written once this many
+/// bytes of them are held, whatever `task_memory` allows: a map's memory is then the
+/// grouping table plus this, and its runs still make row groups of thousands of rows.
+const UNCOMBINED_RUN_BYTES: usize = 64 << 20;
+
 /// Map output rows held per partition until they are spilled.
 struct PartitionBuffer {
     parts: Vec<Vec<RecordBatch>>,
@@ -214,6 +219,35 @@ impl Combiner<'_> {
         }
     }
 
+    /// Takes the rows held only to be written partition by partition (passed through by
+    /// the adaptive combiner, or a custom reduce's rows) once they pass `bytes`, as a run;
+    /// the grouping table, if any, stays. Such rows gain nothing from waiting for
+    /// `task_memory` to fill: nothing combines them.
+    fn take_uncombined(&mut self, bytes: usize) -> Option<Vec<(u32, Vec<RecordBatch>)>> {
+        let buffer = match self {
+            Combiner::Aggregate {
+                passthrough: Some(b),
+                ..
+            }
+            | Combiner::Buffer(b) => b,
+            Combiner::Aggregate {
+                passthrough: None, ..
+            } => return None,
+        };
+        if buffer.bytes <= bytes {
+            return None;
+        }
+        Some(
+            buffer
+                .take()
+                .into_iter()
+                .enumerate()
+                .map(|(p, b)| (p as u32, b))
+                .filter(|(_, b)| !b.is_empty())
+                .collect(),
+        )
+    }
+
     /// Takes what is held as one run, partitions in ascending order.
     fn take_run(&mut self, partitions: u32) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
         let mut parts = match self {
@@ -282,6 +316,7 @@ fn map_body(
         spec.format,
         job.input_schema.clone(),
         spec.batch_rows as usize,
+        desc.input_columns.as_deref(),
     )? {
         let batch = batch?;
         rows_in += batch.num_rows() as u64;
@@ -304,6 +339,8 @@ fn map_body(
                 "map task spills a run"
             );
             spill.write_run(combiner.take_run(partitions)?)?;
+        } else if let Some(run) = combiner.take_uncombined(UNCOMBINED_RUN_BYTES) {
+            spill.write_run(run)?;
         }
     }
     spill.write_run(combiner.take_run(partitions)?)?;
