@@ -193,7 +193,8 @@ pub struct SparseFile {
 }
 
 impl SparseFile {
-    fn new(len: u64, mut segments: Vec<(u64, Bytes)>) -> Self {
+    /// The file of `len` bytes of which `segments` (`(offset, bytes)`) are held.
+    pub fn new(len: u64, mut segments: Vec<(u64, Bytes)>) -> Self {
         segments.sort_by_key(|(o, _)| *o);
         SparseFile { len, segments }
     }

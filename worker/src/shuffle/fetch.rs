@@ -11,7 +11,9 @@ use sluice_proto::transport::Security;
 use tokio::sync::mpsc;
 use tonic::{Code, Status};
 
-use super::read::{Fetched, RowGroupBytes, fetch_failed};
+use sluice_common::format::remote::SparseFile;
+
+use super::read::{Fetched, fetch_failed};
 use super::row_group_range;
 use crate::error::TaskError;
 
@@ -191,7 +193,7 @@ async fn stream_outputs(
             continue;
         }
         cur.groups.pop_front();
-        let bytes = RowGroupBytes::new(offset, cur.buf.split().freeze(), cur.file_len);
+        let bytes = SparseFile::new(cur.file_len, vec![(offset, cur.buf.split().freeze())]);
         let fetched = Fetched::Remote {
             meta: cur.meta.clone(),
             row_group: group,

@@ -24,13 +24,11 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use bytes::{Buf, Bytes};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
-use parquet::errors::ParquetError;
-use parquet::file::reader::{ChunkReader, Length};
+use sluice_common::format::remote::SparseFile;
 use sluice_proto::pb;
 use sluice_proto::transport::Security;
 use tokio::sync::mpsc;
@@ -63,61 +61,6 @@ pub fn fetch_failed(
     }
 }
 
-/// One row group's bytes, at their offset in a file of `file_len` bytes: what the Parquet
-/// reader needs to decode that row group without the rest of the file.
-pub struct RowGroupBytes {
-    base: u64,
-    bytes: Bytes,
-    file_len: u64,
-}
-
-impl RowGroupBytes {
-    /// `bytes` found at `base` in a file of `file_len` bytes.
-    pub fn new(base: u64, bytes: Bytes, file_len: u64) -> Self {
-        RowGroupBytes {
-            base,
-            bytes,
-            file_len,
-        }
-    }
-
-    fn slice(&self, start: u64, len: usize) -> parquet::errors::Result<Bytes> {
-        let from = start
-            .checked_sub(self.base)
-            .filter(|&f| f as usize + len <= self.bytes.len())
-            .ok_or_else(|| {
-                ParquetError::General(format!(
-                    "bytes {start}..+{len} were not fetched (have {}..+{})",
-                    self.base,
-                    self.bytes.len()
-                ))
-            })? as usize;
-        Ok(self.bytes.slice(from..from + len))
-    }
-}
-
-impl Length for RowGroupBytes {
-    fn len(&self) -> u64 {
-        self.file_len
-    }
-}
-
-impl ChunkReader for RowGroupBytes {
-    type T = bytes::buf::Reader<Bytes>;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        let end = self.base + self.bytes.len() as u64;
-        let len = end.checked_sub(start).ok_or_else(|| {
-            ParquetError::General(format!("offset {start} is past the fetched bytes"))
-        })?;
-        Ok(self.slice(start, len as usize)?.reader())
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        self.slice(start, length)
-    }
-}
-
 /// Shuffled input for the reduce, in map order.
 pub enum Fetched {
     /// A row group fetched from another worker.
@@ -126,8 +69,8 @@ pub enum Fetched {
         meta: ArrowReaderMetadata,
         /// Its index in the file.
         row_group: usize,
-        /// Its bytes.
-        bytes: RowGroupBytes,
+        /// Its bytes, at their offset in the spill file.
+        bytes: SparseFile,
         /// The map output it belongs to.
         loc: pb::MapOutputLocation,
     },
@@ -500,16 +443,5 @@ mod tests {
             }]
         );
         assert!(plan_windows(&[], 3).is_empty());
-    }
-
-    #[test]
-    fn a_row_group_reader_refuses_bytes_it_was_not_given() {
-        let rg = RowGroupBytes::new(100, Bytes::from_static(b"0123456789"), 1000);
-        assert_eq!(rg.get_bytes(102, 3).unwrap().as_ref(), b"234");
-        assert!(rg.get_bytes(99, 2).is_err());
-        assert!(rg.get_bytes(105, 6).is_err());
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut rg.get_read(107).unwrap(), &mut rest).unwrap();
-        assert_eq!(rest, "789");
     }
 }
