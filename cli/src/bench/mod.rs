@@ -44,6 +44,13 @@ pub struct BenchArgs {
     /// Workers in the local cluster.
     #[arg(long, default_value_t = 2)]
     local: usize,
+    /// `--task-memory` of the Sluice runs, e.g. `128MiB` [default: the product's default].
+    #[arg(long, value_parser = sluice_common::spec::parse_bytes)]
+    task_memory: Option<u64>,
+    /// `--reducers` of the Sluice runs of the EOD and word-count workloads [default: the
+    /// product's default].
+    #[arg(long)]
+    reducers: Option<u32>,
     /// Runs per engine and workload; the table shows the median.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -137,7 +144,8 @@ fn workload(args: &BenchArgs, name: &'static str) -> Result<Workload> {
 }
 
 /// The `sluice run` of `w` writing to `output`.
-fn sluice_command(w: &Workload, local: usize, output: &Path) -> Result<Command> {
+fn sluice_command(w: &Workload, args: &BenchArgs, output: &Path) -> Result<Command> {
+    let local = args.local;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args([
         "run",
@@ -154,6 +162,12 @@ fn sluice_command(w: &Workload, local: usize, output: &Path) -> Result<Command> 
     .arg("--output")
     .arg(output)
     .args(&w.extra);
+    if let Some(bytes) = args.task_memory {
+        cmd.args(["--task-memory", &bytes.to_string()]);
+    }
+    if let (Some(r), true) = (args.reducers, w.peers) {
+        cmd.args(["--reducers", &r.to_string()]);
+    }
     Ok(cmd)
 }
 
@@ -183,7 +197,7 @@ fn measure_workload(
         for (e, engine) in engines.iter().enumerate() {
             let output = scratch.join(format!("{}-{engine}", w.name));
             let mut cmd = match (engine.as_str(), python) {
-                ("sluice", _) => sluice_command(w, args.local, &output)?,
+                ("sluice", _) => sluice_command(w, args, &output)?,
                 (peer, Some(py)) => {
                     let _ = std::fs::remove_dir_all(&output);
                     let _ = std::fs::remove_file(&output);

@@ -1,27 +1,31 @@
-//! The shuffle: map outputs on the map worker's local disk, fetched by reducers over gRPC.
+//! The shuffle: map outputs on the map worker's local disk, read by reducers from the file
+//! when they run on the same machine and fetched over gRPC otherwise ([`read`]).
 //!
 //! # On-disk format
 //! ```text
 //! <work_dir>/shuffle/<job_id>/<map_index>-<attempt>/data.parquet
 //!
-//!   one Parquet file per map attempt (uncompressed, no dictionaries or statistics),
-//!   written in runs: a map task that fits in task_memory writes one run, a bigger one
-//!   spills several. Within a run, partitions are written in order, each as its own row
-//!   group(s); empty partitions write nothing:
+//!   one Parquet file per map attempt (uncompressed, no dictionaries or statistics, row
+//!   groups of at most 65,536 rows), written in runs: a map task writes a run when what it
+//!   holds passes task_memory, or 64 MiB of rows nothing combines, and at its end. Within a
+//!   run, partitions are written in order, each as its own row group(s); empty partitions
+//!   write nothing:
 //!
-//!   run 0: [rg 0: partition 0] [rg 1: partition 1] ... [rg R-1: partition R-1]
-//!   run 1: [rg R: partition 0] ...
+//!   run 0: [rg 0..: partition 0] [rg ..: partition 1] ... [rg ..: partition R-1]
+//!   run 1: [rg ..: partition 0] ...
 //!
-//!   so with one run and no empty partition, row group r is partition r. The footer's
-//!   key-value metadata `sluice.partition_row_groups` ("p:rg,rg;p:rg" ...) and the worker's
-//!   in-memory registry map each partition to its row groups.
+//!   The footer's key-value metadata `sluice.partition_row_groups` ("p:rg,rg;p:rg" ...) and
+//!   the worker's in-memory registry map each partition to its row groups;
+//!   `sluice.output_token` is a random token the map reports, so a reducer on the same
+//!   machine can tell the file is that map attempt's before reading it directly.
 //! ```
 //! Within a run a partition's rows are in no order a reader may rely on: the groups of a map
 //! that aggregates come sorted by key, followed by the rows its adaptive combiner passed
 //! through ungrouped; a custom-reduce job's rows are in map order.
 //!
-//! The serve side resolves a fetch from ids it registered itself ([`ShuffleRegistry`]); a
-//! path never comes from the network.
+//! The serve side ([`serve`]) resolves a fetch from ids it registered itself
+//! ([`ShuffleRegistry`]) and sends the row groups' bytes as they are on disk: a path never
+//! comes from the network, and nothing is decoded to be served.
 
 pub mod fetch;
 pub mod merge;
