@@ -307,3 +307,36 @@ fn a_parquet_file_without_a_column_the_job_reads_is_named_with_the_column() {
     );
     assert_no_success(&out);
 }
+
+#[test]
+fn csv_columns_the_job_does_not_read_are_not_parsed() {
+    // EOD declares the six columns it reads; `txn_ts` is not one of them, so a value there
+    // that is no timestamp does not stop the job (as with Spark's CSV column pruning),
+    // while the same kind of mistake in `txn_date`, which it reads, does.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.csv");
+    let p = plugin("sluice_eod");
+    let out = dir.path().join("out");
+    let write = |ts: &str, date: &str| {
+        let body = format!(
+            "{HEADER}\nT1,ACC1,{date},{ts},DEBIT,10.00,USD,ATM,\nT2,ACC1,2026-11-28,2026-11-28 10:00:00,CREDIT,2.50,USD,ATM,\n"
+        );
+        std::fs::write(&input, body).unwrap();
+    };
+    write("not a time", "2026-11-28");
+    let args = eod_args(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        p.to_str().unwrap(),
+    );
+    assert_ok(&run(&args));
+    assert!(out.join("_SUCCESS").exists());
+    std::fs::remove_dir_all(&out).unwrap();
+    write("2026-11-28 10:00:00", "not a date");
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("line 2") && stderr.contains("txn_date"),
+        "{stderr}"
+    );
+    assert_no_success(&out);
+}

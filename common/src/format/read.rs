@@ -87,7 +87,9 @@ pub fn read_split(
             };
             Ok(match f {
                 InputFormat::Text => Box::new(TextReader { lines, batch_rows }),
-                InputFormat::Csv => Box::new(CsvReader::new(lines, schema()?, batch_rows)),
+                InputFormat::Csv => {
+                    Box::new(CsvReader::new(lines, schema()?, batch_rows, columns)?)
+                }
                 InputFormat::JsonLines => Box::new(JsonReader::new(lines, schema()?, batch_rows)?),
                 InputFormat::Parquet => unreachable!("guarded by is_line_based"),
             })
@@ -486,14 +488,50 @@ impl ColumnBuilder {
 struct CsvReader {
     origin: SplitOrigin,
     records: csv::Reader<LineInput>,
+    /// The file's columns.
     schema: SchemaRef,
+    /// The columns built, by index in `schema`: those the job reads.
+    wanted: Vec<usize>,
+    /// The batches' schema: `wanted`'s fields.
+    output: SchemaRef,
     batch_rows: usize,
     header_pending: bool,
     done: bool,
 }
 
 impl CsvReader {
-    fn new(lines: LineSource, schema: SchemaRef, batch_rows: usize) -> Self {
+    /// A reader of `lines` whose fields are `schema`'s, building only `columns` (all when
+    /// `None`): a column the job does not read is split out of the line but never parsed,
+    /// so its values are not validated either (as Spark's CSV column pruning).
+    fn new(
+        lines: LineSource,
+        schema: SchemaRef,
+        batch_rows: usize,
+        columns: Option<&[String]>,
+    ) -> Result<Self> {
+        let wanted: Vec<usize> = match columns {
+            None => (0..schema.fields().len()).collect(),
+            Some(names) => {
+                let mut idx = names
+                    .iter()
+                    .map(|n| {
+                        schema.index_of(n).map_err(|_| {
+                            Error::Invalid(format!(
+                                "the job reads column {n:?}, which its CSV input schema lacks"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<usize>>>()?;
+                idx.sort_unstable();
+                idx.dedup();
+                idx
+            }
+        };
+        let output = Arc::new(
+            schema
+                .project(&wanted)
+                .map_err(|e| Error::arrow("projecting the CSV input schema", e))?,
+        );
         let LineSource { origin, reader, .. } = lines;
         let header_pending = origin.first == 0;
         let records = csv::ReaderBuilder::new()
@@ -501,14 +539,16 @@ impl CsvReader {
             .flexible(true)
             .buffer_capacity(1 << 20)
             .from_reader(reader);
-        CsvReader {
+        Ok(CsvReader {
             origin,
             records,
             schema,
+            wanted,
+            output,
             batch_rows,
             header_pending,
             done: false,
-        }
+        })
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -516,9 +556,10 @@ impl CsvReader {
             return Ok(None);
         }
         let fields = self.schema.fields();
-        let mut columns: Vec<ColumnBuilder> = fields
+        let mut columns: Vec<ColumnBuilder> = self
+            .wanted
             .iter()
-            .map(|f| ColumnBuilder::new(f.data_type(), self.batch_rows))
+            .map(|&i| ColumnBuilder::new(fields[i].data_type(), self.batch_rows))
             .collect();
         let mut record_lines = Vec::with_capacity(self.batch_rows);
         let mut record = csv::StringRecord::new();
@@ -551,11 +592,9 @@ impl CsvReader {
                     format!("expected {} fields, found {}", fields.len(), record.len()),
                 ));
             }
-            for ((builder, field), value) in
-                columns.iter_mut().zip(fields.iter()).zip(record.iter())
-            {
+            for (builder, &i) in columns.iter_mut().zip(&self.wanted) {
                 builder
-                    .append(field, value)
+                    .append(&fields[i], &record[i])
                     .map_err(|reason| self.origin.bad_record(line, reason))?;
             }
             record_lines.push(line);
@@ -563,9 +602,10 @@ impl CsvReader {
         if record_lines.is_empty() {
             return Ok(None);
         }
+        let output_fields = self.output.fields();
         let arrays = columns
             .into_iter()
-            .zip(fields.iter())
+            .zip(output_fields.iter())
             .map(|(b, f)| {
                 b.finish(f).map_err(|(row, reason)| {
                     self.origin
@@ -573,7 +613,7 @@ impl CsvReader {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
+        let batch = RecordBatch::try_new(self.output.clone(), arrays).map_err(|e| {
             Error::arrow(
                 format!("building CSV batch of {}", self.origin.path.display()),
                 e,
