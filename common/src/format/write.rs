@@ -23,6 +23,13 @@ enum Inner {
     Csv(arrow::csv::Writer<BufWriter<File>>),
 }
 
+/// Dictionary size past which a column chunk of a Parquet part file falls back to plain
+/// encoding. Small, so the decision adapts per column: low-cardinality columns (dates,
+/// currency codes) stay dictionary-encoded, while near-unique ones (account ids, sums) give
+/// up after a few thousand values instead of interning 1 MiB of them per row group, which
+/// was the largest cost of writing EOD output.
+const OUTPUT_DICTIONARY_BYTES: usize = 64 << 10;
+
 /// Writes batches to one part file.
 pub struct PartWriter {
     path: PathBuf,
@@ -38,6 +45,7 @@ impl PartWriter {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
+                    .set_dictionary_page_size_limit(OUTPUT_DICTIONARY_BYTES)
                     .build();
                 Inner::Parquet(
                     ArrowWriter::try_new(file, schema, Some(props))
