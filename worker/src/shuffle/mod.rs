@@ -15,7 +15,8 @@
 //!   run 1: [rg ..: partition 0] ...
 //!
 //!   The footer's key-value metadata `sluice.partition_row_groups` ("p:rg,rg;p:rg" ...) and
-//!   the worker's in-memory registry map each partition to its row groups;
+//!   the worker's in-memory registry map each partition to its row groups. Decimals of more
+//!   than 18 digits are stored as two Int64 columns ([`codec`]);
 //!   `sluice.output_token` is a random token the map reports, so a reducer on the same
 //!   machine can tell the file is that map attempt's before reading it directly.
 //! ```
@@ -27,6 +28,7 @@
 //! ([`ShuffleRegistry`]) and sends the row groups' bytes as they are on disk: a path never
 //! comes from the network, and nothing is decoded to be served.
 
+pub mod codec;
 pub mod fetch;
 pub mod merge;
 pub mod read;

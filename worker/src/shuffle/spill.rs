@@ -113,10 +113,12 @@ impl SpillWriter {
             let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
                 continue;
             };
-            let writer = self.writer_for(&first.clone())?;
+            let first = super::codec::encode(first)?;
+            let writer = self.writer_for(&first)?;
             let before = writer.flushed_row_groups().len();
             for b in &batches {
-                writer.write(b).map_err(|e| Error::arrow(ctx(), e))?;
+                let b = super::codec::encode(b)?;
+                writer.write(&b).map_err(|e| Error::arrow(ctx(), e))?;
             }
             writer.flush().map_err(|e| Error::arrow(ctx(), e))?;
             let groups = writer.flushed_row_groups();

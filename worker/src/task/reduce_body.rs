@@ -110,7 +110,7 @@ pub fn reduce_body(
         loop {
             if let Some((reader, loc)) = &mut pending {
                 match reader.next() {
-                    Some(Ok(b)) => return Ok(Some(b)),
+                    Some(Ok(b)) => return Ok(Some(crate::shuffle::codec::decode(b)?)),
                     // Rows that do not decode are a damaged map output: that map re-runs.
                     Some(Err(e)) => return Err(fetch_failed(loc, format!("decoding: {e}"), false)),
                     None => pending = None,
