@@ -94,6 +94,30 @@ pub async fn submit(client: &mut CoordinatorClient, spec: &JobSpec) -> Result<St
     Ok(r.into_inner().job_id)
 }
 
+/// Waits until `count` workers are registered, so the job is planned for all of them (its
+/// splits are sized for their slots); errors after `patience`.
+pub async fn wait_for_workers(
+    client: &mut CoordinatorClient,
+    count: usize,
+    patience: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let registered = client
+            .list_workers(pb::ListWorkersRequest {})
+            .await
+            .map(|r| r.into_inner().workers.len())
+            .unwrap_or(0);
+        if registered >= count {
+            return Ok(());
+        }
+        if started.elapsed() > patience {
+            bail!("only {registered} of {count} local workers registered in {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// One job's status; with `patience`, retries that long while the coordinator is unreachable,
 /// so `--wait` outlives a coordinator restart.
 pub async fn status(

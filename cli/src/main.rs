@@ -20,7 +20,7 @@ mod settings;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
@@ -193,6 +193,7 @@ pub async fn run_local(
             .await?;
     let outcome = async {
         let mut client = client::connect(&cluster.url, &Security::none())?;
+        client::wait_for_workers(&mut client, workers, Duration::from_secs(30)).await?;
         let job_id = client::submit(&mut client, spec).await?;
         client::wait(&mut client, &job_id, quiet).await
     }

@@ -533,7 +533,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 std::mem::replace(&mut spec.plugin, stored.to_string_lossy().into_owned());
             let spec_sha = spec.plugin_sha256.clone();
             let stored = stored.clone();
-            tokio::task::spawn_blocking(move || plan_job(&spec))
+            let parallelism = self.lock().workers.active_slots();
+            tokio::task::spawn_blocking(move || plan_job(&spec, parallelism))
                 .await
                 .map_err(|e| Status::internal(format!("planning panicked: {e}")))?
                 .map_err(|e| {

@@ -115,6 +115,15 @@ impl Workers {
         ))
     }
 
+    /// Task slots of the workers taking tasks (not draining, not suspect).
+    pub fn active_slots(&self) -> u32 {
+        self.by_id
+            .values()
+            .filter(|w| !w.draining && !w.suspect)
+            .map(|w| w.slots)
+            .fold(0u32, u32::saturating_add)
+    }
+
     /// Every registered worker, by id.
     pub fn iter(&self) -> impl Iterator<Item = (&WorkerId, &WorkerInfo)> {
         self.by_id.iter()

@@ -241,28 +241,46 @@ fn parquet_row_group_sizes(f: &InputFile) -> Result<Vec<u64>> {
 
 /// Plans `spec`: loads the plugin, expands and checks inputs, cuts splits, prepares the
 /// output directory. Blocking file I/O: call it off the async reactor.
-pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
+///
+/// `parallelism` is the task slots of the workers registered now (0 if unknown): splits are
+/// made no bigger than the input's share of one slot, so a small input still keeps every
+/// slot busy ([`split::split_size_for`]).
+pub fn plan_job(spec: &JobSpec, parallelism: u32) -> Result<JobPlan> {
     spec.validate().map_err(CoordinatorError::Input)?;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let files = expand_inputs(&spec.inputs)?;
-    let mut per_file = Vec::with_capacity(files.len());
+    // Sizes first: the split size depends on the whole input.
+    let mut sized = Vec::with_capacity(files.len());
     for f in &files {
+        sized.push(match spec.format {
+            InputFormat::Parquet => {
+                let groups = parquet_row_group_sizes(f)?;
+                (groups.iter().sum(), groups)
+            }
+            _ => (f.len()?, Vec::new()),
+        });
+    }
+    let split_size = split::split_size_for(
+        spec.split_size,
+        sized.iter().map(|(len, _)| *len),
+        parallelism,
+    );
+    let mut per_file = Vec::with_capacity(files.len());
+    for (f, (len, groups)) in files.iter().zip(sized) {
         let path = f.name();
         per_file.push(match spec.format {
             InputFormat::Parquet => {
-                let sizes = parquet_row_group_sizes(f)?;
-                let splits = split::row_group_splits(&sizes, spec.split_size)
+                let splits = split::row_group_splits(&groups, split_size)
                     .into_iter()
                     .map(|groups| Split {
                         path: path.clone(),
                         range: SplitRange::RowGroups(groups),
                     })
                     .collect();
-                (splits, sizes.iter().sum())
+                (splits, len)
             }
             _ => {
-                let len = f.len()?;
-                let splits = split::byte_ranges(len, spec.split_size)
+                let splits = split::byte_ranges(len, split_size)
                     .into_iter()
                     .map(|(start, end)| Split {
                         path: path.clone(),
@@ -273,7 +291,7 @@ pub fn plan_job(spec: &JobSpec) -> Result<JobPlan> {
             }
         });
     }
-    let splits = pack_small_files(per_file, spec.split_size);
+    let splits = pack_small_files(per_file, split_size);
     if splits.is_empty() {
         return Err(CoordinatorError::Input(format!(
             "the input ({}) holds no data: every file is empty",

@@ -34,6 +34,22 @@ pub fn row_group_splits(sizes: &[u64], split_size: u64) -> Vec<Vec<u32>> {
 /// `openCostInBytes`).
 pub const OPEN_COST_BYTES: u64 = 4 << 20;
 
+/// The split size of an input of files of `sizes` bytes for `parallelism` task slots:
+/// `requested`, but no more than each slot's share of the input (each file counted with
+/// its open cost), and no less than the open cost (Spark's `maxSplitBytes`). So a 100 MB
+/// file on two slots makes two map tasks, not one; 0 slots (none registered yet) leaves
+/// `requested`.
+pub fn split_size_for(requested: u64, sizes: impl Iterator<Item = u64>, parallelism: u32) -> u64 {
+    if parallelism == 0 {
+        return requested.max(1);
+    }
+    let total = sizes.fold(0u64, |t, s| {
+        t.saturating_add(s).saturating_add(OPEN_COST_BYTES)
+    });
+    let share = total.div_ceil(u64::from(parallelism));
+    requested.min(share.max(OPEN_COST_BYTES)).max(1)
+}
+
 /// Packs consecutive files of the given sizes into groups (Hadoop's
 /// `CombineFileInputFormat`): each file counts its size plus `open_cost`, and a group takes
 /// files until the next would pass `split_size`. A file at or over the split size alone is a
@@ -60,6 +76,28 @@ pub fn pack_files(sizes: &[u64], split_size: u64, open_cost: u64) -> Vec<Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_shrink_to_give_every_slot_a_share_of_a_small_input() {
+        let mb = 1u64 << 20;
+        // One 100 MB file on two slots: two splits of about 52 MB.
+        let s = split_size_for(128 * mb, [100 * mb].into_iter(), 2);
+        assert_eq!(s, 52 * mb);
+        assert_eq!(byte_ranges(100 * mb, s).len(), 2);
+        // A big input keeps the requested size; so does an unknown cluster.
+        assert_eq!(
+            split_size_for(128 * mb, [10_000 * mb].into_iter(), 2),
+            128 * mb
+        );
+        assert_eq!(split_size_for(128 * mb, [mb].into_iter(), 0), 128 * mb);
+        // Never below the open cost, and never above what was asked.
+        assert_eq!(
+            split_size_for(128 * mb, [1].into_iter(), 64),
+            OPEN_COST_BYTES
+        );
+        assert_eq!(split_size_for(97, [10 * mb].into_iter(), 2), 97);
+        assert_eq!(split_size_for(0, [1].into_iter(), 1), 1);
+    }
 
     #[test]
     fn small_files_are_packed_up_to_the_split_size_counting_their_open_cost() {
