@@ -277,16 +277,7 @@ impl HashAggregator {
         if self.groups() == 0 {
             return Ok(None);
         }
-        let keys = &self.keys;
-        let mut order: Vec<(u128, u32)> = (0..self.groups())
-            .map(|g| (keys.sort_prefix(g), g as u32))
-            .collect();
-        order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| keys.cmp(a.1 as usize, b.1 as usize))
-        });
-        let order: Vec<u32> = order.into_iter().map(|(_, g)| g).collect();
-        let mut columns = self.keys.arrays(&order)?;
+        let (order, mut columns) = self.keys.sorted()?;
         let order = UInt32Array::from(order);
         for plan in &mut self.plans {
             let acc = std::mem::replace(&mut plan.acc, Acc::Count(Vec::new()));

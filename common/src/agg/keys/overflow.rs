@@ -1,0 +1,178 @@
+//! The keys that do not pack, kept column by column, and key columns rebuilt as arrays.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryArray, Decimal128Array, Int64Array, StringArray, UInt64Array};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+
+use super::packed::{Kind, Value};
+use crate::agg::acc::from_i64;
+use crate::{Error, Result};
+
+/// One key column of the groups whose keys do not pack.
+pub(super) enum Overflow {
+    Bytes {
+        valid: Vec<bool>,
+        offsets: Vec<usize>,
+        bytes: Vec<u8>,
+    },
+    I64(Vec<Option<i64>>),
+    U64(Vec<Option<u64>>),
+    I128(Vec<Option<i128>>),
+}
+
+impl Overflow {
+    pub(super) fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::Bytes => Overflow::Bytes {
+                valid: Vec::new(),
+                offsets: vec![0],
+                bytes: Vec::new(),
+            },
+            Kind::I32 | Kind::I64 => Overflow::I64(Vec::new()),
+            Kind::U64 => Overflow::U64(Vec::new()),
+            Kind::I128 => Overflow::I128(Vec::new()),
+        }
+    }
+
+    pub(super) fn value(&self, k: usize) -> Value<'_> {
+        let known = |v: Option<Value<'static>>| v.unwrap_or(Value::Null);
+        match self {
+            Overflow::Bytes {
+                valid,
+                offsets,
+                bytes,
+            } => match valid[k] {
+                true => Value::Bytes(&bytes[offsets[k]..offsets[k + 1]]),
+                false => Value::Null,
+            },
+            Overflow::I64(v) => known(v[k].map(Value::I64)),
+            Overflow::U64(v) => known(v[k].map(Value::U64)),
+            Overflow::I128(v) => known(v[k].map(Value::I128)),
+        }
+    }
+
+    /// Appends `v` (of this column's kind; another kind is kept as a null, which
+    /// [`GroupKeys::batch`] rules out).
+    pub(super) fn push(&mut self, v: Value) {
+        match self {
+            Overflow::Bytes {
+                valid,
+                offsets,
+                bytes,
+            } => {
+                if let Value::Bytes(b) = v {
+                    bytes.extend_from_slice(b);
+                }
+                valid.push(matches!(v, Value::Bytes(_)));
+                offsets.push(bytes.len());
+            }
+            Overflow::I64(col) => col.push(match v {
+                Value::I64(x) => Some(x),
+                _ => None,
+            }),
+            Overflow::U64(col) => col.push(match v {
+                Value::U64(x) => Some(x),
+                _ => None,
+            }),
+            Overflow::I128(col) => col.push(match v {
+                Value::I128(x) => Some(x),
+                _ => None,
+            }),
+        }
+    }
+
+    pub(super) fn memory_bytes(&self) -> usize {
+        match self {
+            Overflow::Bytes {
+                valid,
+                offsets,
+                bytes,
+            } => valid.capacity() + offsets.capacity() * 8 + bytes.capacity(),
+            Overflow::I64(v) => v.capacity() * 16,
+            Overflow::U64(v) => v.capacity() * 16,
+            Overflow::I128(v) => v.capacity() * 32,
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        match self {
+            Overflow::Bytes {
+                valid,
+                offsets,
+                bytes,
+            } => {
+                valid.clear();
+                offsets.truncate(1);
+                bytes.clear();
+            }
+            Overflow::I64(v) => v.clear(),
+            Overflow::U64(v) => v.clear(),
+            Overflow::I128(v) => v.clear(),
+        }
+    }
+}
+
+/// An array of type `data_type` (held as `kind`) from `values`.
+pub(super) fn array_of<'a>(
+    data_type: &DataType,
+    kind: Kind,
+    values: impl Iterator<Item = Value<'a>>,
+) -> Result<ArrayRef> {
+    let err = |e| Error::arrow("building key column", e);
+    let wide: ArrayRef = match kind {
+        Kind::Bytes => {
+            let values = values.map(|v| match v {
+                Value::Bytes(b) => Some(b),
+                _ => None,
+            });
+            if *data_type == DataType::Binary {
+                return Ok(Arc::new(values.collect::<BinaryArray>()));
+            }
+            // The bytes were UTF-8 when stored: one check over the whole buffer, not one per
+            // value.
+            let (offsets, bytes, nulls) = values.collect::<BinaryArray>().into_parts();
+            Arc::new(StringArray::try_new(offsets, bytes, nulls).map_err(err)?)
+        }
+        Kind::I32 | Kind::I64 => Arc::new(
+            values
+                .map(|v| match v {
+                    Value::I64(x) => Some(x),
+                    _ => None,
+                })
+                .collect::<Int64Array>(),
+        ),
+        Kind::U64 => {
+            return Ok(Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::U64(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect::<UInt64Array>(),
+            ));
+        }
+        Kind::I128 => {
+            let DataType::Decimal128(p, s) = *data_type else {
+                return Err(Error::Invalid("decimal key of another type".into()));
+            };
+            return Ok(Arc::new(
+                values
+                    .map(|v| match v {
+                        Value::I128(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect::<Decimal128Array>()
+                    .with_precision_and_scale(p, s)
+                    .map_err(err)?,
+            ));
+        }
+    };
+    match data_type {
+        DataType::Utf8 | DataType::Int64 => Ok(wide),
+        DataType::Boolean => cast(&wide, &DataType::Boolean).map_err(err),
+        DataType::LargeUtf8 | DataType::Utf8View => cast(&wide, data_type).map_err(err),
+        _ => from_i64(&wide, data_type),
+    }
+}
