@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::workers::Workers;
 use crate::error::CoordinatorError;
-use crate::job::{ClusterView, Job, Outcome, Policy};
+use crate::job::{ClusterView, Job, Outcome, Policy, TaskKind};
 use crate::plan::plan_job;
 use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
@@ -57,12 +57,13 @@ impl State {
             live_workers: self.workers.active(),
             suspects: self.workers.suspects(),
         };
+        let now = Instant::now();
         'slots: while assignments.len() < slots {
             for id in &fitting {
                 let Some(job) = self.jobs.get_mut(id) else {
                     continue;
                 };
-                if let Some(a) = job.next_task(worker, &cluster) {
+                if let Some(a) = job.next_task(now, worker, &cluster) {
                     assignments.push(a);
                     continue 'slots;
                 }
@@ -159,7 +160,7 @@ impl CoordinatorService {
         let grace = (heartbeat * 5).max(Duration::from_secs(2));
         for stored in history.resumable {
             let mut info = stored.info.clone();
-            match Job::resume(stored, policy, grace) {
+            match Job::resume(Instant::now(), stored, policy, grace) {
                 Ok(job) => {
                     let mut job = job.with_journal(journal.clone());
                     if job.all_committed() {
@@ -241,8 +242,9 @@ impl CoordinatorService {
             }
         }
         let settle = (self.heartbeat * 3).max(Duration::from_secs(1));
+        let now = Instant::now();
         for job in state.jobs.values_mut() {
-            job.reconcile(&worker, &req.running_attempts, settle);
+            job.reconcile(now, &worker, &req.running_attempts, settle);
         }
         let assignments = state.assign(&worker, free_slots as usize);
         state.assigned_by_heartbeat += assignments.len() as u64;
@@ -457,8 +459,16 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     "report outcome does not match the task kind",
                 ));
             }
-            let all_done =
-                job.on_report(req.is_map, req.index, req.attempt, &worker, &addr, outcome);
+            let kind = TaskKind::of(req.is_map);
+            let all_done = job.on_report(
+                Instant::now(),
+                kind,
+                req.index,
+                req.attempt,
+                &worker,
+                &addr,
+                outcome,
+            );
             state.collect_unreachable();
             all_done
         };

@@ -15,7 +15,14 @@
 //! A dead worker is declared unreachable once: the first report re-runs every output it
 //! holds, so the reports that follow name outputs that are no longer registered.
 
+use std::time::{Duration, Instant};
+
+use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::ids::WorkerId;
+use sluice_proto::pb;
+
+use super::Job;
+use super::tasks::{TaskKind, TaskState, TaskStatus};
 
 /// Attempts a task may lose with their workers before the job gives up on it: a lost
 /// attempt is not the task's fault, but a task that takes every worker down with it must not
@@ -87,6 +94,270 @@ pub fn judge_fetch_failure(
         ));
     }
     FetchVerdict::OutputLost
+}
+
+impl Job {
+    /// Applies a failed attempt of task `i` of stage `kind`: a fetch failure re-runs the
+    /// map output it names, a lost commit race costs nothing, anything else is one failure
+    /// of the task (retried while its budget lasts).
+    pub(super) fn on_failure(
+        &mut self,
+        kind: TaskKind,
+        i: usize,
+        attempt: u32,
+        worker: &WorkerId,
+        failure: TaskFailure,
+    ) {
+        let is_map = kind == TaskKind::Map;
+        let max_attempts = self.policy.max_attempts;
+        if !is_map && self.commits.authorized(i as u32) == Some(attempt) {
+            // This attempt will not commit: free its grant.
+            self.commits.revoke(i as u32);
+        }
+        // Borrowing the stage's field alone leaves the commits and the id readable.
+        let task = match kind {
+            TaskKind::Map => &mut self.maps[i],
+            TaskKind::Reduce => &mut self.reduces[i],
+        };
+        // Drop the failed attempt; a backup still running carries on alone.
+        if let TaskStatus::Running(r) = &mut task.status {
+            r.retain(|r| r.attempt != attempt);
+        }
+        let others_running = !task.running().is_empty();
+        if let (
+            false,
+            FailureReason::FetchFailed {
+                map_index,
+                map_attempt,
+                worker_id,
+                worker_unreachable,
+            },
+        ) = (is_map, &failure.reason)
+        {
+            // Not the reducer's fault: it runs again once the output is back.
+            if !others_running {
+                task.status = TaskStatus::Pending;
+            }
+            let report = FetchReport {
+                map_index: *map_index,
+                map_attempt: *map_attempt,
+                worker: worker_id,
+                worker_unreachable: *worker_unreachable,
+                message: &failure.message,
+            };
+            self.on_fetch_failure(&report);
+            return;
+        }
+        let lost_the_commit = !is_map
+            && self
+                .commits
+                .authorized(i as u32)
+                .is_some_and(|a| a != attempt);
+        if lost_the_commit {
+            // Another attempt holds the commit (a speculation race): not this task's fault.
+            if !others_running && !task.is_done() {
+                task.status = TaskStatus::Pending;
+            }
+            self.release_orphan_grants();
+            return;
+        }
+        task.failures += 1;
+        if matches!(failure.reason, FailureReason::Plugin) {
+            task.failed_on.insert(worker.clone());
+        }
+        if !failure.retryable || task.failures >= max_attempts {
+            let why = if failure.retryable {
+                format!(
+                    "{kind} task {i} failed {} times; last error: {}",
+                    task.failures, failure.message
+                )
+            } else {
+                format!("{kind} task {i} failed: {}", failure.message)
+            };
+            self.fail(why);
+        } else if !others_running {
+            tracing::info!(job = %self.id, %kind, index = i, error = %failure.message, "retrying task");
+            task.status = TaskStatus::Pending;
+        }
+        self.release_orphan_grants();
+    }
+
+    /// Applies a reducer's fetch failure: see [`failure`] for what it costs.
+    pub(super) fn on_fetch_failure(&mut self, report: &FetchReport<'_>) {
+        let m = report.map_index as usize;
+        let Some(map) = self.maps.get(m) else {
+            return;
+        };
+        let declared = self
+            .unreachable
+            .get(&WorkerId(report.worker.to_string()))
+            .copied()
+            .unwrap_or(0);
+        let verdict = judge_fetch_failure(
+            report,
+            map.done_attempt(),
+            map.failures,
+            declared,
+            self.policy.max_attempts,
+        );
+        match verdict {
+            FetchVerdict::Stale => {}
+            FetchVerdict::OutputLost => {
+                tracing::info!(job = %self.id, map = m, worker = report.worker, error = report.message, "map output unreadable on a live worker, re-running the map");
+                let map = &mut self.maps[m];
+                map.failures += 1;
+                map.failed_on.insert(WorkerId(report.worker.to_string()));
+                map.status = TaskStatus::Pending;
+                self.lineage.forget(report.map_index);
+            }
+            FetchVerdict::WorkerUnreachable(worker) => {
+                tracing::warn!(job = %self.id, %worker, error = report.message, "worker unreachable from a reducer: all its map outputs re-run");
+                *self.unreachable.entry(worker.clone()).or_default() += 1;
+                self.found_unreachable.push(worker);
+            }
+            FetchVerdict::GiveUp(why) => self.fail(why),
+        }
+    }
+
+    /// A reducer could not reach `worker`: every map output it holds is re-created from its
+    /// split if an unfinished reduce still needs it, preferably elsewhere. Its running
+    /// attempts stay until it is lost (they get backups meanwhile, see [`ClusterView`](super::ClusterView)).
+    pub fn on_worker_unreachable(&mut self, worker: &WorkerId) {
+        if self.is_finished() {
+            return;
+        }
+        // It may be alive but unable to serve: the re-runs go elsewhere while they can.
+        let rerun = self.forget_outputs_on(worker, true);
+        if rerun > 0 {
+            tracing::info!(job = %self.id, %worker, rerun, "map outputs of an unreachable worker re-run at once");
+        }
+    }
+
+    /// Forgets every map output held by `worker`, while a reduce still needs them, and
+    /// returns how many maps run again; with `avoid`, not on that worker while others can.
+    pub(super) fn forget_outputs_on(&mut self, worker: &WorkerId, avoid: bool) -> usize {
+        if self.reduces.iter().all(TaskState::is_done) {
+            return 0;
+        }
+        let mut rerun = 0;
+        for (i, t) in self.maps.iter_mut().enumerate() {
+            if t.done_attempt().is_some_and(|(_, w)| w == worker) {
+                t.status = TaskStatus::Pending;
+                if avoid {
+                    t.failed_on.insert(worker.clone());
+                }
+                self.lineage.forget(i as u32);
+                rerun += 1;
+            }
+        }
+        rerun
+    }
+
+    /// Frees commit grants held by attempts that no longer run (a lost worker, a failure):
+    /// otherwise no other attempt could ever commit that partition. Committing again is
+    /// safe, the bytes are the same.
+    pub(super) fn release_orphan_grants(&mut self) {
+        for (r, t) in self.reduces.iter().enumerate() {
+            if t.is_done() {
+                continue;
+            }
+            if let Some(a) = self.commits.authorized(r as u32)
+                && !t.running().iter().any(|x| x.attempt == a)
+            {
+                self.commits.revoke(r as u32);
+            }
+        }
+    }
+
+    /// `worker` says which attempts it runs: attempts the coordinator gave it more than
+    /// `settle` ago that it does not run (their report or the assignment itself was lost)
+    /// are treated as lost.
+    pub fn reconcile(
+        &mut self,
+        now: Instant,
+        worker: &WorkerId,
+        running: &[pb::AttemptRef],
+        settle: Duration,
+    ) {
+        if self.is_finished() {
+            return;
+        }
+        let mut changed = false;
+        for (kind, tasks) in [
+            (TaskKind::Map, &mut self.maps),
+            (TaskKind::Reduce, &mut self.reduces),
+        ] {
+            for (i, t) in tasks.iter_mut().enumerate() {
+                let TaskStatus::Running(r) = &mut t.status else {
+                    continue;
+                };
+                let before = r.len();
+                r.retain(|a| {
+                    a.worker != *worker
+                        || now.saturating_duration_since(a.started) < settle
+                        || running.iter().any(|x| {
+                            x.job_id == self.id.0
+                                && x.is_map == kind.is_map()
+                                && x.index as usize == i
+                                && x.attempt == a.attempt
+                        })
+                });
+                if r.len() != before {
+                    tracing::warn!(job = %self.id, index = i, %kind, %worker, "attempt missing on its worker: re-queued");
+                    t.lost += (before - r.len()) as u32;
+                    changed = true;
+                    if r.is_empty() {
+                        t.status = TaskStatus::Pending;
+                    }
+                }
+            }
+        }
+        if changed {
+            self.release_orphan_grants();
+        }
+    }
+
+    /// `worker` is gone: its running attempts are re-queued, and the map outputs it held are
+    /// re-created from their splits if an unfinished reduce still needs them.
+    pub fn on_worker_lost(&mut self, worker: &WorkerId) {
+        if self.is_finished() {
+            return;
+        }
+        let mut give_up = None;
+        for (kind, tasks) in [
+            (TaskKind::Map, &mut self.maps),
+            (TaskKind::Reduce, &mut self.reduces),
+        ] {
+            for (i, t) in tasks.iter_mut().enumerate() {
+                // A lost worker never comes back (a restarted one registers anew): it no
+                // longer counts among the workers a task failed on.
+                t.failed_on.remove(worker);
+                if let TaskStatus::Running(r) = &mut t.status {
+                    let before = r.len();
+                    r.retain(|a| a.worker != *worker);
+                    let lost = (before - r.len()) as u32;
+                    t.lost += lost;
+                    if lost > 0 && r.is_empty() {
+                        t.status = TaskStatus::Pending;
+                    }
+                    if t.lost > MAX_LOST_ATTEMPTS {
+                        give_up = Some(format!(
+                            "{kind} task {i} lost {} attempts with their workers",
+                            t.lost
+                        ));
+                    }
+                }
+            }
+        }
+        let rerun = self.forget_outputs_on(worker, false);
+        if rerun > 0 {
+            tracing::info!(job = %self.id, %worker, rerun, "map outputs lost with their worker, re-running the maps");
+        }
+        self.release_orphan_grants();
+        if let Some(why) = give_up {
+            self.fail(why);
+        }
+    }
 }
 
 #[cfg(test)]
