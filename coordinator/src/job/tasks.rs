@@ -82,7 +82,7 @@ pub struct TaskState {
     pub attempts: u32,
     /// Failed attempts that count against the policy's `max_attempts` (fetch failures and
     /// lost workers do not: they are not this task's fault; a map whose output a live worker
-    /// could not serve does count). See [`failure`].
+    /// could not serve does count). See [`failure`](super::failure).
     pub failures: u32,
     /// Attempts lost with their workers.
     pub lost: u32,
