@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::workers::Workers;
 use crate::error::CoordinatorError;
-use crate::job::{ClusterView, Job, Outcome, Policy, TaskKind};
+use crate::job::{ClusterView, Job, Outcome, OutputEffect, Policy, TaskKind};
 use crate::plan::plan_job;
 use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
@@ -98,6 +98,11 @@ impl State {
         }
     }
 
+    /// Output I/O every job asked for since the last call.
+    fn take_effects(&mut self) -> Vec<OutputEffect> {
+        self.jobs.values_mut().flat_map(Job::take_effects).collect()
+    }
+
     /// Applies the unreachable workers the jobs found.
     fn collect_unreachable(&mut self) {
         let found: Vec<WorkerId> = self
@@ -119,6 +124,31 @@ impl State {
             for job in self.jobs.values_mut() {
                 job.on_worker_lost(&worker);
             }
+        }
+    }
+}
+
+/// Carries out the output effects the jobs asked for (removing a failed job's output,
+/// writing `_SUCCESS`) off the scheduler's lock, on a blocking thread, and hands each
+/// `_SUCCESS` outcome back to its job.
+async fn carry_out_effects(state: &Arc<Mutex<State>>) {
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let effects = lock().take_effects();
+    if effects.is_empty() {
+        return;
+    }
+    let written = match tokio::task::spawn_blocking(move || crate::output::carry_out(effects)).await
+    {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::error!(error = %e, "carrying out output effects failed");
+            return;
+        }
+    };
+    let mut state = lock();
+    for (job, result) in written {
+        if let Some(job) = state.jobs.get_mut(&job) {
+            job.success_written(result);
         }
     }
 }
@@ -163,8 +193,12 @@ impl CoordinatorService {
             match Job::resume(Instant::now(), stored, policy, grace) {
                 Ok(job) => {
                     let mut job = job.with_journal(journal.clone());
-                    if job.all_committed() {
-                        job.succeed();
+                    // Committed before the stop but for `_SUCCESS`: write it now, before
+                    // the service takes requests (so no lock to hold off).
+                    if job.begin_success() {
+                        for (_, result) in crate::output::carry_out(job.take_effects()) {
+                            job.success_written(result);
+                        }
                     }
                     state.jobs.insert(job.id.clone(), job);
                 }
@@ -190,6 +224,11 @@ impl CoordinatorService {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Carries out the output effects the jobs asked for: see [`carry_out_effects`].
+    async fn carry_out_effects(&self) {
+        carry_out_effects(&self.state).await;
+    }
+
     /// Runs [`State::expire_workers`] every tenth of `timeout` until the service is dropped
     /// by everyone else.
     pub fn spawn_worker_expiry(&self, timeout: Duration) {
@@ -203,6 +242,7 @@ impl CoordinatorService {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .expire_workers(timeout);
+                carry_out_effects(&state).await;
             }
         });
     }
@@ -481,13 +521,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         if all_done {
             // Only now, with every commit journaled, may `_SUCCESS` appear: a crash in
             // between resumes a job whose partitions are all known to be committed.
-            if let Some(job) = self.lock().jobs.get_mut(&JobId(req.job_id.clone()))
-                && !job.is_finished()
-                && job.all_committed()
-            {
-                job.succeed();
+            if let Some(job) = self.lock().jobs.get_mut(&JobId(req.job_id.clone())) {
+                job.begin_success();
             }
         }
+        self.carry_out_effects().await;
         // The reporting attempt's slot is free: give it its next task now.
         let assignments = if req.want_task {
             let mut state = self.lock();
@@ -633,16 +671,21 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         let req = request.into_inner();
-        let mut state = self.lock();
-        if state.history.contains_key(&req.job_id) {
-            return Ok(Response::new(pb::CancelJobResponse { cancelled: false }));
-        }
-        let job = job_mut(&mut state, &req.job_id)?;
-        let cancelled = !job.is_finished();
-        job.cancel();
-        if cancelled {
-            tracing::info!(job = %req.job_id, "job cancelled");
-        }
+        let cancelled = {
+            let mut state = self.lock();
+            if state.history.contains_key(&req.job_id) {
+                return Ok(Response::new(pb::CancelJobResponse { cancelled: false }));
+            }
+            let job = job_mut(&mut state, &req.job_id)?;
+            let cancelled = !job.is_finished();
+            job.cancel();
+            if cancelled {
+                tracing::info!(job = %req.job_id, "job cancelled");
+            }
+            cancelled
+        };
+        // The reply comes once the output is removed: a client may resubmit to it at once.
+        self.carry_out_effects().await;
         Ok(Response::new(pb::CancelJobResponse { cancelled }))
     }
 

@@ -2,14 +2,11 @@
 //! renamed into place by that attempt, and `_SUCCESS` with a manifest is written only when
 //! every partition is committed.
 //!
-//! The output may be a local directory or an object-store URL (see
-//! `sluice_common::storage`). On an object store, "rename" is a server-side copy followed by
-//! a delete, and `_SUCCESS` is one PUT: each object appears whole or not at all.
+//! This module decides; the writing and removing of files is `crate::output`'s, carried out
+//! by the service once it released the scheduler's lock.
 
-use bytes::Bytes;
 use serde::Serialize;
 use sluice_common::ids::JobId;
-use sluice_common::storage::Location;
 use sluice_proto::pb;
 
 /// Commit decisions and committed files of one job.
@@ -97,10 +94,19 @@ impl Commits {
         self.done.iter().flatten().map(|d| d.rows).sum()
     }
 
-    /// Writes `<output>/_SUCCESS` (the manifest, JSON) and removes `_temporary`. Locally
-    /// through a temporary file and a rename; on an object store with one PUT, so the object
-    /// appears whole or not at all.
-    pub fn write_success(&self, job: &JobId, output: &str) -> std::io::Result<()> {
+    /// The part files committed so far, relative to the output.
+    pub fn committed_files(&self) -> Vec<String> {
+        self.done
+            .iter()
+            .flatten()
+            .filter(|d| !d.file.is_empty())
+            .map(|d| d.file.clone())
+            .collect()
+    }
+
+    /// The `_SUCCESS` manifest (JSON): the job, its totals, and each committed part file
+    /// with its partition, rows and bytes.
+    pub fn manifest(&self, job: &JobId) -> Vec<u8> {
         let files: Vec<ManifestFile> = self
             .done
             .iter()
@@ -120,58 +126,8 @@ impl Commits {
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,
         };
-        let text = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
-        match Location::parse(output).map_err(std::io::Error::other)? {
-            Location::Local(out) => {
-                let _ = std::fs::remove_dir_all(out.join("_temporary"));
-                let tmp = out.join("._SUCCESS.tmp");
-                std::fs::write(&tmp, text)?;
-                std::fs::rename(&tmp, out.join("_SUCCESS"))
-            }
-            Location::Object(out) => {
-                // `_temporary` holds only uploads of attempts that did not commit; failing
-                // to remove it does not make the output wrong.
-                if let Err(e) = out.join("_temporary").delete_prefix() {
-                    tracing::warn!(output, error = %e, "removing _temporary failed");
-                }
-                out.join("_SUCCESS")
-                    .put(Bytes::from(text))
-                    .map_err(std::io::Error::other)
-            }
-        }
-    }
-
-    /// Removes what a failed or cancelled job wrote: `_temporary` and the part files already
-    /// committed, then the output directory itself when nothing else is in it, so a rerun
-    /// needs no `--overwrite` and no half output survives.
-    pub fn abort_output(&self, output: &str) {
-        let committed = self.done.iter().flatten().filter(|d| !d.file.is_empty());
-        match Location::parse(output) {
-            Ok(Location::Local(out)) => {
-                // A failed job leaves no `_SUCCESS`, not even one written just before a
-                // crash that the journal never heard of.
-                let _ = std::fs::remove_file(out.join("_SUCCESS"));
-                let _ = std::fs::remove_dir_all(out.join("_temporary"));
-                for d in committed {
-                    let _ = std::fs::remove_file(out.join(&d.file));
-                }
-                let empty = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_none());
-                if empty {
-                    let _ = std::fs::remove_dir(&out);
-                }
-            }
-            Ok(Location::Object(out)) => {
-                let _ = out.join("_SUCCESS").delete();
-                let mut result = out.join("_temporary").delete_prefix();
-                for d in committed {
-                    result = result.and(out.join(&d.file).delete());
-                }
-                if let Err(e) = result {
-                    tracing::warn!(output, error = %e, "removing a failed job's output failed");
-                }
-            }
-            Err(e) => tracing::warn!(output, error = %e, "cannot remove a failed job's output"),
-        }
+        // Strings and integers only: serialising cannot fail.
+        serde_json::to_vec_pretty(&manifest).unwrap_or_default()
     }
 }
 

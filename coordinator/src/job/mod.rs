@@ -58,12 +58,38 @@ use crate::store::{Event, Journal};
 pub enum JobStatus {
     /// Tasks are being scheduled.
     Running,
+    /// Every partition is committed; `_SUCCESS` is being written (off the scheduler's lock).
+    Committing,
     /// Every partition is committed and `_SUCCESS` written.
     Succeeded,
     /// A task failed for good.
     Failed(String),
     /// Cancelled by a client.
     Cancelled,
+}
+
+/// Output I/O a transition asks for. The job only decides; the service carries the effects
+/// out (`crate::output`) after releasing the scheduler's lock, on a blocking thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputEffect {
+    /// Remove what a failed or cancelled job wrote: `_SUCCESS`, `_temporary` and the
+    /// `committed` part files.
+    Abort {
+        /// The job's output.
+        output: String,
+        /// Its committed part files, relative to the output.
+        committed: Vec<String>,
+    },
+    /// Write `_SUCCESS` holding `manifest`; the outcome goes back to
+    /// [`Job::success_written`].
+    WriteSuccess {
+        /// The job.
+        job: JobId,
+        /// Its output.
+        output: String,
+        /// The manifest (JSON).
+        manifest: Vec<u8>,
+    },
 }
 
 /// Milliseconds since the Unix epoch.
@@ -122,6 +148,8 @@ pub struct Job {
     policy: Policy,
     /// Attempts to cancel, collected by the service into heartbeat replies.
     cancels: Vec<Cancel>,
+    /// Output I/O to carry out, collected by the service after each transition.
+    effects: Vec<OutputEffect>,
     /// How often this job declared each worker unreachable (see [`failure`]).
     unreachable: HashMap<WorkerId, u32>,
     /// Workers declared unreachable since the service last asked: it marks them suspect and
@@ -185,6 +213,7 @@ impl Job {
             unjournaled_reports: 0,
             policy: Policy::default(),
             cancels: Vec::new(),
+            effects: Vec::new(),
             unreachable: HashMap::new(),
             found_unreachable: Vec::new(),
             claimable: Vec::new(),
@@ -227,7 +256,8 @@ impl Job {
         self.journal.send(Event::JobUpdated(self.info()));
     }
 
-    /// Whether the job has ended (any way).
+    /// Whether the job schedules nothing more: it ended (any way), or it is writing
+    /// `_SUCCESS`.
     pub fn is_finished(&self) -> bool {
         self.status != JobStatus::Running
     }
@@ -235,6 +265,19 @@ impl Job {
     /// Attempts workers must stop, taken out of the job.
     pub fn take_cancels(&mut self) -> Vec<Cancel> {
         std::mem::take(&mut self.cancels)
+    }
+
+    /// Output I/O the job asked for, taken out of the job: see [`OutputEffect`].
+    pub fn take_effects(&mut self) -> Vec<OutputEffect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Asks for the removal of what the job wrote (it failed or was cancelled).
+    fn abort_output(&mut self) {
+        self.effects.push(OutputEffect::Abort {
+            output: self.spec.output.clone(),
+            committed: self.commits.committed_files(),
+        });
     }
 
     /// Workers a reducer of this job could not reach, taken out of the job: the service
@@ -392,7 +435,7 @@ impl Job {
         self.cancel_running();
         self.status = JobStatus::Failed(message);
         self.finished_ms = now_ms();
-        self.commits.abort_output(&self.spec.output);
+        self.abort_output();
         self.journal_progress();
     }
 
@@ -402,7 +445,7 @@ impl Job {
             self.cancel_running();
             self.status = JobStatus::Cancelled;
             self.finished_ms = now_ms();
-            self.commits.abort_output(&self.spec.output);
+            self.abort_output();
             self.journal_progress();
         }
     }
@@ -417,24 +460,53 @@ impl Job {
         !self.is_finished() && running && self.commits.authorize(partition, attempt)
     }
 
-    /// Writes `_SUCCESS` and marks the job succeeded (or failed if that is impossible).
-    pub fn succeed(&mut self) {
-        match self.commits.write_success(&self.id, &self.spec.output) {
+    /// A running job whose partitions are all committed starts writing `_SUCCESS`: it is
+    /// [`JobStatus::Committing`] and asks for [`OutputEffect::WriteSuccess`]. Returns
+    /// whether it did (not for a job still running tasks, or ended).
+    pub fn begin_success(&mut self) -> bool {
+        if self.status != JobStatus::Running || !self.all_committed() {
+            return false;
+        }
+        self.status = JobStatus::Committing;
+        self.effects.push(OutputEffect::WriteSuccess {
+            job: self.id.clone(),
+            output: self.spec.output.clone(),
+            manifest: self.commits.manifest(&self.id),
+        });
+        true
+    }
+
+    /// The outcome of writing `_SUCCESS`: the job succeeded, or failed with its committed
+    /// part files left in place (they are whole and committed; only the marker is
+    /// missing, and deleting finished output over a marker would lose data).
+    pub fn success_written(&mut self, result: Result<(), String>) {
+        if self.status != JobStatus::Committing {
+            return;
+        }
+        self.finished_ms = now_ms();
+        match result {
             Ok(()) => {
                 self.status = JobStatus::Succeeded;
-                self.finished_ms = now_ms();
                 tracing::info!(job = %self.id, "job succeeded");
-                self.journal_progress();
             }
-            Err(e) => self.fail(format!("writing _SUCCESS: {e}")),
+            Err(e) => {
+                let message = format!(
+                    "writing _SUCCESS failed after {} tries (the committed part files are kept): {e}",
+                    crate::output::SUCCESS_WRITE_TRIES
+                );
+                tracing::error!(job = %self.id, error = %message, "job failed");
+                self.status = JobStatus::Failed(message);
+            }
         }
+        self.journal_progress();
     }
 
     /// The job as clients see it.
     pub fn info(&self) -> pb::JobInfo {
         let done = |ts: &[TaskState]| ts.iter().filter(|t| t.is_done()).count() as u32;
         let (state, error) = match &self.status {
-            JobStatus::Running => (pb::JobState::Running, String::new()),
+            // Clients see a job writing `_SUCCESS` as still running.
+            JobStatus::Running | JobStatus::Committing => (pb::JobState::Running, String::new()),
             JobStatus::Succeeded => (pb::JobState::Succeeded, String::new()),
             JobStatus::Failed(e) => (pb::JobState::Failed, e.clone()),
             JobStatus::Cancelled => (pb::JobState::Cancelled, "cancelled".into()),

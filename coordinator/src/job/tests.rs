@@ -554,3 +554,81 @@ fn a_grant_held_by_a_lost_attempt_is_released_for_the_backup() {
         "the lost attempt's grant is free"
     );
 }
+
+/// A job with its map done and both partitions committed (files `part-0000{p}.parquet`).
+fn committed_job(output: &std::path::Path) -> Job {
+    let mut j = job(1, 2, output);
+    let w = WorkerId("w1".into());
+    let m = j.next_task(now(), &w, &live(1)).unwrap();
+    finish_map(&mut j, &w, 0, m.attempt);
+    for p in 0..2u32 {
+        let r = j.next_task(now(), &w, &live(1)).unwrap();
+        assert!(j.can_commit(p, r.attempt, &w));
+        let done = Outcome::ReduceDone(pb::ReduceDone {
+            file: format!("part-0000{p}.parquet"),
+            rows: 1,
+            ..Default::default()
+        });
+        let all = j.on_report(now(), TaskKind::Reduce, p, r.attempt, &w, "addr", done);
+        assert_eq!(all, p == 1, "all done after the last partition");
+    }
+    j
+}
+
+#[test]
+fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = committed_job(dir.path());
+    assert!(j.take_effects().is_empty(), "nothing to write yet");
+    assert!(j.begin_success());
+    assert!(!j.begin_success(), "once");
+    assert_eq!(j.status, JobStatus::Committing);
+    assert_eq!(
+        j.info().state,
+        pb::JobState::Running as i32,
+        "clients see it running"
+    );
+    let effects = j.take_effects();
+    assert!(
+        matches!(&effects[..], [OutputEffect::WriteSuccess { job, manifest, .. }]
+            if job.0 == "job-1" && String::from_utf8_lossy(manifest).contains("part-00001.parquet")),
+        "{effects:?}"
+    );
+    // Committing schedules nothing and cannot be cancelled.
+    assert!(
+        j.next_task(now(), &WorkerId("w2".into()), &live(2))
+            .is_none()
+    );
+    j.cancel();
+    assert_eq!(j.status, JobStatus::Committing);
+    j.success_written(Err("disk full".into()));
+    assert!(
+        matches!(&j.status, JobStatus::Failed(m) if m.contains("disk full") && m.contains("kept")),
+        "{:?}",
+        j.status
+    );
+    assert!(
+        j.take_effects().is_empty(),
+        "a failed _SUCCESS does not remove the committed part files"
+    );
+}
+
+#[test]
+fn a_failed_job_asks_for_its_committed_parts_to_be_removed_and_touches_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never-created");
+    let mut j = committed_job(&out);
+    j.fail("boom".into());
+    assert_eq!(
+        j.take_effects(),
+        [OutputEffect::Abort {
+            output: out.to_string_lossy().into_owned(),
+            committed: vec!["part-00000.parquet".into(), "part-00001.parquet".into()],
+        }]
+    );
+    assert!(!out.exists(), "the job itself does no I/O");
+    let mut ok = committed_job(dir.path());
+    assert!(ok.begin_success());
+    ok.success_written(Ok(()));
+    assert_eq!(ok.status, JobStatus::Succeeded);
+}

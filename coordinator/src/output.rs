@@ -1,0 +1,159 @@
+//! A job's output on disk or in an object store: writing `_SUCCESS`, and removing what a
+//! failed or cancelled job wrote. The job decides ([`crate::job::OutputEffect`]); the
+//! service carries the effects out here, on a blocking thread, after it released the
+//! scheduler's lock, so heartbeats never wait on a slow disk or object store.
+//!
+//! The output may be a local directory or an object-store URL (see
+//! `sluice_common::storage`). On an object store, "rename" is a server-side copy followed by
+//! a delete, and `_SUCCESS` is one PUT: each object appears whole or not at all.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_common::ids::JobId;
+use sluice_common::storage::Location;
+
+use crate::job::OutputEffect;
+
+/// Tries at writing `_SUCCESS` before the job is declared failed (its committed part
+/// files are kept either way).
+pub const SUCCESS_WRITE_TRIES: u32 = 3;
+
+/// Pause before the second try; doubled before each next one.
+const SUCCESS_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Carries out `effects` in order and returns the outcome of each `_SUCCESS` written, for
+/// [`crate::job::Job::success_written`].
+pub fn carry_out(effects: Vec<OutputEffect>) -> Vec<(JobId, Result<(), String>)> {
+    let mut written = Vec::new();
+    for effect in effects {
+        match effect {
+            OutputEffect::Abort { output, committed } => abort_output(&output, &committed),
+            OutputEffect::WriteSuccess {
+                job,
+                output,
+                manifest,
+            } => {
+                let mut pause = SUCCESS_RETRY_PAUSE;
+                let mut result = write_success(&output, &manifest);
+                for _ in 1..SUCCESS_WRITE_TRIES {
+                    let Err(e) = &result else { break };
+                    tracing::warn!(%job, output, error = %e, "writing _SUCCESS failed, retrying");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    result = write_success(&output, &manifest);
+                }
+                written.push((job, result.map_err(|e| e.to_string())));
+            }
+        }
+    }
+    written
+}
+
+/// Writes `<output>/_SUCCESS` holding `manifest` and removes `_temporary`. Locally through
+/// a temporary file and a rename; on an object store with one PUT, so the object appears
+/// whole or not at all.
+pub fn write_success(output: &str, manifest: &[u8]) -> std::io::Result<()> {
+    match Location::parse(output).map_err(std::io::Error::other)? {
+        Location::Local(out) => {
+            let _ = std::fs::remove_dir_all(out.join("_temporary"));
+            let tmp = out.join("._SUCCESS.tmp");
+            std::fs::write(&tmp, manifest)?;
+            std::fs::rename(&tmp, out.join("_SUCCESS"))
+        }
+        Location::Object(out) => {
+            // `_temporary` holds only uploads of attempts that did not commit; failing to
+            // remove it does not make the output wrong.
+            if let Err(e) = out.join("_temporary").delete_prefix() {
+                tracing::warn!(output, error = %e, "removing _temporary failed");
+            }
+            out.join("_SUCCESS")
+                .put(Bytes::from(manifest.to_vec()))
+                .map_err(std::io::Error::other)
+        }
+    }
+}
+
+/// Removes what a failed or cancelled job wrote: `_temporary` and the `committed` part
+/// files, then the output directory itself when nothing else is in it, so a rerun needs no
+/// `--overwrite` and no half output survives.
+pub fn abort_output(output: &str, committed: &[String]) {
+    match Location::parse(output) {
+        Ok(Location::Local(out)) => {
+            // A failed job leaves no `_SUCCESS`, not even one written just before a crash
+            // that the journal never heard of.
+            let _ = std::fs::remove_file(out.join("_SUCCESS"));
+            let _ = std::fs::remove_dir_all(out.join("_temporary"));
+            for file in committed {
+                let _ = std::fs::remove_file(out.join(file));
+            }
+            let empty = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_none());
+            if empty {
+                let _ = std::fs::remove_dir(&out);
+            }
+        }
+        Ok(Location::Object(out)) => {
+            let _ = out.join("_SUCCESS").delete();
+            let mut result = out.join("_temporary").delete_prefix();
+            for file in committed {
+                result = result.and(out.join(file).delete());
+            }
+            if let Err(e) = result {
+                tracing::warn!(output, error = %e, "removing a failed job's output failed");
+            }
+        }
+        Err(e) => tracing::warn!(output, error = %e, "cannot remove a failed job's output"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `_SUCCESS` that cannot be written (a directory of that name is in the way) is an
+    /// error after its retries, and the committed part files stay.
+    #[test]
+    fn a_failed_success_write_is_reported_and_keeps_the_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(out.join("_SUCCESS/blocker")).unwrap();
+        std::fs::write(out.join("part-00000.parquet"), b"rows").unwrap();
+        let output = out.to_string_lossy().into_owned();
+        let job = JobId("job-1".into());
+        let written = carry_out(vec![OutputEffect::WriteSuccess {
+            job: job.clone(),
+            output: output.clone(),
+            manifest: b"{}".to_vec(),
+        }]);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].0, job);
+        assert!(written[0].1.is_err(), "{:?}", written[0].1);
+        assert!(
+            out.join("part-00000.parquet").is_file(),
+            "the part file stays"
+        );
+    }
+
+    #[test]
+    fn success_is_written_whole_and_abort_removes_only_what_the_job_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(out.join("_temporary/attempt")).unwrap();
+        std::fs::write(out.join("part-00000.parquet"), b"rows").unwrap();
+        let output = out.to_string_lossy().into_owned();
+        write_success(&output, b"{\"rows\": 1}").unwrap();
+        assert_eq!(
+            std::fs::read(out.join("_SUCCESS")).unwrap(),
+            b"{\"rows\": 1}"
+        );
+        assert!(!out.join("_temporary").exists());
+        std::fs::write(out.join("notes.txt"), b"not ours").unwrap();
+        abort_output(&output, &["part-00000.parquet".to_string()]);
+        assert!(!out.join("_SUCCESS").exists());
+        assert!(!out.join("part-00000.parquet").exists());
+        assert!(
+            out.join("notes.txt").is_file(),
+            "a file the job did not write stays"
+        );
+    }
+}
