@@ -24,9 +24,14 @@ use crate::store::{Event, History, Journal};
 /// written by its own thread).
 pub struct State {
     next_job: u64,
+    /// Jobs being scheduled (or writing `_SUCCESS`): an ended job moves to `history`, so
+    /// what a heartbeat or a report costs does not grow with the jobs run so far.
     jobs: BTreeMap<JobId, Job>,
-    /// Jobs of earlier runs of this coordinator, from the job store.
+    /// Ended jobs: of earlier runs of this coordinator (from the job store), and of this
+    /// one.
     history: BTreeMap<String, pb::JobInfo>,
+    /// Output effects of jobs that ended since they were last collected.
+    effects: Vec<OutputEffect>,
     workers: Workers,
     /// Attempts each worker must stop, delivered with its next heartbeat.
     outbox: HashMap<WorkerId, Vec<pb::AttemptRef>>,
@@ -100,7 +105,36 @@ impl State {
 
     /// Output I/O every job asked for since the last call.
     fn take_effects(&mut self) -> Vec<OutputEffect> {
-        self.jobs.values_mut().flat_map(Job::take_effects).collect()
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.extend(self.jobs.values_mut().flat_map(Job::take_effects));
+        effects
+    }
+
+    /// Moves the jobs that ended into `history`, keeping what they still owe: the attempts
+    /// to cancel go to the outbox, their output effects are kept for [`State::take_effects`],
+    /// and every worker is told to drop their shuffle files. A job writing `_SUCCESS` stays
+    /// until it knows how that went.
+    fn retire_ended(&mut self) {
+        let ended: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.has_ended())
+            .map(|j| j.id.clone())
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        self.collect_cancels();
+        for id in ended {
+            let Some(mut job) = self.jobs.remove(&id) else {
+                continue;
+            };
+            self.effects.extend(job.take_effects());
+            for (_, info) in self.workers.iter_mut() {
+                info.to_drop.push(id.0.clone());
+            }
+            self.history.insert(id.0.clone(), job.info());
+        }
     }
 
     /// Applies the unreachable workers the jobs found.
@@ -125,6 +159,7 @@ impl State {
                 job.on_worker_lost(&worker);
             }
         }
+        self.retire_ended();
     }
 }
 
@@ -151,6 +186,7 @@ async fn carry_out_effects(state: &Arc<Mutex<State>>) {
             job.success_written(result);
         }
     }
+    state.retire_ended();
 }
 
 /// Implements `sluice.v1.Coordinator`.
@@ -179,6 +215,7 @@ impl CoordinatorService {
                 .into_iter()
                 .map(|j| (j.job_id.clone(), j))
                 .collect(),
+            effects: Vec::new(),
             workers: Workers::default(),
             outbox: HashMap::new(),
             policy,
@@ -201,6 +238,7 @@ impl CoordinatorService {
                         }
                     }
                     state.jobs.insert(job.id.clone(), job);
+                    state.retire_ended();
                 }
                 Err(e) => {
                     tracing::error!(job = %info.job_id, error = %e, "cannot resume the job");
@@ -275,12 +313,7 @@ impl CoordinatorService {
         } else {
             req.free_slots
         };
-        let mut finished_jobs: Vec<String> = std::mem::take(&mut info.ended_elsewhere);
-        for job in state.jobs.values().filter(|j| j.is_finished()) {
-            if info.told_finished.insert(job.id.clone()) {
-                finished_jobs.push(job.id.0.clone());
-            }
-        }
+        let finished_jobs: Vec<String> = std::mem::take(&mut info.to_drop);
         let settle = (self.heartbeat * 3).max(Duration::from_secs(1));
         let now = Instant::now();
         for job in state.jobs.values_mut() {
@@ -441,7 +474,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .map(|h| h.job_id.clone())
                     .collect();
                 if let Some(info) = state.workers.get_mut(&id) {
-                    info.ended_elsewhere.extend(ended);
+                    info.to_drop.extend(ended);
                 }
             }
             id
@@ -483,9 +516,14 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             }
             None => return Err(Status::invalid_argument("report without an outcome")),
         };
-        let all_done = {
+        let all_done = 'report: {
             let mut guard = self.lock();
             let state = &mut *guard;
+            if state.history.contains_key(&req.job_id) {
+                // The job ended: a late report (a cancelled attempt, a speculation loser)
+                // changes nothing.
+                break 'report false;
+            }
             let addr = state
                 .workers
                 .get(&worker)
@@ -510,6 +548,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 outcome,
             );
             state.collect_unreachable();
+            state.retire_ended();
             all_done
         };
         // Acknowledge only what the job store holds: a restarted coordinator then knows every
@@ -545,8 +584,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = request.into_inner();
         let mut state = self.lock();
         let worker = WorkerId(req.worker_id);
-        let allowed =
-            job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt, &worker);
+        // An ended job commits nothing more.
+        let allowed = !state.history.contains_key(&req.job_id)
+            && job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt, &worker);
         Ok(Response::new(pb::CanCommitResponse { allowed }))
     }
 
@@ -682,6 +722,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             if cancelled {
                 tracing::info!(job = %req.job_id, "job cancelled");
             }
+            state.retire_ended();
             cancelled
         };
         // The reply comes once the output is removed: a client may resubmit to it at once.
@@ -740,3 +781,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         Ok(Response::new(stream))
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

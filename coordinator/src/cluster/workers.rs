@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use sluice_common::ids::{JobId, WorkerId};
+use sluice_common::ids::WorkerId;
 
 /// One registered worker.
 #[derive(Debug)]
@@ -16,16 +16,14 @@ pub struct WorkerInfo {
     pub memory: u64,
     /// When it last heartbeated.
     pub last_seen: Instant,
-    /// Finished jobs it has been told about (to drop their shuffle files).
-    pub told_finished: HashSet<JobId>,
     /// Tasks it ran at its last heartbeat.
     pub running: u32,
     /// It is stopping: no new tasks.
     pub draining: bool,
     /// When it registered (ms since the epoch).
     pub registered_ms: u64,
-    /// Jobs it holds outputs of that ended before this coordinator started: to drop.
-    pub ended_elsewhere: Vec<String>,
+    /// Ended jobs whose shuffle files it may hold, to drop: told with its next heartbeat.
+    pub to_drop: Vec<String>,
     /// A reducer could not reach it since its last heartbeat: its map outputs were re-run,
     /// its running attempts may get backups, and it gets no new task until it heartbeats
     /// again. It is lost at the usual worker timeout if it never does.
@@ -75,11 +73,10 @@ impl Workers {
                 slots,
                 memory,
                 last_seen: Instant::now(),
-                told_finished: HashSet::new(),
                 running: 0,
                 draining: false,
                 registered_ms: crate::job::now_ms(),
-                ended_elsewhere: Vec::new(),
+                to_drop: Vec::new(),
                 suspect: false,
             },
         );
@@ -94,6 +91,11 @@ impl Workers {
     /// The worker, if registered.
     pub fn get(&self, id: &WorkerId) -> Option<&WorkerInfo> {
         self.by_id.get(id)
+    }
+
+    /// Every registered worker, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&WorkerId, &mut WorkerInfo)> {
+        self.by_id.iter_mut()
     }
 
     /// Why a job of `task_memory` cannot run on the registered workers, if none has a slot

@@ -256,6 +256,14 @@ impl Job {
         self.journal.send(Event::JobUpdated(self.info()));
     }
 
+    /// Whether the job ended (any way): it owes nothing but its history.
+    pub fn has_ended(&self) -> bool {
+        matches!(
+            self.status,
+            JobStatus::Succeeded | JobStatus::Failed(_) | JobStatus::Cancelled
+        )
+    }
+
     /// Whether the job schedules nothing more: it ended (any way), or it is writing
     /// `_SUCCESS`.
     pub fn is_finished(&self) -> bool {

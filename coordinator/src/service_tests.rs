@@ -1,0 +1,87 @@
+//! Tests of the service's state outside the gRPC handlers.
+
+use super::*;
+use sluice_common::spec::InputFormat;
+use sluice_common::split::{Split, SplitRange};
+use sluice_sdk::JobDescription;
+
+fn state() -> State {
+    State {
+        next_job: 0,
+        jobs: BTreeMap::new(),
+        history: BTreeMap::new(),
+        effects: Vec::new(),
+        workers: Workers::default(),
+        outbox: HashMap::new(),
+        policy: Policy::default(),
+        assigned_by_heartbeat: 0,
+        assigned_by_report: 0,
+    }
+}
+
+fn job(id: &str, output: &str) -> Job {
+    let mut spec = JobSpec::new(
+        "p.so".into(),
+        vec!["in".into()],
+        InputFormat::Text,
+        output.into(),
+    );
+    spec.reducers = 1;
+    let splits = vec![Split {
+        path: "f".into(),
+        range: SplitRange::Bytes { start: 0, end: 1 },
+    }];
+    let description = JobDescription {
+        name: "t".into(),
+        key_columns: vec!["k".into()],
+        reduce: sluice_sdk::ReduceKind::Custom,
+        input_columns: None,
+    };
+    Job::new(JobId(id.into()), spec, description, Vec::new(), splits)
+}
+
+/// Ended jobs leave the scheduler for the history, with what they still owe carried
+/// over: after 10,000 of them, a heartbeat still visits one job.
+#[test]
+fn ended_jobs_move_to_history_and_keep_what_they_owe() {
+    let mut s = state();
+    let w = s.workers.register("127.0.0.1:1".into(), 2, 0);
+    let running = job("job-running", "/nowhere/running");
+    s.jobs.insert(running.id.clone(), running);
+    let mut failing = job("job-failing", "/nowhere/failing");
+    let cluster = ClusterView {
+        live_workers: 1,
+        suspects: Default::default(),
+    };
+    let a = failing.next_task(Instant::now(), &w, &cluster).unwrap();
+    failing.fail("boom".into());
+    s.jobs.insert(failing.id.clone(), failing);
+    for i in 0..10_000 {
+        let mut j = job(&format!("job-{i:05}"), "/nowhere/cancelled");
+        j.cancel();
+        s.jobs.insert(j.id.clone(), j);
+    }
+    s.retire_ended();
+    assert_eq!(
+        s.jobs.keys().map(|j| j.0.as_str()).collect::<Vec<_>>(),
+        ["job-running"]
+    );
+    assert_eq!(s.history.len(), 10_001);
+    assert_eq!(
+        s.history["job-failing"].state,
+        pb::JobState::Failed as i32,
+        "{:?}",
+        s.history["job-failing"]
+    );
+    assert_eq!(s.history["job-00042"].state, pb::JobState::Cancelled as i32);
+    // The failed job's running attempt is cancelled, its output removed, its shuffle
+    // files dropped.
+    assert_eq!(s.outbox[&w].len(), 1);
+    assert_eq!(s.outbox[&w][0].attempt, a.attempt);
+    let effects = s.take_effects();
+    assert_eq!(effects.len(), 10_001, "one output removal per ended job");
+    let dropped = &s.workers.get(&w).unwrap().to_drop;
+    assert_eq!(dropped.len(), 10_001);
+    assert!(dropped.contains(&"job-failing".to_string()));
+    assert!(s.take_effects().is_empty(), "effects are taken once");
+}
