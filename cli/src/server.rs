@@ -49,6 +49,18 @@ pub struct CoordinatorArgs {
     /// Backup attempts for stragglers: true or false [default: true].
     #[arg(long, env = "SLUICE_SPECULATION")]
     speculation: Option<bool>,
+    /// Most reduce partitions a job may ask for [default: 10000].
+    #[arg(long, env = "SLUICE_MAX_REDUCERS")]
+    max_reducers: Option<u32>,
+    /// Most map tasks a job's input may be cut into [default: 100000].
+    #[arg(long, env = "SLUICE_MAX_TASKS_PER_JOB")]
+    max_tasks_per_job: Option<u64>,
+    /// Most memory a job may ask for per task, e.g. `64GiB` [default: 1TiB].
+    #[arg(long, env = "SLUICE_MAX_TASK_MEMORY", value_parser = sluice_common::spec::parse_bytes)]
+    max_task_memory: Option<u64>,
+    /// Most rows per record batch a job may ask for [default: 1048576].
+    #[arg(long, env = "SLUICE_MAX_BATCH_ROWS")]
+    max_batch_rows: Option<u32>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -153,6 +165,23 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .unwrap_or(DEFAULT_MAX_ATTEMPTS)
         .max(1);
     config.policy.speculation = args.speculation.or(c.speculation).unwrap_or(true);
+    let limits = &mut config.limits;
+    limits.max_reducers = args
+        .max_reducers
+        .or(c.max_reducers)
+        .unwrap_or(limits.max_reducers);
+    limits.max_tasks_per_job = args
+        .max_tasks_per_job
+        .or(c.max_tasks_per_job)
+        .unwrap_or(limits.max_tasks_per_job);
+    limits.max_task_memory = args
+        .max_task_memory
+        .or(c.max_task_memory)
+        .unwrap_or(limits.max_task_memory);
+    limits.max_batch_rows = args
+        .max_batch_rows
+        .or(c.max_batch_rows)
+        .unwrap_or(limits.max_batch_rows);
     config.security = args.security.resolve(&file)?;
 
     let grpc = bind("gRPC", &listen).await?;

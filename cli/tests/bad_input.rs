@@ -340,3 +340,46 @@ fn csv_columns_the_job_does_not_read_are_not_parsed() {
     );
     assert_no_success(&out);
 }
+
+/// Settings that would make the coordinator or the workers allocate without bound are
+/// refused at submission with the flag and the coordinator's limit, and every process
+/// survives to say so.
+#[test]
+fn settings_past_the_coordinators_limits_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("words.txt");
+    std::fs::write(&input, "lorem ipsum dolor sit amet\n".repeat(8_000)).unwrap();
+    let out = dir.path().join("out");
+    let p = plugin("sluice_wordcount");
+    let (p, i, o) = (
+        p.to_str().unwrap(),
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["--reducers", "4000000000"],
+            &["--reducers 4000000000", "max_reducers"],
+        ),
+        (
+            &["--batch-rows", "4000000000"],
+            &["--batch-rows", "max_batch_rows"],
+        ),
+        // 216,000 bytes at one byte a split: 216,000 map tasks.
+        (
+            &["--split-size", "1"],
+            &["216000 map tasks", "max_tasks_per_job", "--split-size"],
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--local", "1"];
+        args.extend(text_args(p, i, o));
+        args.extend(flags);
+        let stderr = assert_failed(&run(&args));
+        for e in expected {
+            assert!(stderr.contains(e), "{flags:?}: {e:?} not in {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.exists(), "no output for a refused job");
+    }
+}

@@ -20,6 +20,10 @@
 //! max_attempts = 4                      # per task, before the job fails
 //! speculation = true                    # backup attempts for stragglers
 //! max_plugin_bytes = 268435456
+//! max_reducers = 10000                  # limits on job settings, checked at submission
+//! max_tasks_per_job = 100000            # map tasks an input may be cut into
+//! max_task_memory = 1099511627776       # bytes a job may ask per task
+//! max_batch_rows = 1048576
 //! [worker]
 //! coordinator = "http://coordinator:7700"
 //! listen = "0.0.0.0:7701"               # shuffle service
@@ -115,6 +119,14 @@ pub struct CoordinatorSection {
     pub max_attempts: Option<u32>,
     /// Backup attempts for stragglers.
     pub speculation: Option<bool>,
+    /// Most reduce partitions a job may ask for.
+    pub max_reducers: Option<u32>,
+    /// Most map tasks a job's input may be cut into.
+    pub max_tasks_per_job: Option<u64>,
+    /// Most memory a job may ask for per task, in bytes.
+    pub max_task_memory: Option<u64>,
+    /// Most rows per record batch.
+    pub max_batch_rows: Option<u32>,
 }
 
 /// `[worker]`.

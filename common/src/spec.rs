@@ -129,6 +129,55 @@ impl FromStr for OutputFormat {
     }
 }
 
+/// Upper bounds on a job's settings, checked at submission (coordinator settings of the same
+/// names): past them a job would make the coordinator or every worker allocate without
+/// bound, e.g. `--reducers 4000000000`, or `--split-size 1` cutting one map task per byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most reduce partitions a job may ask for.
+    pub max_reducers: u32,
+    /// Most map tasks a job's input may be cut into.
+    pub max_tasks_per_job: u64,
+    /// Most memory a job may ask for per task.
+    pub max_task_memory: u64,
+    /// Most rows per record batch.
+    pub max_batch_rows: u32,
+}
+
+/// Default [`Limits::max_reducers`].
+pub const DEFAULT_MAX_REDUCERS: u32 = 10_000;
+/// Default [`Limits::max_tasks_per_job`].
+pub const DEFAULT_MAX_TASKS_PER_JOB: u64 = 100_000;
+/// Default [`Limits::max_task_memory`]: 1 TiB.
+pub const DEFAULT_MAX_TASK_MEMORY: u64 = 1 << 40;
+/// Default [`Limits::max_batch_rows`].
+pub const DEFAULT_MAX_BATCH_ROWS: u32 = 1 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_reducers: DEFAULT_MAX_REDUCERS,
+            max_tasks_per_job: DEFAULT_MAX_TASKS_PER_JOB,
+            max_task_memory: DEFAULT_MAX_TASK_MEMORY,
+            max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses `maps` map tasks past [`Limits::max_tasks_per_job`], naming what to change.
+    pub fn check_maps(&self, maps: u64, split_size: u64) -> Result<(), String> {
+        if maps > self.max_tasks_per_job {
+            return Err(format!(
+                "the input cut at a split size of {split_size} bytes makes {maps} map tasks, \
+                 over the coordinator's max_tasks_per_job of {}: raise --split-size",
+                self.max_tasks_per_job
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A job as the user submitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
@@ -196,6 +245,88 @@ impl JobSpec {
             return Err("no output directory given".into());
         }
         Ok(())
+    }
+
+    /// Refuses settings past `limits`, naming the flag and the coordinator setting.
+    pub fn check_limits(&self, limits: &Limits) -> Result<(), String> {
+        let over = |flag: &str, value: u64, setting: &str, max: u64| {
+            Err(format!(
+                "{flag} {value} is over the coordinator's {setting} of {max}"
+            ))
+        };
+        if self.reducers > limits.max_reducers {
+            return over(
+                "--reducers",
+                self.reducers.into(),
+                "max_reducers",
+                limits.max_reducers.into(),
+            );
+        }
+        if self.batch_rows > limits.max_batch_rows {
+            return over(
+                "--batch-rows",
+                self.batch_rows.into(),
+                "max_batch_rows",
+                limits.max_batch_rows.into(),
+            );
+        }
+        if self.task_memory > limits.max_task_memory {
+            return over(
+                "--task-memory",
+                self.task_memory,
+                "max_task_memory",
+                limits.max_task_memory,
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    #[test]
+    fn settings_past_the_limits_are_refused_by_name() {
+        let limits = Limits::default();
+        let mut spec = JobSpec::new(
+            "p.so".into(),
+            vec!["in".into()],
+            InputFormat::Text,
+            "out".into(),
+        );
+        assert_eq!(spec.check_limits(&limits), Ok(()));
+        spec.reducers = 4_000_000_000;
+        let e = spec.check_limits(&limits).unwrap_err();
+        assert!(
+            e.contains("--reducers 4000000000") && e.contains("max_reducers of 10000"),
+            "{e}"
+        );
+        spec.reducers = limits.max_reducers;
+        assert_eq!(
+            spec.check_limits(&limits),
+            Ok(()),
+            "the limit itself is allowed"
+        );
+        spec.batch_rows = 4_000_000_000;
+        assert!(
+            spec.check_limits(&limits)
+                .unwrap_err()
+                .contains("--batch-rows")
+        );
+        spec.batch_rows = DEFAULT_BATCH_ROWS;
+        spec.task_memory = u64::MAX;
+        assert!(
+            spec.check_limits(&limits)
+                .unwrap_err()
+                .contains("max_task_memory")
+        );
+        assert!(limits.check_maps(100_000, 1).is_ok());
+        let e = limits.check_maps(100_001, 1).unwrap_err();
+        assert!(
+            e.contains("--split-size") && e.contains("100001 map tasks"),
+            "{e}"
+        );
     }
 }
 

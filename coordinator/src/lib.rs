@@ -62,6 +62,8 @@ pub struct CoordinatorConfig {
     pub policy: job::Policy,
     /// Cluster token and TLS.
     pub security: Security,
+    /// Upper bounds on job settings, checked at submission.
+    pub limits: sluice_common::spec::Limits,
 }
 
 impl CoordinatorConfig {
@@ -74,6 +76,7 @@ impl CoordinatorConfig {
             worker_timeout: Duration::from_millis(DEFAULT_WORKER_TIMEOUT_MS),
             policy: job::Policy::default(),
             security: Security::none(),
+            limits: sluice_common::spec::Limits::default(),
         }
     }
 }
@@ -102,7 +105,8 @@ pub async fn run_coordinator(
         journal.clone(),
         config.heartbeat,
         config.policy,
-    );
+    )
+    .with_limits(config.limits);
     service.spawn_worker_expiry(config.worker_timeout);
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sluice_common::failure::TaskFailure;
 use sluice_common::format::schema::schema_to_bytes;
 use sluice_common::ids::{JobId, WorkerId};
-use sluice_common::spec::JobSpec;
+use sluice_common::spec::{JobSpec, Limits};
 use sluice_proto::{PROTOCOL_VERSION, pb};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -196,6 +196,7 @@ pub struct CoordinatorService {
     plugins: PluginStore,
     journal: Journal,
     heartbeat: Duration,
+    limits: Limits,
 }
 
 impl CoordinatorService {
@@ -255,7 +256,14 @@ impl CoordinatorService {
             plugins,
             journal,
             heartbeat,
+            limits: Limits::default(),
         }
+    }
+
+    /// Refuses jobs past `limits` at submission.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -622,7 +630,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             let spec_sha = spec.plugin_sha256.clone();
             let stored = stored.clone();
             let parallelism = self.lock().workers.active_slots();
-            tokio::task::spawn_blocking(move || plan_job(&spec, parallelism))
+            let limits = self.limits;
+            tokio::task::spawn_blocking(move || plan_job(&spec, parallelism, &limits))
                 .await
                 .map_err(|e| Status::internal(format!("planning panicked: {e}")))?
                 .map_err(|e| {

@@ -16,7 +16,7 @@ use sluice_common::format::schema::{
     infer_object_schema, infer_schema, read_csv_header, read_object_csv_header,
 };
 use sluice_common::plugin::Plugin;
-use sluice_common::spec::{InputFormat, JobSpec};
+use sluice_common::spec::{InputFormat, JobSpec, Limits};
 use sluice_common::split::{Split, SplitRange};
 use sluice_common::storage::{Location, ObjectInfo, ObjectUrl, is_data_name, is_glob};
 use sluice_sdk::JobDescription;
@@ -244,9 +244,11 @@ fn parquet_row_group_sizes(f: &InputFile) -> Result<Vec<u64>> {
 ///
 /// `parallelism` is the task slots of the workers registered now (0 if unknown): splits are
 /// made no bigger than the input's share of one slot, so a small input still keeps every
-/// slot busy ([`split::split_size_for`]).
-pub fn plan_job(spec: &JobSpec, parallelism: u32) -> Result<JobPlan> {
+/// slot busy ([`split::split_size_for`]). Settings and the number of map tasks are checked
+/// against `limits` before anything of that size is allocated.
+pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<JobPlan> {
     spec.validate().map_err(CoordinatorError::Input)?;
+    spec.check_limits(limits).map_err(CoordinatorError::Input)?;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let files = expand_inputs(&spec.inputs)?;
     // Sizes first: the split size depends on the whole input.
@@ -265,6 +267,19 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32) -> Result<JobPlan> {
         sized.iter().map(|(len, _)| *len),
         parallelism,
     );
+    // Files at least a split long are cut into this many splits (smaller ones may be packed
+    // together): refuse before cutting, or `--split-size 1` would allocate a split per byte.
+    let at_least: u64 = sized
+        .iter()
+        .map(|(len, groups)| match spec.format {
+            InputFormat::Parquet => groups.len() as u64,
+            _ if *len >= split_size => len.div_ceil(split_size),
+            _ => 0,
+        })
+        .sum();
+    limits
+        .check_maps(at_least, split_size)
+        .map_err(CoordinatorError::Input)?;
     let mut per_file = Vec::with_capacity(files.len());
     for (f, (len, groups)) in files.iter().zip(sized) {
         let path = f.name();
@@ -292,6 +307,9 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32) -> Result<JobPlan> {
         });
     }
     let splits = pack_small_files(per_file, split_size);
+    limits
+        .check_maps(splits.len() as u64, split_size)
+        .map_err(CoordinatorError::Input)?;
     if splits.is_empty() {
         return Err(CoordinatorError::Input(format!(
             "the input ({}) holds no data: every file is empty",
