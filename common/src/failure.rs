@@ -5,8 +5,19 @@ use crate::Error;
 /// The typed reason of a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureReason {
-    /// The plugin returned an error or panicked. Not retried: the same input fails again.
+    /// The plugin returned an error or panicked (retried, as Hadoop does, preferably on
+    /// another worker, until the task's attempts run out), or could not be loaded, or the
+    /// job is invalid (not retried: see [`TaskFailure::retryable`]).
     Plugin,
+    /// The worker could not use the task it was given (a malformed assignment, a plugin it
+    /// could not fetch). Not retried.
+    Assignment,
+    /// The coordinator refused this attempt's commit: another attempt of the partition
+    /// holds it (a speculation race). Never the task's fault.
+    CommitDenied {
+        /// The partition.
+        partition: u32,
+    },
     /// A malformed input record. Not retried.
     BadRecord {
         /// The input file.

@@ -162,6 +162,12 @@ impl From<&TaskFailure> for pb::TaskFailure {
             reason: Some(match &f.reason {
                 FailureReason::Plugin => Reason::Plugin(pb::PluginFailure {}),
                 FailureReason::Io => Reason::Io(pb::IoFailure {}),
+                FailureReason::Assignment => Reason::Assignment(pb::AssignmentFailure {}),
+                FailureReason::CommitDenied { partition } => {
+                    Reason::CommitDenied(pb::CommitDenied {
+                        partition: *partition,
+                    })
+                }
                 FailureReason::BadRecord { file, line } => Reason::BadRecord(pb::BadRecord {
                     file: file.clone(),
                     line: *line,
@@ -187,6 +193,10 @@ impl From<&pb::TaskFailure> for TaskFailure {
         use pb::task_failure::Reason;
         let reason = match &f.reason {
             Some(Reason::Plugin(_)) => FailureReason::Plugin,
+            Some(Reason::Assignment(_)) => FailureReason::Assignment,
+            Some(Reason::CommitDenied(c)) => FailureReason::CommitDenied {
+                partition: c.partition,
+            },
             Some(Reason::BadRecord(b)) => FailureReason::BadRecord {
                 file: b.file.clone(),
                 line: b.line,
@@ -238,5 +248,26 @@ mod tests {
             },
         };
         assert_eq!(TaskFailure::from(&pb::TaskFailure::from(&f)), f);
+    }
+
+    #[test]
+    fn every_failure_reason_crosses_the_wire() {
+        for reason in [
+            FailureReason::Plugin,
+            FailureReason::Io,
+            FailureReason::Assignment,
+            FailureReason::CommitDenied { partition: 7 },
+            FailureReason::BadRecord {
+                file: "f.csv".into(),
+                line: 3,
+            },
+        ] {
+            let f = TaskFailure {
+                message: "m".into(),
+                retryable: false,
+                reason,
+            };
+            assert_eq!(TaskFailure::from(&pb::TaskFailure::from(&f)), f);
+        }
     }
 }

@@ -58,9 +58,16 @@ impl From<&TaskError> for TaskFailure {
             TaskError::Assignment(_) => TaskFailure {
                 message: e.to_string(),
                 retryable: false,
-                reason: FailureReason::Plugin,
+                reason: FailureReason::Assignment,
             },
-            TaskError::CommitDenied(_) | TaskError::Coordinator(_) => TaskFailure {
+            TaskError::CommitDenied(partition) => TaskFailure {
+                message: e.to_string(),
+                retryable: true,
+                reason: FailureReason::CommitDenied {
+                    partition: *partition,
+                },
+            },
+            TaskError::Coordinator(_) => TaskFailure {
                 message: e.to_string(),
                 retryable: true,
                 reason: FailureReason::Io,

@@ -148,11 +148,14 @@ impl Job {
             self.on_fetch_failure(&report);
             return;
         }
+        // A refused commit is never charged, even when the grant has moved on since the
+        // refusal (the holder was lost or failed meanwhile).
         let lost_the_commit = !is_map
-            && self
-                .commits
-                .authorized(i as u32)
-                .is_some_and(|a| a != attempt);
+            && (matches!(failure.reason, FailureReason::CommitDenied { .. })
+                || self
+                    .commits
+                    .authorized(i as u32)
+                    .is_some_and(|a| a != attempt));
         if lost_the_commit {
             // Another attempt holds the commit (a speculation race): not this task's fault.
             if !others_running && !task.is_done() {

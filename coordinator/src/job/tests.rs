@@ -632,3 +632,25 @@ fn a_failed_job_asks_for_its_committed_parts_to_be_removed_and_touches_no_file()
     ok.success_written(Ok(()));
     assert_eq!(ok.status, JobStatus::Succeeded);
 }
+
+/// A reduce attempt refused its commit is not charged a failure, even when the grant it
+/// lost to was released meanwhile: four denials leave the task running, not the job failed.
+#[test]
+fn a_denied_commit_is_never_charged_to_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(1, 1, dir.path());
+    let w = WorkerId("w1".into());
+    let m = j.next_task(now(), &w, &live(1)).unwrap();
+    finish_map(&mut j, &w, 0, m.attempt);
+    for _ in 0..MAX_ATTEMPTS + 1 {
+        let r = j.next_task(now(), &w, &live(1)).unwrap();
+        let denied = Outcome::Failed(TaskFailure {
+            message: "commit of partition 0 denied".into(),
+            retryable: true,
+            reason: FailureReason::CommitDenied { partition: 0 },
+        });
+        j.on_report(now(), TaskKind::Reduce, 0, r.attempt, &w, "addr", denied);
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.reduces[0].failures, 0);
+    }
+}
