@@ -26,6 +26,7 @@
 //! and committed partitions.
 
 pub mod commit;
+mod effects;
 pub mod failure;
 pub mod lineage;
 mod recovery;
@@ -43,6 +44,7 @@ use sluice_common::split::Split;
 use sluice_proto::pb;
 use sluice_sdk::JobDescription;
 
+pub use effects::{Cancel, OutputEffect};
 pub use failure::MAX_LOST_ATTEMPTS;
 use lineage::Lineage;
 pub use schedule::{
@@ -68,59 +70,11 @@ pub enum JobStatus {
     Cancelled,
 }
 
-/// Output I/O a transition asks for. The job only decides; the service carries the effects
-/// out (`crate::output`) after releasing the scheduler's lock, on a blocking thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputEffect {
-    /// Remove what a failed or cancelled job wrote: `_SUCCESS`, `_temporary` and the
-    /// `committed` part files.
-    Abort {
-        /// The job's output.
-        output: String,
-        /// Its committed part files, relative to the output.
-        committed: Vec<String>,
-    },
-    /// Write `_SUCCESS` holding `manifest`; the outcome goes back to
-    /// [`Job::success_written`].
-    WriteSuccess {
-        /// The job.
-        job: JobId,
-        /// Its output.
-        output: String,
-        /// The manifest (JSON).
-        manifest: Vec<u8>,
-    },
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// An attempt a worker must stop (a speculation loser, or a task of an ended job).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cancel {
-    /// The worker running it.
-    pub worker: WorkerId,
-    /// What to stop.
-    pub attempt: pb::AttemptRef,
-}
-
-impl Cancel {
-    /// Stopping running attempt `r` of task `index` of `job`.
-    fn of(job: &str, kind: TaskKind, index: usize, r: &RunningAttempt) -> Self {
-        Cancel {
-            worker: r.worker.clone(),
-            attempt: pb::AttemptRef {
-                job_id: job.to_string(),
-                is_map: kind.is_map(),
-                index: index as u32,
-                attempt: r.attempt,
-            },
-        }
-    }
 }
 
 /// A submitted job.

@@ -68,18 +68,9 @@ impl Overflow {
                 valid.push(matches!(v, Value::Bytes(_)));
                 offsets.push(bytes.len());
             }
-            Overflow::I64(col) => col.push(match v {
-                Value::I64(x) => Some(x),
-                _ => None,
-            }),
-            Overflow::U64(col) => col.push(match v {
-                Value::U64(x) => Some(x),
-                _ => None,
-            }),
-            Overflow::I128(col) => col.push(match v {
-                Value::I128(x) => Some(x),
-                _ => None,
-            }),
+            Overflow::I64(col) => col.push(v.i64()),
+            Overflow::U64(col) => col.push(v.u64()),
+            Overflow::I128(col) => col.push(v.i128()),
         }
     }
 
@@ -123,10 +114,7 @@ pub(super) fn array_of<'a>(
     let err = |e| Error::arrow("building key column", e);
     let wide: ArrayRef = match kind {
         Kind::Bytes => {
-            let values = values.map(|v| match v {
-                Value::Bytes(b) => Some(b),
-                _ => None,
-            });
+            let values = values.map(Value::bytes);
             if *data_type == DataType::Binary {
                 return Ok(Arc::new(values.collect::<BinaryArray>()));
             }
@@ -135,23 +123,9 @@ pub(super) fn array_of<'a>(
             let (offsets, bytes, nulls) = values.collect::<BinaryArray>().into_parts();
             Arc::new(StringArray::try_new(offsets, bytes, nulls).map_err(err)?)
         }
-        Kind::I32 | Kind::I64 => Arc::new(
-            values
-                .map(|v| match v {
-                    Value::I64(x) => Some(x),
-                    _ => None,
-                })
-                .collect::<Int64Array>(),
-        ),
+        Kind::I32 | Kind::I64 => Arc::new(values.map(Value::i64).collect::<Int64Array>()),
         Kind::U64 => {
-            return Ok(Arc::new(
-                values
-                    .map(|v| match v {
-                        Value::U64(x) => Some(x),
-                        _ => None,
-                    })
-                    .collect::<UInt64Array>(),
-            ));
+            return Ok(Arc::new(values.map(Value::u64).collect::<UInt64Array>()));
         }
         Kind::I128 => {
             let DataType::Decimal128(p, s) = *data_type else {
@@ -159,10 +133,7 @@ pub(super) fn array_of<'a>(
             };
             return Ok(Arc::new(
                 values
-                    .map(|v| match v {
-                        Value::I128(x) => Some(x),
-                        _ => None,
-                    })
+                    .map(Value::i128)
                     .collect::<Decimal128Array>()
                     .with_precision_and_scale(p, s)
                     .map_err(err)?,

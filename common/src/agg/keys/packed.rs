@@ -43,6 +43,40 @@ pub(super) enum Value<'a> {
     I128(i128),
 }
 
+impl<'a> Value<'a> {
+    /// The bytes of a string or binary value; `None` for a null or another kind.
+    pub(super) fn bytes(self) -> Option<&'a [u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// An integer held as `i64`; `None` for a null or another kind.
+    pub(super) fn i64(self) -> Option<i64> {
+        match self {
+            Value::I64(x) => Some(x),
+            _ => None,
+        }
+    }
+
+    /// A `u64`; `None` for a null or another kind.
+    pub(super) fn u64(self) -> Option<u64> {
+        match self {
+            Value::U64(x) => Some(x),
+            _ => None,
+        }
+    }
+
+    /// A decimal's `i128`; `None` for a null or another kind.
+    pub(super) fn i128(self) -> Option<i128> {
+        match self {
+            Value::I128(x) => Some(x),
+            _ => None,
+        }
+    }
+}
+
 /// The key made of `values` (of `kinds`), packed; `[UNPACKED, 0, ...]` when it does not fit.
 pub(super) fn pack<'a>(
     kinds: &[Kind],
