@@ -142,7 +142,8 @@ fn a_file_that_is_not_a_plugin_is_refused() {
 }
 
 #[test]
-fn an_existing_output_directory_is_refused_unless_overwrite() {
+fn an_existing_output_directory_is_refused_unless_overwrite_and_only_sluice_output_is_overwritten()
+{
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "one two two\n").unwrap();
@@ -166,11 +167,37 @@ fn an_existing_output_directory_is_refused_unless_overwrite() {
     );
     assert_no_success(&out);
 
+    // --overwrite deletes only an earlier Sluice output: not a directory holding other
+    // files, nor one holding the job's own input.
     let mut with = args.clone();
     with.push("--overwrite");
+    let stderr = assert_failed(&run(&with));
+    assert!(
+        stderr.contains("keep.txt") && stderr.contains("not Sluice output"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    std::fs::remove_file(out.join("keep.txt")).unwrap();
     assert_ok(&run(&with));
-    assert!(!out.join("keep.txt").exists());
+    assert_ok(&run(&with));
     assert_eq!(read_counts(&out, "word", "count").get("two"), Some(&2));
+
+    let whole = text_args(
+        p.to_str().unwrap(),
+        input.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    );
+    let mut whole = whole.clone();
+    whole.push("--overwrite");
+    let stderr = assert_failed(&run(&whole));
+    assert!(
+        stderr.contains("in.txt") && stderr.contains("an input of this job"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "one two two\n");
 }
 
 #[test]
