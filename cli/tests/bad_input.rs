@@ -410,3 +410,27 @@ fn settings_past_the_coordinators_limits_are_refused_by_name() {
         assert!(!out.exists(), "no output for a refused job");
     }
 }
+
+/// A plugin returning arrays the engine did not build is checked before anything reads
+/// them: invalid UTF-8 fails the job with the column named, and the worker survives.
+#[test]
+fn a_plugin_returning_an_invalid_array_fails_its_job_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nbb\nccc\n").unwrap();
+    let out = dir.path().join("out");
+    let p = plugin("sluice_testjobs");
+    let mut args = vec!["--local", "1"];
+    args.extend(text_args(
+        p.to_str().unwrap(),
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ));
+    args.extend(["--param", "fail=map-invalid"]);
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("returned an invalid batch") && stderr.contains("column bad"),
+        "{stderr}"
+    );
+    assert_no_success(&out);
+}

@@ -221,10 +221,23 @@ impl Plugin {
             return Err(self.take_error(err));
         }
         // SAFETY: on success the plugin wrote a valid struct array and its schema.
-        unsafe { batch_from_ffi(out, &out_schema) }.map_err(|e| Error::Plugin {
+        let batch = unsafe { batch_from_ffi(out, &out_schema) }.map_err(|e| Error::Plugin {
             job: self.description.name.clone(),
             message: format!("returned an unreadable batch: {e}"),
-        })
+        })?;
+        // The engine trusts nothing it did not build: buffers, offsets and UTF-8 are checked
+        // before any kernel reads them, so a plugin built against another arrow (or a buggy
+        // one) fails its task instead of corrupting the worker's memory.
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            column
+                .to_data()
+                .validate_full()
+                .map_err(|e| Error::Plugin {
+                    job: self.description.name.clone(),
+                    message: format!("returned an invalid batch: column {}: {e}", field.name()),
+                })?;
+        }
+        Ok(batch)
     }
 
     /// Calls the job's `map` on one batch.

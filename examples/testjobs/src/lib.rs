@@ -3,7 +3,9 @@
 //! Over `text` input it counts lines by length: output `len: Int64, lines: Int64`. Job
 //! parameters make it misbehave the way user code does:
 //! - `fail=map-panic`: the map panics with `deliberate panic in map`;
-//! - `fail=map-error`: the map returns the error `deliberate error in map`.
+//! - `fail=map-error`: the map returns the error `deliberate error in map`;
+//! - `fail=map-invalid`: the map returns a batch whose extra `bad` column holds invalid
+//!   UTF-8, built unchecked, as a plugin built against another arrow might.
 //!
 //! It reduces with a custom `reduce` (not declared aggregates), so the engine's sorted-group
 //! path is exercised: each call must see whole, sorted key groups.
@@ -45,6 +47,29 @@ impl Job for LineLengths {
                     .then(|| lines.value(i).chars().count() as i64)
             })
             .collect();
+        if ctx.param("fail") == Some("map-invalid") {
+            let rows = lens.len();
+            // Every value is the two bytes 0xFF 0xFE: never UTF-8.
+            let offsets: Vec<i32> = (0..=rows).map(|i| 2 * i as i32).collect();
+            let values = arrow_buffer::Buffer::from_vec([0xFFu8, 0xFE].repeat(rows));
+            // SAFETY: offsets and buffer agree in length; only the UTF-8 is deliberately
+            // wrong, which the engine must catch before reading the strings.
+            let bad = unsafe {
+                arrow_array::StringArray::new_unchecked(
+                    arrow_buffer::OffsetBuffer::new_unchecked(offsets.into()),
+                    values,
+                    None,
+                )
+            };
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("len", DataType::Int64, true),
+                Field::new("bad", DataType::Utf8, true),
+            ]));
+            return Ok(RecordBatch::try_new(
+                schema,
+                vec![Arc::new(lens), Arc::new(bad)],
+            )?);
+        }
         let schema = Arc::new(Schema::new(vec![Field::new("len", DataType::Int64, true)]));
         Ok(RecordBatch::try_new(schema, vec![Arc::new(lens)])?)
     }
