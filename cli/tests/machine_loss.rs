@@ -155,8 +155,13 @@ fn a_crash_loop_with_a_coordinator_restart_leaves_the_output_unchanged() {
     // A seeded sequence of kill times and victims, printed so a failure can be replayed.
     let mut rng = SplitMix64::new(seed);
     let out_dir = cluster.path("out");
-    // Reduces take a while, so kills land in the shuffle as well as in the maps.
-    let params = ["fixed_sleep_reduce_ms=2000".to_string()];
+    // Reduces wait for a gate the test opens after its last kill, so every kill lands in
+    // a running job (in the maps or in the shuffle), however fast this machine is.
+    let gate = cluster.path("gate");
+    let params = [
+        "fixed_sleep_reduce_ms=2000".to_string(),
+        format!("reduce_gate={}", gate.display()),
+    ];
     let mut submit = spawn_submit(
         &cluster,
         &chaos_args(&input, &out_dir, REDUCERS, SPLIT_BYTES, &params),
@@ -176,6 +181,7 @@ fn a_crash_loop_with_a_coordinator_restart_leaves_the_output_unchanged() {
             cluster.kill_and_restart_coordinator();
         }
     }
+    std::fs::write(&gate, b"").unwrap();
     let out = finish(submit);
     assert_job_ok(&cluster, &out);
     assert_eq!(

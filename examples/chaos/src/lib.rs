@@ -24,6 +24,8 @@
 //!   0..=N ms.
 //! - `fixed_sleep_map_ms=N`, `fixed_sleep_reduce_ms=N`: each call sleeps exactly N ms (for
 //!   deterministic long tasks). Given together with the random sleep, the call sleeps the sum.
+//! - `reduce_gate=PATH`: each reduce call waits (up to ten minutes) until the file PATH
+//!   exists, so a test can keep a job in its shuffle until it has done its damage.
 //! - `only_if_env=VAR`: the aborts and sleeps above apply only in a process where the
 //!   environment variable VAR is set (non-empty), so a test can make ONE worker process slow
 //!   or crashy by starting it with that variable.
@@ -142,6 +144,8 @@ struct Params<'a> {
     marker_dir: Option<&'a str>,
     concurrency_dir: Option<&'a str>,
     hold_ms: u64,
+    /// Reduce calls wait for this file.
+    gate: Option<&'a str>,
 }
 
 impl<'a> Params<'a> {
@@ -162,6 +166,10 @@ impl<'a> Params<'a> {
             marker_dir: ctx.param("marker_dir"),
             concurrency_dir: ctx.param("concurrency_dir"),
             hold_ms: ctx.param_parse("hold_ms", 0)?,
+            gate: match ctx.kind {
+                TaskKind::Reduce => ctx.param("reduce_gate"),
+                TaskKind::Map => None,
+            },
         })
     }
 
@@ -194,6 +202,15 @@ fn misbehave(ctx: &TaskContext) -> JobResult<()> {
     }
     if let Some(dir) = params.concurrency_dir {
         probe_concurrency(ctx, Path::new(dir), params.hold_ms)?;
+    }
+    if let Some(gate) = params.gate {
+        let since = std::time::Instant::now();
+        while !Path::new(gate).exists() {
+            if since.elapsed() > Duration::from_secs(600) {
+                return Err(JobError(format!("reduce_gate {gate} never appeared")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     Ok(())
 }
