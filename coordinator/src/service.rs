@@ -239,7 +239,6 @@ impl CoordinatorService {
                         }
                     }
                     state.jobs.insert(job.id.clone(), job);
-                    state.retire_ended();
                 }
                 Err(e) => {
                     tracing::error!(job = %info.job_id, error = %e, "cannot resume the job");
@@ -251,6 +250,8 @@ impl CoordinatorService {
                 }
             }
         }
+        // Jobs that finished their commit while resuming go to the history at once.
+        state.retire_ended();
         CoordinatorService {
             state: Arc::new(Mutex::new(state)),
             plugins,

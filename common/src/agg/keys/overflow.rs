@@ -62,10 +62,9 @@ impl Overflow {
                 offsets,
                 bytes,
             } => {
-                if let Value::Bytes(b) = v {
-                    bytes.extend_from_slice(b);
-                }
-                valid.push(matches!(v, Value::Bytes(_)));
+                let b = v.bytes();
+                bytes.extend_from_slice(b.unwrap_or_default());
+                valid.push(b.is_some());
                 offsets.push(bytes.len());
             }
             Overflow::I64(col) => col.push(v.i64()),
