@@ -1,6 +1,9 @@
 //! Local mode: a coordinator and N workers in this process, talking gRPC over loopback
 //! exactly as a cluster does (same code paths, real sockets), each worker with its own
 //! work directory.
+//!
+//! Each run gets a random cluster token, so another user of the machine cannot reach the
+//! loopback ports of a laptop run and submit code to it.
 
 use std::path::PathBuf;
 
@@ -8,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sluice_coordinator::CoordinatorConfig;
+use sluice_proto::transport::{Security, random_hex};
 use sluice_worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,6 +24,8 @@ const LOCAL_HEARTBEAT: Duration = Duration::from_millis(250);
 pub struct LocalCluster {
     /// URL of the coordinator.
     pub url: String,
+    /// The run's random token; clients of the cluster need it.
+    pub security: Security,
     stop_workers: watch::Sender<bool>,
     stop_coordinator: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
@@ -34,6 +40,12 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
     }
 }
 
+/// A fresh token from the kernel's random source.
+fn random_token() -> Result<Security> {
+    let token = random_hex(24).context("reading /dev/urandom for the local run's token")?;
+    Ok(Security::with_token(token.as_bytes())?)
+}
+
 impl LocalCluster {
     /// Starts a coordinator and `workers` workers of `slots` slots each on 127.0.0.1.
     pub async fn start(workers: usize, slots: usize) -> Result<Self> {
@@ -41,6 +53,7 @@ impl LocalCluster {
             .prefix("sluice-local-")
             .tempdir()
             .context("creating the local work directory")?;
+        let security = random_token()?;
         let (stop_coordinator, coordinator_rx) = watch::channel(false);
         let (stop_workers, workers_rx) = watch::channel(false);
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -52,6 +65,7 @@ impl LocalCluster {
         // Heartbeats are faster than a cluster's, as stage changes wait for one.
         let mut config = CoordinatorConfig::new(work.path().join("coordinator"));
         config.heartbeat = LOCAL_HEARTBEAT;
+        config.security = security.clone();
         let coordinator = tokio::spawn(async move {
             if let Err(e) =
                 sluice_coordinator::run_coordinator(config, listener, None, shutdown).await
@@ -64,11 +78,12 @@ impl LocalCluster {
             let listener = TcpListener::bind("127.0.0.1:0")
                 .await
                 .context("binding a worker")?;
-            let config = WorkerConfig::new(
+            let mut config = WorkerConfig::new(
                 url.clone(),
                 PathBuf::from(work.path()).join(format!("worker-{i}")),
                 slots,
             );
+            config.security = security.clone();
             let shutdown = stopped(&workers_rx);
             workers_tasks.push(tokio::spawn(async move {
                 if let Err(e) = sluice_worker::run_worker(config, listener, shutdown).await {
@@ -78,6 +93,7 @@ impl LocalCluster {
         }
         Ok(LocalCluster {
             url,
+            security,
             stop_workers,
             stop_coordinator,
             workers: workers_tasks,

@@ -30,7 +30,6 @@ use sluice_common::spec::{
 };
 use sluice_common::storage::Location;
 use sluice_proto::pb;
-use sluice_proto::transport::Security;
 
 /// Sluice: a distributed MapReduce-style batch engine.
 #[derive(Parser)]
@@ -192,7 +191,7 @@ pub async fn run_local(
         local::LocalCluster::start(workers, slots.unwrap_or_else(|| default_slots(workers)))
             .await?;
     let outcome = async {
-        let mut client = client::connect(&cluster.url, &Security::none())?;
+        let mut client = client::connect(&cluster.url, &cluster.security)?;
         client::wait_for_workers(&mut client, workers, Duration::from_secs(30)).await?;
         let job_id = client::submit(&mut client, spec).await?;
         client::wait(&mut client, &job_id, quiet).await

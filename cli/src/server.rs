@@ -61,6 +61,9 @@ pub struct CoordinatorArgs {
     /// Most rows per record batch a job may ask for [default: 1048576].
     #[arg(long, env = "SLUICE_MAX_BATCH_ROWS")]
     max_batch_rows: Option<u32>,
+    /// Listen on a non-loopback address without a cluster token: for a network you trust.
+    #[arg(long, env = "SLUICE_INSECURE")]
+    insecure: bool,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -96,6 +99,9 @@ pub struct WorkerArgs {
     /// outputs straight from disk instead of over the network [default: the hostname].
     #[arg(long, env = "SLUICE_HOST_ID")]
     host_id: Option<String>,
+    /// Listen on a non-loopback address without a cluster token: for a network you trust.
+    #[arg(long, env = "SLUICE_INSECURE")]
+    insecure: bool,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -185,6 +191,11 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
     config.security = args.security.resolve(&file)?;
 
     let grpc = bind("gRPC", &listen).await?;
+    config.security.check_exposure(
+        "the coordinator's gRPC service",
+        grpc.local_addr()?,
+        args.insecure || file.insecure.unwrap_or(false),
+    )?;
     let http = if http == "off" {
         None
     } else {
@@ -266,6 +277,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
 
     let listener = bind("shuffle", &listen).await?;
     let bound = listener.local_addr()?;
+    config.security.check_exposure(
+        "the worker's shuffle service",
+        bound,
+        args.insecure || file.insecure.unwrap_or(false),
+    )?;
     tracing::info!(
         "worker listening shuffle={bound} advertise={} coordinator={coordinator} work_dir={} slots={slots}",
         config.advertise.as_deref().unwrap_or("(bound address)"),

@@ -115,11 +115,29 @@ fn word_count_across_four_network_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
 
-    let mut cmd = net.sluice(0);
-    cmd.args(["coordinator", "--http", "off", "--heartbeat-ms", "100"])
-        .args(["--listen", &format!("{}:0", Net::addr(0))])
-        .arg("--state-dir")
-        .arg(d.join("state"));
+    // An address other hosts reach needs a cluster token: without one the coordinator
+    // refuses to start, naming the flag.
+    let coordinator_cmd = || {
+        let mut cmd = net.sluice(0);
+        cmd.args(["coordinator", "--http", "off", "--heartbeat-ms", "100"])
+            .args(["--listen", &format!("{}:0", Net::addr(0))])
+            .arg("--state-dir")
+            .arg(d.join("state"));
+        cmd
+    };
+    let refused = coordinator_cmd()
+        .env_remove("SLUICE_TOKEN_FILE")
+        .output()
+        .unwrap();
+    let err = assert_failed(&refused);
+    assert!(
+        err.contains("10.77.0.1") && err.contains("--token-file") && err.contains("--insecure"),
+        "{err}"
+    );
+    let token = d.join("token");
+    std::fs::write(&token, "netns-cluster-token\n").unwrap();
+    let mut cmd = coordinator_cmd();
+    cmd.env("SLUICE_TOKEN_FILE", &token);
     let mut coordinator = Proc::spawn("coordinator", cmd, d.join("coordinator.log"));
     let grpc = coordinator.wait_for_field("grpc");
     assert!(grpc.starts_with("10.77.0.1:"), "{grpc}");
@@ -128,7 +146,8 @@ fn word_count_across_four_network_namespaces() {
     let mut workers = Vec::new();
     for i in 1..=3 {
         let mut cmd = net.sluice(i);
-        cmd.args(["worker", "--coordinator", &url, "--slots", "2"])
+        cmd.env("SLUICE_TOKEN_FILE", &token)
+            .args(["worker", "--coordinator", &url, "--slots", "2"])
             .args(["--listen", &format!("{}:0", Net::addr(i))])
             .arg("--work-dir")
             .arg(d.join(format!("worker-{i}")));
@@ -156,7 +175,9 @@ fn word_count_across_four_network_namespaces() {
     // The client runs on the coordinator's host.
     let client = |args: &[&str]| {
         let mut cmd = net.sluice(0);
-        cmd.args(args).args(["--coordinator", &url]);
+        cmd.env("SLUICE_TOKEN_FILE", &token)
+            .args(args)
+            .args(["--coordinator", &url]);
         cmd.output().unwrap()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -161,3 +161,160 @@ fn tls_round_trip_with_a_generated_certificate() {
         .unwrap();
     assert_failed(&out);
 }
+
+/// A cluster member (it has the token) that knows a worker's id, as `sluice workers` shows
+/// it, still cannot heartbeat, report or commit as that worker; and a registered worker's
+/// report may name only its partition's own part file.
+#[test]
+fn a_worker_id_alone_cannot_act_for_a_worker_and_reports_name_only_part_files() {
+    use common::chaos::{chaos_args, spawn_submit, wait_status, write_corpus};
+    let c = Cluster::start(
+        1,
+        ClusterOptions {
+            token: true,
+            ..Default::default()
+        },
+    );
+    let real = c.workers_json()[0]["worker_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let input = c.path("in");
+    write_corpus(&input, 2, 200);
+    let out_dir = c.path("out");
+    let gate = c.path("gate");
+    let params = [format!("reduce_gate={}", gate.display())];
+    let submit = spawn_submit(&c, &chaos_args(&input, &out_dir, 2, 1 << 20, &params));
+    wait_status(&c, "job-0001", Duration::from_secs(60), |s| {
+        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
+    });
+
+    let token = Security::from_files(c.token_file.as_deref(), None, None, None).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = token.coordinator_client(token.channel(&c.url).unwrap());
+        let forged = client
+            .heartbeat(pb::HeartbeatRequest {
+                worker_id: real.clone(),
+                secret: "a-guess".into(),
+                free_slots: 8,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(forged.code(), tonic::Code::PermissionDenied, "{forged:?}");
+        let report = |worker_id: &str, secret: &str, file: &str| pb::ReportTaskRequest {
+            worker_id: worker_id.into(),
+            secret: secret.into(),
+            job_id: "job-0001".into(),
+            is_map: false,
+            index: 0,
+            attempt: 0,
+            outcome: Some(pb::report_task_request::Outcome::ReduceDone(
+                pb::ReduceDone {
+                    file: file.into(),
+                    ..Default::default()
+                },
+            )),
+            want_task: false,
+        };
+        let forged = client
+            .report_task(report(&real, "", "part-00000.parquet"))
+            .await
+            .unwrap_err();
+        assert_eq!(forged.code(), tonic::Code::PermissionDenied, "{forged:?}");
+        let forged = client
+            .can_commit(pb::CanCommitRequest {
+                job_id: "job-0001".into(),
+                partition: 0,
+                attempt: 0,
+                worker_id: real.clone(),
+                secret: "a-guess".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(forged.code(), tonic::Code::PermissionDenied, "{forged:?}");
+
+        // A worker of its own (no slots, so it is given nothing) reporting a path outside
+        // the output is refused, naming the one file allowed.
+        let rogue = client
+            .register_worker(pb::RegisterWorkerRequest {
+                protocol_version: sluice_proto::PROTOCOL_VERSION,
+                shuffle_addr: "127.0.0.1:9".into(),
+                slots: 0,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(rogue.secret.len() >= 32, "{rogue:?}");
+        let bad = client
+            .report_task(report(&rogue.worker_id, &rogue.secret, "../victim.txt"))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        assert!(bad.message().contains("part-00000.parquet"), "{bad:?}");
+    });
+    assert!(
+        c.coordinator
+            .log_text()
+            .contains("wrong registration secret")
+    );
+
+    // The job was not disturbed: it finishes with every partition from the real worker.
+    std::fs::write(&gate, "").unwrap();
+    let out = submit.wait_with_output().unwrap();
+    assert_ok(&out);
+    let m = manifest(&out_dir);
+    let files: Vec<&str> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["part-00000.parquet", "part-00001.parquet"]);
+}
+
+/// Listening where other machines can connect needs a token, or `--insecure`.
+#[test]
+fn listening_beyond_loopback_without_a_token_is_refused_unless_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = |extra: &[&str]| {
+        let mut cmd = sluice();
+        cmd.env_remove("SLUICE_TOKEN_FILE")
+            .args(["coordinator", "--listen", "0.0.0.0:0", "--http", "off"])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(extra);
+        cmd
+    };
+    let err = assert_failed(&coordinator(&[]).output().unwrap());
+    assert!(
+        err.contains("0.0.0.0") && err.contains("--token-file") && err.contains("--insecure"),
+        "{err}"
+    );
+    let mut open = Proc::spawn(
+        "coordinator",
+        coordinator(&["--insecure"]),
+        dir.path().join("coordinator.log"),
+    );
+    let grpc = open.wait_for_field("grpc");
+    let url = format!("http://127.0.0.1:{}", grpc.rsplit(':').next().unwrap());
+
+    let mut worker = sluice();
+    worker
+        .env_remove("SLUICE_TOKEN_FILE")
+        .args(["worker", "--listen", "0.0.0.0:0", "--coordinator", &url])
+        .arg("--work-dir")
+        .arg(dir.path().join("work"));
+    let err = assert_failed(&worker.output().unwrap());
+    assert!(
+        err.contains("shuffle") && err.contains("--token-file"),
+        "{err}"
+    );
+    assert!(
+        !open.log_text().contains("worker registered"),
+        "the refused worker never registered"
+    );
+    open.terminate();
+}

@@ -6,6 +6,7 @@
 //!
 //! ```toml
 //! token_file = "/etc/sluice/token"      # every process and client
+//! insecure = false                      # true: serve a non-loopback address without a token
 //! [tls]                                 # TLS on every gRPC endpoint
 //! cert = "/etc/sluice/tls/node.crt"     # servers: coordinator, worker shuffle service
 //! key = "/etc/sluice/tls/node.key"
@@ -71,6 +72,8 @@ pub const DEFAULT_COORDINATOR_URL: &str = "http://127.0.0.1:7700";
 pub struct ConfigFile {
     /// The cluster token file.
     pub token_file: Option<PathBuf>,
+    /// Serve on addresses other machines can reach without a token (a trusted network).
+    pub insecure: Option<bool>,
     /// TLS material.
     #[serde(default)]
     pub tls: TlsSection,

@@ -12,12 +12,28 @@ pub enum CoordinatorError {
     /// No such job.
     #[error("no job {0}")]
     UnknownJob(String),
+    /// A task report the coordinator will not record.
+    #[error("job {job}: {source}")]
+    BadReport {
+        /// The job reported on.
+        job: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::job::BadPartFile,
+    },
+    /// A call made as a worker that the caller cannot prove to be.
+    #[error(transparent)]
+    WorkerAuth(#[from] crate::cluster::workers::WorkerAuthError),
 }
 
 impl From<CoordinatorError> for tonic::Status {
     fn from(e: CoordinatorError) -> Self {
         match e {
             CoordinatorError::UnknownJob(_) => tonic::Status::not_found(e.to_string()),
+            CoordinatorError::WorkerAuth(crate::cluster::workers::WorkerAuthError::Unknown {
+                ..
+            }) => tonic::Status::failed_precondition(e.to_string()),
+            CoordinatorError::WorkerAuth(_) => tonic::Status::permission_denied(e.to_string()),
             _ => tonic::Status::invalid_argument(e.to_string()),
         }
     }

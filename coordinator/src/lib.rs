@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod job;
+pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod plugins;

@@ -1,7 +1,6 @@
 //! The coordinator's gRPC service. Handlers are thin: decode, call the state, encode.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -12,9 +11,10 @@ use sluice_common::spec::{JobSpec, Limits};
 use sluice_proto::{PROTOCOL_VERSION, pb};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::cluster::workers::Workers;
+use crate::cluster::workers::{WorkerAuthError, Workers};
 use crate::error::CoordinatorError;
 use crate::job::{ClusterView, Job, Outcome, OutputEffect, Policy, TaskKind};
+use crate::metrics::{JobTotals, Snapshot};
 use crate::plan::plan_job;
 use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
@@ -30,6 +30,8 @@ pub struct State {
     /// Ended jobs: of earlier runs of this coordinator (from the job store), and of this
     /// one.
     history: BTreeMap<String, pb::JobInfo>,
+    /// The totals of the jobs in `history`, for the metrics.
+    ended: JobTotals,
     /// Output effects of jobs that ended since they were last collected.
     effects: Vec<OutputEffect>,
     workers: Workers,
@@ -133,8 +135,14 @@ impl State {
             for (_, info) in self.workers.iter_mut() {
                 info.to_drop.push(id.0.clone());
             }
-            self.history.insert(id.0.clone(), job.info());
+            self.record_ended(job.info());
         }
+    }
+
+    /// Keeps an ended job's info for status queries and counts it in the totals.
+    fn record_ended(&mut self, info: pb::JobInfo) {
+        self.ended.add(&info);
+        self.history.insert(info.job_id.clone(), info);
     }
 
     /// Applies the unreachable workers the jobs found.
@@ -211,11 +219,8 @@ impl CoordinatorService {
         let mut state = State {
             next_job: history.next_seq.saturating_sub(1),
             jobs: BTreeMap::new(),
-            history: history
-                .jobs
-                .into_iter()
-                .map(|j| (j.job_id.clone(), j))
-                .collect(),
+            history: BTreeMap::new(),
+            ended: JobTotals::default(),
             effects: Vec::new(),
             workers: Workers::default(),
             outbox: HashMap::new(),
@@ -223,6 +228,9 @@ impl CoordinatorService {
             assigned_by_heartbeat: 0,
             assigned_by_report: 0,
         };
+        for info in history.jobs {
+            state.record_ended(info);
+        }
         // Workers re-register within a heartbeat or two of a restart; until then their map
         // outputs are not re-run.
         let grace = (heartbeat * 5).max(Duration::from_secs(2));
@@ -246,7 +254,7 @@ impl CoordinatorService {
                     info.error = format!("{}: {e}", crate::store::INTERRUPTED);
                     info.finished_ms = crate::job::now_ms();
                     journal.send(Event::JobUpdated(info.clone()));
-                    state.history.insert(info.job_id.clone(), info);
+                    state.record_ended(info);
                 }
             }
         }
@@ -295,15 +303,25 @@ impl CoordinatorService {
     }
 
     /// One heartbeat under the state lock: liveness, reconciliation, new assignments.
-    fn heartbeat_locked(&self, req: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+    fn heartbeat_locked(
+        &self,
+        req: pb::HeartbeatRequest,
+    ) -> Result<pb::HeartbeatResponse, CoordinatorError> {
         let worker = WorkerId(req.worker_id);
         let mut guard = self.lock();
         let state = &mut *guard;
-        let Some(info) = state.workers.get_mut(&worker) else {
-            return pb::HeartbeatResponse {
-                reregister: true,
-                ..Default::default()
-            };
+        let info = match state.workers.authenticate(&worker, &req.secret) {
+            Ok(info) => info,
+            Err(WorkerAuthError::Unknown { .. }) => {
+                return Ok(pb::HeartbeatResponse {
+                    reregister: true,
+                    ..Default::default()
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a heartbeat");
+                return Err(e.into());
+            }
         };
         info.last_seen = Instant::now();
         info.running = req.running;
@@ -332,111 +350,36 @@ impl CoordinatorService {
         state.assigned_by_heartbeat += assignments.len() as u64;
         state.collect_cancels();
         let cancel = state.outbox.remove(&worker).unwrap_or_default();
-        pb::HeartbeatResponse {
+        Ok(pb::HeartbeatResponse {
             assignments,
             finished_jobs,
             reregister: false,
             cancel,
-        }
+        })
     }
 
-    /// Prometheus text-format metrics.
+    /// Prometheus text-format metrics; the lock is held only to copy a few counts.
     pub fn metrics_text(&self) -> String {
-        let state = self.lock();
-        let mut by_state: BTreeMap<&str, u64> = [
-            ("running", 0),
-            ("succeeded", 0),
-            ("failed", 0),
-            ("cancelled", 0),
-        ]
-        .into_iter()
-        .collect();
-        let mut rows_in = 0u64;
-        let mut rows_out = 0u64;
-        let mut shuffle = 0u64;
-        let mut failed_attempts = 0u64;
-        let infos = state
-            .history
-            .values()
-            .cloned()
-            .chain(state.jobs.values().map(Job::info));
-        for j in infos {
-            *by_state.entry(crate::state_name(j.state)).or_default() += 1;
-            rows_in += j.rows_in;
-            rows_out += j.rows_out;
-            shuffle += j.shuffle_bytes;
-            failed_attempts += u64::from(j.failed_attempts);
-        }
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP sluice_jobs Jobs known to the coordinator, by state."
-        );
-        let _ = writeln!(out, "# TYPE sluice_jobs gauge");
-        for (s, n) in by_state {
-            let _ = writeln!(out, "sluice_jobs{{state=\"{s}\"}} {n}");
-        }
-        let workers = state.workers.len();
-        let running: u32 = state.workers.iter().map(|(_, w)| w.running).sum();
-        let slots: u32 = state.workers.iter().map(|(_, w)| w.slots).sum();
-        for (name, help, kind, v) in [
-            (
-                "sluice_workers",
-                "Registered workers.",
-                "gauge",
-                workers as u64,
-            ),
-            (
-                "sluice_worker_slots",
-                "Task slots of registered workers.",
-                "gauge",
-                u64::from(slots),
-            ),
-            (
-                "sluice_tasks_running",
-                "Task attempts running on workers.",
-                "gauge",
-                u64::from(running),
-            ),
-            (
-                "sluice_rows_in_total",
-                "Rows read by map tasks.",
-                "counter",
-                rows_in,
-            ),
-            (
-                "sluice_rows_out_total",
-                "Rows in committed part files.",
-                "counter",
-                rows_out,
-            ),
-            (
-                "sluice_shuffle_bytes_total",
-                "Bytes written to shuffle files.",
-                "counter",
-                shuffle,
-            ),
-            (
-                "sluice_failed_attempts_total",
-                "Task attempts that failed.",
-                "counter",
-                failed_attempts,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sluice_assignments_total Task attempts handed to workers, by the reply that \
-             carried them.\n# TYPE sluice_assignments_total counter\n\
-             sluice_assignments_total{{via=\"heartbeat\"}} {}\n\
-             sluice_assignments_total{{via=\"report\"}} {}",
-            state.assigned_by_heartbeat, state.assigned_by_report
-        );
-        out
+        let snapshot = {
+            let state = self.lock();
+            let mut running = JobTotals::default();
+            for job in state.jobs.values() {
+                running.add(&job.info());
+            }
+            Snapshot {
+                jobs: state.ended.plus(&running),
+                workers: state.workers.iter().count() as u64,
+                slots: state.workers.iter().map(|(_, w)| u64::from(w.slots)).sum(),
+                running: state
+                    .workers
+                    .iter()
+                    .map(|(_, w)| u64::from(w.running))
+                    .sum(),
+                assigned_by_heartbeat: state.assigned_by_heartbeat,
+                assigned_by_report: state.assigned_by_report,
+            }
+        };
+        crate::metrics::render(&snapshot)
     }
 }
 
@@ -460,11 +403,16 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 req.protocol_version
             )));
         }
+        let secret = sluice_proto::transport::random_hex(24)
+            .map_err(|e| Status::internal(format!("reading /dev/urandom for a secret: {e}")))?;
         let id = {
             let mut state = self.lock();
-            let id = state
-                .workers
-                .register(req.shuffle_addr.clone(), req.slots, req.memory);
+            let id = state.workers.register(
+                req.shuffle_addr.clone(),
+                req.slots,
+                req.memory,
+                secret.clone(),
+            );
             if !req.held_outputs.is_empty() {
                 for job in state.jobs.values_mut() {
                     job.claim(&id, &req.shuffle_addr, &req.held_outputs);
@@ -492,6 +440,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: id.0,
             heartbeat_interval_ms: self.heartbeat.as_millis() as u32,
+            secret,
         }))
     }
 
@@ -499,7 +448,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let reply = self.heartbeat_locked(request.into_inner());
+        let reply = self.heartbeat_locked(request.into_inner())?;
         if !reply.assignments.is_empty() {
             // Attempt numbers handed out are durable first: a restarted coordinator never
             // gives the same number to a second run of the task.
@@ -533,11 +482,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 // changes nothing.
                 break 'report false;
             }
-            let addr = state
-                .workers
-                .get(&worker)
-                .map(|w| w.shuffle_addr.clone())
-                .unwrap_or_default();
+            let addr = match state.workers.authenticate(&worker, &req.secret) {
+                Ok(w) => w.shuffle_addr.clone(),
+                Err(e) => {
+                    tracing::warn!(job = %req.job_id, error = %e, "refused a task report");
+                    return Err(CoordinatorError::from(e).into());
+                }
+            };
             let job = job_mut(state, &req.job_id)?;
             if matches!(outcome, Outcome::MapDone(_)) != req.is_map
                 && !matches!(outcome, Outcome::Failed(_))
@@ -545,6 +496,14 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 return Err(Status::invalid_argument(
                     "report outcome does not match the task kind",
                 ));
+            }
+            if let Err(source) = job.check_report(req.index, &outcome) {
+                tracing::warn!(%worker, job = %req.job_id, error = %source, "refused a task report");
+                return Err(CoordinatorError::BadReport {
+                    job: req.job_id.clone(),
+                    source,
+                }
+                .into());
             }
             let kind = TaskKind::of(req.is_map);
             let all_done = job.on_report(
@@ -593,6 +552,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = request.into_inner();
         let mut state = self.lock();
         let worker = WorkerId(req.worker_id);
+        if let Err(e) = state.workers.authenticate(&worker, &req.secret) {
+            tracing::warn!(job = %req.job_id, partition = req.partition, error = %e, "refused a commit request");
+            return Err(CoordinatorError::from(e).into());
+        }
         // An ended job commits nothing more.
         let allowed = !state.history.contains_key(&req.job_id)
             && job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt, &worker);

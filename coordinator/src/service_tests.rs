@@ -10,6 +10,7 @@ fn state() -> State {
         next_job: 0,
         jobs: BTreeMap::new(),
         history: BTreeMap::new(),
+        ended: crate::metrics::JobTotals::default(),
         effects: Vec::new(),
         workers: Workers::default(),
         outbox: HashMap::new(),
@@ -45,7 +46,7 @@ fn job(id: &str, output: &str) -> Job {
 #[test]
 fn ended_jobs_move_to_history_and_keep_what_they_owe() {
     let mut s = state();
-    let w = s.workers.register("127.0.0.1:1".into(), 2, 0);
+    let w = s.workers.register("127.0.0.1:1".into(), 2, 0, "s".into());
     let running = job("job-running", "/nowhere/running");
     s.jobs.insert(running.id.clone(), running);
     let mut failing = job("job-failing", "/nowhere/failing");
@@ -74,6 +75,20 @@ fn ended_jobs_move_to_history_and_keep_what_they_owe() {
         s.history["job-failing"]
     );
     assert_eq!(s.history["job-00042"].state, pb::JobState::Cancelled as i32);
+    // The metrics count them without visiting them again.
+    let mut expected = crate::metrics::JobTotals::default();
+    for info in s.history.values() {
+        expected.add(info);
+    }
+    assert_eq!(s.ended, expected);
+    let text = crate::metrics::render(&crate::metrics::Snapshot {
+        jobs: s.ended.clone(),
+        ..Default::default()
+    });
+    assert!(
+        text.contains("sluice_jobs{state=\"cancelled\"} 10000"),
+        "{text}"
+    );
     // The failed job's running attempt is cancelled, its output removed, its shuffle
     // files dropped.
     assert_eq!(s.outbox[&w].len(), 1);

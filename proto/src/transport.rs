@@ -10,6 +10,7 @@
 //!   `https://` when TLS is on, so `host:port` addresses advertised by workers keep working.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +106,7 @@ impl Security {
                         p.display()
                     )));
                 }
-                if AsciiMetadataValue::try_from(format!("Bearer {}", bytes_str(token))).is_err() {
+                if !usable_token(token) {
                     return Err(SecurityError(format!(
                         "token file {}: the token must be printable ASCII without line breaks \
                          (generate one with `head -c 32 /dev/urandom | base64`)",
@@ -137,6 +138,40 @@ impl Security {
     /// Whether calls carry a token.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// A token given as bytes: local mode's random per-run token.
+    pub fn with_token(token: &[u8]) -> Result<Self, SecurityError> {
+        let token = token.trim_ascii();
+        if token.is_empty() || !usable_token(token) {
+            return Err(SecurityError(
+                "a cluster token must be printable ASCII without line breaks".into(),
+            ));
+        }
+        Ok(Security {
+            token: Some(Arc::from(token)),
+            ..Security::none()
+        })
+    }
+
+    /// Refuses to serve `service` on `addr` when other machines can reach it and no cluster
+    /// token is set, unless `insecure` says the network is trusted: without a token, anyone
+    /// who can connect can submit a plugin, which is native code run on every worker.
+    pub fn check_exposure(
+        &self,
+        service: &str,
+        addr: SocketAddr,
+        insecure: bool,
+    ) -> Result<(), SecurityError> {
+        if self.has_token() || insecure || addr.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(SecurityError(format!(
+            "{service} would listen on {addr}, reachable from other machines, without a cluster \
+             token: anyone who could connect could run code on the cluster. Give a token with \
+             --token-file (create one with `head -c 32 /dev/urandom | base64 > token`), listen \
+             on 127.0.0.1, or pass --insecure on a network you trust"
+        )))
     }
 
     /// Whether clients of this process connect with TLS.
@@ -219,6 +254,25 @@ impl Security {
             service,
         }
     }
+}
+
+/// `bytes` random bytes from the kernel, hex-encoded: tokens and registration secrets.
+pub fn random_hex(bytes: usize) -> io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two secrets are equal, compared without an early exit so the time taken does
+/// not tell how much of a guess was right.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    constant_time_eq(a, b)
+}
+
+/// Whether `token` fits in an `authorization` header.
+fn usable_token(token: &[u8]) -> bool {
+    AsciiMetadataValue::try_from(format!("Bearer {}", bytes_str(token))).is_ok()
 }
 
 fn bytes_str(b: &[u8]) -> String {
@@ -312,6 +366,26 @@ mod tests {
         );
         std::fs::write(&f, "  \n").unwrap();
         assert!(Security::from_files(Some(&f), None, None, None).is_err());
+    }
+
+    #[test]
+    fn reachable_listeners_need_a_token_or_an_explicit_insecure() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let open = Security::none();
+        for reachable in ["0.0.0.0:7700", "10.0.0.2:7701", "[::]:7700"] {
+            let e = open
+                .check_exposure("the coordinator", addr(reachable), false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--token-file") && e.contains(reachable), "{e}");
+            assert!(open.check_exposure("x", addr(reachable), true).is_ok());
+        }
+        for local in ["127.0.0.1:0", "[::1]:7700"] {
+            assert!(open.check_exposure("x", addr(local), false).is_ok());
+        }
+        let closed = Security::with_token(b"t0ken").unwrap();
+        assert!(closed.check_exposure("x", addr("0.0.0.0:1"), false).is_ok());
+        assert!(Security::with_token(b" \n").is_err());
     }
 
     #[test]

@@ -138,8 +138,15 @@ impl Drop for RunningGuard {
     }
 }
 
-/// Starts attempt `a` on this worker as `worker_id`, unless its job id is unsafe.
-fn start(a: pb::TaskAssignment, env: &TaskEnv, worker_id: &str, running: &Running) {
+/// Who this worker is to the coordinator: the id and secret of its latest registration.
+#[derive(Clone, Debug)]
+struct Registration {
+    id: String,
+    secret: String,
+}
+
+/// Starts attempt `a` on this worker under `me`, unless its job id is unsafe.
+fn start(a: pb::TaskAssignment, env: &TaskEnv, me: &Registration, running: &Running) {
     if !is_safe_id(&a.job_id) {
         tracing::error!(job = ?a.job_id, "refusing an assignment whose job id is not a plain name");
         return;
@@ -153,7 +160,8 @@ fn start(a: pb::TaskAssignment, env: &TaskEnv, worker_id: &str, running: &Runnin
     };
     let cancelled = Arc::new(AtomicBool::new(false));
     let env = TaskEnv {
-        worker_id: worker_id.to_string(),
+        worker_id: me.id.clone(),
+        secret: me.secret.clone(),
         cancelled: cancelled.clone(),
         ..env.clone()
     };
@@ -242,7 +250,7 @@ async fn register(
     slots: usize,
     memory: u64,
     held_outputs: Vec<pb::AttemptRef>,
-) -> Result<(String, Duration), WorkerError> {
+) -> Result<(Registration, Duration), WorkerError> {
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
         let reply = client
@@ -257,8 +265,12 @@ async fn register(
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
+                let me = Registration {
+                    id: r.worker_id,
+                    secret: r.secret,
+                };
                 return Ok((
-                    r.worker_id,
+                    me,
                     Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(10))),
                 ));
             }
@@ -333,7 +345,7 @@ pub async fn run_worker(
         Vec::new(),
     )
     .await;
-    let (mut worker_id, interval) = match registered {
+    let (mut me, interval) = match registered {
         Ok(r) => r,
         Err(e) => {
             let _ = server_stop_tx.send(true);
@@ -341,12 +353,13 @@ pub async fn run_worker(
             return Err(e);
         }
     };
-    tracing::info!(%worker_id, shuffle = %advertise, slots = config.slots, "worker registered");
+    tracing::info!(worker_id = %me.id, shuffle = %advertise, slots = config.slots, "worker registered");
 
     // Assignments that came with a report's reply, started by this loop.
     let (next_tasks, mut next_rx) = tokio::sync::mpsc::unbounded_channel();
     let env = TaskEnv {
-        worker_id: worker_id.clone(),
+        worker_id: me.id.clone(),
+        secret: me.secret.clone(),
         work_dir: config.work_dir.clone(),
         registry: registry.clone(),
         cpu: CpuPool::new(config.slots)?,
@@ -364,7 +377,8 @@ pub async fn run_worker(
         let busy = running.len();
         let reply = client
             .heartbeat(pb::HeartbeatRequest {
-                worker_id: worker_id.clone(),
+                worker_id: me.id.clone(),
+                secret: me.secret.clone(),
                 free_slots: config.slots.saturating_sub(busy) as u32,
                 running: busy as u32,
                 draining: draining.is_some(),
@@ -377,7 +391,7 @@ pub async fn run_worker(
                 if r.reregister && draining.is_none() {
                     // The coordinator restarted or declared us lost. Attempts started under
                     // the old id will be refused; what we still serve is offered again.
-                    (worker_id, _) = register(
+                    (me, _) = register(
                         &mut client,
                         &config.coordinator,
                         &advertise,
@@ -386,7 +400,7 @@ pub async fn run_worker(
                         held_outputs(&registry),
                     )
                     .await?;
-                    tracing::info!(%worker_id, "worker registered again");
+                    tracing::info!(worker_id = %me.id, "worker registered again");
                 }
                 for job in r.finished_jobs.into_iter().filter(|j| is_safe_id(j)) {
                     let stopped = running.cancel(|k| k.0 == job);
@@ -417,7 +431,7 @@ pub async fn run_worker(
                     tracing::info!(job = %c.job_id, map = c.is_map, index = c.index, attempt = c.attempt, "attempt cancelled");
                 }
                 for a in r.assignments {
-                    start(a, &env, &worker_id, &running);
+                    start(a, &env, &me, &running);
                 }
             }
             Err(s) if s.code() == Code::Unauthenticated => {
@@ -446,17 +460,17 @@ pub async fn run_worker(
         loop {
             tokio::select! {
                 _ = stop_rx.wait_for(|s| *s), if draining.is_none() => {
-                    tracing::info!(%worker_id, running = running.len(), "worker draining");
+                    tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
                     draining = Some(tokio::time::Instant::now());
                     break; // tell the coordinator at once
                 }
                 _ = &mut tick => break,
                 _ = running.wake.notified() => break,
-                Some(a) = next_rx.recv() => start(a, &env, &worker_id, &running),
+                Some(a) = next_rx.recv() => start(a, &env, &me, &running),
             }
         }
     }
-    tracing::info!(%worker_id, "worker stopping");
+    tracing::info!(worker_id = %me.id, "worker stopping");
     let _ = server_stop_tx.send(true);
     // Reducers still streaming from us get a few seconds; a vanished one is not waited for.
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;

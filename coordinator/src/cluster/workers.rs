@@ -28,6 +28,27 @@ pub struct WorkerInfo {
     /// its running attempts may get backups, and it gets no new task until it heartbeats
     /// again. It is lost at the usual worker timeout if it never does.
     pub suspect: bool,
+    /// Issued at registration; the worker's calls must carry it.
+    secret: String,
+}
+
+/// Why a call made as a worker is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkerAuthError {
+    /// No worker has this id: it was lost, or registered with an earlier coordinator run.
+    #[error(
+        "worker {worker} is not registered (lost, or from before a coordinator restart): register again"
+    )]
+    Unknown {
+        /// The id given.
+        worker: WorkerId,
+    },
+    /// The id is registered, but the secret given is not the one issued with it.
+    #[error("worker {worker}: wrong registration secret")]
+    WrongSecret {
+        /// The id given.
+        worker: WorkerId,
+    },
 }
 
 /// Registered workers.
@@ -63,7 +84,13 @@ pub fn fits(memory: u64, slots: u32, task_memory: u64) -> bool {
 
 impl Workers {
     /// Registers a worker and returns its new id. A restarted worker is a new worker.
-    pub fn register(&mut self, shuffle_addr: String, slots: u32, memory: u64) -> WorkerId {
+    pub fn register(
+        &mut self,
+        shuffle_addr: String,
+        slots: u32,
+        memory: u64,
+        secret: String,
+    ) -> WorkerId {
         self.next += 1;
         let id = WorkerId(format!("worker-{}-{}", self.boot, self.next));
         self.by_id.insert(
@@ -78,9 +105,27 @@ impl Workers {
                 registered_ms: crate::job::now_ms(),
                 to_drop: Vec::new(),
                 suspect: false,
+                secret,
             },
         );
         id
+    }
+
+    /// The worker `id`, when `secret` is the one issued with it.
+    pub fn authenticate(
+        &mut self,
+        id: &WorkerId,
+        secret: &str,
+    ) -> Result<&mut WorkerInfo, WorkerAuthError> {
+        let info = self
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| WorkerAuthError::Unknown { worker: id.clone() })?;
+        if sluice_proto::transport::same_secret(info.secret.as_bytes(), secret.as_bytes()) {
+            Ok(info)
+        } else {
+            Err(WorkerAuthError::WrongSecret { worker: id.clone() })
+        }
     }
 
     /// The worker, if registered.
@@ -201,17 +246,38 @@ mod tests {
     fn a_job_is_refused_only_when_no_registered_worker_has_room() {
         let mut w = Workers::default();
         assert_eq!(w.refuse_task_memory(u64::MAX), None, "no worker yet");
-        w.register("a:1".into(), 2, 2 << 30);
-        let small = w.register("b:1".into(), 4, 2 << 30);
+        w.register("a:1".into(), 2, 2 << 30, "s".into());
+        let small = w.register("b:1".into(), 4, 2 << 30, "s".into());
         assert_eq!(w.refuse_task_memory(1 << 30), None);
         let why = w.refuse_task_memory(2 << 30).unwrap();
         assert!(why.contains("1073741824 bytes"), "{why}");
         assert!(!why.contains(&small.0), "names the largest slot: {why}");
-        w.register("c:1".into(), 1, 0);
+        w.register("c:1".into(), 1, 0, "s".into());
         assert_eq!(
             w.refuse_task_memory(u64::MAX),
             None,
             "an uncapped worker takes it"
+        );
+    }
+
+    #[test]
+    fn only_the_secret_issued_with_an_id_acts_for_that_worker() {
+        let mut w = Workers::default();
+        let a = w.register("a:1".into(), 2, 0, "secret-a".into());
+        let b = w.register("b:1".into(), 2, 0, "secret-b".into());
+        assert_eq!(w.authenticate(&a, "secret-a").unwrap().shuffle_addr, "a:1");
+        assert_eq!(
+            w.authenticate(&a, "secret-b").unwrap_err(),
+            WorkerAuthError::WrongSecret { worker: a.clone() }
+        );
+        assert!(
+            w.authenticate(&b, "").is_err(),
+            "an empty secret is no secret"
+        );
+        let gone = WorkerId("worker-0-99".into());
+        assert_eq!(
+            w.authenticate(&gone, "secret-a").unwrap_err(),
+            WorkerAuthError::Unknown { worker: gone }
         );
     }
 }

@@ -6,8 +6,42 @@
 //! by the service once it released the scheduler's lock.
 
 use serde::Serialize;
+use sluice_common::format::write::part_file_name;
 use sluice_common::ids::JobId;
+use sluice_common::spec::OutputFormat;
 use sluice_proto::pb;
+
+/// Why a reduce's report names a file the coordinator will not record: names end up in the
+/// manifest and in what an abort removes, so only the partition's own part file passes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("partition {partition} reported the file {file:?}; only {expected:?} (or none) is allowed")]
+pub struct BadPartFile {
+    /// The partition reported.
+    pub partition: u32,
+    /// The name reported.
+    pub file: String,
+    /// The one name allowed.
+    pub expected: String,
+}
+
+/// Checks the file a reduce of `partition` reports: empty (an empty partition writes
+/// nothing) or exactly its `part-NNNNN.<ext>`.
+pub fn check_part_file(
+    partition: u32,
+    format: OutputFormat,
+    file: &str,
+) -> Result<(), BadPartFile> {
+    let expected = part_file_name(partition, format);
+    if file.is_empty() || file == expected {
+        Ok(())
+    } else {
+        Err(BadPartFile {
+            partition,
+            file: file.to_string(),
+            expected,
+        })
+    }
+}
 
 /// Commit decisions and committed files of one job.
 pub struct Commits {
@@ -134,6 +168,28 @@ impl Commits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reduce_may_report_only_its_own_part_file() {
+        let ok = |p, f: &str| check_part_file(p, OutputFormat::Parquet, f).is_ok();
+        assert!(ok(3, "part-00003.parquet"));
+        assert!(ok(3, ""), "an empty partition writes nothing");
+        assert!(ok(123_456, "part-123456.parquet"));
+        for bad in [
+            "part-00004.parquet",
+            "part-00003.csv",
+            "../part-00003.parquet",
+            "/etc/passwd",
+            "_SUCCESS",
+            "part-00003.parquet/../../x",
+            "sub/part-00003.parquet",
+        ] {
+            let e = check_part_file(3, OutputFormat::Parquet, bad).unwrap_err();
+            assert_eq!(e.file, bad);
+            assert!(e.to_string().contains("part-00003.parquet"), "{e}");
+        }
+        assert!(check_part_file(0, OutputFormat::Csv, "part-00000.csv").is_ok());
+    }
 
     #[test]
     fn only_the_first_attempt_commits() {

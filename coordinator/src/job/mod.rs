@@ -44,6 +44,7 @@ use sluice_common::split::Split;
 use sluice_proto::pb;
 use sluice_sdk::JobDescription;
 
+pub use commit::BadPartFile;
 pub use effects::{Cancel, OutputEffect};
 pub use failure::MAX_LOST_ATTEMPTS;
 use lineage::Lineage;
@@ -246,6 +247,16 @@ impl Job {
     /// marks them suspect and calls [`Job::on_worker_unreachable`] on every job.
     pub fn take_unreachable(&mut self) -> Vec<WorkerId> {
         std::mem::take(&mut self.found_unreachable)
+    }
+
+    /// Refuses a report whose reduce names a file other than its partition's part file.
+    pub fn check_report(&self, index: u32, outcome: &Outcome) -> Result<(), BadPartFile> {
+        match outcome {
+            Outcome::ReduceDone(d) => {
+                commit::check_part_file(index, self.spec.output_format, &d.file)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies one attempt's report. Stale reports (an attempt that is no longer running:

@@ -29,6 +29,8 @@ use crate::shuffle::{MapOutputId, ShuffleRegistry};
 pub struct TaskEnv {
     /// This worker's id as the coordinator assigned it.
     pub worker_id: String,
+    /// The secret issued with `worker_id`, sent with reports and commit requests.
+    pub secret: String,
     /// Root of this worker's local files.
     pub work_dir: PathBuf,
     /// Map outputs this worker serves.
@@ -146,6 +148,7 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
     };
     let report = pb::ReportTaskRequest {
         worker_id: env.worker_id.clone(),
+        secret: env.secret.clone(),
         job_id: a.job_id.clone(),
         is_map,
         index,

@@ -162,6 +162,7 @@ pub async fn run(
             partition,
             attempt,
             worker_id: env.worker_id.clone(),
+            secret: env.secret.clone(),
         })
         .await
         .map_err(|s| TaskError::Coordinator(s.message().to_string()))?
