@@ -21,6 +21,9 @@ pub enum CoordinatorError {
         #[source]
         source: crate::job::BadPartFile,
     },
+    /// The job store did not record a change: it is not acknowledged.
+    #[error(transparent)]
+    Journal(#[from] crate::store::JournalError),
     /// A call made as a worker that the caller cannot prove to be.
     #[error(transparent)]
     WorkerAuth(#[from] crate::cluster::workers::WorkerAuthError),
@@ -33,6 +36,7 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::WorkerAuth(crate::cluster::workers::WorkerAuthError::Unknown {
                 ..
             }) => tonic::Status::failed_precondition(e.to_string()),
+            CoordinatorError::Journal(_) => tonic::Status::unavailable(e.to_string()),
             CoordinatorError::WorkerAuth(_) => tonic::Status::permission_denied(e.to_string()),
             _ => tonic::Status::invalid_argument(e.to_string()),
         }

@@ -159,7 +159,9 @@ pub async fn run_coordinator(
         }
     };
     ready.store(false, Ordering::SeqCst);
-    tokio::task::spawn_blocking(move || journal.sync()).await?;
+    if let Err(e) = tokio::task::spawn_blocking(move || journal.sync()).await? {
+        tracing::error!(error = %e, "stopping with changes the job store did not record");
+    }
     if let Some(t) = http_task {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
     }

@@ -275,6 +275,18 @@ impl CoordinatorService {
         self
     }
 
+    /// Waits until the job store holds every change made so far; an error when it does not.
+    async fn sync_journal(&self) -> Result<(), Status> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.sync())
+            .await
+            .map_err(|e| Status::internal(format!("job store: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "a change is not in the job store: not acknowledged");
+                CoordinatorError::from(e).into()
+            })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -452,10 +464,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         if !reply.assignments.is_empty() {
             // Attempt numbers handed out are durable first: a restarted coordinator never
             // gives the same number to a second run of the task.
-            let journal = self.journal.clone();
-            tokio::task::spawn_blocking(move || journal.sync())
-                .await
-                .map_err(|e| Status::internal(format!("job store: {e}")))?;
+            self.sync_journal().await?;
         }
         Ok(Response::new(reply))
     }
@@ -521,10 +530,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         // Acknowledge only what the job store holds: a restarted coordinator then knows every
         // attempt a worker was told was recorded.
-        let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || journal.sync())
-            .await
-            .map_err(|e| Status::internal(format!("job store: {e}")))?;
+        self.sync_journal().await?;
         if all_done {
             // Only now, with every commit journaled, may `_SUCCESS` appear: a crash in
             // between resumes a job whose partitions are all known to be committed.
@@ -644,10 +650,15 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             id
         };
         // The id is durable before the client hears it, so a crash cannot hand it out twice.
-        let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || journal.sync())
-            .await
-            .map_err(|e| Status::internal(format!("job store: {e}")))?;
+        if let Err(e) = self.sync_journal().await {
+            // Not acknowledged, so not run: the client is told it failed.
+            if let Some(job) = self.lock().jobs.get_mut(&id) {
+                job.fail(format!("the job store did not record the submission: {}", e.message()));
+            }
+            self.lock().retire_ended();
+            self.carry_out_effects().await;
+            return Err(e);
+        }
         Ok(Response::new(pb::SubmitJobResponse { job_id: id.0 }))
     }
 

@@ -3,7 +3,9 @@
 //! The scheduler never waits for the disk: state changes are sent as [`Event`]s through a
 //! [`Journal`] (a channel send under the coordinator's lock) to one writer thread that owns
 //! the connection and applies whatever has queued up in one transaction. [`Journal::sync`]
-//! waits until everything sent so far is committed (graceful shutdown, tests).
+//! waits until everything sent so far is committed, and fails when something is not: the
+//! coordinator acknowledges a submission, a report or an assignment only after it.
+//! Commits survive power loss (`synchronous = FULL`: the WAL is fsynced at each commit).
 //!
 //! Tables (`sluice.db`, WAL mode):
 //! - `jobs`: one row per job: id, sequence number, name, state, error, the submitted spec
@@ -23,10 +25,12 @@ use std::sync::mpsc;
 
 use prost::Message;
 use rusqlite::{Connection, params};
+
+mod journal;
+pub use journal::{Event, Journal, JournalError};
 use sluice_proto::pb;
 
 use crate::job::now_ms;
-use crate::state_name;
 
 /// Why the job store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -35,89 +39,6 @@ pub struct StoreError {
     path: PathBuf,
     #[source]
     source: rusqlite::Error,
-}
-
-/// One state change to journal.
-// Events live briefly in a channel; boxing the rare large one would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Event {
-    /// A job was accepted.
-    JobSubmitted {
-        /// Its sequence number (the numeric part of its id).
-        seq: u64,
-        /// The job as clients see it.
-        info: pb::JobInfo,
-        /// The spec as submitted.
-        spec: pb::JobSpec,
-        /// The planned splits.
-        splits: Vec<pb::Split>,
-        /// The input schema as IPC bytes (empty when the format carries its own).
-        schema_ipc: Vec<u8>,
-        /// The plugin's description, encoded.
-        description: String,
-    },
-    /// A job's progress or end.
-    JobUpdated(pb::JobInfo),
-    /// An attempt was given to a worker.
-    AttemptStarted {
-        /// The job.
-        job: String,
-        /// Map or reduce.
-        is_map: bool,
-        /// Task index (map index or partition).
-        index: u32,
-        /// Attempt number.
-        attempt: u32,
-        /// The worker.
-        worker: String,
-    },
-    /// An attempt ended.
-    AttemptFinished {
-        /// The job.
-        job: String,
-        /// Map or reduce.
-        is_map: bool,
-        /// Task index.
-        index: u32,
-        /// Attempt number.
-        attempt: u32,
-        /// The error, or `None` on success.
-        error: Option<String>,
-        /// The encoded `MapDone` or `ReduceDone` of a successful attempt.
-        result: Vec<u8>,
-    },
-    /// Wakes [`Journal::sync`] once everything before it is committed.
-    Sync(mpsc::Sender<()>),
-}
-
-/// Sends events to the store's writer thread; cheap to clone. A disabled journal drops them.
-#[derive(Clone, Debug, Default)]
-pub struct Journal(Option<mpsc::Sender<Event>>);
-
-impl Journal {
-    /// A journal that records nothing (unit tests of the state machine).
-    pub fn disabled() -> Self {
-        Journal(None)
-    }
-
-    /// Queues an event; never blocks.
-    pub fn send(&self, event: Event) {
-        if let Some(tx) = &self.0
-            && tx.send(event).is_err()
-        {
-            tracing::error!("the job store writer has stopped; history is no longer recorded");
-        }
-    }
-
-    /// Blocks until every event sent before this call is committed.
-    pub fn sync(&self) {
-        let (tx, rx) = mpsc::channel();
-        self.send(Event::Sync(tx));
-        if self.0.is_some() {
-            let _ = rx.recv();
-        }
-    }
 }
 
 /// What the store held when the coordinator started.
@@ -162,7 +83,7 @@ pub struct StoredAttempt {
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -245,6 +166,10 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
         return Err(err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))));
     }
     let conn = Connection::open(&path).map_err(err)?;
+    // Another process holding the write lock delays the writer at most this long per
+    // round; what it could not write is kept and reported (see `journal`).
+    conn.busy_timeout(std::time::Duration::from_secs(1))
+        .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
     for info in history.jobs.iter_mut() {
@@ -272,7 +197,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("sluice-job-store".into())
-        .spawn(move || writer(conn, rx))
+        .spawn(move || journal::writer(conn, rx))
         .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
     Ok((history, Journal(Some(tx))))
 }
@@ -365,168 +290,6 @@ fn read_resumable(conn: &Connection, info: &pb::JobInfo) -> rusqlite::Result<Res
     })
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Event>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        let in_one = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for event in &batch {
-                apply(&tx, event)?;
-            }
-            tx.commit()
-        })();
-        if let Err(e) = in_one {
-            // One bad event must not take the others down with it: apply them one by one.
-            tracing::warn!(error = %e, "journal batch failed; applying its events one by one");
-            for event in &batch {
-                let one = conn.transaction().and_then(|tx| {
-                    apply(&tx, event)?;
-                    tx.commit()
-                });
-                if let Err(e) = one {
-                    tracing::error!(error = %e, ?event, "writing the job store failed; this change is not in the history");
-                }
-            }
-        }
-        for event in batch {
-            if let Event::Sync(done) = event {
-                let _ = done.send(());
-            }
-        }
-    }
-}
-
-fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE jobs SET name = ?2, state = ?3, error = ?4, maps_done = ?5, reduces_done = ?6,
-                rows_in = ?7, rows_out = ?8, shuffle_bytes = ?9, attempts = ?10,
-                failed_attempts = ?11, finished_ms = ?12, maps_total = ?13
-         WHERE id = ?1",
-        params![
-            info.job_id,
-            info.name,
-            state_name(info.state),
-            info.error,
-            info.maps_done,
-            info.reduces_done,
-            info.rows_in as i64,
-            info.rows_out as i64,
-            info.shuffle_bytes as i64,
-            info.attempts,
-            info.failed_attempts,
-            info.finished_ms as i64,
-            info.maps_total,
-        ],
-    )?;
-    let counters: [(&str, u64); 5] = [
-        ("rows_in", info.rows_in),
-        ("rows_out", info.rows_out),
-        ("shuffle_bytes", info.shuffle_bytes),
-        ("attempts", u64::from(info.attempts)),
-        ("failed_attempts", u64::from(info.failed_attempts)),
-    ];
-    for (name, value) in counters {
-        tx.execute(
-            "INSERT INTO counters (job_id, name, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value",
-            params![info.job_id, name, value as i64],
-        )?;
-    }
-    Ok(())
-}
-
-fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> {
-    match event {
-        Event::JobSubmitted {
-            seq,
-            info,
-            spec,
-            splits,
-            schema_ipc,
-            description,
-        } => {
-            let seq = *seq;
-            let splits = pb::SplitList {
-                splits: splits.clone(),
-            }
-            .encode_to_vec();
-            tx.execute(
-                "INSERT OR REPLACE INTO jobs (id, seq, name, state, spec, plugin_sha256, output,
-                        maps_total, reduces_total, submitted_ms, splits, schema_ipc, description)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    info.job_id,
-                    seq as i64,
-                    info.name,
-                    state_name(info.state),
-                    spec.encode_to_vec(),
-                    info.plugin_sha256,
-                    info.output,
-                    info.maps_total,
-                    info.reduces_total,
-                    info.submitted_ms as i64,
-                    splits,
-                    schema_ipc,
-                    description,
-                ],
-            )?;
-            update_job(tx, info)
-        }
-        Event::JobUpdated(info) => update_job(tx, info),
-        Event::AttemptStarted {
-            job,
-            is_map,
-            index,
-            attempt,
-            worker,
-        } => {
-            tx.execute(
-                "INSERT OR REPLACE INTO attempts (job_id, kind, idx, attempt, worker, state, started_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-                params![job, kind(*is_map), index, attempt, worker, now_ms() as i64],
-            )?;
-            tx.execute(
-                "INSERT INTO tasks (job_id, kind, idx, state, attempts) VALUES (?1, ?2, ?3, 'running', ?4)
-                 ON CONFLICT (job_id, kind, idx) DO UPDATE SET state = 'running', attempts = excluded.attempts",
-                params![job, kind(*is_map), index, *attempt + 1],
-            )?;
-            Ok(())
-        }
-        Event::AttemptFinished {
-            job,
-            is_map,
-            index,
-            attempt,
-            error,
-            result,
-        } => {
-            let state = if error.is_some() { "failed" } else { "done" };
-            let error = error.clone();
-            tx.execute(
-                "UPDATE attempts SET state = ?5, error = ?6, finished_ms = ?7, result = ?8
-                 WHERE job_id = ?1 AND kind = ?2 AND idx = ?3 AND attempt = ?4",
-                params![
-                    job,
-                    kind(*is_map),
-                    index,
-                    attempt,
-                    state,
-                    error.unwrap_or_default(),
-                    now_ms() as i64,
-                    result
-                ],
-            )?;
-            tx.execute(
-                "UPDATE tasks SET state = ?4 WHERE job_id = ?1 AND kind = ?2 AND idx = ?3",
-                params![job, kind(*is_map), index, state],
-            )?;
-            Ok(())
-        }
-        Event::Sync(_) => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,7 +357,7 @@ mod tests {
         done.rows_out = 42;
         done.finished_ms = 9;
         journal.send(Event::JobUpdated(done));
-        journal.sync();
+        journal.sync().unwrap();
         drop(journal);
 
         let (h, _journal) = open(dir.path()).unwrap();
@@ -622,5 +385,45 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(attempts, [("failed".to_string(), "boom".to_string())]);
+    }
+
+    /// A change the store cannot write is never acknowledged: the sync covering it fails
+    /// (here another process holds the database's write lock past the busy timeout), and
+    /// the change is written, in order, once the store can be written again.
+    #[test]
+    fn a_change_the_store_cannot_write_is_an_error_until_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, journal) = open(dir.path()).unwrap();
+        let submitted = |id: &str| Event::JobSubmitted {
+            seq: 1,
+            info: info(id, pb::JobState::Running),
+            spec: pb::JobSpec::default(),
+            splits: Vec::new(),
+            schema_ipc: Vec::new(),
+            description: String::new(),
+        };
+        journal.send(submitted("job-0001"));
+        journal.sync().unwrap();
+
+        let other = Connection::open(dir.path().join("sluice.db")).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        journal.send(submitted("job-0002"));
+        let mut done = info("job-0002", pb::JobState::Succeeded);
+        done.rows_out = 7;
+        journal.send(Event::JobUpdated(done));
+        let e = journal.sync().unwrap_err();
+        assert_eq!(e.events, 2, "{e}");
+        assert!(e.reason.contains("locked"), "{e}");
+        other.execute_batch("ROLLBACK").unwrap();
+
+        journal.sync().unwrap();
+        let state: (String, i64) = other
+            .query_row(
+                "SELECT state, rows_out FROM jobs WHERE id = 'job-0002'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(state, ("succeeded".to_string(), 7), "kept in order");
     }
 }
