@@ -1,4 +1,4 @@
-//! Client commands: `submit`, `status`, `jobs`, `cancel`, `workers`.
+//! Client commands: `submit`, `status`, `jobs`, `cancel`, `commit`, `workers`.
 //!
 //! Output for people goes to stdout as aligned text; `--json` prints one JSON document
 //! (an object, or an array for lists) for scripts. `submit` prints the job id alone on its
@@ -46,9 +46,9 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// `sluice cancel JOB`.
+/// `sluice cancel JOB` and `sluice commit JOB`.
 #[derive(Args, Clone)]
-pub struct CancelArgs {
+pub struct JobIdArgs {
     /// The job id.
     job: String,
     #[command(flatten)]
@@ -225,7 +225,7 @@ pub async fn jobs(args: ListArgs) -> Result<()> {
 }
 
 /// Cancels a running job.
-pub async fn cancel(args: CancelArgs) -> Result<()> {
+pub async fn cancel(args: JobIdArgs) -> Result<()> {
     let mut c = connect(&args.client)?;
     let cancelled = c
         .cancel_job(pb::CancelJobRequest {
@@ -242,6 +242,34 @@ pub async fn cancel(args: CancelArgs) -> Result<()> {
         println!("{} cancelled", args.job);
     } else {
         println!("{} had already ended", args.job);
+    }
+    Ok(())
+}
+
+/// Writes `_SUCCESS` again for a commit-failed job.
+pub async fn commit(args: JobIdArgs) -> Result<()> {
+    let mut c = connect(&args.client)?;
+    let info = c
+        .commit_job(pb::CommitJobRequest {
+            job_id: args.job.clone(),
+        })
+        .await
+        .map_err(|s| client::call_error("committing", s))?
+        .into_inner()
+        .info
+        .unwrap_or_default();
+    if args.json {
+        print_json(&job_json(&info))?;
+    } else {
+        print_job(&info);
+    }
+    if info.state != pb::JobState::Succeeded as i32 {
+        bail!(
+            "job {} is still {}: {}",
+            args.job,
+            state_name(info.state),
+            info.error
+        );
     }
     Ok(())
 }

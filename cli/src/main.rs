@@ -2,7 +2,8 @@
 //!
 //! - `sluice run --local N ...`: a coordinator and N workers in this process ([`local`]).
 //! - `sluice coordinator`, `sluice worker`: the cluster's processes ([`server`]).
-//! - `sluice submit`, `status`, `jobs`, `cancel`, `workers`: client commands ([`commands`]).
+//! - `sluice submit`, `status`, `jobs`, `cancel`, `commit`, `workers`: client commands
+//!   ([`commands`]).
 //! - `sluice demo`: the EOD example on generated data ([`demo`]).
 //! - `sluice bench`: EOD and word count on generated data, with figures ([`bench`]).
 //!
@@ -66,8 +67,10 @@ enum Command {
     Status(commands::StatusArgs),
     /// List jobs, including earlier runs of the coordinator.
     Jobs(commands::ListArgs),
-    /// Cancel a running job.
-    Cancel(commands::CancelArgs),
+    /// Cancel a running job (or give up on a commit-failed one: its output is removed).
+    Cancel(commands::JobIdArgs),
+    /// Write `_SUCCESS` again for a job left commit-failed (its part files are all committed).
+    Commit(commands::JobIdArgs),
     /// List the workers registered with the coordinator.
     Workers(commands::ListArgs),
 }
@@ -261,6 +264,7 @@ async fn main_async(cli: Cli) -> Result<()> {
         Command::Status(args) => commands::status(args).await,
         Command::Jobs(args) => commands::jobs(args).await,
         Command::Cancel(args) => commands::cancel(args).await,
+        Command::Commit(args) => commands::commit(args).await,
         Command::Workers(args) => commands::workers(args).await,
     }
 }

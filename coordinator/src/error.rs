@@ -21,6 +21,14 @@ pub enum CoordinatorError {
         #[source]
         source: crate::job::BadPartFile,
     },
+    /// `sluice commit` of a job that is not commit-failed.
+    #[error("job {job} is {state}: only a commit-failed job can be committed again")]
+    NothingToCommit {
+        /// The job.
+        job: String,
+        /// Its state.
+        state: &'static str,
+    },
     /// The job store did not record a change: it is not acknowledged.
     #[error(transparent)]
     Journal(#[from] crate::store::JournalError),
@@ -36,6 +44,9 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::WorkerAuth(crate::cluster::workers::WorkerAuthError::Unknown {
                 ..
             }) => tonic::Status::failed_precondition(e.to_string()),
+            CoordinatorError::NothingToCommit { .. } => {
+                tonic::Status::failed_precondition(e.to_string())
+            }
             CoordinatorError::Journal(_) => tonic::Status::unavailable(e.to_string()),
             CoordinatorError::WorkerAuth(_) => tonic::Status::permission_denied(e.to_string()),
             _ => tonic::Status::invalid_argument(e.to_string()),

@@ -176,6 +176,7 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(pb::JobState::Succeeded) => "succeeded",
         Ok(pb::JobState::Failed) => "failed",
         Ok(pb::JobState::Cancelled) => "cancelled",
+        Ok(pb::JobState::CommitFailed) => "commit-failed",
         _ => "unknown",
     }
 }

@@ -25,10 +25,16 @@ impl Default for JobTotals {
     fn default() -> Self {
         JobTotals {
             // Every state is exported, at 0 before the first job reaches it.
-            by_state: ["running", "succeeded", "failed", "cancelled"]
-                .into_iter()
-                .map(|s| (s, 0))
-                .collect(),
+            by_state: [
+                "running",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "commit-failed",
+            ]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect(),
             rows_in: 0,
             rows_out: 0,
             shuffle_bytes: 0,

@@ -51,15 +51,20 @@ pub fn carry_out(effects: Vec<OutputEffect>) -> Vec<(JobId, Result<(), String>)>
 }
 
 /// Writes `<output>/_SUCCESS` holding `manifest` and removes `_temporary`. Locally through
-/// a temporary file and a rename; on an object store with one PUT, so the object appears
+/// a synced temporary file, a rename and a sync of the directory; on an object store with one PUT, so the object appears
 /// whole or not at all.
 pub fn write_success(output: &str, manifest: &[u8]) -> std::io::Result<()> {
     match Location::parse(output).map_err(std::io::Error::other)? {
         Location::Local(out) => {
             let _ = std::fs::remove_dir_all(out.join("_temporary"));
             let tmp = out.join("._SUCCESS.tmp");
-            std::fs::write(&tmp, manifest)?;
-            std::fs::rename(&tmp, out.join("_SUCCESS"))
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, manifest)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, out.join("_SUCCESS"))?;
+            // Readers trust `_SUCCESS` and the part files it lists: both renames must
+            // survive a power loss before the job is declared done.
+            sluice_common::format::write::sync_dir(&out)
         }
         Location::Object(out) => {
             // `_temporary` holds only uploads of attempts that did not commit; failing to

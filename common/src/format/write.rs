@@ -13,6 +13,12 @@ use parquet::file::properties::WriterProperties;
 use crate::spec::OutputFormat;
 use crate::{Error, Result};
 
+/// Flushes `dir`'s entries to disk, so files renamed into it survive a power loss (the
+/// files' own data is synced before they are renamed).
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Name of partition `partition`'s part file, e.g. `part-00007.parquet`.
 pub fn part_file_name(partition: u32, format: OutputFormat) -> String {
     format!("part-{partition:05}.{}", format.extension())

@@ -69,6 +69,9 @@ pub enum JobStatus {
     Failed(String),
     /// Cancelled by a client.
     Cancelled,
+    /// Every partition is committed but `_SUCCESS` could not be written: the part files
+    /// stay, and [`Job::begin_success`] may try again (`sluice commit`, or a restart).
+    CommitFailed(String),
 }
 
 /// Milliseconds since the Unix epoch.
@@ -221,6 +224,8 @@ impl Job {
 
     /// Whether the job schedules nothing more: it ended (any way), or it is writing
     /// `_SUCCESS`.
+    /// (A commit-failed job is finished but has not ended: it stays in the scheduler until
+    /// `_SUCCESS` is written or it is cancelled.)
     pub fn is_finished(&self) -> bool {
         self.status != JobStatus::Running
     }
@@ -412,15 +417,17 @@ impl Job {
         self.journal_progress();
     }
 
-    /// Ends the job as cancelled.
-    pub fn cancel(&mut self) {
-        if !self.is_finished() {
-            self.cancel_running();
-            self.status = JobStatus::Cancelled;
-            self.finished_ms = now_ms();
-            self.abort_output();
-            self.journal_progress();
+    /// Ends the job as cancelled; false when it had already ended.
+    pub fn cancel(&mut self) -> bool {
+        if self.is_finished() && !matches!(self.status, JobStatus::CommitFailed(_)) {
+            return false;
         }
+        self.cancel_running();
+        self.status = JobStatus::Cancelled;
+        self.finished_ms = now_ms();
+        self.abort_output();
+        self.journal_progress();
+        true
     }
 
     /// Whether `attempt` may commit `partition`: only a running attempt, and of those the
@@ -433,11 +440,13 @@ impl Job {
         !self.is_finished() && running && self.commits.authorize(partition, attempt)
     }
 
-    /// A running job whose partitions are all committed starts writing `_SUCCESS`: it is
-    /// [`JobStatus::Committing`] and asks for [`OutputEffect::WriteSuccess`]. Returns
-    /// whether it did (not for a job still running tasks, or ended).
+    /// A running or commit-failed job whose partitions are all committed starts writing
+    /// `_SUCCESS`: it is [`JobStatus::Committing`] and asks for
+    /// [`OutputEffect::WriteSuccess`]. Returns whether it did (not for a job still running
+    /// tasks, or ended).
     pub fn begin_success(&mut self) -> bool {
-        if self.status != JobStatus::Running || !self.all_committed() {
+        let may = matches!(self.status, JobStatus::Running | JobStatus::CommitFailed(_));
+        if !may || !self.all_committed() {
             return false;
         }
         self.status = JobStatus::Committing;
@@ -449,8 +458,8 @@ impl Job {
         true
     }
 
-    /// The outcome of writing `_SUCCESS`: the job succeeded, or failed with its committed
-    /// part files left in place (they are whole and committed; only the marker is
+    /// The outcome of writing `_SUCCESS`: the job succeeded, or is commit-failed with its
+    /// committed part files left in place (they are whole and committed; only the marker is
     /// missing, and deleting finished output over a marker would lose data).
     pub fn success_written(&mut self, result: Result<(), String>) {
         if self.status != JobStatus::Committing {
@@ -464,11 +473,13 @@ impl Job {
             }
             Err(e) => {
                 let message = format!(
-                    "writing _SUCCESS failed after {} tries (the committed part files are kept): {e}",
-                    crate::output::SUCCESS_WRITE_TRIES
+                    "writing _SUCCESS failed after {} tries: {e}; every part file is committed \
+                     and kept: run `sluice commit {}` once the output can be written",
+                    crate::output::SUCCESS_WRITE_TRIES,
+                    self.id
                 );
-                tracing::error!(job = %self.id, error = %message, "job failed");
-                self.status = JobStatus::Failed(message);
+                tracing::error!(job = %self.id, error = %message, "job commit failed");
+                self.status = JobStatus::CommitFailed(message);
             }
         }
         self.journal_progress();
@@ -483,6 +494,7 @@ impl Job {
             JobStatus::Succeeded => (pb::JobState::Succeeded, String::new()),
             JobStatus::Failed(e) => (pb::JobState::Failed, e.clone()),
             JobStatus::Cancelled => (pb::JobState::Cancelled, "cancelled".into()),
+            JobStatus::CommitFailed(e) => (pb::JobState::CommitFailed, e.clone()),
         };
         let (local, remote, streams) = self.commits.shuffle_reads();
         pb::JobInfo {

@@ -603,14 +603,30 @@ fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
     assert_eq!(j.status, JobStatus::Committing);
     j.success_written(Err("disk full".into()));
     assert!(
-        matches!(&j.status, JobStatus::Failed(m) if m.contains("disk full") && m.contains("kept")),
+        matches!(&j.status, JobStatus::CommitFailed(m)
+            if m.contains("disk full") && m.contains("kept") && m.contains("sluice commit job-1")),
         "{:?}",
         j.status
     );
+    assert_eq!(j.info().state, pb::JobState::CommitFailed as i32);
     assert!(
         j.take_effects().is_empty(),
         "a failed _SUCCESS does not remove the committed part files"
     );
+    assert!(!j.has_ended(), "it stays in the scheduler, to be committed");
+    assert!(
+        j.next_task(now(), &WorkerId("w2".into()), &live(2))
+            .is_none()
+    );
+    // `sluice commit` tries again, with the same manifest.
+    assert!(j.begin_success());
+    assert!(matches!(
+        &j.take_effects()[..],
+        [OutputEffect::WriteSuccess { manifest, .. }]
+            if String::from_utf8_lossy(manifest).contains("part-00001.parquet")
+    ));
+    j.success_written(Ok(()));
+    assert_eq!(j.status, JobStatus::Succeeded);
 }
 
 #[test]

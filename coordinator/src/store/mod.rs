@@ -143,12 +143,19 @@ fn state_from_name(name: &str) -> pb::JobState {
         "succeeded" => pb::JobState::Succeeded,
         "failed" => pb::JobState::Failed,
         "cancelled" => pb::JobState::Cancelled,
+        "commit-failed" => pb::JobState::CommitFailed,
         _ => pb::JobState::Unspecified,
     }
 }
 
 fn kind(is_map: bool) -> &'static str {
     if is_map { "map" } else { "reduce" }
+}
+
+/// Whether a stored job is to be resumed: it was running, or its `_SUCCESS` is still to
+/// be written.
+fn unfinished(info: &pb::JobInfo) -> bool {
+    info.state == pb::JobState::Running as i32 || info.state == pb::JobState::CommitFailed as i32
 }
 
 /// The message given to jobs a stop or crash interrupted.
@@ -173,7 +180,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     conn.execute_batch(SCHEMA).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
     for info in history.jobs.iter_mut() {
-        if info.state != pb::JobState::Running as i32 {
+        if !unfinished(info) {
             continue;
         }
         match read_resumable(&conn, info) {
@@ -191,9 +198,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
             }
         }
     }
-    history
-        .jobs
-        .retain(|j| j.state != pb::JobState::Running as i32);
+    history.jobs.retain(|j| !unfinished(j));
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("sluice-job-store".into())

@@ -176,6 +176,12 @@ pub async fn run(
             }
             let final_path = output.join(&name);
             std::fs::rename(&temp_file, &final_path).map_err(|e| Error::io(&final_path, e))?;
+            // The rename is the commit and has happened; a directory that cannot be synced
+            // leaves it at the mercy of a power loss, not wrong, and `_SUCCESS` syncs the
+            // directory again.
+            if let Err(e) = sluice_common::format::write::sync_dir(output) {
+                tracing::warn!(dir = %output.display(), error = %e, "syncing the output directory failed");
+            }
             cleanup();
         }
         (Staging::Object { output, .. }, Some(temp_object)) => {

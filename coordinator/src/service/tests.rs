@@ -1,7 +1,8 @@
 //! Tests of the service's state outside the gRPC handlers.
 
 use super::*;
-use sluice_common::spec::InputFormat;
+use crate::job::ClusterView;
+use sluice_common::spec::{InputFormat, JobSpec};
 use sluice_common::split::{Split, SplitRange};
 use sluice_sdk::JobDescription;
 

@@ -1,0 +1,145 @@
+//! The calls clients make that change jobs: submitting one, and writing the `_SUCCESS` of
+//! a commit-failed one again.
+
+use sluice_common::format::schema::schema_to_bytes;
+use sluice_common::ids::JobId;
+use sluice_common::spec::JobSpec;
+use sluice_proto::pb;
+use tonic::Status;
+
+use super::CoordinatorService;
+use crate::error::CoordinatorError;
+use crate::job::Job;
+use crate::plan::plan_job;
+use crate::store::Event;
+
+impl CoordinatorService {
+    pub(super) async fn submit(
+        &self,
+        req: pb::SubmitJobRequest,
+    ) -> Result<pb::SubmitJobResponse, Status> {
+        let spec = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("submission without a job spec"))?;
+        let spec = JobSpec::try_from(&spec)?;
+        if spec.plugin_sha256.is_empty() {
+            return Err(Status::invalid_argument(
+                "job spec without plugin_sha256: upload the plugin first (sluice submit does)",
+            ));
+        }
+        if let Some(why) = self.lock().workers.refuse_task_memory(spec.task_memory) {
+            return Err(Status::invalid_argument(why));
+        }
+        let stored = self.plugins.path(&spec.plugin_sha256)?;
+        if !stored.is_file() {
+            return Err(Status::failed_precondition(format!(
+                "no plugin with sha256 {} is stored: upload it first",
+                spec.plugin_sha256
+            )));
+        }
+        let planned = {
+            // The coordinator loads its own stored copy; the spec keeps the client's name.
+            let mut spec = spec.clone();
+            let client_name =
+                std::mem::replace(&mut spec.plugin, stored.to_string_lossy().into_owned());
+            let spec_sha = spec.plugin_sha256.clone();
+            let stored = stored.clone();
+            let parallelism = self.lock().workers.active_slots();
+            let limits = self.limits;
+            tokio::task::spawn_blocking(move || plan_job(&spec, parallelism, &limits))
+                .await
+                .map_err(|e| Status::internal(format!("planning panicked: {e}")))?
+                .map_err(|e| {
+                    // Name the plugin as the user knows it, not by the store's file name.
+                    let mut status = Status::from(e);
+                    let stored = stored.to_string_lossy();
+                    if status.message().contains(stored.as_ref()) {
+                        let named = format!("{} (sha256 {})", client_name, spec_sha);
+                        status = Status::new(
+                            status.code(),
+                            status.message().replace(stored.as_ref(), &named),
+                        );
+                    }
+                    status
+                })?
+        };
+        let schema_ipc = match &planned.input_schema {
+            Some(s) => schema_to_bytes(s).map_err(CoordinatorError::from)?,
+            None => Vec::new(),
+        };
+        let id = {
+            let mut state = self.lock();
+            state.next_job += 1;
+            let seq = state.next_job;
+            let id = JobId(format!("job-{seq:04}"));
+            tracing::info!(job = %id, name = %planned.description.name, maps = planned.splits.len(), reduces = spec.reducers, "job submitted");
+            let wire_spec = pb::JobSpec::from(&spec);
+            let job = Job::new(
+                id.clone(),
+                spec,
+                planned.description,
+                schema_ipc,
+                planned.splits,
+            )
+            .with_journal(self.journal.clone())
+            .with_policy(state.policy);
+            self.journal.send(Event::JobSubmitted {
+                seq,
+                info: job.info(),
+                spec: wire_spec,
+                splits: job.wire_splits(),
+                schema_ipc: job.schema_ipc().to_vec(),
+                description: job.description.encode(),
+            });
+            state.jobs.insert(id.clone(), job);
+            id
+        };
+        // The id is durable before the client hears it, so a crash cannot hand it out twice.
+        if let Err(e) = self.sync_journal().await {
+            // Not acknowledged, so not run: the client is told it failed.
+            if let Some(job) = self.lock().jobs.get_mut(&id) {
+                job.fail(format!(
+                    "the job store did not record the submission: {}",
+                    e.message()
+                ));
+            }
+            self.lock().retire_ended();
+            self.carry_out_effects().await;
+            return Err(e);
+        }
+        Ok(pb::SubmitJobResponse { job_id: id.0 })
+    }
+
+    /// Writes `_SUCCESS` again for a commit-failed job and returns the job after the try:
+    /// succeeded, or still commit-failed with the new error.
+    pub(super) async fn commit_again(&self, job_id: &str) -> Result<pb::JobInfo, Status> {
+        {
+            let mut state = self.lock();
+            if let Some(info) = state.history.get(job_id) {
+                return Err(CoordinatorError::NothingToCommit {
+                    job: job_id.to_string(),
+                    state: crate::state_name(info.state),
+                }
+                .into());
+            }
+            let job = super::job_mut(&mut state, job_id)?;
+            if !job.begin_success() {
+                return Err(CoordinatorError::NothingToCommit {
+                    job: job_id.to_string(),
+                    state: crate::state_name(job.info().state),
+                }
+                .into());
+            }
+            tracing::info!(job = %job_id, "writing _SUCCESS again");
+        }
+        self.carry_out_effects().await;
+        let state = self.lock();
+        let id = JobId(job_id.to_string());
+        state
+            .jobs
+            .get(&id)
+            .map(Job::info)
+            .or_else(|| state.history.get(job_id).cloned())
+            .ok_or_else(|| CoordinatorError::UnknownJob(job_id.to_string()).into())
+    }
+}

@@ -1,0 +1,334 @@
+//! The coordinator's gRPC service. Handlers are thin: decode, call the state, encode.
+//!
+//! - `state`: what the coordinator knows, behind one lock.
+//! - `workers`: the calls workers make (register, heartbeat, report, commit).
+//! - `clients`: the calls that change jobs (submit, commit again); reads are here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sluice_common::ids::JobId;
+use sluice_common::spec::Limits;
+use sluice_proto::pb;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::cluster::workers::Workers;
+use crate::error::CoordinatorError;
+use crate::job::{Job, Policy};
+use crate::metrics::{JobTotals, Snapshot};
+use crate::plugins::PluginStore;
+use crate::store::{Event, History, Journal};
+
+mod clients;
+mod state;
+mod workers;
+
+pub use state::State;
+use state::carry_out_effects;
+
+/// Implements `sluice.v1.Coordinator`.
+#[derive(Clone)]
+pub struct CoordinatorService {
+    state: Arc<Mutex<State>>,
+    plugins: PluginStore,
+    journal: Journal,
+    heartbeat: Duration,
+    limits: Limits,
+}
+
+impl CoordinatorService {
+    /// A service over the job store's `history`, journaling to `journal`.
+    pub fn new(
+        plugins: PluginStore,
+        history: History,
+        journal: Journal,
+        heartbeat: Duration,
+        policy: Policy,
+    ) -> Self {
+        let mut state = State {
+            next_job: history.next_seq.saturating_sub(1),
+            jobs: BTreeMap::new(),
+            history: BTreeMap::new(),
+            ended: JobTotals::default(),
+            effects: Vec::new(),
+            workers: Workers::default(),
+            outbox: HashMap::new(),
+            policy,
+            assigned_by_heartbeat: 0,
+            assigned_by_report: 0,
+        };
+        for info in history.jobs {
+            state.record_ended(info);
+        }
+        // Workers re-register within a heartbeat or two of a restart; until then their map
+        // outputs are not re-run.
+        let grace = (heartbeat * 5).max(Duration::from_secs(2));
+        for stored in history.resumable {
+            let mut info = stored.info.clone();
+            match Job::resume(Instant::now(), stored, policy, grace) {
+                Ok(job) => {
+                    let mut job = job.with_journal(journal.clone());
+                    // Committed before the stop but for `_SUCCESS`: write it now, before
+                    // the service takes requests (so no lock to hold off).
+                    if job.begin_success() {
+                        for (_, result) in crate::output::carry_out(job.take_effects()) {
+                            job.success_written(result);
+                        }
+                    }
+                    state.jobs.insert(job.id.clone(), job);
+                }
+                Err(e) => {
+                    tracing::error!(job = %info.job_id, error = %e, "cannot resume the job");
+                    info.state = pb::JobState::Failed as i32;
+                    info.error = format!("{}: {e}", crate::store::INTERRUPTED);
+                    info.finished_ms = crate::job::now_ms();
+                    journal.send(Event::JobUpdated(info.clone()));
+                    state.record_ended(info);
+                }
+            }
+        }
+        // Jobs that finished their commit while resuming go to the history at once.
+        state.retire_ended();
+        CoordinatorService {
+            state: Arc::new(Mutex::new(state)),
+            plugins,
+            journal,
+            heartbeat,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Refuses jobs past `limits` at submission.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Waits until the job store holds every change made so far; an error when it does not.
+    async fn sync_journal(&self) -> Result<(), Status> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.sync())
+            .await
+            .map_err(|e| Status::internal(format!("job store: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "a change is not in the job store: not acknowledged");
+                CoordinatorError::from(e).into()
+            })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Carries out the output effects the jobs asked for: see [`carry_out_effects`].
+    async fn carry_out_effects(&self) {
+        carry_out_effects(&self.state).await;
+    }
+
+    /// Runs [`State::expire_workers`] every tenth of `timeout` until the service is dropped
+    /// by everyone else.
+    pub fn spawn_worker_expiry(&self, timeout: Duration) {
+        let state = Arc::downgrade(&self.state);
+        let tick = (timeout / 10).max(Duration::from_millis(20));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(state) = state.upgrade() else { return };
+                state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expire_workers(timeout);
+                carry_out_effects(&state).await;
+            }
+        });
+    }
+
+    /// Prometheus text-format metrics; the lock is held only to copy a few counts.
+    pub fn metrics_text(&self) -> String {
+        let snapshot = {
+            let state = self.lock();
+            let mut running = JobTotals::default();
+            for job in state.jobs.values() {
+                running.add(&job.info());
+            }
+            Snapshot {
+                jobs: state.ended.plus(&running),
+                workers: state.workers.iter().count() as u64,
+                slots: state.workers.iter().map(|(_, w)| u64::from(w.slots)).sum(),
+                running: state
+                    .workers
+                    .iter()
+                    .map(|(_, w)| u64::from(w.running))
+                    .sum(),
+                assigned_by_heartbeat: state.assigned_by_heartbeat,
+                assigned_by_report: state.assigned_by_report,
+            }
+        };
+        crate::metrics::render(&snapshot)
+    }
+}
+
+fn job_mut<'a>(state: &'a mut State, id: &str) -> Result<&'a mut Job, Status> {
+    state
+        .jobs
+        .get_mut(&JobId(id.to_string()))
+        .ok_or_else(|| CoordinatorError::UnknownJob(id.to_string()).into())
+}
+
+#[tonic::async_trait]
+impl pb::coordinator_server::Coordinator for CoordinatorService {
+    async fn register_worker(
+        &self,
+        request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        Ok(Response::new(self.register(request.into_inner()).await?))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let reply = self.heartbeat_locked(request.into_inner())?;
+        if !reply.assignments.is_empty() {
+            // Attempt numbers handed out are durable first: a restarted coordinator never
+            // gives the same number to a second run of the task.
+            self.sync_journal().await?;
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn report_task(
+        &self,
+        request: Request<pb::ReportTaskRequest>,
+    ) -> Result<Response<pb::ReportTaskResponse>, Status> {
+        Ok(Response::new(self.report(request.into_inner()).await?))
+    }
+
+    async fn can_commit(
+        &self,
+        request: Request<pb::CanCommitRequest>,
+    ) -> Result<Response<pb::CanCommitResponse>, Status> {
+        Ok(Response::new(self.can_commit_as(request.into_inner())?))
+    }
+
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        Ok(Response::new(self.submit(request.into_inner()).await?))
+    }
+
+    async fn job_status(
+        &self,
+        request: Request<pb::JobStatusRequest>,
+    ) -> Result<Response<pb::JobStatusResponse>, Status> {
+        let req = request.into_inner();
+        let state = self.lock();
+        let info = match state.jobs.get(&JobId(req.job_id.clone())) {
+            Some(job) => job.info(),
+            None => state
+                .history
+                .get(&req.job_id)
+                .cloned()
+                .ok_or(CoordinatorError::UnknownJob(req.job_id))?,
+        };
+        Ok(Response::new(pb::JobStatusResponse { job: Some(info) }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let state = self.lock();
+        let mut jobs: Vec<pb::JobInfo> = state.history.values().cloned().collect();
+        jobs.extend(state.jobs.values().map(Job::info));
+        jobs.sort_by_key(|j| (j.submitted_ms, j.job_id.clone()));
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let req = request.into_inner();
+        let cancelled = {
+            let mut state = self.lock();
+            if state.history.contains_key(&req.job_id) {
+                return Ok(Response::new(pb::CancelJobResponse { cancelled: false }));
+            }
+            let job = job_mut(&mut state, &req.job_id)?;
+            let cancelled = job.cancel();
+            if cancelled {
+                tracing::info!(job = %req.job_id, "job cancelled");
+            }
+            state.retire_ended();
+            cancelled
+        };
+        // The reply comes once the output is removed: a client may resubmit to it at once.
+        self.carry_out_effects().await;
+        Ok(Response::new(pb::CancelJobResponse { cancelled }))
+    }
+
+    async fn commit_job(
+        &self,
+        request: Request<pb::CommitJobRequest>,
+    ) -> Result<Response<pb::CommitJobResponse>, Status> {
+        let info = self.commit_again(&request.into_inner().job_id).await?;
+        Ok(Response::new(pb::CommitJobResponse { info: Some(info) }))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let state = self.lock();
+        let mut workers: Vec<pb::WorkerInfo> = state
+            .workers
+            .iter()
+            .map(|(id, w)| pb::WorkerInfo {
+                worker_id: id.0.clone(),
+                shuffle_addr: w.shuffle_addr.clone(),
+                slots: w.slots,
+                running: w.running,
+                draining: w.draining,
+                last_heartbeat_ms_ago: w.last_seen.elapsed().as_millis() as u64,
+                registered_ms: w.registered_ms,
+                suspect: w.suspect,
+                memory: w.memory,
+            })
+            .collect();
+        workers.sort_by_key(|w| (w.registered_ms, w.worker_id.clone()));
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn has_plugin(
+        &self,
+        request: Request<pb::HasPluginRequest>,
+    ) -> Result<Response<pb::HasPluginResponse>, Status> {
+        let present = self.plugins.contains(&request.into_inner().sha256)?;
+        Ok(Response::new(pb::HasPluginResponse { present }))
+    }
+
+    async fn upload_plugin(
+        &self,
+        request: Request<Streaming<pb::PluginChunk>>,
+    ) -> Result<Response<pb::UploadPluginResponse>, Status> {
+        let sha256 = self.plugins.receive(request.into_inner()).await?;
+        Ok(Response::new(pb::UploadPluginResponse { sha256 }))
+    }
+
+    type FetchPluginStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::PluginChunk, Status>> + Send>>;
+
+    async fn fetch_plugin(
+        &self,
+        request: Request<pb::FetchPluginRequest>,
+    ) -> Result<Response<Self::FetchPluginStream>, Status> {
+        let stream = self.plugins.send(&request.into_inner().sha256).await?;
+        Ok(Response::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests;

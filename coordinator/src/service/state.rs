@@ -1,0 +1,191 @@
+//! What the coordinator knows, behind one lock, and the bookkeeping across jobs and
+//! workers that handlers share.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_common::ids::{JobId, WorkerId};
+use sluice_proto::pb;
+
+use crate::cluster::workers::Workers;
+use crate::job::{ClusterView, Job, OutputEffect, Policy};
+use crate::metrics::JobTotals;
+
+/// Everything the coordinator knows, behind one lock: handlers hold it only for in-memory
+/// updates (planning and file I/O of commits happen outside or are tiny; the job store is
+/// written by its own thread).
+pub struct State {
+    pub(super) next_job: u64,
+    /// Jobs being scheduled (or writing `_SUCCESS`): an ended job moves to `history`, so
+    /// what a heartbeat or a report costs does not grow with the jobs run so far.
+    pub(super) jobs: BTreeMap<JobId, Job>,
+    /// Ended jobs: of earlier runs of this coordinator (from the job store), and of this
+    /// one.
+    pub(super) history: BTreeMap<String, pb::JobInfo>,
+    /// The totals of the jobs in `history`, for the metrics.
+    pub(super) ended: JobTotals,
+    /// Output effects of jobs that ended since they were last collected.
+    pub(super) effects: Vec<OutputEffect>,
+    pub(super) workers: Workers,
+    /// Attempts each worker must stop, delivered with its next heartbeat.
+    pub(super) outbox: HashMap<WorkerId, Vec<pb::AttemptRef>>,
+    pub(super) policy: Policy,
+    /// Attempts handed out in heartbeat replies and in report replies.
+    pub(super) assigned_by_heartbeat: u64,
+    pub(super) assigned_by_report: u64,
+}
+
+impl State {
+    /// Up to `slots` new attempts for `worker`, from the jobs whose task memory fits in its
+    /// slots, in job order.
+    pub(super) fn assign(&mut self, worker: &WorkerId, slots: usize) -> Vec<pb::TaskAssignment> {
+        let mut assignments = Vec::new();
+        let Some(info) = self.workers.get(worker) else {
+            return assignments;
+        };
+        if slots == 0 || info.draining || info.suspect {
+            return assignments;
+        }
+        let fitting: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| !j.is_finished() && info.fits(j.spec.task_memory))
+            .map(|j| j.id.clone())
+            .collect();
+        let cluster = ClusterView {
+            live_workers: self.workers.active(),
+            suspects: self.workers.suspects(),
+        };
+        let now = Instant::now();
+        'slots: while assignments.len() < slots {
+            for id in &fitting {
+                let Some(job) = self.jobs.get_mut(id) else {
+                    continue;
+                };
+                if let Some(a) = job.next_task(now, worker, &cluster) {
+                    assignments.push(a);
+                    continue 'slots;
+                }
+            }
+            break;
+        }
+        assignments
+    }
+
+    /// Moves the jobs' cancellations into the workers' outboxes (cancellations for workers
+    /// that are gone are dropped: their attempts died with them).
+    pub(super) fn collect_cancels(&mut self) {
+        for job in self.jobs.values_mut() {
+            for c in job.take_cancels() {
+                if self.workers.get(&c.worker).is_some() {
+                    self.outbox.entry(c.worker).or_default().push(c.attempt);
+                }
+            }
+        }
+    }
+
+    /// A reducer of some job could not reach `worker`: it is suspect until it heartbeats
+    /// again, and every job re-runs the map outputs it holds (Spark unregisters all outputs
+    /// of an executor on a `FetchFailed` the same way), so reducers stop failing on it one
+    /// output at a time.
+    pub(super) fn worker_unreachable(&mut self, worker: &WorkerId) {
+        if self.workers.mark_suspect(worker) {
+            tracing::warn!(%worker, "worker suspect: a reducer could not reach it; no new tasks until it heartbeats");
+        }
+        for job in self.jobs.values_mut() {
+            job.on_worker_unreachable(worker);
+        }
+    }
+
+    /// Output I/O every job asked for since the last call.
+    pub(super) fn take_effects(&mut self) -> Vec<OutputEffect> {
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.extend(self.jobs.values_mut().flat_map(Job::take_effects));
+        effects
+    }
+
+    /// Moves the jobs that ended into `history`, keeping what they still owe: the attempts
+    /// to cancel go to the outbox, their output effects are kept for [`State::take_effects`],
+    /// and every worker is told to drop their shuffle files. A job writing `_SUCCESS` stays
+    /// until it knows how that went.
+    pub(super) fn retire_ended(&mut self) {
+        let ended: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.has_ended())
+            .map(|j| j.id.clone())
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        self.collect_cancels();
+        for id in ended {
+            let Some(mut job) = self.jobs.remove(&id) else {
+                continue;
+            };
+            self.effects.extend(job.take_effects());
+            for (_, info) in self.workers.iter_mut() {
+                info.to_drop.push(id.0.clone());
+            }
+            self.record_ended(job.info());
+        }
+    }
+
+    /// Keeps an ended job's info for status queries and counts it in the totals.
+    pub(super) fn record_ended(&mut self, info: pb::JobInfo) {
+        self.ended.add(&info);
+        self.history.insert(info.job_id.clone(), info);
+    }
+
+    /// Applies the unreachable workers the jobs found.
+    pub(super) fn collect_unreachable(&mut self) {
+        let found: Vec<WorkerId> = self
+            .jobs
+            .values_mut()
+            .flat_map(Job::take_unreachable)
+            .collect();
+        for worker in found {
+            self.worker_unreachable(&worker);
+        }
+    }
+
+    /// Declares workers silent for longer than `timeout` lost: their attempts are re-queued
+    /// and the map outputs they held re-created where still needed.
+    pub(super) fn expire_workers(&mut self, timeout: Duration) {
+        for worker in self.workers.expire(timeout) {
+            tracing::warn!(%worker, ?timeout, "worker lost: no heartbeat within the timeout");
+            self.outbox.remove(&worker);
+            for job in self.jobs.values_mut() {
+                job.on_worker_lost(&worker);
+            }
+        }
+        self.retire_ended();
+    }
+}
+
+/// Carries out the output effects the jobs asked for (removing a failed job's output,
+/// writing `_SUCCESS`) off the scheduler's lock, on a blocking thread, and hands each
+/// `_SUCCESS` outcome back to its job.
+pub(super) async fn carry_out_effects(state: &Arc<Mutex<State>>) {
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let effects = lock().take_effects();
+    if effects.is_empty() {
+        return;
+    }
+    let written = match tokio::task::spawn_blocking(move || crate::output::carry_out(effects)).await
+    {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::error!(error = %e, "carrying out output effects failed");
+            return;
+        }
+    };
+    let mut state = lock();
+    for (job, result) in written {
+        if let Some(job) = state.jobs.get_mut(&job) {
+            job.success_written(result);
+        }
+    }
+    state.retire_ended();
+}

@@ -1,0 +1,220 @@
+//! The calls workers make: registration, heartbeats, task reports and commit requests.
+//! Each call after registration carries the worker's id and the secret issued with it.
+
+use std::time::{Duration, Instant};
+
+use sluice_common::failure::TaskFailure;
+use sluice_common::ids::{JobId, WorkerId};
+use sluice_proto::{PROTOCOL_VERSION, pb};
+use tonic::Status;
+
+use super::{CoordinatorService, job_mut};
+use crate::cluster::workers::WorkerAuthError;
+use crate::error::CoordinatorError;
+use crate::job::{Job, Outcome, TaskKind};
+
+impl CoordinatorService {
+    pub(super) async fn register(
+        &self,
+        req: pb::RegisterWorkerRequest,
+    ) -> Result<pb::RegisterWorkerResponse, Status> {
+        if req.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "worker speaks protocol {}, this coordinator {PROTOCOL_VERSION}",
+                req.protocol_version
+            )));
+        }
+        let secret = sluice_proto::transport::random_hex(24)
+            .map_err(|e| Status::internal(format!("reading /dev/urandom for a secret: {e}")))?;
+        let id = {
+            let mut state = self.lock();
+            let id = state.workers.register(
+                req.shuffle_addr.clone(),
+                req.slots,
+                req.memory,
+                secret.clone(),
+            );
+            if !req.held_outputs.is_empty() {
+                for job in state.jobs.values_mut() {
+                    job.claim(&id, &req.shuffle_addr, &req.held_outputs);
+                }
+                // Outputs of jobs this coordinator does not run (they ended before a
+                // restart): the worker drops them with its next heartbeat.
+                let ended: std::collections::BTreeSet<String> = req
+                    .held_outputs
+                    .iter()
+                    .filter(|h| {
+                        state
+                            .jobs
+                            .get(&JobId(h.job_id.clone()))
+                            .is_none_or(Job::is_finished)
+                    })
+                    .map(|h| h.job_id.clone())
+                    .collect();
+                if let Some(info) = state.workers.get_mut(&id) {
+                    info.to_drop.extend(ended);
+                }
+            }
+            id
+        };
+        tracing::info!(worker = %id, shuffle = %req.shuffle_addr, slots = req.slots, held = req.held_outputs.len(), "worker registered");
+        Ok(pb::RegisterWorkerResponse {
+            worker_id: id.0,
+            heartbeat_interval_ms: self.heartbeat.as_millis() as u32,
+            secret,
+        })
+    }
+
+    /// One heartbeat under the state lock: liveness, reconciliation, new assignments.
+    pub(super) fn heartbeat_locked(
+        &self,
+        req: pb::HeartbeatRequest,
+    ) -> Result<pb::HeartbeatResponse, CoordinatorError> {
+        let worker = WorkerId(req.worker_id);
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let info = match state.workers.authenticate(&worker, &req.secret) {
+            Ok(info) => info,
+            Err(WorkerAuthError::Unknown { .. }) => {
+                return Ok(pb::HeartbeatResponse {
+                    reregister: true,
+                    ..Default::default()
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a heartbeat");
+                return Err(e.into());
+            }
+        };
+        info.last_seen = Instant::now();
+        info.running = req.running;
+        if req.draining && !info.draining {
+            tracing::info!(%worker, "worker draining: no new tasks for it");
+        }
+        info.draining = req.draining;
+        // A suspect worker's first heartbeat clears it but gets no task: the heartbeat may
+        // have been sent before the worker died. The next one proves it alive.
+        let was_suspect = std::mem::take(&mut info.suspect);
+        if was_suspect {
+            tracing::info!(%worker, "suspect worker heartbeats again");
+        }
+        let free_slots = if req.draining || was_suspect {
+            0
+        } else {
+            req.free_slots
+        };
+        let finished_jobs: Vec<String> = std::mem::take(&mut info.to_drop);
+        let settle = (self.heartbeat * 3).max(Duration::from_secs(1));
+        let now = Instant::now();
+        for job in state.jobs.values_mut() {
+            job.reconcile(now, &worker, &req.running_attempts, settle);
+        }
+        let assignments = state.assign(&worker, free_slots as usize);
+        state.assigned_by_heartbeat += assignments.len() as u64;
+        state.collect_cancels();
+        let cancel = state.outbox.remove(&worker).unwrap_or_default();
+        Ok(pb::HeartbeatResponse {
+            assignments,
+            finished_jobs,
+            reregister: false,
+            cancel,
+        })
+    }
+
+    pub(super) async fn report(
+        &self,
+        req: pb::ReportTaskRequest,
+    ) -> Result<pb::ReportTaskResponse, Status> {
+        let worker = WorkerId(req.worker_id);
+        let outcome = match req.outcome {
+            Some(pb::report_task_request::Outcome::MapDone(d)) => Outcome::MapDone(d),
+            Some(pb::report_task_request::Outcome::ReduceDone(d)) => Outcome::ReduceDone(d),
+            Some(pb::report_task_request::Outcome::Failed(f)) => {
+                Outcome::Failed(TaskFailure::from(&f))
+            }
+            None => return Err(Status::invalid_argument("report without an outcome")),
+        };
+        let all_done = 'report: {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            if state.history.contains_key(&req.job_id) {
+                // The job ended: a late report (a cancelled attempt, a speculation loser)
+                // changes nothing.
+                break 'report false;
+            }
+            let addr = match state.workers.authenticate(&worker, &req.secret) {
+                Ok(w) => w.shuffle_addr.clone(),
+                Err(e) => {
+                    tracing::warn!(job = %req.job_id, error = %e, "refused a task report");
+                    return Err(CoordinatorError::from(e).into());
+                }
+            };
+            let job = job_mut(state, &req.job_id)?;
+            if matches!(outcome, Outcome::MapDone(_)) != req.is_map
+                && !matches!(outcome, Outcome::Failed(_))
+            {
+                return Err(Status::invalid_argument(
+                    "report outcome does not match the task kind",
+                ));
+            }
+            if let Err(source) = job.check_report(req.index, &outcome) {
+                tracing::warn!(%worker, job = %req.job_id, error = %source, "refused a task report");
+                return Err(CoordinatorError::BadReport {
+                    job: req.job_id.clone(),
+                    source,
+                }
+                .into());
+            }
+            let kind = TaskKind::of(req.is_map);
+            let all_done = job.on_report(
+                Instant::now(),
+                kind,
+                req.index,
+                req.attempt,
+                &worker,
+                &addr,
+                outcome,
+            );
+            state.collect_unreachable();
+            state.retire_ended();
+            all_done
+        };
+        // Acknowledge only what the job store holds: a restarted coordinator then knows every
+        // attempt a worker was told was recorded.
+        self.sync_journal().await?;
+        if all_done {
+            // Only now, with every commit journaled, may `_SUCCESS` appear: a crash in
+            // between resumes a job whose partitions are all known to be committed.
+            if let Some(job) = self.lock().jobs.get_mut(&JobId(req.job_id.clone())) {
+                job.begin_success();
+            }
+        }
+        self.carry_out_effects().await;
+        // The reporting attempt's slot is free: give it its next task now.
+        let assignments = if req.want_task {
+            let mut state = self.lock();
+            let a = state.assign(&worker, 1);
+            state.assigned_by_report += a.len() as u64;
+            a
+        } else {
+            Vec::new()
+        };
+        Ok(pb::ReportTaskResponse { assignments })
+    }
+
+    pub(super) fn can_commit_as(
+        &self,
+        req: pb::CanCommitRequest,
+    ) -> Result<pb::CanCommitResponse, Status> {
+        let mut state = self.lock();
+        let worker = WorkerId(req.worker_id);
+        if let Err(e) = state.workers.authenticate(&worker, &req.secret) {
+            tracing::warn!(job = %req.job_id, partition = req.partition, error = %e, "refused a commit request");
+            return Err(CoordinatorError::from(e).into());
+        }
+        // An ended job commits nothing more.
+        let allowed = !state.history.contains_key(&req.job_id)
+            && job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt, &worker);
+        Ok(pb::CanCommitResponse { allowed })
+    }
+}
