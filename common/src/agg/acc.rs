@@ -317,8 +317,12 @@ impl Acc {
             }
             Acc::SumI128(v) => {
                 let a = col.as_primitive::<Decimal128Type>();
-                v.fold_column(a, groups, i128::checked_add)
-                    .ok_or_else(overflow)?;
+                v.fold_column(a, groups, add_decimal38).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "aggregate {output} overflows: the sum needs more than the 38 digits \
+                         of a decimal"
+                    ))
+                })?;
             }
             Acc::SumF64(v) => {
                 let a = cast(col, &DataType::Float64)
@@ -399,6 +403,16 @@ impl Acc {
             }
         })
     }
+}
+
+/// The largest unscaled value of a 38-digit decimal.
+const DECIMAL38_MAX: i128 = 10_i128.pow(38) - 1;
+
+/// `x + y` when the sum still fits in 38 decimal digits (an `i128` holds a few more, which a
+/// `Decimal128(38, s)` column must not).
+pub(super) fn add_decimal38(x: i128, y: i128) -> Option<i128> {
+    x.checked_add(y)
+        .filter(|v| (-DECIMAL38_MAX..=DECIMAL38_MAX).contains(v))
 }
 
 /// Integers, dates and timestamps as `Int64`.

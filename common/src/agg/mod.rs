@@ -553,6 +553,37 @@ mod tests {
     }
 
     #[test]
+    fn decimal_sums_past_38_digits_are_an_error() {
+        use super::acc::add_decimal38;
+        let max = 10_i128.pow(38) - 1;
+        assert_eq!(add_decimal38(max - 1, 1), Some(max));
+        assert_eq!(add_decimal38(max, 1), None, "fits an i128, not 38 digits");
+        assert_eq!(add_decimal38(-max, -1), None);
+        assert_eq!(add_decimal38(i128::MAX, 1), None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Decimal128(38, 2), false),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "a"])),
+                Arc::new(
+                    arrow::array::Decimal128Array::from(vec![max, 1])
+                        .with_precision_and_scale(38, 2)
+                        .unwrap(),
+                ),
+            ],
+        )
+        .unwrap();
+        let aggs = vec![Aggregate::sum("total", "v")];
+        let mut agg =
+            HashAggregator::new(&schema, &["k".to_string()], &aggs, AggMode::Partial).unwrap();
+        let err = agg.update(&b).unwrap_err().to_string();
+        assert!(err.contains("total overflows") && err.contains("38 digits"), "{err}");
+    }
+
+    #[test]
     fn missing_input_column_is_named() {
         let b = batch(&["a"], &[1]);
         let bad = vec![Aggregate::sum("x", "nope")];
