@@ -580,7 +580,10 @@ mod tests {
         let mut agg =
             HashAggregator::new(&schema, &["k".to_string()], &aggs, AggMode::Partial).unwrap();
         let err = agg.update(&b).unwrap_err().to_string();
-        assert!(err.contains("total overflows") && err.contains("38 digits"), "{err}");
+        assert!(
+            err.contains("total overflows") && err.contains("38 digits"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -165,9 +165,10 @@ impl Job {
             return;
         }
         task.failures += 1;
-        if matches!(failure.reason, FailureReason::Plugin) {
-            task.failed_on.insert(worker.clone());
-        }
+        // The next attempt goes elsewhere while another worker can take it: what failed may
+        // be this worker's (its disk full or failing, a plugin crashing on its machine), as
+        // Spark's `excludeOnFailure` assumes.
+        task.failed_on.insert(worker.clone());
         if !failure.retryable || task.failures >= max_attempts {
             let why = if failure.retryable {
                 format!(
