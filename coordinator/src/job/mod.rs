@@ -529,3 +529,6 @@ impl Job {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;

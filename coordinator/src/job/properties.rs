@@ -1,0 +1,610 @@
+//! Property tests of the job state machine: random sequences of assignments, reports,
+//! task and fetch failures, lost workers, clock advances and coordinator restarts (through
+//! the real job store), checked against invariants after every step:
+//! - no task is both done and running;
+//! - a partition's commit is accepted at most once, across restarts;
+//! - the job starts writing `_SUCCESS` only when every partition is committed;
+//! - and, once the chaos stops, the job always finishes: a map output a reduce needs that
+//!   was lost is re-run, so the reduce can read it.
+//!
+//! The clock is an argument (no sleeps); the workers are a model that holds map outputs
+//! and reads them the way a reducer does, failing a fetch when the output is gone.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use sluice_common::failure::{FailureReason, TaskFailure};
+use sluice_common::ids::{JobId, WorkerId};
+use sluice_common::spec::{InputFormat, JobSpec};
+use sluice_common::split::{Split, SplitRange};
+use sluice_proto::pb;
+use sluice_sdk::JobDescription;
+
+use super::{ClusterView, Job, JobStatus, Outcome, Policy, TaskKind};
+use crate::store::{self, Event, Journal};
+
+/// One step of the world around the job.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Worker `w` asks for a task.
+    Assign { w: usize },
+    /// Worker `w` finishes its `k`-th running attempt (a reduce reads its inputs first).
+    Finish { w: usize, k: usize },
+    /// Worker `w`'s `k`-th running attempt fails on its own.
+    Fail { w: usize, k: usize, plugin: bool },
+    /// Worker `w`'s `k`-th running reduce cannot fetch its `i`-th input.
+    FetchFail { w: usize, k: usize, i: usize },
+    /// Worker `w` dies (SIGKILL); a fresh worker takes its place.
+    Lose { w: usize },
+    /// Time passes; every worker heartbeats the attempts it runs.
+    Advance { ms: u64 },
+    /// The coordinator restarts from its job store; workers re-register and claim outputs.
+    Restart,
+    /// Worker `w`'s `k`-th attempt ends but its report is held up in the network.
+    Delay { w: usize, k: usize },
+    /// The `i`-th held-up report arrives (late: its attempt may since have been re-queued,
+    /// cancelled or superseded).
+    Deliver { i: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..WORKERS).prop_map(|w| Step::Assign { w }),
+        6 => (0..WORKERS, 0..4usize).prop_map(|(w, k)| Step::Finish { w, k }),
+        1 => (0..WORKERS, 0..4usize, any::<bool>()).prop_map(|(w, k, plugin)| Step::Fail { w, k, plugin }),
+        1 => (0..WORKERS, 0..4usize, 0..MAPS).prop_map(|(w, k, i)| Step::FetchFail { w, k, i }),
+        1 => (0..WORKERS).prop_map(|w| Step::Lose { w }),
+        2 => (1..20_000u64).prop_map(|ms| Step::Advance { ms }),
+        1 => Just(Step::Restart),
+        2 => (0..WORKERS, 0..4usize).prop_map(|(w, k)| Step::Delay { w, k }),
+        2 => (0..4usize).prop_map(|i| Step::Deliver { i }),
+    ]
+}
+
+const WORKERS: usize = 3;
+// Enough tasks that a stage reaches the share done after which stragglers get backups.
+const MAPS: usize = 6;
+const REDUCERS: u32 = 6;
+/// How long a worker's missing attempt may go unreported before it counts as lost.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// An attempt a model worker runs.
+#[derive(Clone, Debug)]
+struct Attempt {
+    kind: TaskKind,
+    index: u32,
+    attempt: u32,
+    inputs: Vec<pb::MapOutputLocation>,
+    /// A reduce that was allowed to commit and renamed its part file; its report is next.
+    committed: bool,
+}
+
+/// A model worker: what it runs and which map outputs it holds.
+#[derive(Debug)]
+struct Worker {
+    id: WorkerId,
+    running: Vec<Attempt>,
+    outputs: HashSet<(u32, u32)>,
+    /// Cancels sent to it, delivered with its next heartbeat.
+    cancels: Vec<pb::AttemptRef>,
+}
+
+/// The job, its store, the workers and a clock.
+struct World {
+    job: Job,
+    dir: tempfile::TempDir,
+    journal: Journal,
+    workers: Vec<Worker>,
+    dead: HashSet<WorkerId>,
+    registered: u32,
+    now: Instant,
+    /// The attempt whose commit was accepted, per partition.
+    accepted: Vec<Option<u32>>,
+    /// Reports held up in the network: the worker that sent it and its attempt.
+    late: Vec<(WorkerId, Attempt)>,
+    /// Attempts allowed to commit, per partition, since the coordinator (re)started.
+    grants: Vec<Vec<u32>>,
+    /// Workers a reducer could not reach, until they heartbeat again.
+    suspects: HashSet<WorkerId>,
+}
+
+fn new_job(output: &std::path::Path) -> Job {
+    let mut spec = JobSpec::new(
+        "p.so".into(),
+        vec!["in".into()],
+        InputFormat::Text,
+        output.to_string_lossy().into_owned(),
+    );
+    spec.reducers = REDUCERS;
+    let splits = (0..MAPS)
+        .map(|i| Split {
+            path: format!("f{i}"),
+            range: SplitRange::Bytes { start: 0, end: 1 },
+        })
+        .collect();
+    let description = JobDescription {
+        name: "t".into(),
+        key_columns: vec!["k".into()],
+        reduce: sluice_sdk::ReduceKind::Custom,
+        input_columns: None,
+    };
+    Job::new(
+        JobId("job-0001".into()),
+        spec,
+        description,
+        Vec::new(),
+        splits,
+    )
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, journal) = store::open(&dir.path().join("state")).unwrap();
+        let job = new_job(&dir.path().join("out"))
+            .with_journal(journal.clone())
+            .with_policy(Policy::default());
+        journal.send(Event::JobSubmitted {
+            seq: 1,
+            info: job.info(),
+            spec: pb::JobSpec::from(&*job.spec),
+            splits: job.wire_splits(),
+            schema_ipc: Vec::new(),
+            description: job.description.encode(),
+        });
+        let mut world = World {
+            job,
+            dir,
+            journal,
+            workers: Vec::new(),
+            dead: HashSet::new(),
+            registered: 0,
+            now: Instant::now(),
+            accepted: vec![None; REDUCERS as usize],
+            late: Vec::new(),
+            grants: vec![Vec::new(); REDUCERS as usize],
+            suspects: HashSet::new(),
+        };
+        for _ in 0..WORKERS {
+            let w = world.fresh_worker();
+            world.workers.push(w);
+        }
+        world
+    }
+
+    fn fresh_worker(&mut self) -> Worker {
+        self.registered += 1;
+        Worker {
+            id: WorkerId(format!("w{}", self.registered)),
+            running: Vec::new(),
+            outputs: HashSet::new(),
+            cancels: Vec::new(),
+        }
+    }
+
+    fn cluster(&self) -> ClusterView {
+        ClusterView {
+            live_workers: self.workers.len(),
+            suspects: self.suspects.clone(),
+        }
+    }
+
+    fn tick(&mut self) -> Instant {
+        self.now += Duration::from_millis(1);
+        self.now
+    }
+
+    fn apply(&mut self, step: &Step) {
+        match *step {
+            Step::Assign { w } => self.assign(w),
+            Step::Finish { w, k } => self.finish(w, k),
+            Step::Fail { w, k, plugin } => {
+                let reason = if plugin {
+                    FailureReason::Plugin
+                } else {
+                    FailureReason::Io
+                };
+                self.fail(w, k, reason);
+            }
+            Step::FetchFail { w, k, i } => {
+                let Some(a) = self.workers[w]
+                    .running
+                    .get(k % self.workers[w].running.len().max(1))
+                else {
+                    return;
+                };
+                let Some(input) = a.inputs.get(i % a.inputs.len().max(1)).cloned() else {
+                    return;
+                };
+                let unreachable = self.dead.contains(&WorkerId(input.worker_id.clone()));
+                self.fail(
+                    w,
+                    k,
+                    FailureReason::FetchFailed {
+                        map_index: input.map_index,
+                        map_attempt: input.attempt,
+                        worker_id: input.worker_id,
+                        worker_unreachable: unreachable,
+                    },
+                );
+            }
+            Step::Lose { w } => {
+                let fresh = self.fresh_worker();
+                let lost = std::mem::replace(&mut self.workers[w], fresh);
+                self.dead.insert(lost.id.clone());
+                self.job.on_worker_lost(&lost.id);
+            }
+            Step::Advance { ms } => {
+                self.now += Duration::from_millis(ms);
+                self.suspects.clear();
+                for w in &mut self.workers {
+                    for c in std::mem::take(&mut w.cancels) {
+                        w.running.retain(|a| {
+                            !(a.kind.is_map() == c.is_map
+                                && a.index == c.index
+                                && a.attempt == c.attempt)
+                        });
+                    }
+                }
+                for i in 0..self.workers.len() {
+                    let refs = self.refs(i);
+                    let (now, id) = (self.now, self.workers[i].id.clone());
+                    self.job.reconcile(now, &id, &refs, SETTLE);
+                }
+            }
+            Step::Restart => self.restart(),
+            Step::Delay { w, k } => {
+                if let Some(a) = self.take(w, k) {
+                    self.late.push((self.workers[w].id.clone(), a));
+                }
+            }
+            Step::Deliver { i } => {
+                if self.late.is_empty() {
+                    return;
+                }
+                let (id, a) = self.late.remove(i % self.late.len());
+                // A worker that was lost or re-registered since is refused by the service.
+                if let Some(w) = self.workers.iter().position(|x| x.id == id) {
+                    self.finish_attempt(w, a);
+                }
+            }
+        }
+        self.settle_effects();
+    }
+
+    fn refs(&self, w: usize) -> Vec<pb::AttemptRef> {
+        self.workers[w]
+            .running
+            .iter()
+            .map(|a| pb::AttemptRef {
+                job_id: "job-0001".into(),
+                is_map: a.kind.is_map(),
+                index: a.index,
+                attempt: a.attempt,
+            })
+            .collect()
+    }
+
+    fn assign(&mut self, w: usize) {
+        let cluster = self.cluster();
+        let now = self.tick();
+        let id = self.workers[w].id.clone();
+        let Some(a) = self.job.next_task(now, &id, &cluster) else {
+            return;
+        };
+        let attempt = match a.task {
+            Some(pb::task_assignment::Task::Map(m)) => Attempt {
+                kind: TaskKind::Map,
+                index: m.index,
+                attempt: a.attempt,
+                inputs: Vec::new(),
+                committed: false,
+            },
+            Some(pb::task_assignment::Task::Reduce(r)) => Attempt {
+                kind: TaskKind::Reduce,
+                index: r.partition,
+                attempt: a.attempt,
+                inputs: r.map_outputs,
+                committed: false,
+            },
+            None => panic!("an assignment without a task"),
+        };
+        self.workers[w].running.push(attempt);
+    }
+
+    /// Takes worker `w`'s `k`-th attempt off it (modulo what it runs).
+    fn take(&mut self, w: usize, k: usize) -> Option<Attempt> {
+        let running = &mut self.workers[w].running;
+        if running.is_empty() {
+            return None;
+        }
+        let k = k % running.len();
+        Some(running.remove(k))
+    }
+
+    fn report(&mut self, w: usize, a: &Attempt, outcome: Outcome) {
+        let id = self.workers[w].id.clone();
+        let was_done = a.kind == TaskKind::Reduce && self.job.reduces[a.index as usize].is_done();
+        let now = self.tick();
+        let all_done = self
+            .job
+            .on_report(now, a.kind, a.index, a.attempt, &id, "addr", outcome);
+        if a.kind == TaskKind::Reduce && !was_done && self.job.reduces[a.index as usize].is_done() {
+            let p = a.index as usize;
+            assert_eq!(
+                self.accepted[p], None,
+                "partition {p} committed twice: attempt {} after {:?}",
+                a.attempt, self.accepted[p]
+            );
+            self.accepted[p] = Some(a.attempt);
+        }
+        if all_done {
+            self.begin_success();
+        }
+    }
+
+    fn begin_success(&mut self) {
+        if self.job.begin_success() {
+            assert!(
+                self.accepted.iter().all(Option::is_some),
+                "_SUCCESS begun with partitions uncommitted: {:?}",
+                self.accepted
+            );
+            self.job.success_written(Ok(()));
+        }
+    }
+
+    /// A map finishes; a reduce asks to commit (and stays, to report next time), or reports
+    /// the commit it made.
+    fn finish(&mut self, w: usize, k: usize) {
+        let Some(a) = self.take(w, k) else { return };
+        if a.kind == TaskKind::Reduce && !a.committed {
+            if let Some(a) = self.commit(w, a) {
+                self.workers[w].running.push(a);
+            }
+            return;
+        }
+        self.finish_attempt(w, a);
+    }
+
+    /// A reduce reads its inputs and asks to commit: the attempt, committed, when allowed;
+    /// otherwise its failure is reported.
+    fn commit(&mut self, w: usize, mut a: Attempt) -> Option<Attempt> {
+        // A reducer reads every input first; a missing one is a fetch failure.
+        let missing = a.inputs.iter().find(|l| {
+            !self
+                .workers
+                .iter()
+                .any(|x| x.id.0 == l.worker_id && x.outputs.contains(&(l.map_index, l.attempt)))
+        });
+        if let Some(l) = missing.cloned() {
+            let unreachable = self.dead.contains(&WorkerId(l.worker_id.clone()));
+            let failure = fetch_failure(&l, unreachable);
+            self.report(w, &a, Outcome::Failed(failure));
+            return None;
+        }
+        let id = self.workers[w].id.clone();
+        if self.job.can_commit(a.index, a.attempt, &id) {
+            self.granted(a.index, a.attempt);
+            a.committed = true;
+            Some(a)
+        } else {
+            let failure = TaskFailure {
+                message: "commit denied".into(),
+                retryable: true,
+                reason: FailureReason::CommitDenied { partition: a.index },
+            };
+            self.report(w, &a, Outcome::Failed(failure));
+            None
+        }
+    }
+
+    fn finish_attempt(&mut self, w: usize, a: Attempt) {
+        match a.kind {
+            TaskKind::Map => {
+                self.workers[w].outputs.insert((a.index, a.attempt));
+                self.report(w, &a, Outcome::MapDone(pb::MapDone::default()));
+            }
+            TaskKind::Reduce => {
+                let a = if a.committed {
+                    a
+                } else {
+                    match self.commit(w, a) {
+                        Some(a) => a,
+                        None => return,
+                    }
+                };
+                self.report(w, &a, Outcome::ReduceDone(pb::ReduceDone::default()));
+            }
+        }
+    }
+
+    /// `attempt` may rename its part file into place: no other attempt of the partition may
+    /// hold that right still, i.e. still run or have committed.
+    fn granted(&mut self, partition: u32, attempt: u32) {
+        let p = partition as usize;
+        let task = &self.job.reduces[p];
+        for &b in self.grants[p].iter().filter(|&&b| b != attempt) {
+            let still_running = task.running().iter().any(|r| r.attempt == b);
+            assert!(
+                !still_running && self.accepted[p] != Some(b),
+                "partition {p}: attempt {attempt} may commit while attempt {b} may too"
+            );
+        }
+        self.grants[p].push(attempt);
+    }
+
+    fn fail(&mut self, w: usize, k: usize, reason: FailureReason) {
+        let Some(a) = self.take(w, k) else { return };
+        let failure = TaskFailure {
+            message: format!("{reason:?}"),
+            retryable: true,
+            reason,
+        };
+        self.report(w, &a, Outcome::Failed(failure));
+    }
+
+    /// Cancels wait for their worker's next heartbeat; unreachable reports suspect the
+    /// worker everywhere.
+    fn settle_effects(&mut self) {
+        for c in self.job.take_cancels() {
+            if let Some(w) = self.workers.iter_mut().find(|w| w.id == c.worker) {
+                w.cancels.push(c.attempt);
+            }
+        }
+        for w in self.job.take_unreachable() {
+            self.job.on_worker_unreachable(&w);
+            self.suspects.insert(w);
+        }
+        self.job.take_effects();
+    }
+
+    /// The coordinator restarts: everything journaled survives, nothing else. Each worker
+    /// registers anew (a new id), stops what it ran for the old coordinator and offers the
+    /// map outputs it holds.
+    fn restart(&mut self) {
+        if self.job.is_finished() {
+            return;
+        }
+        self.journal.sync().unwrap();
+        let (mut history, journal) = store::open(&self.dir.path().join("state")).unwrap();
+        let stored = history
+            .resumable
+            .pop()
+            .expect("an unfinished job is resumable");
+        self.now += Duration::from_millis(1);
+        self.job = Job::resume(self.now, stored, Policy::default(), SETTLE)
+            .unwrap()
+            .with_journal(journal.clone());
+        self.journal = journal;
+        self.grants = vec![Vec::new(); REDUCERS as usize];
+        self.begin_success();
+        for i in 0..self.workers.len() {
+            let mut fresh = self.fresh_worker();
+            let placeholder = Worker {
+                id: fresh.id.clone(),
+                running: Vec::new(),
+                outputs: HashSet::new(),
+                cancels: Vec::new(),
+            };
+            let old = std::mem::replace(&mut self.workers[i], placeholder);
+            self.dead.insert(old.id.clone());
+            fresh.outputs = old.outputs;
+            let held: Vec<pb::AttemptRef> = fresh
+                .outputs
+                .iter()
+                .map(|&(index, attempt)| pb::AttemptRef {
+                    job_id: "job-0001".into(),
+                    is_map: true,
+                    index,
+                    attempt,
+                })
+                .collect();
+            self.job.claim(&fresh.id, "addr", &held);
+            self.workers[i] = fresh;
+        }
+    }
+
+    fn check(&self) {
+        for (kind, tasks) in [("map", &self.job.maps), ("reduce", &self.job.reduces)] {
+            for (i, t) in tasks.iter().enumerate() {
+                assert!(
+                    !t.is_done() || t.running().is_empty(),
+                    "{kind} {i} is done and running: {:?}",
+                    t.status
+                );
+            }
+        }
+        if matches!(
+            self.job.status,
+            JobStatus::Committing | JobStatus::Succeeded | JobStatus::CommitFailed(_)
+        ) {
+            assert!(self.job.reduces.iter().all(|t| t.is_done()));
+        }
+    }
+
+    /// No more chaos: workers take and finish every task, time passes. The job must end.
+    /// Every third round worker 0 sits on one attempt (a straggler, which may get a backup),
+    /// and all workers ask to commit before any reports, so backups race for commits.
+    fn drain(&mut self) {
+        for round in 0..2_000 {
+            if self.job.is_finished() {
+                return;
+            }
+            for w in 0..self.workers.len() {
+                for _ in 0..4 {
+                    self.assign(w);
+                }
+            }
+            // Worker 0's first attempt is a straggler every third round.
+            let keep = |w: usize| usize::from(w == 0 && round % 3 == 0);
+            for w in 0..self.workers.len() {
+                for _ in keep(w)..self.workers[w].running.len() {
+                    self.finish(w, keep(w));
+                    self.settle_effects();
+                    self.check();
+                }
+            }
+            for w in 0..self.workers.len() {
+                while self.workers[w].running.len() > keep(w) {
+                    self.finish(w, keep(w));
+                    self.settle_effects();
+                    self.check();
+                }
+            }
+            while !self.late.is_empty() {
+                self.apply(&Step::Deliver { i: 0 });
+                self.check();
+            }
+            self.apply(&Step::Advance { ms: 5_000 });
+            self.check();
+        }
+        panic!(
+            "the job never finished: maps {:?}\nreduces {:?}",
+            self.job.maps.iter().map(|t| &t.status).collect::<Vec<_>>(),
+            self.job
+                .reduces
+                .iter()
+                .map(|t| &t.status)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+fn fetch_failure(l: &pb::MapOutputLocation, unreachable: bool) -> TaskFailure {
+    TaskFailure {
+        message: format!("map {} attempt {} is gone", l.map_index, l.attempt),
+        retryable: true,
+        reason: FailureReason::FetchFailed {
+            map_index: l.map_index,
+            map_attempt: l.attempt,
+            worker_id: l.worker_id.clone(),
+            worker_unreachable: unreachable,
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_job_keeps_its_invariants_and_always_finishes(
+        steps in proptest::collection::vec(step(), 1..80)
+    ) {
+        let mut world = World::new();
+        for s in &steps {
+            world.apply(s);
+            world.check();
+        }
+        world.drain();
+        match &world.job.status {
+            JobStatus::Succeeded => {
+                prop_assert!(world.accepted.iter().all(Option::is_some));
+            }
+            // Injected failures may use up a task's attempts; the job then says which.
+            JobStatus::Failed(why) => prop_assert!(why.contains("failed"), "{}", why),
+            other => prop_assert!(false, "ended {:?}", other),
+        }
+    }
+}
