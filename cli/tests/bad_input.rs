@@ -290,32 +290,21 @@ fn a_bad_row_in_one_of_many_packed_small_files_names_that_file() {
     assert_no_success(&out);
 }
 
-#[test]
-fn a_parquet_file_without_a_column_the_job_reads_is_named_with_the_column() {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, RecordBatch, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+/// Writes one batch of `columns` to a Parquet file at `path`.
+fn write_parquet(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) {
+    use arrow::array::RecordBatch;
     use parquet::arrow::ArrowWriter;
-
-    // EOD reads six columns of a transaction file; this one has only two of them.
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("day.parquet");
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("txn_id", DataType::Utf8, true),
-        Field::new("account_id", DataType::Utf8, true),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["T1"])),
-        Arc::new(StringArray::from(vec!["ACC1"])),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&input).unwrap(), schema, None).unwrap();
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    let out = dir.path().join("out");
+}
+
+/// `sluice run` of the EOD job over one Parquet file.
+fn run_eod_parquet(input: &Path, out: &Path) -> std::process::Output {
     let p = plugin("sluice_eod");
-    let args = [
+    run(&[
         "--local",
         "1",
         "--format",
@@ -326,11 +315,67 @@ fn a_parquet_file_without_a_column_the_job_reads_is_named_with_the_column() {
         input.to_str().unwrap(),
         "--output",
         out.to_str().unwrap(),
-    ];
-    let stderr = assert_failed(&run(&args));
+    ])
+}
+
+#[test]
+fn a_parquet_file_without_a_column_the_job_reads_is_named_with_the_column() {
+    use std::sync::Arc;
+
+    use arrow::array::StringArray;
+
+    // EOD reads six columns of a transaction file; this one has only two of them.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.parquet");
+    write_parquet(
+        &input,
+        vec![
+            ("txn_id", Arc::new(StringArray::from(vec!["T1"]))),
+            ("account_id", Arc::new(StringArray::from(vec!["ACC1"]))),
+        ],
+    );
+    let out = dir.path().join("out");
+    let stderr = assert_failed(&run_eod_parquet(&input, &out));
     assert!(
         stderr.contains("day.parquet") && stderr.contains("no column \"txn_date\""),
         "{stderr}"
+    );
+    assert_no_success(&out);
+}
+
+/// A column of the wrong type fails every attempt the same way: the job fails after the
+/// first, naming the column, instead of retrying it.
+#[test]
+fn a_column_of_the_wrong_type_fails_the_job_at_its_first_attempt() {
+    use std::sync::Arc;
+
+    use arrow::array::{Date32Array, Float64Array, StringArray};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.parquet");
+    let text = |v: &str| Arc::new(StringArray::from(vec![v])) as arrow::array::ArrayRef;
+    write_parquet(
+        &input,
+        vec![
+            ("txn_id", text("T1")),
+            ("account_id", text("ACC1")),
+            ("txn_date", Arc::new(Date32Array::from(vec![20_000]))),
+            ("txn_type", text("DEBIT")),
+            ("amount", Arc::new(Float64Array::from(vec![12.5]))),
+            ("currency", text("EUR")),
+        ],
+    );
+    let out = dir.path().join("out");
+    let stderr = assert_failed(&run_eod_parquet(&input, &out));
+    assert!(
+        stderr.contains("column amount is Float64, expected Decimal128(18, 2)")
+            && stderr.contains("map task 0 failed:"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("task attempt failed").count(),
+        1,
+        "one attempt, no retries: {stderr}"
     );
     assert_no_success(&out);
 }

@@ -155,6 +155,7 @@ fn word_count_reads_json_lines_and_parquet_row_groups() {
     use arrow::array::{RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
     use parquet::file::properties::WriterProperties;
 
     let dir = tempfile::tempdir().unwrap();
@@ -177,21 +178,37 @@ fn word_count_reads_json_lines_and_parquet_row_groups() {
         .collect();
     std::fs::write(&jsonl, body).unwrap();
 
-    let parquet = dir.path().join("in.parquet");
+    // Two files, compressed as Polars (zstd) and some Spark setups (gzip) write them.
+    let parquet = dir.path().join("pq");
+    std::fs::create_dir(&parquet).unwrap();
     let schema = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]));
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(40))
-        .build();
-    let mut w = ArrowWriter::try_new(
-        std::fs::File::create(&parquet).unwrap(),
-        schema.clone(),
-        Some(props),
-    )
-    .unwrap();
-    let batch =
-        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(lines.clone()))]).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    for (name, half, compression) in [
+        (
+            "zstd.parquet",
+            &lines[..150],
+            Compression::ZSTD(Default::default()),
+        ),
+        (
+            "gzip.parquet",
+            &lines[150..],
+            Compression::GZIP(Default::default()),
+        ),
+    ] {
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(40))
+            .set_compression(compression)
+            .build();
+        let mut w = ArrowWriter::try_new(
+            std::fs::File::create(parquet.join(name)).unwrap(),
+            schema.clone(),
+            Some(props),
+        )
+        .unwrap();
+        let column = Arc::new(StringArray::from(half.to_vec()));
+        w.write(&RecordBatch::try_new(schema.clone(), vec![column]).unwrap())
+            .unwrap();
+        w.close().unwrap();
+    }
 
     for (format, input, split_size) in [("jsonl", &jsonl, "500"), ("parquet", &parquet, "1")] {
         let out = dir.path().join(format!("out-{format}"));
@@ -216,7 +233,7 @@ fn word_count_reads_json_lines_and_parquet_row_groups() {
         let summary = String::from_utf8_lossy(&result.stdout);
         assert!(summary.contains("rows in 300"), "{format}: {summary}");
         if format == "parquet" {
-            // One split per row group of 40 rows.
+            // One split per row group of up to 40 rows: 4 in each file.
             assert!(summary.contains("8 map"), "{summary}");
         }
     }

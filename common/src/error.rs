@@ -46,6 +46,8 @@ pub enum Error {
         job: String,
         /// The plugin's message.
         message: String,
+        /// The plugin said the input cannot be processed: no attempt would succeed.
+        invalid_input: bool,
     },
     /// An Arrow or Parquet operation failed.
     #[error("{context}: {message}")]

@@ -67,7 +67,7 @@ impl From<&Error> for TaskFailure {
             // machine or a transient resource); the coordinator prefers another worker and
             // fails the job after max_attempts. A plugin that cannot load, or an invalid
             // job, fails the same way every time.
-            Error::Plugin { .. } => (FailureReason::Plugin, true),
+            Error::Plugin { invalid_input, .. } => (FailureReason::Plugin, !invalid_input),
             Error::PluginLoad { .. } | Error::Invalid(_) => (FailureReason::Plugin, false),
             Error::Io { .. } | Error::Storage { .. } | Error::Arrow { .. } => {
                 (FailureReason::Io, true)

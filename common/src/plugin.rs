@@ -17,8 +17,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use libloading::Library;
 use sluice_sdk::abi::{
-    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV1, STATUS_NONE, STATUS_OK,
-    batch_from_ffi, batch_to_ffi,
+    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV1, STATUS_INVALID_INPUT,
+    STATUS_NONE, STATUS_OK, batch_from_ffi, batch_to_ffi,
 };
 use sluice_sdk::{JobDescription, TaskContext};
 
@@ -142,7 +142,8 @@ impl Plugin {
     }
 
     /// Takes an error string the plugin returned, freeing it with the plugin's allocator.
-    fn take_error(&self, err: *mut c_char) -> Error {
+    /// The error a call that returned `status` left in `err`.
+    fn take_error(&self, status: i32, err: *mut c_char) -> Error {
         let message = if err.is_null() {
             "plugin failed without a message".to_string()
         } else {
@@ -157,6 +158,7 @@ impl Plugin {
         Error::Plugin {
             job: self.description.name.clone(),
             message,
+            invalid_input: status == STATUS_INVALID_INPUT,
         }
     }
 
@@ -166,7 +168,7 @@ impl Plugin {
         // SAFETY: both pointers are valid for writes.
         let status = unsafe { (self.vtable().describe)(&mut out, &mut err) };
         if status != STATUS_OK {
-            return Err(self.take_error(err));
+            return Err(self.take_error(status, err));
         }
         if out.is_null() {
             return Err(Error::Invalid(
@@ -194,7 +196,7 @@ impl Plugin {
                     .map_err(|e| Error::arrow("importing the job's input schema", e))?;
                 Ok(Some(Arc::new(schema)))
             }
-            _ => Err(self.take_error(err)),
+            _ => Err(self.take_error(status, err)),
         }
     }
 
@@ -218,12 +220,13 @@ impl Plugin {
             )
         };
         if status != STATUS_OK {
-            return Err(self.take_error(err));
+            return Err(self.take_error(status, err));
         }
         // SAFETY: on success the plugin wrote a valid struct array and its schema.
         let batch = unsafe { batch_from_ffi(out, &out_schema) }.map_err(|e| Error::Plugin {
             job: self.description.name.clone(),
             message: format!("returned an unreadable batch: {e}"),
+            invalid_input: false,
         })?;
         // The engine trusts nothing it did not build: buffers, offsets and UTF-8 are checked
         // before any kernel reads them, so a plugin built against another arrow (or a buggy
@@ -235,6 +238,7 @@ impl Plugin {
                 .map_err(|e| Error::Plugin {
                     job: self.description.name.clone(),
                     message: format!("returned an invalid batch: column {}: {e}", field.name()),
+                    invalid_input: false,
                 })?;
         }
         Ok(batch)

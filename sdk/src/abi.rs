@@ -6,8 +6,9 @@
 //!
 //! Record batches cross as a struct array through the Arrow C Data Interface
 //! (`FFI_ArrowArray` + `FFI_ArrowSchema`), never as Rust types, so a plugin built with
-//! another compiler or arrow version still loads. Every function returns [`STATUS_OK`] or
-//! [`STATUS_ERR`]; on error `*err` points at a NUL-terminated message owned by the plugin,
+//! another compiler or arrow version still loads. Every function returns [`STATUS_OK`],
+//! [`STATUS_ERR`] or [`STATUS_INVALID_INPUT`] (an error not worth retrying); on error `*err`
+//! points at a NUL-terminated message owned by the plugin,
 //! released with the table's `free_string`. Panics never unwind across the boundary: each
 //! export runs inside `catch_unwind` and a panic comes back as an error saying so.
 
@@ -32,6 +33,9 @@ pub const STATUS_OK: i32 = 0;
 pub const STATUS_ERR: i32 = 1;
 /// Success with nothing to return (an optional item is absent).
 pub const STATUS_NONE: i32 = 2;
+/// The call failed because of its input, as [`STATUS_ERR`] with a message, and every
+/// attempt would fail the same way ([`crate::JobError::invalid_input`]): not retried.
+pub const STATUS_INVALID_INPUT: i32 = 3;
 
 /// `describe(out_text, err) -> status`: the [`crate::JobDescription`] in text form.
 pub type DescribeFn = unsafe extern "C" fn(*mut *mut c_char, *mut *mut c_char) -> i32;
@@ -86,16 +90,14 @@ pub unsafe fn batch_from_ffi(
     // SAFETY: forwarded from the caller's contract.
     let data = unsafe { from_ffi(array, schema) }?;
     if !matches!(data.data_type(), arrow_schema::DataType::Struct(_)) {
-        return Err(JobError(format!(
+        return Err(JobError::new(format!(
             "a batch must cross the ABI as a struct array, got {}",
             data.data_type()
         )));
     }
     let s = StructArray::from(data);
     if s.null_count() > 0 {
-        return Err(JobError(
-            "batch crossed the ABI with top-level nulls".into(),
-        ));
+        return Err(JobError::new("batch crossed the ABI with top-level nulls"));
     }
     Ok(RecordBatch::from(s))
 }
@@ -116,15 +118,25 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// # Safety
 /// `err` must be valid for a write.
 pub unsafe fn guard(err: *mut *mut c_char, f: impl FnOnce() -> Result<i32, JobError>) -> i32 {
-    let outcome = match catch_unwind(AssertUnwindSafe(f)) {
+    let (outcome, status) = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(status)) => return status,
-        Ok(Err(e)) => e.0,
-        Err(payload) => format!("job panicked: {}", panic_message(payload.as_ref())),
+        Ok(Err(e)) => {
+            let status = if e.is_invalid_input() {
+                STATUS_INVALID_INPUT
+            } else {
+                STATUS_ERR
+            };
+            (e.message().to_string(), status)
+        }
+        Err(payload) => (
+            format!("job panicked: {}", panic_message(payload.as_ref())),
+            STATUS_ERR,
+        ),
     };
     let msg = CString::new(outcome.replace('\0', "\\0")).unwrap_or_default();
     // SAFETY: the caller guarantees `err` is writable.
     unsafe { err.write(msg.into_raw()) };
-    STATUS_ERR
+    status
 }
 
 /// Plugin side of `describe`.
@@ -140,7 +152,7 @@ pub unsafe fn export_describe<J: Job>(
     unsafe {
         guard(err, || {
             let text = CString::new(job.describe().encode())
-                .map_err(|e| JobError(format!("description: {e}")))?;
+                .map_err(|e| JobError::new(format!("description: {e}")))?;
             out.write(text.into_raw());
             Ok(STATUS_OK)
         })
@@ -190,7 +202,7 @@ pub unsafe fn export_batch_call<J: Job>(
         guard(err, || {
             let ctx = CStr::from_ptr(ctx)
                 .to_str()
-                .map_err(|e| JobError(format!("task context is not UTF-8: {e}")))?;
+                .map_err(|e| JobError::new(format!("task context is not UTF-8: {e}")))?;
             let ctx = TaskContext::decode(ctx)?;
             let array = FFI_ArrowArray::from_raw(input);
             let batch = batch_from_ffi(array, &*input_schema)?;

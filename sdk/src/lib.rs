@@ -54,12 +54,49 @@ pub mod prelude {
 }
 
 /// An error a job returns to the engine; the attempt fails with this message.
+///
+/// [`JobError::new`] (or `?` on a `String`, `&str` or `ArrowError`) is an error another
+/// attempt may not hit (a resource, a flaky machine): the engine retries the task, as
+/// Hadoop does, up to the job's attempts. [`JobError::invalid_input`] says that the input
+/// itself cannot be processed (a column of the wrong type, a value the job refuses): every
+/// attempt would fail the same way, so the job fails at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobError(pub String);
+pub struct JobError {
+    message: String,
+    invalid_input: bool,
+}
+
+impl JobError {
+    /// An error another attempt may not hit: retried.
+    pub fn new(message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            invalid_input: false,
+        }
+    }
+
+    /// The input cannot be processed by this job: not retried.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            invalid_input: true,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether every attempt would fail the same way.
+    pub fn is_invalid_input(&self) -> bool {
+        self.invalid_input
+    }
+}
 
 impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -67,19 +104,19 @@ impl std::error::Error for JobError {}
 
 impl From<String> for JobError {
     fn from(s: String) -> Self {
-        JobError(s)
+        JobError::new(s)
     }
 }
 
 impl From<&str> for JobError {
     fn from(s: &str) -> Self {
-        JobError(s.to_string())
+        JobError::new(s)
     }
 }
 
 impl From<ArrowError> for JobError {
     fn from(e: ArrowError) -> Self {
-        JobError(e.to_string())
+        JobError::new(e.to_string())
     }
 }
 
@@ -125,7 +162,7 @@ impl TaskContext {
             None => Ok(default),
             Some(v) => v
                 .parse()
-                .map_err(|e| JobError(format!("job parameter {key}={v:?}: {e}"))),
+                .map_err(|e| JobError::new(format!("job parameter {key}={v:?}: {e}"))),
         }
     }
 
@@ -225,7 +262,7 @@ pub trait Job: Send + Sync + 'static {
     /// never split across two calls. Only called when [`Job::aggregates`] is empty.
     fn reduce(&self, groups: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
         let _ = (groups, ctx);
-        Err(JobError(format!(
+        Err(JobError::new(format!(
             "job {} declares neither aggregates nor a reduce",
             self.name()
         )))
@@ -271,7 +308,7 @@ mod tests {
         let mut ctx = TaskContext::decode("job_id=j\n").unwrap();
         ctx.params.insert("p".into(), "x".into());
         let err = ctx.param_parse::<f64>("p", 0.0).unwrap_err();
-        assert!(err.0.contains("p=\"x\""), "{err}");
+        assert!(err.message().contains("p=\"x\""), "{err}");
         assert_eq!(ctx.param_parse::<u32>("missing", 5).unwrap(), 5);
     }
 }

@@ -154,7 +154,7 @@ impl<'a> Params<'a> {
         let abort_key = format!("abort_{kind}");
         let abort: f64 = ctx.param_parse(&abort_key, 0.0)?;
         if !(0.0..=1.0).contains(&abort) {
-            return Err(JobError(format!(
+            return Err(JobError::new(format!(
                 "job parameter {abort_key}={abort}: a probability must be in 0..1"
             )));
         }
@@ -207,7 +207,7 @@ fn misbehave(ctx: &TaskContext) -> JobResult<()> {
         let since = std::time::Instant::now();
         while !Path::new(gate).exists() {
             if since.elapsed() > Duration::from_secs(600) {
-                return Err(JobError(format!("reduce_gate {gate} never appeared")));
+                return Err(JobError::new(format!("reduce_gate {gate} never appeared")));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -294,7 +294,7 @@ fn create_new(path: &Path, what: &str) -> JobResult<()> {
 }
 
 fn io_error(doing: &str, path: &Path, e: &std::io::Error) -> JobError {
-    JobError(format!("chaos: {doing} {}: {e}", path.display()))
+    JobError::new(format!("chaos: {doing} {}: {e}", path.display()))
 }
 
 /// A number unique to each call in this process.
@@ -367,7 +367,7 @@ fn record_max(dir: &Path, kind: &str, n: u64) -> JobResult<()> {
             ));
         }
     }
-    Err(JobError(format!(
+    Err(JobError::new(format!(
         "chaos: {} still holds less than {n} after {TRIES} writes",
         path.display()
     )))
@@ -377,7 +377,7 @@ fn record_max(dir: &Path, kind: &str, n: u64) -> JobResult<()> {
 fn read_max(path: &Path) -> JobResult<u64> {
     match fs::read_to_string(path) {
         Ok(s) => s.trim().parse().map_err(|e| {
-            JobError(format!(
+            JobError::new(format!(
                 "chaos: {} holds {s:?}, not a count: {e}",
                 path.display()
             ))
@@ -398,7 +398,7 @@ fn count_words(batch: &RecordBatch) -> JobResult<RecordBatch> {
         DataType::LargeUtf8 => count_lines(lines.as_string::<i64>().iter()),
         DataType::Utf8View => count_lines(lines.as_string_view().iter()),
         other => {
-            return Err(JobError(format!(
+            return Err(JobError::new(format!(
                 "chaos: column {LINE_COLUMN} is {other}, expected Utf8"
             )));
         }
@@ -423,7 +423,7 @@ fn line_column(batch: &RecordBatch) -> JobResult<&ArrayRef> {
     }
     match batch.columns() {
         [only] => Ok(only),
-        _ => Err(JobError(format!(
+        _ => Err(JobError::new(format!(
             "chaos: input has no column {LINE_COLUMN:?} (columns: {})",
             batch
                 .schema()
@@ -475,7 +475,7 @@ fn for_each_word<'a>(line: &'a str, mut f: impl FnMut(&'a str)) {
 fn sum_groups(groups: &RecordBatch) -> JobResult<RecordBatch> {
     let schema = groups.schema();
     let word_at = schema.index_of(WORD_COLUMN).map_err(|_| {
-        JobError(format!(
+        JobError::new(format!(
             "chaos: reduce input has no {WORD_COLUMN:?} column (columns: {:?})",
             schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
         ))
@@ -485,18 +485,18 @@ fn sum_groups(groups: &RecordBatch) -> JobResult<RecordBatch> {
         .column(word_at)
         .as_string_opt::<i32>()
         .ok_or_else(|| {
-            JobError(format!(
+            JobError::new(format!(
                 "chaos: reduce column {WORD_COLUMN} is {}, expected Utf8",
                 word_field.data_type()
             ))
         })?;
     let counts = groups.column_by_name(COUNT_COLUMN).ok_or_else(|| {
-        JobError(format!(
+        JobError::new(format!(
             "chaos: reduce input has no {COUNT_COLUMN:?} column"
         ))
     })?;
     let counts = counts.as_primitive_opt::<Int64Type>().ok_or_else(|| {
-        JobError(format!(
+        JobError::new(format!(
             "chaos: reduce column {COUNT_COLUMN} is {}, expected Int64",
             counts.data_type()
         ))
@@ -510,7 +510,7 @@ fn sum_groups(groups: &RecordBatch) -> JobResult<RecordBatch> {
         match keys.last() {
             Some(last) if *last == word => {}
             Some(last) if *last > word => {
-                return Err(JobError(format!(
+                return Err(JobError::new(format!(
                     "chaos: reduce input not sorted by {WORD_COLUMN}: {word:?} after {last:?} at row {i}"
                 )));
             }
@@ -520,10 +520,9 @@ fn sum_groups(groups: &RecordBatch) -> JobResult<RecordBatch> {
             }
         }
         if let (Some(n), Some(sum)) = (count, sums.last_mut()) {
-            let total = sum
-                .unwrap_or(0)
-                .checked_add(n)
-                .ok_or_else(|| JobError(format!("chaos: the count of {word:?} overflows Int64")))?;
+            let total = sum.unwrap_or(0).checked_add(n).ok_or_else(|| {
+                JobError::new(format!("chaos: the count of {word:?} overflows Int64"))
+            })?;
             *sum = Some(total);
         }
     }
@@ -724,7 +723,10 @@ mod tests {
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
         let err = Chaos.map(batch, &c).unwrap_err();
-        assert!(err.0.contains("line") && err.0.contains("Int64"), "{err}");
+        assert!(
+            err.message().contains("line") && err.message().contains("Int64"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -758,10 +760,10 @@ mod tests {
         let c = ctx("bad", TaskKind::Reduce, &[]);
         let unsorted = pairs(map_output_schema(), &[("b", 1), ("a", 1)]);
         let err = Chaos.reduce(unsorted, &c).unwrap_err();
-        assert!(err.0.contains("not sorted"), "{err}");
+        assert!(err.message().contains("not sorted"), "{err}");
         let big = pairs(map_output_schema(), &[("a", i64::MAX), ("a", 1)]);
         let err = Chaos.reduce(big, &c).unwrap_err();
-        assert!(err.0.contains("overflows"), "{err}");
+        assert!(err.message().contains("overflows"), "{err}");
     }
 
     #[test]
@@ -812,7 +814,7 @@ mod tests {
                 &ctx("marker-missing", TaskKind::Map, &params),
             )
             .unwrap_err();
-        assert!(err.0.contains(missing.to_str().unwrap()), "{err}");
+        assert!(err.message().contains(missing.to_str().unwrap()), "{err}");
     }
 
     #[test]
@@ -892,7 +894,7 @@ mod tests {
             let err = Chaos
                 .map(batch.clone(), &ctx("params", TaskKind::Map, &[(k, v)]))
                 .unwrap_err();
-            assert!(err.0.contains(k), "{k}={v}: {err}");
+            assert!(err.message().contains(k), "{k}={v}: {err}");
         }
         // The other kind's parameters are not read by this kind.
         Chaos
@@ -965,7 +967,7 @@ mod tests {
         assert_eq!(read_max(&d.join("max-map")).unwrap(), 5);
         fs::write(d.join("max-reduce"), "junk").unwrap();
         let err = record_max(&d, "reduce", 1).unwrap_err();
-        assert!(err.0.contains("max-reduce"), "{err}");
+        assert!(err.message().contains("max-reduce"), "{err}");
         assert_eq!(dir.names(), ["max-map", "max-reduce"]);
     }
 }

@@ -188,7 +188,7 @@ impl<'a> Input<'a> {
     fn of(batch: &'a RecordBatch) -> JobResult<Self> {
         let column = |name: &str| -> JobResult<(usize, &'a ArrayRef)> {
             let index = batch.schema_ref().index_of(name).map_err(|_| {
-                JobError(format!(
+                JobError::invalid_input(format!(
                     "eod: input has no column {name}; is it a transaction file?"
                 ))
             })?;
@@ -249,7 +249,11 @@ impl<'a> Input<'a> {
         ];
         match checks.into_iter().flatten().min_by_key(|&(row, _)| row) {
             None => Ok(is_debit),
-            Some((row, reason)) => Err(JobError(format!("{}: {reason}", self.describe_row(row)))),
+            // Every attempt would find the same record: not worth a retry.
+            Some((row, reason)) => Err(JobError::invalid_input(format!(
+                "{}: {reason}",
+                self.describe_row(row)
+            ))),
         }
     }
 
@@ -311,7 +315,7 @@ impl<'a> Input<'a> {
 }
 
 fn type_error(name: &str, col: &ArrayRef, expected: &str) -> JobError {
-    JobError(format!(
+    JobError::invalid_input(format!(
         "eod: column {name} is {}, expected {expected}",
         col.data_type()
     ))
@@ -459,7 +463,10 @@ mod tests {
     }
 
     fn err(txns: &[Txn<'_>]) -> String {
-        Eod.map(batch(txns), &ctx()).unwrap_err().0
+        Eod.map(batch(txns), &ctx())
+            .unwrap_err()
+            .message()
+            .to_string()
     }
 
     #[test]
@@ -666,7 +673,12 @@ mod tests {
         columns[5] = Arc::new(arrow_array::Float64Array::from(vec![1.0]));
         fields[5] = Field::new("amount", DataType::Float64, true);
         let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-        let e = Eod.map(b, &ctx()).unwrap_err().0;
+        let e = Eod.map(b, &ctx()).unwrap_err();
+        assert!(
+            e.is_invalid_input(),
+            "a column of the wrong type fails every attempt"
+        );
+        let e = e.message();
         assert_eq!(
             e,
             "eod: column amount is Float64, expected Decimal128(18, 2)"

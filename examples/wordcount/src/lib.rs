@@ -59,7 +59,7 @@ impl Job for WordCount {
             DataType::LargeUtf8 => count_words(lines.as_string::<i64>().iter(), text_bytes),
             DataType::Utf8View => count_words(lines.as_string_view().iter(), text_bytes),
             other => {
-                return Err(JobError(format!(
+                return Err(JobError::new(format!(
                     "wordcount: column {LINE_COLUMN} is {other}, expected Utf8"
                 )));
             }
@@ -91,7 +91,7 @@ fn line_column(batch: &RecordBatch) -> JobResult<&ArrayRef> {
     }
     match batch.columns() {
         [only] => Ok(only),
-        _ => Err(JobError(format!(
+        _ => Err(JobError::new(format!(
             "wordcount: input has no column {LINE_COLUMN:?} (columns: {})",
             batch
                 .schema()
@@ -324,7 +324,7 @@ fn counts_to_batch(counts: &Counts<'_>) -> JobResult<RecordBatch> {
         // The bytes were copied from a `&str` and cut at a character boundary (the word's
         // end), so this only fails if the table is broken.
         let word = std::str::from_utf8(&buf[..len])
-            .map_err(|e| JobError(format!("wordcount: corrupt word table entry: {e}")))?;
+            .map_err(|e| JobError::new(format!("wordcount: corrupt word table entry: {e}")))?;
         words.append_value(word);
         values.push(n);
     }
@@ -532,7 +532,10 @@ mod tests {
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
         let err = WordCount.map(batch, &ctx()).unwrap_err();
-        assert!(err.0.contains("line") && err.0.contains("Int64"), "{err}");
+        assert!(
+            err.message().contains("line") && err.message().contains("Int64"),
+            "{err}"
+        );
     }
 
     #[test]

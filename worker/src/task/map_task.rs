@@ -321,9 +321,14 @@ fn map_body(
         let batch = batch?;
         rows_in += batch.num_rows() as u64;
         let out = plugin.map(batch, &ctx).map_err(|e| match e {
-            Error::Plugin { job, message } => Error::Plugin {
+            Error::Plugin {
+                job,
+                message,
+                invalid_input,
+            } => Error::Plugin {
                 job,
                 message: format!("{message} (map task {index} over {split})"),
+                invalid_input,
             },
             other => other,
         })?;
