@@ -179,6 +179,32 @@ pub fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// The prefix a glob key is listed under: the directory part of its literal prefix (the key
+/// up to its first `*`, `?` or `[`), `""` for the whole bucket.
+pub fn glob_dir(key: &str) -> &str {
+    let literal = match key.find(['*', '?', '[']) {
+        Some(i) => &key[..i],
+        None => key,
+    };
+    literal.rfind('/').map_or("", |i| &literal[..i])
+}
+
+/// Whether listed key `key`, found below `dir` (the pattern's [`glob_dir`]), is kept by a
+/// glob: it matches `pattern` (`*` and `?` do not cross `/`) and no segment of it below
+/// `dir` starts with `_` or `.`.
+pub fn glob_keeps(pattern: &glob::Pattern, dir: &str, key: &str) -> bool {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    pattern.matches_with(key, options)
+        && key[dir.len()..]
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .all(is_data_name)
+}
+
 /// An object found by listing, with its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -313,26 +339,11 @@ impl ObjectUrl {
     pub fn glob(&self) -> Result<Vec<ObjectInfo>> {
         let pattern = glob::Pattern::new(&self.key)
             .map_err(|e| Error::Invalid(format!("bad glob {self}: {e}")))?;
-        let literal = match self.key.find(['*', '?', '[']) {
-            Some(i) => &self.key[..i],
-            None => self.key.as_str(),
-        };
-        let dir = literal.rfind('/').map_or("", |i| &literal[..i]);
-        let options = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: true,
-        };
+        let dir = glob_dir(&self.key);
         let found = self.with_key(dir).list_all()?;
         Ok(found
             .into_iter()
-            .filter(|o| pattern.matches_with(&o.url.key, options))
-            .filter(|o| {
-                o.url.key[dir.len()..]
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .all(is_data_name)
-            })
+            .filter(|o| glob_keeps(&pattern, dir, &o.url.key))
             .collect())
     }
 

@@ -248,8 +248,18 @@ impl ChunkReader for SparseFile {
 /// The footer of Parquet object `url` of `len` bytes, by one or two ranged reads of its tail.
 /// Returns the metadata and the tail bytes fetched (offset, bytes).
 pub fn read_parquet_footer(url: &ObjectUrl, len: u64) -> Result<(ParquetMetaData, (u64, Bytes))> {
+    fetch_parquet_footer(&url.to_string(), &mut |r| url.get_range(r), len)
+}
+
+/// The footer of Parquet file `name` of `len` bytes whose byte ranges `fetch` returns: the
+/// pure part of [`read_parquet_footer`]. Errors name the file and what is wrong.
+pub fn fetch_parquet_footer(
+    name: &str,
+    fetch: &mut dyn FnMut(Range<u64>) -> Result<Bytes>,
+    len: u64,
+) -> Result<(ParquetMetaData, (u64, Bytes))> {
     let bad = |e: &dyn std::fmt::Display| Error::Storage {
-        url: url.to_string(),
+        url: name.to_string(),
         message: format!("not a Parquet file: {e}"),
     };
     if len < 8 {
@@ -257,7 +267,7 @@ pub fn read_parquet_footer(url: &ObjectUrl, len: u64) -> Result<(ParquetMetaData
     }
     let guess = len.min(FOOTER_GUESS);
     let mut tail_start = len - guess;
-    let mut tail = url.get_range(tail_start..len)?;
+    let mut tail = fetch(tail_start..len)?;
     let mut footer = [0u8; 8];
     footer.copy_from_slice(&tail[tail.len() - 8..]);
     let footer = FooterTail::try_new(&footer).map_err(|e| bad(&e))?;
@@ -272,7 +282,7 @@ pub fn read_parquet_footer(url: &ObjectUrl, len: u64) -> Result<(ParquetMetaData
     }
     if needed > guess {
         tail_start = len - needed;
-        tail = url.get_range(tail_start..len)?;
+        tail = fetch(tail_start..len)?;
     }
     let meta_start = (len - needed - tail_start) as usize;
     let metadata = ParquetMetaDataReader::decode_metadata(&tail[meta_start..tail.len() - 8])
@@ -292,18 +302,37 @@ pub fn read_parquet_row_groups(
         url: url.to_string(),
         message: "no such object".into(),
     })?;
-    let (metadata, tail) = read_parquet_footer(url, len)?;
-    let ctx = || format!("reading parquet {url}");
-    let projection = super::read::parquet_projection(
-        metadata.file_metadata().schema_descr(),
-        columns,
+    fetch_parquet_row_groups(
         &url.to_string(),
-    )?;
+        &mut |r| url.get_range(r),
+        &mut |ranges| url.get_ranges(ranges),
+        len,
+        groups,
+        batch_rows,
+        columns,
+    )
+}
+
+/// [`read_parquet_row_groups`] of Parquet file `name` of `len` bytes whose byte ranges
+/// `fetch` (one range) and `fetch_ranges` (several) return: its pure part.
+pub fn fetch_parquet_row_groups(
+    name: &str,
+    fetch: &mut dyn FnMut(Range<u64>) -> Result<Bytes>,
+    fetch_ranges: &mut dyn FnMut(Vec<Range<u64>>) -> Result<Vec<Bytes>>,
+    len: u64,
+    groups: Vec<u32>,
+    batch_rows: usize,
+    columns: Option<&[String]>,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    let (metadata, tail) = fetch_parquet_footer(name, fetch, len)?;
+    let ctx = || format!("reading parquet {name}");
+    let projection =
+        super::read::parquet_projection(metadata.file_metadata().schema_descr(), columns, name)?;
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for &g in &groups {
         let rg = metadata.row_groups().get(g as usize).ok_or_else(|| {
             Error::Invalid(format!(
-                "{url} has {} row groups, the split names group {g}",
+                "{name} has {} row groups, the split names group {g}",
                 metadata.num_row_groups()
             ))
         })?;
@@ -316,7 +345,7 @@ pub fn read_parquet_row_groups(
         }
     }
     ranges.sort_by_key(|r| r.start);
-    let fetched = url.get_ranges(ranges.clone())?;
+    let fetched = fetch_ranges(ranges.clone())?;
     let mut segments: Vec<(u64, Bytes)> = ranges.iter().map(|r| r.start).zip(fetched).collect();
     segments.push(tail);
     let file = SparseFile::new(len, segments);
