@@ -12,8 +12,8 @@ use clap::Args;
 use sluice_common::config::{
     DEFAULT_COORDINATOR_HTTP, DEFAULT_COORDINATOR_LISTEN, DEFAULT_COORDINATOR_URL,
     DEFAULT_DRAIN_TIMEOUT_SECS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_STATE_DIR, DEFAULT_WORK_DIR, DEFAULT_WORKER_LISTEN,
-    DEFAULT_WORKER_TIMEOUT_MS,
+    DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_MAX_STORED_PLUGIN_BYTES, DEFAULT_STATE_DIR, DEFAULT_WORK_DIR,
+    DEFAULT_WORKER_LISTEN, DEFAULT_WORKER_TIMEOUT_MS,
 };
 use sluice_coordinator::CoordinatorConfig;
 use sluice_worker::WorkerConfig;
@@ -40,6 +40,10 @@ pub struct CoordinatorArgs {
     /// Largest plugin upload in bytes [default: 268435456].
     #[arg(long, env = "SLUICE_MAX_PLUGIN_BYTES")]
     max_plugin_bytes: Option<u64>,
+    /// Bytes of stored plugins kept; the least recently used beyond are removed, never one
+    /// a running job needs [default: 4294967296].
+    #[arg(long, env = "SLUICE_MAX_STORED_PLUGIN_BYTES")]
+    max_stored_plugin_bytes: Option<u64>,
     /// Milliseconds without a heartbeat after which a worker is lost [default: 10000].
     #[arg(long, env = "SLUICE_WORKER_TIMEOUT_MS")]
     worker_timeout_ms: Option<u64>,
@@ -160,6 +164,10 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .max_plugin_bytes
         .or(c.max_plugin_bytes)
         .unwrap_or(DEFAULT_MAX_PLUGIN_BYTES);
+    config.max_stored_plugin_bytes = args
+        .max_stored_plugin_bytes
+        .or(c.max_stored_plugin_bytes)
+        .unwrap_or(DEFAULT_MAX_STORED_PLUGIN_BYTES);
     config.worker_timeout = Duration::from_millis(
         args.worker_timeout_ms
             .or(c.worker_timeout_ms)

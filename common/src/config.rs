@@ -21,6 +21,7 @@
 //! max_attempts = 4                      # per task, before the job fails
 //! speculation = true                    # backup attempts for stragglers
 //! max_plugin_bytes = 268435456
+//! max_stored_plugin_bytes = 4294967296  # least recently used plugins beyond are removed
 //! max_reducers = 10000                  # limits on job settings, checked at submission
 //! max_tasks_per_job = 100000            # map tasks an input may be cut into
 //! max_task_memory = 1099511627776       # bytes a job may ask per task
@@ -56,6 +57,8 @@ pub const DEFAULT_WORK_DIR: &str = "sluice-work";
 pub const DEFAULT_HEARTBEAT_MS: u64 = 1000;
 /// Default largest plugin a client may upload (256 MiB).
 pub const DEFAULT_MAX_PLUGIN_BYTES: u64 = 256 << 20;
+/// Default bytes of plugins the coordinator keeps (4 GiB); the least recently used go.
+pub const DEFAULT_MAX_STORED_PLUGIN_BYTES: u64 = 4 << 30;
 /// Default time a stopping worker waits for its running tasks.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
 /// Default time without heartbeat after which a worker is lost, as DESIGN.md gives it.
@@ -116,6 +119,8 @@ pub struct CoordinatorSection {
     pub heartbeat_ms: Option<u64>,
     /// Largest plugin upload in bytes.
     pub max_plugin_bytes: Option<u64>,
+    /// Bytes of stored plugins kept; the least recently used beyond are removed.
+    pub max_stored_plugin_bytes: Option<u64>,
     /// Milliseconds without a heartbeat after which a worker is lost.
     pub worker_timeout_ms: Option<u64>,
     /// Attempts a task gets before the job fails.

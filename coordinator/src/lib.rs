@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_common::config::{
-    DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_WORKER_TIMEOUT_MS,
+    DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_PLUGIN_BYTES, DEFAULT_MAX_STORED_PLUGIN_BYTES,
+    DEFAULT_WORKER_TIMEOUT_MS,
 };
 use sluice_proto::pb::coordinator_server::CoordinatorServer;
 use sluice_proto::transport::Security;
@@ -38,7 +39,6 @@ use sluice_proto::{MAX_MESSAGE_BYTES, pb};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
 
 pub use service::CoordinatorService;
 
@@ -57,6 +57,8 @@ pub struct CoordinatorConfig {
     pub heartbeat: Duration,
     /// Largest plugin a client may upload.
     pub max_plugin_bytes: u64,
+    /// Bytes of plugins kept; the least recently used beyond are removed.
+    pub max_stored_plugin_bytes: u64,
     /// A worker silent this long is lost.
     pub worker_timeout: Duration,
     /// Attempts and speculation.
@@ -74,6 +76,7 @@ impl CoordinatorConfig {
             state_dir,
             heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            max_stored_plugin_bytes: DEFAULT_MAX_STORED_PLUGIN_BYTES,
             worker_timeout: Duration::from_millis(DEFAULT_WORKER_TIMEOUT_MS),
             policy: job::Policy::default(),
             security: Security::none(),
@@ -97,9 +100,12 @@ pub async fn run_coordinator(
         let dir = config.state_dir.clone();
         tokio::task::spawn_blocking(move || store::open(&dir)).await??
     };
-    let plugins =
-        plugins::PluginStore::open(config.state_dir.join("plugins"), config.max_plugin_bytes)
-            .map_err(|e| format!("plugin store in {}: {e}", config.state_dir.display()))?;
+    let plugins = plugins::PluginStore::open(
+        config.state_dir.join("plugins"),
+        config.max_plugin_bytes,
+        config.max_stored_plugin_bytes,
+    )
+    .map_err(|e| format!("plugin store in {}: {e}", config.state_dir.display()))?;
     let service = CoordinatorService::new(
         plugins,
         history,
@@ -136,10 +142,7 @@ pub async fn run_coordinator(
     let server = CoordinatorServer::new(service)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // Keepalives notice a peer that vanished, so a graceful stop never waits on it for long.
-    let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    let mut builder = sluice_proto::transport::server();
     if let Some(tls) = config.security.server_tls() {
         builder = builder.tls_config(tls)?;
     }

@@ -3,9 +3,16 @@
 //! An upload streams into a temporary file while it is hashed; only a complete upload whose
 //! hash matches the one the client declared is renamed into place, so a stored plugin is
 //! always whole and its name is its content. Workers download by hash and verify again.
+//!
+//! Bounded: an upload that sends nothing for [`UPLOAD_IDLE_TIMEOUT`] fails, and the store
+//! keeps at most its quota of bytes: after each upload the plugins used least recently (a
+//! client's check before submitting and a worker's download count as use) are removed,
+//! never one a job still being scheduled needs.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
 use sluice_common::digest::{Sha256Hasher, is_sha256_hex};
 use sluice_proto::pb;
@@ -18,11 +25,43 @@ use tonic::{Status, Streaming};
 /// Bytes per chunk of a plugin download.
 const CHUNK: usize = 1 << 20;
 
+/// How long an upload may send nothing before it fails.
+pub const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The plugin directory.
 #[derive(Debug, Clone)]
 pub struct PluginStore {
     dir: PathBuf,
     max_bytes: u64,
+    quota: u64,
+}
+
+/// One stored plugin, as eviction sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Its hash.
+    pub sha: String,
+    /// When it was last used.
+    pub used: SystemTime,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// Which plugins to remove so `stored` fits in `quota` bytes: the least recently used
+/// first, never one in `keep`. (When the kept ones alone exceed the quota, all others go.)
+pub fn to_evict(stored: &[Stored], keep: &HashSet<String>, quota: u64) -> Vec<String> {
+    let mut total: u64 = stored.iter().map(|s| s.bytes).sum();
+    let mut candidates: Vec<&Stored> = stored.iter().filter(|s| !keep.contains(&s.sha)).collect();
+    candidates.sort_by_key(|s| (s.used, s.sha.clone()));
+    let mut evict = Vec::new();
+    for s in candidates {
+        if total <= quota {
+            break;
+        }
+        total -= s.bytes;
+        evict.push(s.sha.clone());
+    }
+    evict
 }
 
 fn check_hash(sha: &str) -> Result<(), Status> {
@@ -39,6 +78,19 @@ fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
     Status::internal(format!("{what} {}: {e}", path.display()))
 }
 
+/// Marks a stored plugin used now (its modification time); true, as it exists.
+fn touch(path: &Path) -> bool {
+    if let Err(e) = std::fs::File::options()
+        .append(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+    {
+        // Only the eviction order suffers.
+        tracing::debug!(path = %path.display(), error = %e, "cannot mark a plugin used");
+    }
+    true
+}
+
 /// Deletes a file when dropped (a no-op once it was renamed away).
 struct RemoveOnDrop(PathBuf);
 
@@ -49,8 +101,9 @@ impl Drop for RemoveOnDrop {
 }
 
 impl PluginStore {
-    /// A store in `dir` (created) accepting plugins up to `max_bytes`.
-    pub fn open(dir: PathBuf, max_bytes: u64) -> std::io::Result<Self> {
+    /// A store in `dir` (created) accepting plugins up to `max_bytes` each and keeping
+    /// about `quota` bytes of them.
+    pub fn open(dir: PathBuf, max_bytes: u64, quota: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         // Left-overs of uploads cut short by a crash.
         for entry in std::fs::read_dir(&dir)? {
@@ -59,7 +112,11 @@ impl PluginStore {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(PluginStore { dir, max_bytes })
+        Ok(PluginStore {
+            dir,
+            max_bytes,
+            quota,
+        })
     }
 
     /// Where the plugin with this hash is (or would be) stored.
@@ -68,16 +125,48 @@ impl PluginStore {
         Ok(self.dir.join(format!("{sha}.so")))
     }
 
-    /// Whether the plugin is stored.
+    /// Whether the plugin is stored; a stored one counts as used now.
     pub fn contains(&self, sha: &str) -> Result<bool, Status> {
-        Ok(self.path(sha)?.is_file())
+        let path = self.path(sha)?;
+        Ok(path.is_file() && touch(&path))
+    }
+
+    /// Removes least recently used plugins until the store fits its quota, keeping those in
+    /// `keep`; returns the hashes removed.
+    pub fn evict(&self, keep: &HashSet<String>) -> std::io::Result<Vec<String>> {
+        let mut stored = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(sha) = name.strip_suffix(".so").filter(|s| is_sha256_hex(s)) else {
+                continue;
+            };
+            let meta = entry.metadata()?;
+            stored.push(Stored {
+                sha: sha.to_string(),
+                used: meta.modified()?,
+                bytes: meta.len(),
+            });
+        }
+        let evict = to_evict(&stored, keep, self.quota);
+        for sha in &evict {
+            std::fs::remove_file(self.dir.join(format!("{sha}.so")))?;
+            tracing::info!(sha256 = %sha, "plugin removed: the store is over its quota and it is the least recently used");
+        }
+        Ok(evict)
     }
 
     /// Receives an upload; returns the stored hash.
     pub async fn receive(&self, mut stream: Streaming<pb::PluginChunk>) -> Result<String, Status> {
-        let first = stream
-            .next()
+        let idle = || {
+            Status::deadline_exceeded(format!(
+                "plugin upload sent nothing for {} s",
+                UPLOAD_IDLE_TIMEOUT.as_secs()
+            ))
+        };
+        let first = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
             .await
+            .map_err(|_| idle())?
             .ok_or_else(|| Status::invalid_argument("empty plugin upload"))??;
         let sha = first.sha256.clone();
         let target = self.path(&sha)?;
@@ -113,7 +202,10 @@ impl PluginStore {
                 file.write_all(&c.data)
                     .await
                     .map_err(|e| io_status("writing", &tmp, e))?;
-                chunk = stream.next().await.transpose()?;
+                chunk = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
+                    .await
+                    .map_err(|_| idle())?
+                    .transpose()?;
             }
             if received != first.size {
                 return Err(Status::invalid_argument(format!(
@@ -151,6 +243,7 @@ impl PluginStore {
         sha: &str,
     ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::PluginChunk, Status>> + Send>>, Status> {
         let path = self.path(sha)?;
+        touch(&path);
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|_| Status::not_found(format!("no plugin with sha256 {sha} is stored")))?;
@@ -188,5 +281,62 @@ impl PluginStore {
             }
         });
         Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(sha: &str, used_secs: u64, bytes: u64) -> Stored {
+        Stored {
+            sha: sha.into(),
+            used: SystemTime::UNIX_EPOCH + Duration::from_secs(used_secs),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_plugins_go_first_and_kept_ones_never() {
+        let all = [
+            stored("a", 30, 10),
+            stored("b", 10, 10),
+            stored("c", 20, 10),
+        ];
+        let none = HashSet::new();
+        assert!(to_evict(&all, &none, 30).is_empty(), "fits");
+        assert_eq!(to_evict(&all, &none, 25), ["b"]);
+        assert_eq!(to_evict(&all, &none, 5), ["b", "c", "a"]);
+        let keep: HashSet<String> = ["b".to_string()].into();
+        assert_eq!(to_evict(&all, &keep, 15), ["c", "a"]);
+        assert_eq!(
+            to_evict(&all, &keep, 0),
+            ["c", "a"],
+            "a kept one stays over quota"
+        );
+    }
+
+    #[test]
+    fn eviction_removes_files_beyond_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PluginStore::open(dir.path().to_path_buf(), 1 << 20, 200).unwrap();
+        let sha = |c: char| c.to_string().repeat(64);
+        for (i, c) in ['a', 'b', 'c'].into_iter().enumerate() {
+            let path = dir.path().join(format!("{}.so", sha(c)));
+            std::fs::write(&path, [0u8; 100]).unwrap();
+            let when = SystemTime::now() - Duration::from_secs(100 - i as u64 * 10);
+            std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        // `a` is the oldest but just used.
+        assert!(store.contains(&sha('a')).unwrap());
+        let keep: HashSet<String> = [sha('c')].into();
+        assert_eq!(store.evict(&keep).unwrap(), [sha('b')]);
+        assert!(!store.contains(&sha('b')).unwrap());
+        assert!(store.contains(&sha('a')).unwrap() && store.contains(&sha('c')).unwrap());
     }
 }

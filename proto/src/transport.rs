@@ -51,6 +51,27 @@ pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStrea
     })
 }
 
+/// Longest a call's handler may run before the call fails with `Cancelled` (streams it
+/// returns may run on). Generous: a submission lists every input, a plugin upload carries
+/// up to 256 MiB.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Calls served at once on one connection; more wait for one to finish.
+pub const CALLS_PER_CONNECTION: usize = 256;
+
+/// The server settings every Sluice gRPC server uses: keepalives that notice a vanished
+/// peer (so a graceful stop never waits on it for long), a per-call deadline, and a bound
+/// on the calls one connection may have in flight.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .timeout(REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
+        .max_concurrent_streams(Some(CALLS_PER_CONNECTION as u32))
+}
+
 /// A security setting that cannot be used (unreadable file, bad token).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
 
 use crate::cpu::CpuPool;
 use crate::plugin_cache::PluginCache;
@@ -313,9 +312,7 @@ pub async fn run_worker(
     let registry = ShuffleRegistry::default();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (server_stop_tx, mut server_stop) = watch::channel(false);
-    let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    let mut builder = sluice_proto::transport::server();
     if let Some(tls) = security.server_tls() {
         builder = builder.tls_config(tls)?;
     }

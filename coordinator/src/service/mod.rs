@@ -315,6 +315,20 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<Streaming<pb::PluginChunk>>,
     ) -> Result<Response<pb::UploadPluginResponse>, Status> {
         let sha256 = self.plugins.receive(request.into_inner()).await?;
+        // Within the quota, keeping what the jobs being scheduled (and this upload) need.
+        let mut keep: std::collections::HashSet<String> = self
+            .lock()
+            .jobs
+            .values()
+            .map(|j| j.spec.plugin_sha256.clone())
+            .collect();
+        keep.insert(sha256.clone());
+        let plugins = self.plugins.clone();
+        match tokio::task::spawn_blocking(move || plugins.evict(&keep)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cleaning the plugin store failed"),
+            Err(e) => tracing::warn!(error = %e, "cleaning the plugin store panicked"),
+        }
         Ok(Response::new(pb::UploadPluginResponse { sha256 }))
     }
 

@@ -6,6 +6,10 @@
 //! database locked by another process) are kept, in order, with everything sent after
 //! them, and written first at the next event; events SQLite refuses as such (a bug, not
 //! the disk) are dropped and logged, and the sync covering them fails.
+//!
+//! Memory is bounded: at most [`QUEUE`] events wait in the channel (a sender then waits for
+//! the writer) and at most `KEPT` are kept to write again (the writer then takes no new ones
+//! until the store takes those).
 
 use std::sync::mpsc;
 
@@ -83,7 +87,15 @@ pub struct JournalError {
 
 /// Sends events to the store's writer thread; cheap to clone. A disabled journal drops them.
 #[derive(Clone, Debug, Default)]
-pub struct Journal(pub(super) Option<mpsc::Sender<Event>>);
+pub struct Journal(pub(super) Option<mpsc::SyncSender<Event>>);
+
+/// Events queued for the writer at most: past this, senders wait for it (the coordinator
+/// slows down rather than holding an unbounded backlog in memory).
+pub(super) const QUEUE: usize = 100_000;
+
+/// Events kept to write again at most; past this, the writer takes no new events until the
+/// store can be written (and the queue above fills up).
+const KEPT: usize = 100_000;
 
 impl Journal {
     /// A journal that records nothing (unit tests of the state machine).
@@ -91,7 +103,7 @@ impl Journal {
         Journal(None)
     }
 
-    /// Queues an event; never blocks.
+    /// Queues an event; blocks only while [`QUEUE`] events wait for the writer.
     pub fn send(&self, event: Event) {
         if let Some(tx) = &self.0
             && tx.send(event).is_err()
@@ -202,10 +214,19 @@ pub(super) fn writer(mut conn: Connection, rx: mpsc::Receiver<Event>) {
     let mut pending: Vec<Event> = Vec::new();
     let mut unreported = 0;
     let mut reason = String::new();
-    while let Ok(first) = rx.recv() {
+    loop {
+        if pending.len() >= KEPT {
+            // Full: write what is kept before taking more, however long the store refuses.
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let round = write(&mut conn, std::mem::take(&mut pending));
+            pending = round.kept;
+            unreported += round.dropped;
+            continue;
+        }
+        let Ok(first) = rx.recv() else { break };
         let mut events = std::mem::take(&mut pending);
         let mut waiters = Vec::new();
-        for event in std::iter::once(first).chain(rx.try_iter()) {
+        for event in std::iter::once(first).chain(rx.try_iter().take(QUEUE)) {
             match event {
                 Event::Sync(done) => waiters.push(done),
                 event => events.push(event),

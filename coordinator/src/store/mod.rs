@@ -199,7 +199,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
         }
     }
     history.jobs.retain(|j| !unfinished(j));
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(journal::QUEUE);
     std::thread::Builder::new()
         .name("sluice-job-store".into())
         .spawn(move || journal::writer(conn, rx))

@@ -118,6 +118,10 @@ pub async fn fetch_stream(
     }
 }
 
+/// How long a fetch stream may go without a message before the fetch fails (as
+/// unreachable: the coordinator then suspects the serving worker).
+pub const FETCH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn stream_outputs(
     security: &Security,
     job_id: &str,
@@ -163,7 +167,15 @@ async fn stream_outputs(
         .into_inner();
     let mut current: Option<Current> = None;
     loop {
-        let Some(chunk) = stream.message().await.map_err(|s| failed_call(next, s))? else {
+        // A server that stops sending without closing the stream (a hung process, a
+        // half-open connection) must not hold the reduce forever.
+        let message = tokio::time::timeout(FETCH_IDLE_TIMEOUT, stream.message())
+            .await
+            .map_err(|_| {
+                let secs = FETCH_IDLE_TIMEOUT.as_secs();
+                blame(next, format!("no data for {secs} s: giving up"), true)
+            })?;
+        let Some(chunk) = message.map_err(|s| failed_call(next, s))? else {
             break;
         };
         let Some(cur) = &mut current else {

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use sluice_proto::pb;
@@ -21,12 +22,21 @@ pub const PIECE_BYTES: u64 = 1 << 20;
 /// Implements `sluice.v1.Shuffle` over a [`ShuffleRegistry`].
 pub struct ShuffleService {
     registry: ShuffleRegistry,
+    /// One permit per fetch being served: each holds a blocking thread reading files, so
+    /// fetches past [`MAX_SERVING`] wait for a permit instead of taking more threads.
+    serving: Arc<tokio::sync::Semaphore>,
 }
+
+/// Fetches served at once by one worker; more wait their turn.
+pub const MAX_SERVING: usize = 64;
 
 impl ShuffleService {
     /// A service serving the outputs in `registry`.
     pub fn new(registry: ShuffleRegistry) -> Self {
-        ShuffleService { registry }
+        ShuffleService {
+            registry,
+            serving: Arc::new(tokio::sync::Semaphore::new(MAX_SERVING)),
+        }
     }
 }
 
@@ -152,34 +162,44 @@ impl pb::shuffle_server::Shuffle for ShuffleService {
         let req = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let registry = self.registry.clone();
-        tokio::task::spawn_blocking(move || {
-            for r in &req.outputs {
-                let id = MapOutputId {
-                    job_id: req.job_id.clone(),
-                    map_index: r.map_index,
-                    attempt: r.attempt,
-                };
-                // A panic (say, in the footer decoder on a damaged file) must reach the
-                // reducer as an error: a stream that merely ends would look complete.
-                let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    send_output(&registry, &id, req.partition, &tx)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(Status::data_loss(format!(
-                        "serving map {} panicked",
-                        id.map_index
-                    )))
-                });
-                match sent {
-                    Ok(true) => {}
-                    Ok(false) => return, // the reducer went away
-                    Err(status) => {
-                        tracing::warn!(error = %status.message(), "serving a map output failed");
-                        let _ = tx.blocking_send(Err(status));
-                        return;
+        let serving = self.serving.clone();
+        // The reply (the stream) goes out at once; the reading waits for a permit, so a busy
+        // worker serves late instead of failing the request.
+        tokio::spawn(async move {
+            let Ok(permit) = serving.acquire_owned().await else {
+                return;
+            };
+            let served = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                for r in &req.outputs {
+                    let id = MapOutputId {
+                        job_id: req.job_id.clone(),
+                        map_index: r.map_index,
+                        attempt: r.attempt,
+                    };
+                    // A panic (say, in the footer decoder on a damaged file) must reach the
+                    // reducer as an error: a stream that merely ends would look complete.
+                    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        send_output(&registry, &id, req.partition, &tx)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Status::data_loss(format!(
+                            "serving map {} panicked",
+                            id.map_index
+                        )))
+                    });
+                    match sent {
+                        Ok(true) => {}
+                        Ok(false) => return, // the reducer went away
+                        Err(status) => {
+                            tracing::warn!(error = %status.message(), "serving a map output failed");
+                            let _ = tx.blocking_send(Err(status));
+                            return;
+                        }
                     }
                 }
-            }
+            });
+            let _ = served.await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
