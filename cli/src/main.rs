@@ -112,6 +112,29 @@ pub struct JobArgs {
     /// Bytes a map or reduce task holds before it spills a run (`512MiB`, `1G`, ...).
     #[arg(long, default_value_t = DEFAULT_TASK_MEMORY, value_parser = parse_bytes)]
     pub task_memory: u64,
+    /// An attempt running longer fails and is retried, elsewhere if it can (`90m`, `2h`,
+    /// `600s`, `600`); `0`: no limit.
+    #[arg(long, default_value = "2h", value_parser = parse_secs)]
+    pub task_timeout: u64,
+}
+
+/// Seconds from `600`, `600s`, `90m` or `2h`.
+fn parse_secs(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.trim().char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.trim().split_at(i),
+        None => (s.trim(), "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 600s, 90m or 2h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -146,6 +169,7 @@ impl JobArgs {
         spec.overwrite = self.overwrite;
         spec.batch_rows = self.batch_rows;
         spec.task_memory = self.task_memory;
+        spec.task_timeout_secs = self.task_timeout;
         spec.validate().map_err(|e| anyhow!(e))?;
         Ok(spec)
     }

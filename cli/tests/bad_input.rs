@@ -428,7 +428,11 @@ fn settings_past_the_coordinators_limits_are_refused_by_name() {
         input.to_str().unwrap(),
         out.to_str().unwrap(),
     );
-    let cases: [(&[&str], &[&str]); 3] = [
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &["--task-timeout", "800h"],
+            &["task timeout of 2880000 s", "30 days"],
+        ),
         (
             &["--reducers", "4000000000"],
             &["--reducers 4000000000", "max_reducers"],

@@ -10,6 +10,10 @@ pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;
 pub const DEFAULT_BATCH_ROWS: u32 = 65_536;
 /// Default memory a map or reduce task may hold before it spills a run (512 MiB).
 pub const DEFAULT_TASK_MEMORY: u64 = 512 << 20;
+/// Default [`JobSpec::task_timeout_secs`]: two hours.
+pub const DEFAULT_TASK_TIMEOUT_SECS: u64 = 2 * 3600;
+/// The longest task timeout a job may ask for: 30 days.
+pub const MAX_TASK_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
 
 /// A byte count as people write it: `1048576`, `512k`, `128MiB`, `2G`, `1.5GiB`. Units are
 /// binary (`k` = KiB = 1024 bytes, as Hadoop's `io.sort.mb` and Spark's `512m` mean); case
@@ -206,6 +210,9 @@ pub struct JobSpec {
     pub batch_rows: u32,
     /// Memory a map task may hold before spilling a run.
     pub task_memory: u64,
+    /// An attempt running longer fails and is retried (a hung plugin, a stuck disk), as
+    /// Hadoop's `mapreduce.task.timeout`; 0: no limit.
+    pub task_timeout_secs: u64,
 }
 
 impl JobSpec {
@@ -224,7 +231,13 @@ impl JobSpec {
             overwrite: false,
             batch_rows: DEFAULT_BATCH_ROWS,
             task_memory: DEFAULT_TASK_MEMORY,
+            task_timeout_secs: DEFAULT_TASK_TIMEOUT_SECS,
         }
+    }
+
+    /// How long an attempt may run, when limited.
+    pub fn task_timeout(&self) -> Option<std::time::Duration> {
+        (self.task_timeout_secs > 0).then(|| std::time::Duration::from_secs(self.task_timeout_secs))
     }
 
     /// Checks the knobs that would make the job meaningless.
@@ -243,6 +256,13 @@ impl JobSpec {
         }
         if self.output.is_empty() {
             return Err("no output directory given".into());
+        }
+        if self.task_timeout_secs > MAX_TASK_TIMEOUT_SECS {
+            return Err(format!(
+                "task timeout of {} s is over the 30 days ({MAX_TASK_TIMEOUT_SECS} s) allowed; \
+                 0 means no limit",
+                self.task_timeout_secs
+            ));
         }
         Ok(())
     }

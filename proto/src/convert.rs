@@ -58,6 +58,7 @@ impl From<&JobSpec> for pb::JobSpec {
             overwrite: s.overwrite,
             batch_rows: s.batch_rows,
             task_memory: s.task_memory,
+            task_timeout_secs: s.task_timeout_secs,
         }
     }
 }
@@ -95,6 +96,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
             overwrite: s.overwrite,
             batch_rows: s.batch_rows,
             task_memory: s.task_memory,
+            task_timeout_secs: s.task_timeout_secs,
         };
         spec.validate().map_err(|e| invalid("job spec", e))?;
         Ok(spec)

@@ -21,8 +21,8 @@ use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::ids::WorkerId;
 use sluice_proto::pb;
 
-use super::Job;
 use super::tasks::{TaskKind, TaskState, TaskStatus};
+use super::{Cancel, Job};
 
 /// Attempts a task may lose with their workers before the job gives up on it: a lost
 /// attempt is not the task's fault, but a task that takes every worker down with it must not
@@ -319,6 +319,48 @@ impl Job {
         if changed {
             self.release_orphan_grants();
         }
+    }
+
+    /// Attempts that have run longer than the job's task timeout at `now` fail (they are
+    /// stopped on their worker and retried, elsewhere if possible): a hung plugin or a stuck
+    /// disk must not hold the job forever. Returns how many.
+    pub fn expire_attempts(&mut self, now: Instant) -> usize {
+        let Some(limit) = self.spec.task_timeout() else {
+            return 0;
+        };
+        if self.is_finished() {
+            return 0;
+        }
+        let mut late = Vec::new();
+        for (kind, tasks) in [
+            (TaskKind::Map, &self.maps),
+            (TaskKind::Reduce, &self.reduces),
+        ] {
+            for (i, t) in tasks.iter().enumerate() {
+                for r in t.running() {
+                    if now.saturating_duration_since(r.started) > limit {
+                        late.push((kind, i, r.clone()));
+                    }
+                }
+            }
+        }
+        for (kind, i, r) in &late {
+            tracing::warn!(job = %self.id, %kind, index = i, attempt = r.attempt, worker = %r.worker, ?limit, "attempt timed out");
+            self.cancels.push(Cancel::of(&self.id.0, *kind, *i, r));
+            let failure = TaskFailure {
+                message: format!(
+                    "{kind} attempt {} on {} ran longer than the task timeout of {} s",
+                    r.attempt,
+                    r.worker,
+                    limit.as_secs()
+                ),
+                retryable: true,
+                reason: FailureReason::Io,
+            };
+            let outcome = super::Outcome::Failed(failure);
+            self.on_report(now, *kind, *i as u32, r.attempt, &r.worker, "", outcome);
+        }
+        late.len()
     }
 
     /// `worker` is gone: its running attempts are re-queued, and the map outputs it held are

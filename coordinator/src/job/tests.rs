@@ -670,3 +670,42 @@ fn a_denied_commit_is_never_charged_to_the_task() {
         assert_eq!(j.reduces[0].failures, 0);
     }
 }
+
+/// An attempt past the task timeout fails: stopped on its worker, charged, and retried
+/// elsewhere; one within it is left alone.
+#[test]
+fn an_attempt_past_the_task_timeout_fails_and_runs_again_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(2, 1, dir.path());
+    Arc::make_mut(&mut j.spec).task_timeout_secs = 60;
+    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let a = j.next_task(now(), &w1, &live(2)).unwrap();
+    advance(Duration::from_secs(30));
+    let b = j.next_task(now(), &w2, &live(2)).unwrap();
+    advance(Duration::from_secs(31));
+    assert_eq!(
+        j.expire_attempts(now()),
+        1,
+        "only the first ran over a minute"
+    );
+    let cancels = j.take_cancels();
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(
+        (cancels[0].worker.0.as_str(), cancels[0].attempt.attempt),
+        ("w1", a.attempt)
+    );
+    assert_eq!(j.maps[0].failures, 1);
+    assert!(j.maps[1].is_running(b.attempt, &w2));
+    // Not on w1 again while w2 can take it.
+    assert!(j.next_task(now(), &w1, &live(2)).is_none());
+    let again = j.next_task(now(), &w2, &live(2)).unwrap();
+    let Some(pb::task_assignment::Task::Map(m)) = again.task else {
+        panic!("a map")
+    };
+    assert_eq!((m.index, again.attempt), (0, 1));
+    assert!(j.info().error.is_empty());
+    // No limit: nothing expires.
+    Arc::make_mut(&mut j.spec).task_timeout_secs = 0;
+    advance(Duration::from_secs(100_000));
+    assert_eq!(j.expire_attempts(now()), 0);
+}

@@ -151,7 +151,8 @@ impl State {
     }
 
     /// Declares workers silent for longer than `timeout` lost: their attempts are re-queued
-    /// and the map outputs they held re-created where still needed.
+    /// and the map outputs they held re-created where still needed. Attempts past their
+    /// job's task timeout fail.
     pub(super) fn expire_workers(&mut self, timeout: Duration) {
         for worker in self.workers.expire(timeout) {
             tracing::warn!(%worker, ?timeout, "worker lost: no heartbeat within the timeout");
@@ -159,6 +160,11 @@ impl State {
             for job in self.jobs.values_mut() {
                 job.on_worker_lost(&worker);
             }
+        }
+        let now = Instant::now();
+        let expired: usize = self.jobs.values_mut().map(|j| j.expire_attempts(now)).sum();
+        if expired > 0 {
+            self.collect_cancels();
         }
         self.retire_ended();
     }
