@@ -483,3 +483,30 @@ fn a_plugin_returning_an_invalid_array_fails_its_job_by_name() {
     );
     assert_no_success(&out);
 }
+
+/// A line longer than a reader holds (64 MiB) is a bad record naming the file and line,
+/// not a worker out of memory, and it is not retried.
+#[test]
+fn a_line_longer_than_64_mib_is_a_bad_record_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("one-long-line.txt");
+    let mut text = b"a short first line\n".to_vec();
+    text.resize(text.len() + (65 << 20), b'x');
+    text.extend_from_slice(b"\nand a short last one\n");
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let p = plugin("sluice_wordcount");
+    let mut args = vec!["--local", "1"];
+    args.extend(text_args(
+        p.to_str().unwrap(),
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ));
+    let stderr = assert_failed(&run(&args));
+    assert!(
+        stderr.contains("one-long-line.txt line 2") && stderr.contains("longer than 64 MiB"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("task attempt failed").count(), 1, "{stderr}");
+    assert_no_success(&out);
+}

@@ -6,9 +6,61 @@
 //! of a file is thus owned by exactly one split, whatever the split size: a line longer than
 //! a split belongs to the split it starts in, and the splits it spans over own nothing.
 //! `\r\n` needs no special case: the `\r` stays in the line and readers strip it.
+//!
+//! A line is at most [`MAX_LINE_BYTES`]: readers hold a line in memory whole, so a file
+//! with one 10 GB line is a bad record naming the file and line, not a worker out of memory.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+
+/// The longest line (terminator included) a reader accepts: 64 MiB.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// What [`read_line_bounded`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineRead {
+    /// A line, terminator included (the last line of a file may have none).
+    Line,
+    /// The input ended.
+    End,
+    /// The line is longer than allowed; `buf` holds its first bytes.
+    TooLong,
+}
+
+/// Reads up to and including the next `\n` into `buf` (cleared first), keeping at most
+/// `max` bytes of it in memory.
+pub fn read_line_bounded(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let available = r.fill_buf()?;
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::End
+            } else {
+                LineRead::Line
+            });
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > max {
+            let room = max - buf.len();
+            buf.extend_from_slice(&available[..room]);
+            r.consume(room);
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(&available[..take]);
+        r.consume(take);
+        if done {
+            return Ok(LineRead::Line);
+        }
+    }
+}
 
 const SCAN_BLOCK: usize = 64 * 1024;
 
@@ -74,6 +126,43 @@ pub fn lines_before(file: &mut File, offset: u64) -> io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_are_read_up_to_a_bound() {
+        use super::{LineRead, read_line_bounded};
+        let mut r = std::io::BufReader::with_capacity(4, &b"ab\ncdefgh\nxy"[..]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"ab\n");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
+            LineRead::TooLong
+        );
+        assert_eq!(buf, b"cdefg", "at most the bound is held");
+        let mut r = std::io::BufReader::with_capacity(4, &b"ab\nxy"[..]);
+        read_line_bounded(&mut r, &mut buf, 5).unwrap();
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"xy", "a last line without a terminator");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 5).unwrap(),
+            LineRead::End
+        );
+        let mut r = &b"12345\n"[..];
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 6).unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(
+            read_line_bounded(&mut &b"12345\n"[..], &mut buf, 5).unwrap(),
+            LineRead::TooLong
+        );
+    }
+
     use super::*;
     use std::io::Write;
 

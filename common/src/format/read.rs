@@ -26,7 +26,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::decimal::parse_decimal;
-use super::lines::{line_aligned_range, lines_before};
+use super::lines::{LineRead, MAX_LINE_BYTES, line_aligned_range, lines_before, read_line_bounded};
 use super::remote::{count_lines_before, read_parquet_row_groups, read_split_lines};
 use crate::spec::InputFormat;
 use crate::split::{Split, SplitRange};
@@ -313,15 +313,15 @@ impl LineSource {
 
     /// Reads the next line (terminator included) into `buf`; false at the end of the split.
     fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
-        buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', buf)
+        let read = read_line_bounded(&mut self.reader, buf, MAX_LINE_BYTES)
             .map_err(|e| Error::io(&self.origin.path, e))?;
-        if n > 0 {
+        if read != LineRead::End {
             self.lines_read += 1;
         }
-        Ok(n > 0)
+        if read == LineRead::TooLong {
+            return Err(self.bad_line(format!("line longer than {} MiB", MAX_LINE_BYTES >> 20)));
+        }
+        Ok(read == LineRead::Line)
     }
 
     /// A bad-record error for the line read last.

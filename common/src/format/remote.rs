@@ -122,6 +122,13 @@ pub fn fetch_split_lines(
         }
         pos += chunk.len() as u64;
         tail.push(chunk);
+        if pos - end > super::lines::MAX_LINE_BYTES as u64 {
+            // The split's last line runs on past what a reader would hold anyway.
+            return Err(Error::Invalid(format!(
+                "the line starting before offset {end} is longer than {} MiB",
+                super::lines::MAX_LINE_BYTES >> 20
+            )));
+        }
         step = (step * 2).min(SCAN_MAX);
     }
     let tail = match tail.len() {

@@ -2,7 +2,7 @@
 //! they travel in task assignments.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek};
+use std::io::{BufReader, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::lines::{LineRead, MAX_LINE_BYTES, read_line_bounded};
 use super::read::text_schema;
 use super::remote::{read_first_line, read_head_lines, read_parquet_footer};
 use crate::spec::InputFormat;
@@ -95,9 +96,15 @@ pub fn read_object_csv_header(url: &ObjectUrl, len: u64) -> Result<Vec<String>> 
 pub fn read_csv_header(path: &Path) -> Result<Vec<String>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut line = Vec::new();
-    BufReader::new(file)
-        .read_until(b'\n', &mut line)
+    let read = read_line_bounded(&mut BufReader::new(file), &mut line, MAX_LINE_BYTES)
         .map_err(|e| Error::io(path, e))?;
+    if read == LineRead::TooLong {
+        return Err(Error::BadRecord {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: format!("header line longer than {} MiB", MAX_LINE_BYTES >> 20),
+        });
+    }
     parse_csv_header(&line, path)
 }
 
