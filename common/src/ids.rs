@@ -6,7 +6,7 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub String);
+        pub struct $name(String);
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -21,9 +21,19 @@ macro_rules! string_id {
         }
 
         impl $name {
+            /// The id `s`.
+            pub fn new(s: impl Into<String>) -> Self {
+                $name(s.into())
+            }
+
             /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The id's text, owned.
+            pub fn into_string(self) -> String {
+                self.0
             }
         }
     };

@@ -124,7 +124,7 @@ mod tests {
         std::fs::create_dir_all(out.join("_SUCCESS/blocker")).unwrap();
         std::fs::write(out.join("part-00000.parquet"), b"rows").unwrap();
         let output = out.to_string_lossy().into_owned();
-        let job = JobId("job-1".into());
+        let job = JobId::new("job-1");
         let written = carry_out(vec![OutputEffect::WriteSuccess {
             job: job.clone(),
             output: output.clone(),

@@ -92,7 +92,7 @@ impl Workers {
         secret: String,
     ) -> WorkerId {
         self.next += 1;
-        let id = WorkerId(format!("worker-{}-{}", self.boot, self.next));
+        let id = WorkerId::new(format!("worker-{}-{}", self.boot, self.next));
         self.by_id.insert(
             id.clone(),
             WorkerInfo {
@@ -251,7 +251,10 @@ mod tests {
         assert_eq!(w.refuse_task_memory(1 << 30), None);
         let why = w.refuse_task_memory(2 << 30).unwrap();
         assert!(why.contains("1073741824 bytes"), "{why}");
-        assert!(!why.contains(&small.0), "names the largest slot: {why}");
+        assert!(
+            !why.contains(small.as_str()),
+            "names the largest slot: {why}"
+        );
         w.register("c:1".into(), 1, 0, "s".into());
         assert_eq!(
             w.refuse_task_memory(u64::MAX),
@@ -274,7 +277,7 @@ mod tests {
             w.authenticate(&b, "").is_err(),
             "an empty secret is no secret"
         );
-        let gone = WorkerId("worker-0-99".into());
+        let gone = WorkerId::new("worker-0-99");
         assert_eq!(
             w.authenticate(&gone, "secret-a").unwrap_err(),
             WorkerAuthError::Unknown { worker: gone }

@@ -83,7 +83,7 @@ pub fn judge_fetch_failure(
                 report.worker, report.message
             ));
         }
-        return FetchVerdict::WorkerUnreachable(WorkerId(report.worker.to_string()));
+        return FetchVerdict::WorkerUnreachable(WorkerId::new(report.worker));
     }
     let failures = map_failures + 1;
     if failures >= max_attempts {
@@ -194,7 +194,7 @@ impl Job {
         };
         let declared = self
             .unreachable
-            .get(&WorkerId(report.worker.to_string()))
+            .get(&WorkerId::new(report.worker))
             .copied()
             .unwrap_or(0);
         let verdict = judge_fetch_failure(
@@ -210,7 +210,7 @@ impl Job {
                 tracing::info!(job = %self.id, map = m, worker = report.worker, error = report.message, "map output unreadable on a live worker, re-running the map");
                 let map = &mut self.maps[m];
                 map.failures += 1;
-                map.failed_on.insert(WorkerId(report.worker.to_string()));
+                map.failed_on.insert(WorkerId::new(report.worker));
                 map.status = TaskStatus::Pending;
                 self.lineage.forget(report.map_index);
             }
@@ -300,7 +300,7 @@ impl Job {
                     a.worker != *worker
                         || now.saturating_duration_since(a.started) < settle
                         || running.iter().any(|x| {
-                            x.job_id == self.id.0
+                            x.job_id == self.id.as_str()
                                 && x.is_map == kind.is_map()
                                 && x.index as usize == i
                                 && x.attempt == a.attempt
@@ -346,7 +346,8 @@ impl Job {
         }
         for (kind, i, r) in &late {
             tracing::warn!(job = %self.id, %kind, index = i, attempt = r.attempt, worker = %r.worker, ?limit, "attempt timed out");
-            self.cancels.push(Cancel::of(&self.id.0, *kind, *i, r));
+            self.cancels
+                .push(Cancel::of(self.id.as_str(), *kind, *i, r));
             let failure = TaskFailure {
                 message: format!(
                     "{kind} attempt {} on {} ran longer than the task timeout of {} s",
@@ -422,8 +423,8 @@ mod tests {
 
     #[test]
     fn a_report_about_an_output_no_longer_registered_is_stale() {
-        let w1 = WorkerId("w1".into());
-        let w2 = WorkerId("w2".into());
+        let w1 = WorkerId::new("w1");
+        let w2 = WorkerId::new("w2");
         for registered in [None, Some((2, &w1)), Some((1, &w2))] {
             assert_eq!(
                 judge_fetch_failure(&report(true), registered, 0, 0, 4),
@@ -434,7 +435,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_worker_costs_the_job_nothing_until_it_keeps_coming_back() {
-        let w1 = WorkerId("w1".into());
+        let w1 = WorkerId::new("w1");
         let registered = Some((1, &w1));
         // Map failures do not matter: the map did nothing wrong.
         assert_eq!(
@@ -454,7 +455,7 @@ mod tests {
 
     #[test]
     fn a_damaged_output_on_a_live_worker_counts_against_its_map() {
-        let w1 = WorkerId("w1".into());
+        let w1 = WorkerId::new("w1");
         let registered = Some((1, &w1));
         assert_eq!(
             judge_fetch_failure(&report(false), registered, 2, 0, 4),

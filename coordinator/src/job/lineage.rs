@@ -38,7 +38,7 @@ impl Lineage {
                 location: pb::MapOutputLocation {
                     map_index: index,
                     attempt,
-                    worker_id: worker.0.clone(),
+                    worker_id: worker.to_string(),
                     shuffle_addr: addr.to_string(),
                     expected_rows: 0,
                     path: done.spill_path.clone(),

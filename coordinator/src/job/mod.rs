@@ -289,7 +289,7 @@ impl Job {
             return false;
         }
         self.journal.send(Event::AttemptFinished {
-            job: self.id.0.clone(),
+            job: self.id.to_string(),
             is_map: kind.is_map(),
             index,
             attempt,
@@ -325,7 +325,7 @@ impl Job {
         attempt: u32,
         worker: &WorkerId,
     ) {
-        let job = self.id.0.clone();
+        let job = self.id.to_string();
         let task = &mut self.tasks_mut(kind)[i];
         let mut took = Duration::ZERO;
         let mut cancels = Vec::new();
@@ -401,7 +401,7 @@ impl Job {
         ] {
             for (i, t) in tasks.iter().enumerate() {
                 for r in t.running() {
-                    self.cancels.push(Cancel::of(&self.id.0, kind, i, r));
+                    self.cancels.push(Cancel::of(self.id.as_str(), kind, i, r));
                 }
             }
         }
@@ -498,7 +498,7 @@ impl Job {
         };
         let (local, remote, streams) = self.commits.shuffle_reads();
         pb::JobInfo {
-            job_id: self.id.0.clone(),
+            job_id: self.id.to_string(),
             name: self.description.name.clone(),
             state: state as i32,
             error,

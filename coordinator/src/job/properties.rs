@@ -130,7 +130,7 @@ fn new_job(output: &std::path::Path) -> Job {
         input_columns: None,
     };
     Job::new(
-        JobId("job-0001".into()),
+        JobId::new("job-0001"),
         spec,
         description,
         Vec::new(),
@@ -176,7 +176,7 @@ impl World {
     fn fresh_worker(&mut self) -> Worker {
         self.registered += 1;
         Worker {
-            id: WorkerId(format!("w{}", self.registered)),
+            id: WorkerId::new(format!("w{}", self.registered)),
             running: Vec::new(),
             outputs: HashSet::new(),
             cancels: Vec::new(),
@@ -217,7 +217,7 @@ impl World {
                 let Some(input) = a.inputs.get(i % a.inputs.len().max(1)).cloned() else {
                     return;
                 };
-                let unreachable = self.dead.contains(&WorkerId(input.worker_id.clone()));
+                let unreachable = self.dead.contains(&WorkerId::new(input.worker_id.clone()));
                 self.fail(
                     w,
                     k,
@@ -373,13 +373,12 @@ impl World {
     fn commit(&mut self, w: usize, mut a: Attempt) -> Option<Attempt> {
         // A reducer reads every input first; a missing one is a fetch failure.
         let missing = a.inputs.iter().find(|l| {
-            !self
-                .workers
-                .iter()
-                .any(|x| x.id.0 == l.worker_id && x.outputs.contains(&(l.map_index, l.attempt)))
+            !self.workers.iter().any(|x| {
+                x.id.as_str() == l.worker_id && x.outputs.contains(&(l.map_index, l.attempt))
+            })
         });
         if let Some(l) = missing.cloned() {
-            let unreachable = self.dead.contains(&WorkerId(l.worker_id.clone()));
+            let unreachable = self.dead.contains(&WorkerId::new(l.worker_id.clone()));
             let failure = fetch_failure(&l, unreachable);
             self.report(w, &a, Outcome::Failed(failure));
             return None;

@@ -34,7 +34,7 @@ impl Job {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let mut job = Job::new(
-            JobId(stored.info.job_id.clone()),
+            JobId::new(stored.info.job_id.clone()),
             spec,
             description,
             stored.schema_ipc,
@@ -44,7 +44,7 @@ impl Job {
         job.submitted_ms = stored.info.submitted_ms;
         job.claimable = vec![None; job.maps.len()];
         job.hold_claimable_until = Some(now + grace);
-        let before = WorkerId("(before the restart)".into());
+        let before = WorkerId::new("(before the restart)");
         for a in &stored.attempts {
             let kind = TaskKind::of(a.is_map);
             let Some(task) = job.tasks_mut(kind).get_mut(a.index as usize) else {
@@ -93,7 +93,10 @@ impl Job {
     /// many it claimed.
     pub fn claim(&mut self, worker: &WorkerId, addr: &str, held: &[pb::AttemptRef]) -> usize {
         let mut claimed = 0;
-        for h in held.iter().filter(|h| h.is_map && h.job_id == self.id.0) {
+        for h in held
+            .iter()
+            .filter(|h| h.is_map && h.job_id == self.id.as_str())
+        {
             let i = h.index as usize;
             let Some(Some((attempt, _))) = self.claimable.get(i) else {
                 continue;

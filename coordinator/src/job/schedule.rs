@@ -69,7 +69,7 @@ impl Job {
         task: pb::task_assignment::Task,
     ) -> pb::TaskAssignment {
         pb::TaskAssignment {
-            job_id: self.id.0.clone(),
+            job_id: self.id.to_string(),
             attempt,
             job: Some(self.runtime.clone()),
             task: Some(task),
@@ -220,11 +220,11 @@ impl Job {
         worker: &WorkerId,
     ) {
         self.journal.send(Event::AttemptStarted {
-            job: self.id.0.clone(),
+            job: self.id.to_string(),
             is_map: kind.is_map(),
             index: index as u32,
             attempt,
-            worker: worker.0.clone(),
+            worker: worker.to_string(),
         });
     }
 }

@@ -67,7 +67,7 @@ fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
     };
-    Job::new(JobId("job-1".into()), spec, description, Vec::new(), splits)
+    Job::new(JobId::new("job-1"), spec, description, Vec::new(), splits)
 }
 
 fn live(workers: usize) -> ClusterView {
@@ -111,7 +111,7 @@ fn fetch_failed_from(worker: &str, map_index: u32, map_attempt: u32, unreachable
 fn a_lost_map_output_reruns_the_map_once_and_the_reduce_waits() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(2, 2, dir.path());
-    let w = WorkerId("w1".into());
+    let w = WorkerId::new("w1");
     for _ in 0..2 {
         let a = j.next_task(now(), &w, &live(1)).unwrap();
         let Some(pb::task_assignment::Task::Map(m)) = a.task else {
@@ -165,7 +165,7 @@ fn a_lost_map_output_reruns_the_map_once_and_the_reduce_waits() {
 fn an_output_a_live_worker_cannot_serve_counts_against_its_map() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(1, 1, dir.path());
-    let w = WorkerId("w1".into());
+    let w = WorkerId::new("w1");
     for round in 0..MAX_ATTEMPTS {
         assert!(!j.is_finished(), "round {round}: {:?}", j.status);
         let a = j.next_task(now(), &w, &live(1)).unwrap();
@@ -214,7 +214,7 @@ fn maps_done_then_reduces(
 fn an_unreachable_worker_has_every_output_rerun_at_once_and_the_reducer_is_not_charged() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(4, 2, dir.path());
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let on = |i: usize| if i < 3 { w1.clone() } else { w2.clone() };
     let r = maps_done_then_reduces(&mut j, 4, on, &w2, 2);
     j.on_report(
@@ -263,14 +263,14 @@ fn an_unreachable_worker_has_every_output_rerun_at_once_and_the_reducer_is_not_c
 fn machines_lost_one_after_another_never_use_up_a_reducers_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(1, 1, dir.path());
-    let reducer = WorkerId("reducer".into());
+    let reducer = WorkerId::new("reducer");
     // Each round the map runs on a new worker, which dies before the reducer fetches.
     for round in 0..3 * MAX_ATTEMPTS {
-        let holder = WorkerId(format!("w{round}"));
+        let holder = WorkerId::new(format!("w{round}"));
         let a = j.next_task(now(), &holder, &live(2)).unwrap();
         finish_map(&mut j, &holder, 0, a.attempt);
         let r = j.next_task(now(), &reducer, &live(2)).unwrap();
-        let failed = fetch_failed_from(&holder.0, 0, a.attempt, true);
+        let failed = fetch_failed_from(holder.as_str(), 0, a.attempt, true);
         j.on_report(
             now(),
             TaskKind::Reduce,
@@ -291,7 +291,7 @@ fn machines_lost_one_after_another_never_use_up_a_reducers_attempts() {
 fn a_worker_that_keeps_coming_back_unreachable_fails_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(1, 1, dir.path());
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     // w1 heartbeats but cannot serve; it is the only worker that can run the map.
     for round in 0..=MAX_ATTEMPTS {
         assert!(!j.is_finished(), "round {round}: {:?}", j.status);
@@ -325,7 +325,7 @@ fn an_attempt_on_a_suspect_worker_gets_a_backup_at_once_even_without_speculation
         max_attempts: 4,
         speculation: false,
     });
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let a0 = j.next_task(now(), &w1, &live(2)).unwrap();
     let a1 = j.next_task(now(), &w2, &live(2)).unwrap();
     finish_map(&mut j, &w2, map_index(&a1), a1.attempt);
@@ -349,7 +349,7 @@ fn an_attempt_on_a_suspect_worker_gets_a_backup_at_once_even_without_speculation
 fn only_the_running_attempt_may_commit_and_a_failed_grant_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(1, 1, dir.path());
-    let w = WorkerId("w1".into());
+    let w = WorkerId::new("w1");
     let a = j.next_task(now(), &w, &live(1)).unwrap();
     finish_map(&mut j, &w, 0, a.attempt);
     let r0 = j.next_task(now(), &w, &live(1)).unwrap();
@@ -383,7 +383,7 @@ fn map_index(a: &pb::TaskAssignment) -> u32 {
 fn a_lost_worker_requeues_its_attempts_and_the_outputs_reduces_still_need() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(3, 1, dir.path());
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let a0 = j.next_task(now(), &w1, &live(2)).unwrap();
     finish_map(&mut j, &w1, map_index(&a0), a0.attempt);
     let a1 = j.next_task(now(), &w2, &live(2)).unwrap();
@@ -410,7 +410,7 @@ fn a_lost_worker_requeues_its_attempts_and_the_outputs_reduces_still_need() {
 fn a_straggler_gets_one_backup_and_the_loser_is_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(4, 1, dir.path());
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let attempts: Vec<_> = (0..4)
         .map(|_| j.next_task(now(), &w1, &live(2)).unwrap())
         .collect();
@@ -455,7 +455,7 @@ fn a_plugin_failure_is_retried_on_another_worker_while_one_exists() {
         max_attempts: 4,
         speculation: false,
     });
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let a = j.next_task(now(), &w1, &live(2)).unwrap();
     let plugin_error = || {
         Outcome::Failed(TaskFailure {
@@ -519,7 +519,7 @@ fn a_plugin_failure_is_retried_on_another_worker_while_one_exists() {
 fn a_grant_held_by_a_lost_attempt_is_released_for_the_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(1, 4, dir.path());
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let m = j.next_task(now(), &w1, &live(2)).unwrap();
     finish_map(&mut j, &w1, 0, m.attempt);
     let reduces: Vec<_> = (0..4)
@@ -558,7 +558,7 @@ fn a_grant_held_by_a_lost_attempt_is_released_for_the_backup() {
 /// A job with its map done and both partitions committed (files `part-0000{p}.parquet`).
 fn committed_job(output: &std::path::Path) -> Job {
     let mut j = job(1, 2, output);
-    let w = WorkerId("w1".into());
+    let w = WorkerId::new("w1");
     let m = j.next_task(now(), &w, &live(1)).unwrap();
     finish_map(&mut j, &w, 0, m.attempt);
     for p in 0..2u32 {
@@ -591,14 +591,11 @@ fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
     let effects = j.take_effects();
     assert!(
         matches!(&effects[..], [OutputEffect::WriteSuccess { job, manifest, .. }]
-            if job.0 == "job-1" && String::from_utf8_lossy(manifest).contains("part-00001.parquet")),
+            if job.as_str() == "job-1" && String::from_utf8_lossy(manifest).contains("part-00001.parquet")),
         "{effects:?}"
     );
     // Committing schedules nothing and cannot be cancelled.
-    assert!(
-        j.next_task(now(), &WorkerId("w2".into()), &live(2))
-            .is_none()
-    );
+    assert!(j.next_task(now(), &WorkerId::new("w2"), &live(2)).is_none());
     j.cancel();
     assert_eq!(j.status, JobStatus::Committing);
     j.success_written(Err("disk full".into()));
@@ -614,10 +611,7 @@ fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
         "a failed _SUCCESS does not remove the committed part files"
     );
     assert!(!j.has_ended(), "it stays in the scheduler, to be committed");
-    assert!(
-        j.next_task(now(), &WorkerId("w2".into()), &live(2))
-            .is_none()
-    );
+    assert!(j.next_task(now(), &WorkerId::new("w2"), &live(2)).is_none());
     // `sluice commit` tries again, with the same manifest.
     assert!(j.begin_success());
     assert!(matches!(
@@ -655,7 +649,7 @@ fn a_failed_job_asks_for_its_committed_parts_to_be_removed_and_touches_no_file()
 fn a_denied_commit_is_never_charged_to_the_task() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(1, 1, dir.path());
-    let w = WorkerId("w1".into());
+    let w = WorkerId::new("w1");
     let m = j.next_task(now(), &w, &live(1)).unwrap();
     finish_map(&mut j, &w, 0, m.attempt);
     for _ in 0..MAX_ATTEMPTS + 1 {
@@ -678,7 +672,7 @@ fn an_attempt_past_the_task_timeout_fails_and_runs_again_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = job(2, 1, dir.path());
     Arc::make_mut(&mut j.spec).task_timeout_secs = 60;
-    let (w1, w2) = (WorkerId("w1".into()), WorkerId("w2".into()));
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
     let a = j.next_task(now(), &w1, &live(2)).unwrap();
     advance(Duration::from_secs(30));
     let b = j.next_task(now(), &w2, &live(2)).unwrap();
@@ -691,7 +685,7 @@ fn an_attempt_past_the_task_timeout_fails_and_runs_again_elsewhere() {
     let cancels = j.take_cancels();
     assert_eq!(cancels.len(), 1);
     assert_eq!(
-        (cancels[0].worker.0.as_str(), cancels[0].attempt.attempt),
+        (cancels[0].worker.as_str(), cancels[0].attempt.attempt),
         ("w1", a.attempt)
     );
     assert_eq!(j.maps[0].failures, 1);

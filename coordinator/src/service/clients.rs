@@ -71,7 +71,7 @@ impl CoordinatorService {
             let mut state = self.lock();
             state.next_job += 1;
             let seq = state.next_job;
-            let id = JobId(format!("job-{seq:04}"));
+            let id = JobId::new(format!("job-{seq:04}"));
             tracing::info!(job = %id, name = %planned.description.name, maps = planned.splits.len(), reduces = spec.reducers, "job submitted");
             let wire_spec = pb::JobSpec::from(&spec);
             let job = Job::new(
@@ -107,7 +107,9 @@ impl CoordinatorService {
             self.carry_out_effects().await;
             return Err(e);
         }
-        Ok(pb::SubmitJobResponse { job_id: id.0 })
+        Ok(pb::SubmitJobResponse {
+            job_id: id.into_string(),
+        })
     }
 
     /// Writes `_SUCCESS` again for a commit-failed job and returns the job after the try:
@@ -134,7 +136,7 @@ impl CoordinatorService {
         }
         self.carry_out_effects().await;
         let state = self.lock();
-        let id = JobId(job_id.to_string());
+        let id = JobId::new(job_id);
         state
             .jobs
             .get(&id)

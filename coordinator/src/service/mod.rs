@@ -172,7 +172,7 @@ impl CoordinatorService {
 fn job_mut<'a>(state: &'a mut State, id: &str) -> Result<&'a mut Job, Status> {
     state
         .jobs
-        .get_mut(&JobId(id.to_string()))
+        .get_mut(&JobId::new(id))
         .ok_or_else(|| CoordinatorError::UnknownJob(id.to_string()).into())
 }
 
@@ -225,7 +225,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::JobStatusResponse>, Status> {
         let req = request.into_inner();
         let state = self.lock();
-        let info = match state.jobs.get(&JobId(req.job_id.clone())) {
+        let info = match state.jobs.get(&JobId::new(req.job_id.clone())) {
             Some(job) => job.info(),
             None => state
                 .history
@@ -287,7 +287,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .workers
             .iter()
             .map(|(id, w)| pb::WorkerInfo {
-                worker_id: id.0.clone(),
+                worker_id: id.to_string(),
                 shuffle_addr: w.shuffle_addr.clone(),
                 slots: w.slots,
                 running: w.running,

@@ -126,7 +126,7 @@ impl State {
             };
             self.effects.extend(job.take_effects());
             for (_, info) in self.workers.iter_mut() {
-                info.to_drop.push(id.0.clone());
+                info.to_drop.push(id.to_string());
             }
             self.record_ended(job.info());
         }

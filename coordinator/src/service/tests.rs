@@ -39,7 +39,7 @@ fn job(id: &str, output: &str) -> Job {
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
     };
-    Job::new(JobId(id.into()), spec, description, Vec::new(), splits)
+    Job::new(JobId::new(id), spec, description, Vec::new(), splits)
 }
 
 /// Ended jobs leave the scheduler for the history, with what they still owe carried
@@ -65,7 +65,7 @@ fn ended_jobs_move_to_history_and_keep_what_they_owe() {
     }
     s.retire_ended();
     assert_eq!(
-        s.jobs.keys().map(|j| j.0.as_str()).collect::<Vec<_>>(),
+        s.jobs.keys().map(|j| j.as_str()).collect::<Vec<_>>(),
         ["job-running"]
     );
     assert_eq!(s.history.len(), 10_001);

@@ -46,7 +46,7 @@ impl CoordinatorService {
                     .filter(|h| {
                         state
                             .jobs
-                            .get(&JobId(h.job_id.clone()))
+                            .get(&JobId::new(h.job_id.clone()))
                             .is_none_or(Job::is_finished)
                     })
                     .map(|h| h.job_id.clone())
@@ -59,7 +59,7 @@ impl CoordinatorService {
         };
         tracing::info!(worker = %id, shuffle = %req.shuffle_addr, slots = req.slots, held = req.held_outputs.len(), "worker registered");
         Ok(pb::RegisterWorkerResponse {
-            worker_id: id.0,
+            worker_id: id.into_string(),
             heartbeat_interval_ms: self.heartbeat.as_millis() as u32,
             secret,
         })
@@ -70,7 +70,7 @@ impl CoordinatorService {
         &self,
         req: pb::HeartbeatRequest,
     ) -> Result<pb::HeartbeatResponse, CoordinatorError> {
-        let worker = WorkerId(req.worker_id);
+        let worker = WorkerId::new(req.worker_id);
         let mut guard = self.lock();
         let state = &mut *guard;
         let info = match state.workers.authenticate(&worker, &req.secret) {
@@ -125,7 +125,7 @@ impl CoordinatorService {
         &self,
         req: pb::ReportTaskRequest,
     ) -> Result<pb::ReportTaskResponse, Status> {
-        let worker = WorkerId(req.worker_id);
+        let worker = WorkerId::new(req.worker_id);
         let outcome = match req.outcome {
             Some(pb::report_task_request::Outcome::MapDone(d)) => Outcome::MapDone(d),
             Some(pb::report_task_request::Outcome::ReduceDone(d)) => Outcome::ReduceDone(d),
@@ -185,7 +185,7 @@ impl CoordinatorService {
         if all_done {
             // Only now, with every commit journaled, may `_SUCCESS` appear: a crash in
             // between resumes a job whose partitions are all known to be committed.
-            if let Some(job) = self.lock().jobs.get_mut(&JobId(req.job_id.clone())) {
+            if let Some(job) = self.lock().jobs.get_mut(&JobId::new(req.job_id.clone())) {
                 job.begin_success();
             }
         }
@@ -207,7 +207,7 @@ impl CoordinatorService {
         req: pb::CanCommitRequest,
     ) -> Result<pb::CanCommitResponse, Status> {
         let mut state = self.lock();
-        let worker = WorkerId(req.worker_id);
+        let worker = WorkerId::new(req.worker_id);
         if let Err(e) = state.workers.authenticate(&worker, &req.secret) {
             tracing::warn!(job = %req.job_id, partition = req.partition, error = %e, "refused a commit request");
             return Err(CoordinatorError::from(e).into());
