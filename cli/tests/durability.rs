@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::chaos::{chaos_args, reference, spawn_submit, status_json, wait_status, write_corpus};
+use common::chaos::{Gated, reference, status_json, submit_gated, wait_status, write_corpus};
 use common::cluster::{Cluster, ClusterOptions};
 use common::*;
 
@@ -15,13 +15,12 @@ fn a_success_marker_that_cannot_be_written_leaves_the_parts_for_sluice_commit_or
     let mut c = Cluster::start(2, ClusterOptions::default());
     let input = c.path("in");
     let texts = write_corpus(&input, 4, 400);
-    let out_dir = c.path("out");
-    let gate = c.path("gate");
-    let params = [format!("reduce_gate={}", gate.display())];
-    let submit = spawn_submit(&c, &chaos_args(&input, &out_dir, 3, 1 << 20, &params));
-    wait_status(&c, "job-0001", Duration::from_secs(60), |s| {
-        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
-    });
+    let Gated {
+        out_dir,
+        gate,
+        submit,
+        ..
+    } = submit_gated(&c, &input, 3);
     // A directory where `_SUCCESS` goes: the rename onto it fails however often it is
     // tried, as a full or read-only disk would.
     let blocker = out_dir.join("_SUCCESS").join("blocker");
@@ -67,13 +66,12 @@ fn sluice_commit_writes_the_marker_once_the_output_can_be_written() {
     let c = Cluster::start(1, ClusterOptions::default());
     let input = c.path("in");
     let texts = write_corpus(&input, 2, 300);
-    let out_dir = c.path("out");
-    let gate = c.path("gate");
-    let params = [format!("reduce_gate={}", gate.display())];
-    let submit = spawn_submit(&c, &chaos_args(&input, &out_dir, 2, 1 << 20, &params));
-    wait_status(&c, "job-0001", Duration::from_secs(60), |s| {
-        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
-    });
+    let Gated {
+        out_dir,
+        gate,
+        submit,
+        ..
+    } = submit_gated(&c, &input, 2);
     std::fs::create_dir_all(out_dir.join("_SUCCESS").join("blocker")).unwrap();
     std::fs::write(&gate, "").unwrap();
     assert_failed(&submit.wait_with_output().unwrap());
@@ -190,13 +188,12 @@ fn a_full_disk_fails_the_attempt_cleanly_and_the_task_completes_elsewhere() {
 
     let input = c.path("in");
     let texts = distinct_words(&input, 16, 12_000);
-    let out_dir = c.path("out");
-    let gate = c.path("gate");
-    let params = [format!("reduce_gate={}", gate.display())];
-    let submit = spawn_submit(&c, &chaos_args(&input, &out_dir, 2, 1 << 20, &params));
-    let s = wait_status(&c, "job-0001", Duration::from_secs(120), |s| {
-        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
-    });
+    let Gated {
+        out_dir,
+        gate,
+        submit,
+        status: s,
+    } = submit_gated(&c, &input, 2);
     assert!(s["failed_attempts"].as_u64() >= Some(1), "{s}");
     let log = c.workers[1].log_text();
     assert!(

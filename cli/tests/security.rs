@@ -167,7 +167,7 @@ fn tls_round_trip_with_a_generated_certificate() {
 /// report may name only its partition's own part file.
 #[test]
 fn a_worker_id_alone_cannot_act_for_a_worker_and_reports_name_only_part_files() {
-    use common::chaos::{chaos_args, spawn_submit, wait_status, write_corpus};
+    use common::chaos::{Gated, submit_gated, write_corpus};
     let c = Cluster::start(
         1,
         ClusterOptions {
@@ -181,13 +181,12 @@ fn a_worker_id_alone_cannot_act_for_a_worker_and_reports_name_only_part_files() 
         .to_string();
     let input = c.path("in");
     write_corpus(&input, 2, 200);
-    let out_dir = c.path("out");
-    let gate = c.path("gate");
-    let params = [format!("reduce_gate={}", gate.display())];
-    let submit = spawn_submit(&c, &chaos_args(&input, &out_dir, 2, 1 << 20, &params));
-    wait_status(&c, "job-0001", Duration::from_secs(60), |s| {
-        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
-    });
+    let Gated {
+        out_dir,
+        gate,
+        submit,
+        ..
+    } = submit_gated(&c, &input, 2);
 
     let token = Security::from_files(c.token_file.as_deref(), None, None, None).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

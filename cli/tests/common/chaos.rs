@@ -2,7 +2,7 @@
 //! the `sluice_chaos` plugin (examples/chaos), job status polling, and the output's bytes.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -172,5 +172,35 @@ pub fn options(worker_timeout_ms: u64) -> ClusterOptions {
     ClusterOptions {
         coordinator_args: vec!["--worker-timeout-ms".into(), worker_timeout_ms.to_string()],
         ..Default::default()
+    }
+}
+
+/// A chaos word count over `input` whose reduces wait for a gate file, submitted with
+/// `--wait` and past its maps: the test does its damage, then opens the gate.
+pub struct Gated {
+    /// The job's output directory.
+    pub out_dir: PathBuf,
+    /// Created, it lets the reduces run.
+    pub gate: PathBuf,
+    /// The `submit --wait` process.
+    pub submit: Child,
+    /// The job's status once its maps were done.
+    pub status: serde_json::Value,
+}
+
+/// Submits job-0001 as [`Gated`] with `reducers` partitions and waits for its maps.
+pub fn submit_gated(c: &Cluster, input: &Path, reducers: u32) -> Gated {
+    let out_dir = c.path("out");
+    let gate = c.path("gate");
+    let params = [format!("reduce_gate={}", gate.display())];
+    let submit = spawn_submit(c, &chaos_args(input, &out_dir, reducers, 1 << 20, &params));
+    let status = wait_status(c, "job-0001", Duration::from_secs(120), |s| {
+        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
+    });
+    Gated {
+        out_dir,
+        gate,
+        submit,
+        status,
     }
 }

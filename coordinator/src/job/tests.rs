@@ -47,7 +47,9 @@ fn advance(d: Duration) {
     });
 }
 
-fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
+/// A job `job-1` of `maps` one-byte text splits and `reducers` partitions, writing to
+/// `output`, with a custom reduce.
+pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
     let mut spec = JobSpec::new(
         "p.so".into(),
         vec!["in".into()],

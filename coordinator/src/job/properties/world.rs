@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sluice_common::failure::{FailureReason, TaskFailure};
-use sluice_common::ids::{JobId, WorkerId};
-use sluice_common::spec::{InputFormat, JobSpec};
-use sluice_common::split::{Split, SplitRange};
+use sluice_common::ids::WorkerId;
 use sluice_proto::pb;
-use sluice_sdk::JobDescription;
 
 use super::{MAPS, REDUCERS, SETTLE, Step, WORKERS};
+
+/// The id `tests::job` gives its job.
+const JOB: &str = "job-1";
 use crate::job::{ClusterView, Job, Outcome, Policy, TaskKind};
 use crate::store::{self, Event, Journal};
 
@@ -55,40 +55,11 @@ pub(super) struct World {
     pub(super) suspects: HashSet<WorkerId>,
 }
 
-fn new_job(output: &std::path::Path) -> Job {
-    let mut spec = JobSpec::new(
-        "p.so".into(),
-        vec!["in".into()],
-        InputFormat::Text,
-        output.to_string_lossy().into_owned(),
-    );
-    spec.reducers = REDUCERS;
-    let splits = (0..MAPS)
-        .map(|i| Split {
-            path: format!("f{i}"),
-            range: SplitRange::Bytes { start: 0, end: 1 },
-        })
-        .collect();
-    let description = JobDescription {
-        name: "t".into(),
-        key_columns: vec!["k".into()],
-        reduce: sluice_sdk::ReduceKind::Custom,
-        input_columns: None,
-    };
-    Job::new(
-        JobId::new("job-0001"),
-        spec,
-        description,
-        Vec::new(),
-        splits,
-    )
-}
-
 impl World {
     pub(super) fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let (_, journal) = store::open(&dir.path().join("state")).unwrap();
-        let job = new_job(&dir.path().join("out"))
+        let job = crate::job::tests::job(MAPS, REDUCERS, &dir.path().join("out"))
             .with_journal(journal.clone())
             .with_policy(Policy::default());
         journal.send(Event::JobSubmitted {
@@ -224,7 +195,7 @@ impl World {
             .running
             .iter()
             .map(|a| pb::AttemptRef {
-                job_id: "job-0001".into(),
+                job_id: JOB.into(),
                 is_map: a.kind.is_map(),
                 index: a.index,
                 attempt: a.attempt,
@@ -440,7 +411,7 @@ impl World {
                 .outputs
                 .iter()
                 .map(|&(index, attempt)| pb::AttemptRef {
-                    job_id: "job-0001".into(),
+                    job_id: JOB.into(),
                     is_map: true,
                     index,
                     attempt,
