@@ -35,14 +35,18 @@ pub fn parse_decimal(s: &str, precision: u8, scale: i8) -> Result<i128, String> 
         if significant > 0 || b != b'0' {
             significant += 1;
         }
-        value = value * 10 + i128::from(b - b'0');
+        // Checked before multiplying: a 39th digit would overflow `i128`.
         if significant > 38 {
             return Err(format!("{s:?} has too many digits"));
         }
+        value = value * 10 + i128::from(b - b'0');
     }
     for _ in frac_part.len()..scale {
-        value *= 10;
         significant += usize::from(significant > 0);
+        if significant > 38 {
+            return Err(format!("{s:?} at scale {scale} has more than 38 digits"));
+        }
+        value *= 10;
     }
     if significant > usize::from(precision) {
         return Err(format!("{s:?} does not fit in {precision} digits"));
@@ -72,5 +76,23 @@ mod tests {
         assert!(parse_decimal("abc", 18, 2).is_err());
         assert!(parse_decimal("1234567890123456.00", 18, 2).is_ok());
         assert!(parse_decimal("12345678901234567.00", 18, 2).is_err());
+    }
+
+    /// Fuzz crash (decimal): padding to a scale past 38 digits overflowed `i128`
+    /// (`"000002"` at precision 5, scale 46), and so did a 39th significant digit.
+    #[test]
+    fn digits_past_38_are_refused_not_overflowed() {
+        let e = parse_decimal("000002", 5, 46).unwrap_err();
+        assert!(e.contains("more than 38 digits"), "{e}");
+        assert!(parse_decimal("1", 38, 127).is_err());
+        assert_eq!(parse_decimal("0", 0, 127), Ok(0));
+        let nines = "9".repeat(39);
+        assert!(
+            parse_decimal(&nines, 38, 0)
+                .unwrap_err()
+                .contains("too many digits")
+        );
+        assert!(parse_decimal(&"9".repeat(38), 38, 0).is_ok());
+        assert!(parse_decimal(&format!("{}.9", "9".repeat(38)), 38, 1).is_err());
     }
 }

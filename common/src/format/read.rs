@@ -66,15 +66,22 @@ pub fn read_split(
     }
     let location = Location::parse(&split.path)?;
     match (&split.range, format) {
-        (SplitRange::RowGroups(groups), InputFormat::Parquet) => match location {
-            Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows, columns),
-            Location::Object(url) => {
-                let reader = read_parquet_row_groups(&url, groups.clone(), batch_rows, columns)?;
-                Ok(Box::new(reader.map(move |r| {
-                    r.map_err(|e| Error::arrow(format!("reading parquet {url}"), e))
-                })))
-            }
-        },
+        (SplitRange::RowGroups(groups), InputFormat::Parquet) => {
+            let batches: BatchIter = match location {
+                Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows, columns)?,
+                Location::Object(url) => {
+                    let reader =
+                        read_parquet_row_groups(&url, groups.clone(), batch_rows, columns)?;
+                    Box::new(reader.map(move |r| {
+                        r.map_err(|e| Error::arrow(format!("reading parquet {url}"), e))
+                    }))
+                }
+            };
+            Ok(Box::new(PanicsAsErrors {
+                batches: Some(batches),
+                name: split.path.clone(),
+            }))
+        }
         (SplitRange::Bytes { start, end }, f) if f.is_line_based() => {
             let lines = match location {
                 Location::Local(path) => LineSource::open(&path, *start, *end)?,
@@ -97,6 +104,37 @@ pub fn read_split(
         _ => Err(Error::Invalid(format!(
             "split {split} does not fit input format {format}"
         ))),
+    }
+}
+
+/// Batches whose decoder may panic on damaged data: the `parquet` crate asserts on some
+/// corrupt pages (found by fuzzing) instead of returning an error. A panic becomes an
+/// error naming the file, and the batches end there.
+struct PanicsAsErrors {
+    batches: Option<BatchIter>,
+    name: String,
+}
+
+impl Iterator for PanicsAsErrors {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batches = self.batches.as_mut()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batches.next())) {
+            Ok(next) => next,
+            Err(payload) => {
+                self.batches = None;
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Some(Err(Error::Invalid(format!(
+                    "reading parquet {}: the file is damaged (the decoder failed: {why})",
+                    self.name
+                ))))
+            }
+        }
     }
 }
 
@@ -174,8 +212,18 @@ fn read_parquet(
 ) -> Result<BatchIter> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let ctx = || format!("reading parquet {}", path.display());
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::arrow(ctx(), e))?
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::arrow(ctx(), e))?;
+    // The parquet reader indexes its row groups unchecked: a split naming a group the file
+    // lacks (a file replaced since planning) would panic.
+    let present = builder.metadata().num_row_groups();
+    if let Some(g) = groups.iter().find(|&&g| g as usize >= present) {
+        return Err(Error::Invalid(format!(
+            "{} has {present} row groups, the split names group {g}",
+            path.display()
+        )));
+    }
+    let builder = builder
         .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
         .with_batch_size(batch_rows);
     let projection =
@@ -703,5 +751,69 @@ impl Iterator for JsonReader {
             self.done = true;
         }
         r.transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    /// Fuzz crash (parquet_split): a split naming row group 2 of a one-group file made the
+    /// parquet reader index out of bounds (`arrow_reader/mod.rs:1495`) instead of failing.
+    #[test]
+    fn a_split_naming_a_missing_row_group_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one-group.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
+                .unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema, None)
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let split = |groups: Vec<u32>| Split {
+            path: path.to_string_lossy().into_owned(),
+            range: SplitRange::RowGroups(groups),
+        };
+        let rows = |groups| {
+            read_split(&split(groups), InputFormat::Parquet, None, 8, None)
+                .map(|b| b.map(|b| b.unwrap().num_rows()).sum::<usize>())
+        };
+        assert_eq!(rows(vec![0]).unwrap(), 2);
+        for groups in [vec![2, 0], vec![0, u32::MAX]] {
+            let e = rows(groups).err().unwrap().to_string();
+            assert!(
+                e.contains("one-group.parquet") && e.contains("has 1 row groups"),
+                "{e}"
+            );
+        }
+    }
+
+    /// The `parquet` crate panics on some damaged pages (fuzz: `fuzz/regressions/
+    /// remote_ranges/`); such a panic is an error naming the file, and the batches end.
+    #[test]
+    fn a_decoder_panic_is_an_error_naming_the_file() {
+        let mut calls = 0;
+        let batches: BatchIter = Box::new(std::iter::from_fn(move || {
+            calls += 1;
+            if calls == 2 {
+                panic!("Decoder for dict should have been set");
+            }
+            Some(Ok(RecordBatch::new_empty(text_schema())))
+        }));
+        let mut it = PanicsAsErrors {
+            batches: Some(batches),
+            name: "s3://b/day.parquet".into(),
+        };
+        assert!(it.next().unwrap().is_ok());
+        let e = it.next().unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains("s3://b/day.parquet") && e.contains("damaged") && e.contains("dict"),
+            "{e}"
+        );
+        assert!(it.next().is_none(), "nothing after the panic");
     }
 }

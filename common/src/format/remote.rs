@@ -207,19 +207,23 @@ impl SparseFile {
     }
 
     fn find(&self, start: u64, length: u64) -> parquet::errors::Result<Bytes> {
+        let Some(end) = start.checked_add(length) else {
+            return Err(ParquetError::General(format!(
+                "{length} bytes at offset {start} run past any file's end"
+            )));
+        };
         let i = self.segments.partition_point(|(o, _)| *o <= start);
         let covering = i
             .checked_sub(1)
             .map(|i| &self.segments[i])
-            .filter(|(o, b)| start + length <= o + b.len() as u64);
+            .filter(|(o, b)| end <= o.saturating_add(b.len() as u64));
         match covering {
             Some((o, b)) => {
                 let from = (start - o) as usize;
                 Ok(b.slice(from..from + length as usize))
             }
             None => Err(ParquetError::General(format!(
-                "bytes {start}..{} of the file were not fetched",
-                start + length
+                "bytes {start}..{end} of the file were not fetched"
             ))),
         }
     }
@@ -240,7 +244,7 @@ impl ChunkReader for SparseFile {
         let (o, b) = i
             .checked_sub(1)
             .map(|i| &self.segments[i])
-            .filter(|(o, b)| start < o + b.len() as u64)
+            .filter(|(o, b)| start < o.saturating_add(b.len() as u64))
             .ok_or_else(|| {
                 ParquetError::General(format!("byte {start} of the file was not fetched"))
             })?;
@@ -275,6 +279,7 @@ pub fn fetch_parquet_footer(
     let guess = len.min(FOOTER_GUESS);
     let mut tail_start = len - guess;
     let mut tail = fetch(tail_start..len)?;
+    check_answer(tail_start..len, &tail).map_err(|e| bad(&e))?;
     let mut footer = [0u8; 8];
     footer.copy_from_slice(&tail[tail.len() - 8..]);
     let footer = FooterTail::try_new(&footer).map_err(|e| bad(&e))?;
@@ -290,11 +295,52 @@ pub fn fetch_parquet_footer(
     if needed > guess {
         tail_start = len - needed;
         tail = fetch(tail_start..len)?;
+        check_answer(tail_start..len, &tail).map_err(|e| bad(&e))?;
     }
     let meta_start = (len - needed - tail_start) as usize;
     let metadata = ParquetMetaDataReader::decode_metadata(&tail[meta_start..tail.len() - 8])
         .map_err(|e| bad(&e))?;
     Ok((metadata, (tail_start, tail)))
+}
+
+/// A store's answer to a read of `range` must hold exactly its bytes (the object may have
+/// shrunk since its size was read, or the store may answer short).
+fn check_answer(range: Range<u64>, got: &Bytes) -> std::result::Result<(), String> {
+    if got.len() as u64 != range.end - range.start {
+        return Err(format!(
+            "short read: asked for bytes {}..{}, got {}",
+            range.start,
+            range.end,
+            got.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The byte range of a column chunk as the footer of file `name` (of `len` bytes) gives it;
+/// a negative offset or size, or a range past the end of the file, is an error naming the
+/// file (the footer is the file's, so hostile: `ColumnChunkMetaData::byte_range` panics).
+pub fn column_chunk_range(
+    name: &str,
+    len: u64,
+    col: &parquet::file::metadata::ColumnChunkMetaData,
+) -> Result<Range<u64>> {
+    let start = col
+        .dictionary_page_offset()
+        .unwrap_or_else(|| col.data_page_offset());
+    let size = col.compressed_size();
+    let range = u64::try_from(start)
+        .ok()
+        .zip(u64::try_from(size).ok())
+        .and_then(|(start, size)| Some(start..start.checked_add(size)?))
+        .filter(|r| r.end <= len);
+    range.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{name}: the footer puts column {} at offset {start}, {size} bytes, outside the \
+             file's {len} bytes",
+            col.column_path()
+        ))
+    })
 }
 
 /// Reads row groups `groups` of Parquet object `url` as record batches, fetching only the
@@ -346,8 +392,7 @@ pub fn fetch_parquet_row_groups(
         for (leaf, col) in rg.columns().iter().enumerate() {
             // Only the chunks of the columns the job reads are fetched.
             if projection.as_ref().is_none_or(|p| p.leaf_included(leaf)) {
-                let (start, length) = col.byte_range();
-                ranges.push(start..start + length);
+                ranges.push(column_chunk_range(name, len, col)?);
             }
         }
     }
@@ -437,5 +482,89 @@ mod tests {
         let mut s = String::new();
         f.get_read(95).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "56789");
+    }
+
+    /// Fuzz crash (remote_ranges, input `01 01 3f`): an object that answers fewer bytes
+    /// than its size said (here none of 15) made the footer slicing underflow.
+    #[test]
+    fn parquet_footer_of_a_short_answer_is_an_error() {
+        let mut empty = |_r: Range<u64>| Ok(Bytes::new());
+        let e = fetch_parquet_footer("s3://b/f.parquet", &mut empty, 15)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s3://b/f.parquet") && e.contains("short read"),
+            "{e}"
+        );
+        // The second read (metadata larger than the first guess) answered short.
+        let len = FOOTER_GUESS + 100;
+        let mut tail = vec![0u8; FOOTER_GUESS as usize];
+        let n = tail.len();
+        tail[n - 8..n - 4].copy_from_slice(&((FOOTER_GUESS + 50) as u32).to_le_bytes());
+        tail[n - 4..].copy_from_slice(b"PAR1");
+        let mut calls = 0;
+        let mut fetch = |_r: Range<u64>| {
+            calls += 1;
+            Ok(if calls == 1 {
+                Bytes::from(tail.clone())
+            } else {
+                Bytes::from_static(b"PAR1")
+            })
+        };
+        let e = fetch_parquet_footer("f", &mut fetch, len)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("short read"), "{e}");
+    }
+
+    /// Fuzz crash (remote_ranges): a footer giving a column chunk a negative offset made
+    /// `ColumnChunkMetaData::byte_range` panic; one past the file's end or past `u64::MAX`
+    /// must be refused too.
+    #[test]
+    fn column_chunks_outside_the_file_are_an_error() {
+        use parquet::file::metadata::ColumnChunkMetaData;
+        use parquet::schema::{parser::parse_message_type, types::SchemaDescriptor};
+        let schema = parse_message_type("message m { required int64 a; }").unwrap();
+        let descr = SchemaDescriptor::new(Arc::new(schema));
+        let col = |offset: i64, size: i64| {
+            ColumnChunkMetaData::builder(descr.column(0))
+                .set_data_page_offset(offset)
+                .set_total_compressed_size(size)
+                .build()
+                .unwrap()
+        };
+        assert_eq!(column_chunk_range("f", 100, &col(4, 10)).unwrap(), 4..14);
+        for (offset, size) in [(-5, 10), (4, -1), (90, 11), (i64::MAX, i64::MAX)] {
+            let e = column_chunk_range("f.parquet", 100, &col(offset, size))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("f.parquet") && e.contains("outside"), "{e}");
+        }
+    }
+
+    /// Fuzz crash (remote_ranges): a read whose offset plus length passes `u64::MAX` (offsets
+    /// come from a file's hostile footer) overflowed instead of being refused.
+    #[test]
+    fn sparse_file_refuses_reads_past_u64() {
+        let f = SparseFile::new(
+            u64::MAX,
+            vec![
+                (u64::MAX - 2, Bytes::from_static(b"abcdef")),
+                (0, Bytes::from_static(b"x")),
+            ],
+        );
+        let e = f.get_bytes(u64::MAX - 1, 4).unwrap_err().to_string();
+        assert!(e.contains("past any file's end"), "{e}");
+        assert!(f.get_bytes(u64::MAX, 1).is_err());
+        assert_eq!(
+            f.get_bytes(u64::MAX - 2, 2).unwrap(),
+            Bytes::from_static(b"ab")
+        );
+        let mut s = String::new();
+        f.get_read(u64::MAX - 1)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "bcdef");
     }
 }
