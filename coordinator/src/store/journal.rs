@@ -90,8 +90,10 @@ pub struct JournalError {
 pub struct Journal(pub(super) Option<mpsc::SyncSender<Event>>);
 
 /// Events queued for the writer at most: past this, senders wait for it (the coordinator
-/// slows down rather than holding an unbounded backlog in memory).
-pub(super) const QUEUE: usize = 100_000;
+/// slows down rather than holding an unbounded backlog in memory). The channel allocates
+/// every slot up front (an event is a few hundred bytes), and the writer takes all that
+/// queued in one transaction, so a few thousand keep it busy.
+pub(super) const QUEUE: usize = 4096;
 
 /// Events kept to write again at most; past this, the writer takes no new events until the
 /// store can be written (and the queue above fills up).
