@@ -8,6 +8,7 @@
 //! - [`schema`]: input schema inference and schemas as Arrow IPC bytes.
 //! - [`write`]: part files (Parquet or CSV).
 
+mod csv;
 pub mod decimal;
 pub mod lines;
 pub mod read;
