@@ -15,7 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -35,20 +40,95 @@ pub type CoordinatorClient =
 /// A client of a worker's shuffle service that sends the cluster token.
 pub type ShuffleClient = pb::shuffle_client::ShuffleClient<InterceptedService<Channel, AddToken>>;
 
-/// The connections `listener` accepts, with Nagle's algorithm off. A server-streaming reply
-/// is several small writes (headers, data, trailers); with Nagle on, each waits for the
-/// peer's delayed ACK (40 ms on Linux), so a reducer fetching hundreds of map outputs one
-/// request after another waited seconds doing nothing. tonic's `Server::tcp_nodelay` only
-/// applies to listeners tonic binds itself; ours are bound first to learn the port.
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        if let Err(e) = conn.set_nodelay(true) {
-            // Slower, not wrong: serve the connection anyway.
-            tracing::debug!(error = %e, "cannot turn Nagle's algorithm off");
+/// Connections a server holds open at once; the next is accepted when one closes.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The connections `listener` accepts, with Nagle's algorithm off, at most
+/// [`MAX_CONNECTIONS`] open at once. A server-streaming reply is several small writes
+/// (headers, data, trailers); with Nagle on, each waits for the peer's delayed ACK (40 ms on
+/// Linux), so a reducer fetching hundreds of map outputs one request after another waited
+/// seconds doing nothing. tonic's `Server::tcp_nodelay` only applies to listeners tonic
+/// binds itself; ours are bound first to learn the port.
+pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<Limited>> {
+    incoming_at_most(listener, MAX_CONNECTIONS)
+}
+
+/// [`incoming`] with at most `max` connections open at once.
+fn incoming_at_most(listener: TcpListener, max: usize) -> impl Stream<Item = io::Result<Limited>> {
+    let open = Arc::new(Semaphore::new(max));
+    TcpListenerStream::new(listener).then(move |conn| {
+        let open = open.clone();
+        async move {
+            // Waiting here leaves further connections in the kernel's backlog.
+            let permit = open
+                .acquire_owned()
+                .await
+                .map_err(|_| io::Error::other("the server is stopping"))?;
+            let conn = conn?;
+            if let Err(e) = conn.set_nodelay(true) {
+                // Slower, not wrong: serve the connection anyway.
+                tracing::debug!(error = %e, "cannot turn Nagle's algorithm off");
+            }
+            Ok(Limited {
+                conn,
+                _permit: permit,
+            })
         }
-        Ok(conn)
     })
+}
+
+/// An accepted connection holding one of the server's connection slots until it closes.
+pub struct Limited {
+    conn: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Limited {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.conn.connect_info()
+    }
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.conn).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.conn).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.conn).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.conn.is_write_vectored()
+    }
 }
 
 /// Longest a call's handler may run before the call fails with `Cancelled` (streams it
@@ -407,6 +487,35 @@ mod tests {
         let closed = Security::with_token(b"t0ken").unwrap();
         assert!(closed.check_exposure("x", addr("0.0.0.0:1"), false).is_ok());
         assert!(Security::with_token(b" \n").is_err());
+    }
+
+    /// A connection past the limit is accepted only once an open one closes.
+    #[test]
+    fn connections_past_the_limit_wait_for_one_to_close() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accepted = incoming_at_most(listener, 1);
+            tokio::pin!(accepted);
+            let _a = TcpStream::connect(addr).await.unwrap();
+            let _b = TcpStream::connect(addr).await.unwrap();
+            let first = accepted.next().await.unwrap().unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(300), accepted.next()).await;
+            assert!(
+                waited.is_err(),
+                "a second connection was served beside the first"
+            );
+            drop(first);
+            let second = tokio::time::timeout(Duration::from_secs(30), accepted.next()).await;
+            assert!(
+                matches!(second, Ok(Some(Ok(_)))),
+                "served once the first closed"
+            );
+        });
     }
 
     #[test]
