@@ -32,6 +32,52 @@ pub enum CoordinatorError {
     /// The job store did not record a change: it is not acknowledged.
     #[error(transparent)]
     Journal(#[from] crate::store::JournalError),
+    /// A worker speaking another protocol version registered.
+    #[error("worker speaks protocol {worker}, this coordinator {coordinator}")]
+    Protocol {
+        /// The worker's version.
+        worker: u32,
+        /// Ours.
+        coordinator: u32,
+    },
+    /// A request lacks a part it cannot do without.
+    #[error("{request} without {missing}")]
+    Missing {
+        /// The request, as users know it.
+        request: &'static str,
+        /// What it lacks.
+        missing: &'static str,
+    },
+    /// A report's outcome is of the other task kind.
+    #[error("job {job}: the report of {kind} {index} carries another kind's outcome")]
+    OutcomeKind {
+        /// The job.
+        job: String,
+        /// The task kind the report names.
+        kind: crate::job::TaskKind,
+        /// The task index.
+        index: u32,
+    },
+    /// The plugin a submission names is not stored.
+    #[error("no plugin with sha256 {sha256} is stored: upload it first")]
+    PluginNotStored {
+        /// The plugin's hash.
+        sha256: String,
+    },
+    /// No registered worker gives a task slot the memory the job asks for.
+    #[error("{reason}")]
+    NoRoom {
+        /// Which worker comes closest, and what to change.
+        reason: String,
+    },
+    /// Something on the coordinator's side failed (a thread, the random source).
+    #[error("{doing}: {reason}")]
+    Internal {
+        /// What the coordinator was doing.
+        doing: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// A call made as a worker that the caller cannot prove to be.
     #[error(transparent)]
     WorkerAuth(#[from] crate::cluster::workers::WorkerAuthError),
@@ -48,6 +94,10 @@ impl From<CoordinatorError> for tonic::Status {
                 tonic::Status::failed_precondition(e.to_string())
             }
             CoordinatorError::Journal(_) => tonic::Status::unavailable(e.to_string()),
+            CoordinatorError::Protocol { .. } | CoordinatorError::PluginNotStored { .. } => {
+                tonic::Status::failed_precondition(e.to_string())
+            }
+            CoordinatorError::Internal { .. } => tonic::Status::internal(e.to_string()),
             CoordinatorError::WorkerAuth(_) => tonic::Status::permission_denied(e.to_string()),
             _ => tonic::Status::invalid_argument(e.to_string()),
         }

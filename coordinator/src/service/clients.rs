@@ -18,24 +18,27 @@ impl CoordinatorService {
         &self,
         req: pb::SubmitJobRequest,
     ) -> Result<pb::SubmitJobResponse, Status> {
-        let spec = req
-            .spec
-            .ok_or_else(|| Status::invalid_argument("submission without a job spec"))?;
+        let spec = req.spec.ok_or(CoordinatorError::Missing {
+            request: "submission",
+            missing: "a job spec",
+        })?;
         let spec = JobSpec::try_from(&spec)?;
         if spec.plugin_sha256.is_empty() {
-            return Err(Status::invalid_argument(
-                "job spec without plugin_sha256: upload the plugin first (sluice submit does)",
-            ));
+            return Err(CoordinatorError::Missing {
+                request: "job spec",
+                missing: "plugin_sha256 (upload the plugin first: sluice submit does)",
+            }
+            .into());
         }
-        if let Some(why) = self.lock().workers.refuse_task_memory(spec.task_memory) {
-            return Err(Status::invalid_argument(why));
+        if let Some(reason) = self.lock().workers.refuse_task_memory(spec.task_memory) {
+            return Err(CoordinatorError::NoRoom { reason }.into());
         }
         let stored = self.plugins.path(&spec.plugin_sha256)?;
         if !stored.is_file() {
-            return Err(Status::failed_precondition(format!(
-                "no plugin with sha256 {} is stored: upload it first",
-                spec.plugin_sha256
-            )));
+            return Err(CoordinatorError::PluginNotStored {
+                sha256: spec.plugin_sha256.clone(),
+            }
+            .into());
         }
         let planned = {
             // The coordinator loads its own stored copy; the spec keeps the client's name.
@@ -48,7 +51,10 @@ impl CoordinatorService {
             let limits = self.limits;
             tokio::task::spawn_blocking(move || plan_job(&spec, parallelism, &limits))
                 .await
-                .map_err(|e| Status::internal(format!("planning panicked: {e}")))?
+                .map_err(|e| CoordinatorError::Internal {
+                    doing: "planning",
+                    reason: e.to_string(),
+                })?
                 .map_err(|e| {
                     // Name the plugin as the user knows it, not by the store's file name.
                     let mut status = Status::from(e);

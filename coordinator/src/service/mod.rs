@@ -110,7 +110,10 @@ impl CoordinatorService {
         let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || journal.sync())
             .await
-            .map_err(|e| Status::internal(format!("job store: {e}")))?
+            .map_err(|e| CoordinatorError::Internal {
+                doing: "waiting for the job store",
+                reason: e.to_string(),
+            })?
             .map_err(|e| {
                 tracing::error!(error = %e, "a change is not in the job store: not acknowledged");
                 CoordinatorError::from(e).into()

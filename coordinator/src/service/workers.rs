@@ -19,13 +19,17 @@ impl CoordinatorService {
         req: pb::RegisterWorkerRequest,
     ) -> Result<pb::RegisterWorkerResponse, Status> {
         if req.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "worker speaks protocol {}, this coordinator {PROTOCOL_VERSION}",
-                req.protocol_version
-            )));
+            return Err(CoordinatorError::Protocol {
+                worker: req.protocol_version,
+                coordinator: PROTOCOL_VERSION,
+            }
+            .into());
         }
-        let secret = sluice_proto::transport::random_hex(24)
-            .map_err(|e| Status::internal(format!("reading /dev/urandom for a secret: {e}")))?;
+        let secret =
+            sluice_proto::transport::random_hex(24).map_err(|e| CoordinatorError::Internal {
+                doing: "reading /dev/urandom for a registration secret",
+                reason: e.to_string(),
+            })?;
         let id = {
             let mut state = self.lock();
             let id = state.workers.register(
@@ -132,7 +136,13 @@ impl CoordinatorService {
             Some(pb::report_task_request::Outcome::Failed(f)) => {
                 Outcome::Failed(TaskFailure::from(&f))
             }
-            None => return Err(Status::invalid_argument("report without an outcome")),
+            None => {
+                return Err(CoordinatorError::Missing {
+                    request: "task report",
+                    missing: "an outcome",
+                }
+                .into());
+            }
         };
         let all_done = 'report: {
             let mut guard = self.lock();
@@ -153,9 +163,12 @@ impl CoordinatorService {
             if matches!(outcome, Outcome::MapDone(_)) != req.is_map
                 && !matches!(outcome, Outcome::Failed(_))
             {
-                return Err(Status::invalid_argument(
-                    "report outcome does not match the task kind",
-                ));
+                return Err(CoordinatorError::OutcomeKind {
+                    job: req.job_id.clone(),
+                    kind: TaskKind::of(req.is_map),
+                    index: req.index,
+                }
+                .into());
             }
             if let Err(source) = job.check_report(req.index, &outcome) {
                 tracing::warn!(%worker, job = %req.job_id, error = %source, "refused a task report");
