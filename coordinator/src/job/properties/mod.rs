@@ -32,7 +32,8 @@ pub(super) enum Step {
     FetchFail { w: usize, k: usize, i: usize },
     /// Worker `w` dies (SIGKILL); a fresh worker takes its place.
     Lose { w: usize },
-    /// Time passes; every worker heartbeats the attempts it runs.
+    /// Time passes; every worker heartbeats the attempts it runs; attempts past the task
+    /// timeout fail.
     Advance { ms: u64 },
     /// The coordinator restarts from its job store; workers re-register and claim outputs.
     Restart,

@@ -10,6 +10,9 @@ use sluice_proto::pb;
 
 use super::{MAPS, REDUCERS, SETTLE, Step, WORKERS};
 
+/// The job's task timeout: a few clock advances.
+const TASK_TIMEOUT_SECS: u64 = 30;
+
 /// The id `tests::job` gives its job.
 const JOB: &str = "job-1";
 use crate::job::{ClusterView, Job, Outcome, Policy, TaskKind};
@@ -59,9 +62,11 @@ impl World {
     pub(super) fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let (_, journal) = store::open(&dir.path().join("state")).unwrap();
-        let job = crate::job::tests::job(MAPS, REDUCERS, &dir.path().join("out"))
+        let mut job = crate::job::tests::job(MAPS, REDUCERS, &dir.path().join("out"))
             .with_journal(journal.clone())
             .with_policy(Policy::default());
+        // Short enough that clock advances time attempts out now and then.
+        std::sync::Arc::make_mut(&mut job.spec).task_timeout_secs = TASK_TIMEOUT_SECS;
         journal.send(Event::JobSubmitted {
             seq: 1,
             info: job.info(),
@@ -169,6 +174,7 @@ impl World {
                     let (now, id) = (self.now, self.workers[i].id.clone());
                     self.job.reconcile(now, &id, &refs, SETTLE);
                 }
+                self.job.expire_attempts(self.now);
             }
             Step::Restart => self.restart(),
             Step::Delay { w, k } => {
