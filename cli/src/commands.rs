@@ -204,12 +204,12 @@ pub async fn jobs(args: ListArgs) -> Result<()> {
         return print_json(&Value::Array(jobs.iter().map(job_json).collect()));
     }
     println!(
-        "{:<10} {:<16} {:<10} {:>9} {:>9} {:>12} {:>12} {:>9}  OUTPUT",
+        "{:<10} {:<16} {:<13} {:>9} {:>9} {:>12} {:>12} {:>9}  OUTPUT",
         "JOB", "NAME", "STATE", "MAPS", "REDUCES", "ROWS_IN", "ROWS_OUT", "TOOK"
     );
     for j in &jobs {
         println!(
-            "{:<10} {:<16} {:<10} {:>9} {:>9} {:>12} {:>12} {:>9}  {}",
+            "{:<10} {:<16} {:<13} {:>9} {:>9} {:>12} {:>12} {:>9}  {}",
             j.job_id,
             j.name,
             state_name(j.state),
