@@ -78,8 +78,8 @@ fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
     Status::internal(format!("{what} {}: {e}", path.display()))
 }
 
-/// Marks a stored plugin used now (its modification time); true, as it exists.
-fn touch(path: &Path) -> bool {
+/// Marks a stored plugin used now (its modification time), for the eviction order.
+fn touch(path: &Path) {
     if let Err(e) = std::fs::File::options()
         .append(true)
         .open(path)
@@ -88,7 +88,6 @@ fn touch(path: &Path) -> bool {
         // Only the eviction order suffers.
         tracing::debug!(path = %path.display(), error = %e, "cannot mark a plugin used");
     }
-    true
 }
 
 /// Deletes a file when dropped (a no-op once it was renamed away).
@@ -128,7 +127,11 @@ impl PluginStore {
     /// Whether the plugin is stored; a stored one counts as used now.
     pub fn contains(&self, sha: &str) -> Result<bool, Status> {
         let path = self.path(sha)?;
-        Ok(path.is_file() && touch(&path))
+        let stored = path.is_file();
+        if stored {
+            touch(&path);
+        }
+        Ok(stored)
     }
 
     /// Removes least recently used plugins until the store fits its quota, keeping those in

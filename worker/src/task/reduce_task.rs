@@ -174,14 +174,19 @@ pub async fn run(
                 cleanup();
                 return Err(TaskError::CommitDenied(partition));
             }
-            let final_path = output.join(&name);
-            std::fs::rename(&temp_file, &final_path).map_err(|e| Error::io(&final_path, e))?;
-            // The rename is the commit and has happened; a directory that cannot be synced
-            // leaves it at the mercy of a power loss, not wrong, and `_SUCCESS` syncs the
-            // directory again.
-            if let Err(e) = sluice_common::format::write::sync_dir(output) {
-                tracing::warn!(dir = %output.display(), error = %e, "syncing the output directory failed");
-            }
+            let (output, final_path) = (output.clone(), output.join(&name));
+            // A rename and a directory fsync: disk waits, off the reactor.
+            blocking(move || {
+                std::fs::rename(&temp_file, &final_path).map_err(|e| Error::io(&final_path, e))?;
+                // The rename is the commit and has happened; a directory that cannot be
+                // synced leaves it at the mercy of a power loss, not wrong, and `_SUCCESS`
+                // syncs the directory again.
+                if let Err(e) = sluice_common::format::write::sync_dir(&output) {
+                    tracing::warn!(dir = %output.display(), error = %e, "syncing the output directory failed");
+                }
+                Ok(())
+            })
+            .await?;
             cleanup();
         }
         (Staging::Object { output, .. }, Some(temp_object)) => {
