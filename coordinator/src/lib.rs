@@ -8,10 +8,12 @@
 //!   and [`job::commit`] (one committer per partition, `_SUCCESS`).
 //! - [`cluster::workers`][cluster::workers]: membership.
 //! - [`store`]: the SQLite job store (history of jobs, tasks, attempts, counters).
+//! - [`wire`]: the job core's types to and from protobuf, at the service and store edges.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod cluster;
 pub mod error;
 pub mod http;
@@ -22,6 +24,7 @@ pub mod plan;
 pub mod plugins;
 pub mod service;
 pub mod store;
+pub mod wire;
 
 use std::future::Future;
 use std::path::PathBuf;

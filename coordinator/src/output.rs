@@ -50,6 +50,17 @@ pub fn carry_out(effects: Vec<OutputEffect>) -> Vec<(JobId, Result<(), String>)>
     written
 }
 
+/// Makes a resumed job's output ready for its reduces again: they stage under
+/// `_temporary`, created at submit, and a crash may have come between a `_SUCCESS` that
+/// removed it and the job store hearing of it. (An object store needs no directories.)
+pub fn prepare_resumed(output: &str) {
+    if let Ok(Location::Local(out)) = Location::parse(output)
+        && let Err(e) = std::fs::create_dir_all(out.join("_temporary"))
+    {
+        tracing::warn!(output, error = %e, "cannot recreate _temporary for a resumed job");
+    }
+}
+
 /// Writes `<output>/_SUCCESS` holding `manifest` and removes `_temporary`. Locally through
 /// a synced temporary file, a rename and a sync of the directory; on an object store with one PUT, so the object appears
 /// whole or not at all.

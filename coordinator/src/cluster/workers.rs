@@ -63,7 +63,7 @@ pub struct Workers {
 impl Default for Workers {
     fn default() -> Self {
         Workers {
-            boot: format!("{:x}", crate::job::now_ms() % (1 << 32)),
+            boot: format!("{:x}", crate::clock::now_ms() % (1 << 32)),
             next: 0,
             by_id: HashMap::new(),
         }
@@ -102,7 +102,7 @@ impl Workers {
                 last_seen: Instant::now(),
                 running: 0,
                 draining: false,
-                registered_ms: crate::job::now_ms(),
+                registered_ms: crate::clock::now_ms(),
                 to_drop: Vec::new(),
                 suspect: false,
                 secret,

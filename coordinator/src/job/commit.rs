@@ -5,11 +5,11 @@
 //! This module decides; the writing and removing of files is `crate::output`'s, carried out
 //! by the service once it released the scheduler's lock.
 
+use super::report::ReduceOutput;
 use serde::Serialize;
 use sluice_common::format::write::part_file_name;
 use sluice_common::ids::JobId;
 use sluice_common::spec::OutputFormat;
-use sluice_proto::pb;
 
 /// Why a reduce's report names a file the coordinator will not record: names end up in the
 /// manifest and in what an abort removes, so only the partition's own part file passes.
@@ -46,7 +46,7 @@ pub fn check_part_file(
 /// Commit decisions and committed files of one job.
 pub struct Commits {
     authorized: Vec<Option<u32>>,
-    done: Vec<Option<pb::ReduceDone>>,
+    done: Vec<Option<ReduceOutput>>,
 }
 
 /// One entry of the `_SUCCESS` manifest.
@@ -106,7 +106,7 @@ impl Commits {
     }
 
     /// A partition's attempt reported its committed file.
-    pub fn record_done(&mut self, partition: u32, done: pb::ReduceDone) {
+    pub fn record_done(&mut self, partition: u32, done: ReduceOutput) {
         if let Some(slot) = self.done.get_mut(partition as usize) {
             *slot = Some(done);
         }

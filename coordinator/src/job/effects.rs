@@ -3,8 +3,8 @@
 //! effects off its lock.
 
 use sluice_common::ids::{JobId, WorkerId};
-use sluice_proto::pb;
 
+use super::report::AttemptRef;
 use super::tasks::{RunningAttempt, TaskKind};
 
 /// Output I/O a transition asks for. The job only decides; the service carries the effects
@@ -37,17 +37,17 @@ pub struct Cancel {
     /// The worker running it.
     pub worker: WorkerId,
     /// What to stop.
-    pub attempt: pb::AttemptRef,
+    pub attempt: AttemptRef,
 }
 
 impl Cancel {
     /// Stopping running attempt `r` of task `index` of `job`.
-    pub(super) fn of(job: &str, kind: TaskKind, index: usize, r: &RunningAttempt) -> Self {
+    pub(super) fn of(job: &JobId, kind: TaskKind, index: usize, r: &RunningAttempt) -> Self {
         Cancel {
             worker: r.worker.clone(),
-            attempt: pb::AttemptRef {
-                job_id: job.to_string(),
-                is_map: kind.is_map(),
+            attempt: AttemptRef {
+                job: job.clone(),
+                kind,
                 index: index as u32,
                 attempt: r.attempt,
             },

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::ids::WorkerId;
-use sluice_proto::pb;
 
+use super::report::{AttemptRef, Outcome};
 use super::tasks::{TaskKind, TaskState, TaskStatus};
 use super::{Cancel, Job};
 
@@ -102,6 +102,7 @@ impl Job {
     /// of the task (retried while its budget lasts).
     pub(super) fn on_failure(
         &mut self,
+        now: Instant,
         kind: TaskKind,
         i: usize,
         attempt: u32,
@@ -145,7 +146,7 @@ impl Job {
                 worker_unreachable: *worker_unreachable,
                 message: &failure.message,
             };
-            self.on_fetch_failure(&report);
+            self.on_fetch_failure(now, &report);
             return;
         }
         // A refused commit is never charged, even when the grant has moved on since the
@@ -178,7 +179,7 @@ impl Job {
             } else {
                 format!("{kind} task {i} failed: {}", failure.message)
             };
-            self.fail(why);
+            self.fail(now, why);
         } else if !others_running {
             tracing::info!(job = %self.id, %kind, index = i, error = %failure.message, "retrying task");
             task.status = TaskStatus::Pending;
@@ -187,7 +188,7 @@ impl Job {
     }
 
     /// Applies a reducer's fetch failure: see [`failure`] for what it costs.
-    pub(super) fn on_fetch_failure(&mut self, report: &FetchReport<'_>) {
+    pub(super) fn on_fetch_failure(&mut self, now: Instant, report: &FetchReport<'_>) {
         let m = report.map_index as usize;
         let Some(map) = self.maps.get(m) else {
             return;
@@ -219,7 +220,7 @@ impl Job {
                 *self.unreachable.entry(worker.clone()).or_default() += 1;
                 self.found_unreachable.push(worker);
             }
-            FetchVerdict::GiveUp(why) => self.fail(why),
+            FetchVerdict::GiveUp(why) => self.fail(now, why),
         }
     }
 
@@ -280,7 +281,7 @@ impl Job {
         &mut self,
         now: Instant,
         worker: &WorkerId,
-        running: &[pb::AttemptRef],
+        running: &[AttemptRef],
         settle: Duration,
     ) {
         if self.is_finished() {
@@ -300,8 +301,8 @@ impl Job {
                     a.worker != *worker
                         || now.saturating_duration_since(a.started) < settle
                         || running.iter().any(|x| {
-                            x.job_id == self.id.as_str()
-                                && x.is_map == kind.is_map()
+                            x.job == self.id
+                                && x.kind == kind
                                 && x.index as usize == i
                                 && x.attempt == a.attempt
                         })
@@ -346,8 +347,7 @@ impl Job {
         }
         for (kind, i, r) in &late {
             tracing::warn!(job = %self.id, %kind, index = i, attempt = r.attempt, worker = %r.worker, ?limit, "attempt timed out");
-            self.cancels
-                .push(Cancel::of(self.id.as_str(), *kind, *i, r));
+            self.cancels.push(Cancel::of(&self.id, *kind, *i, r));
             let failure = TaskFailure {
                 message: format!(
                     "{kind} attempt {} on {} ran longer than the task timeout of {} s",
@@ -358,15 +358,15 @@ impl Job {
                 retryable: true,
                 reason: FailureReason::Io,
             };
-            let outcome = super::Outcome::Failed(failure);
+            let outcome = Outcome::Failed(failure);
             self.on_report(now, *kind, *i as u32, r.attempt, &r.worker, "", outcome);
         }
         late.len()
     }
 
-    /// `worker` is gone: its running attempts are re-queued, and the map outputs it held are
-    /// re-created from their splits if an unfinished reduce still needs them.
-    pub fn on_worker_lost(&mut self, worker: &WorkerId) {
+    /// `worker` is gone at `now`: its running attempts are re-queued, and the map outputs it
+    /// held are re-created from their splits if an unfinished reduce still needs them.
+    pub fn on_worker_lost(&mut self, now: Instant, worker: &WorkerId) {
         if self.is_finished() {
             return;
         }
@@ -402,7 +402,7 @@ impl Job {
         }
         self.release_orphan_grants();
         if let Some(why) = give_up {
-            self.fail(why);
+            self.fail(now, why);
         }
     }
 }

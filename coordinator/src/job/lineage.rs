@@ -2,18 +2,19 @@
 //! re-created from its split and reducers know where to fetch.
 
 use sluice_common::ids::WorkerId;
-use sluice_proto::pb;
+
+use super::report::{MapOutput, OutputLocation};
 
 /// The location of every finished map output of one job.
 pub struct Lineage {
-    outputs: Vec<Option<MapOutput>>,
+    outputs: Vec<Option<Finished>>,
 }
 
 /// One finished map output.
 #[derive(Clone)]
-struct MapOutput {
-    location: pb::MapOutputLocation,
-    done: pb::MapDone,
+struct Finished {
+    location: OutputLocation,
+    done: MapOutput,
 }
 
 impl Lineage {
@@ -31,21 +32,21 @@ impl Lineage {
         attempt: u32,
         worker: &WorkerId,
         addr: &str,
-        done: &pb::MapDone,
+        done: MapOutput,
     ) {
         if let Some(slot) = self.outputs.get_mut(index as usize) {
-            *slot = Some(MapOutput {
-                location: pb::MapOutputLocation {
+            *slot = Some(Finished {
+                location: OutputLocation {
                     map_index: index,
                     attempt,
-                    worker_id: worker.to_string(),
+                    worker: worker.clone(),
                     shuffle_addr: addr.to_string(),
                     expected_rows: 0,
                     path: done.spill_path.clone(),
                     output_token: done.output_token,
                     host_id: done.host_id.clone(),
                 },
-                done: done.clone(),
+                done,
             });
         }
     }
@@ -59,11 +60,11 @@ impl Lineage {
 
     /// Every known output location, in map order, with the rows each holds for `partition`
     /// so the reducer can tell a complete fetch from a truncated one.
-    pub fn locations(&self, partition: u32) -> Vec<pb::MapOutputLocation> {
+    pub fn locations(&self, partition: u32) -> Vec<OutputLocation> {
         self.outputs
             .iter()
             .flatten()
-            .map(|o| pb::MapOutputLocation {
+            .map(|o| OutputLocation {
                 expected_rows: o
                     .done
                     .partitions

@@ -23,31 +23,35 @@
 //! themselves. By concern: `tasks` is the task table, `schedule` picks the next task
 //! (speculation included), [`failure`] prices failures and lost workers, `recovery`
 //! rebuilds a job after a coordinator restart, [`lineage`] and [`commit`] track map outputs
-//! and committed partitions.
+//! and committed partitions. It never sees a protobuf either: `report` holds the plain types
+//! it hands out and receives, converted at the service and store edges by [`crate::wire`].
 
 pub mod commit;
 mod effects;
 pub mod failure;
 pub mod lineage;
 mod recovery;
+mod report;
 mod schedule;
 mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use sluice_common::failure::TaskFailure;
 use sluice_common::ids::{JobId, WorkerId};
 use sluice_common::spec::JobSpec;
 use sluice_common::split::Split;
-use sluice_proto::pb;
 use sluice_sdk::JobDescription;
 
 pub use commit::BadPartFile;
 pub use effects::{Cancel, OutputEffect};
 pub use failure::MAX_LOST_ATTEMPTS;
 use lineage::Lineage;
+pub use report::{
+    AssignedTask, Assignment, AttemptRef, JobInfo, MapOutput, Outcome, OutputLocation,
+    PartitionRows, PastAttempt, ReduceOutput, Resumed,
+};
 pub use schedule::{
     ClusterView, MAX_ATTEMPTS, Policy, SPECULATION_MIN_RUNTIME, SPECULATION_SLOWNESS,
     SPECULATION_STAGE_DONE,
@@ -74,11 +78,23 @@ pub enum JobStatus {
     CommitFailed(String),
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// One moment on both clocks: the monotonic one the job schedules by, and the wall clock its
+/// history is stamped with. Given by the caller, so the job itself never reads a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    /// The moment on the monotonic clock.
+    pub at: Instant,
+    /// The same moment, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+impl Epoch {
+    /// Wall time of `now`, counted from this epoch (never before it).
+    pub fn unix_ms_at(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.at).as_millis();
+        self.unix_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
 }
 
 /// A submitted job.
@@ -89,8 +105,10 @@ pub struct Job {
     pub spec: Arc<JobSpec>,
     /// What the plugin declared.
     pub description: JobDescription,
-    /// Sent with every assignment.
-    runtime: pb::JobRuntime,
+    /// The input schema as Arrow IPC bytes, sent with every assignment.
+    schema_ipc: Vec<u8>,
+    /// Maps the job's monotonic `now` to wall time for its history.
+    epoch: Epoch,
     splits: Vec<Split>,
     maps: Vec<TaskState>,
     reduces: Vec<TaskState>,
@@ -115,21 +133,11 @@ pub struct Job {
     found_unreachable: Vec<WorkerId>,
     /// After a coordinator restart: map outputs finished before it, which a re-registering
     /// worker may still hold (attempt and statistics), by map index.
-    claimable: Vec<Option<(u32, pb::MapDone)>>,
+    claimable: Vec<Option<(u32, MapOutput)>>,
     /// Until then, maps with a claimable output are not re-run: their worker may be about to
     /// re-register.
     hold_claimable_until: Option<Instant>,
     journal: Journal,
-}
-
-/// What a worker reported for one attempt.
-pub enum Outcome {
-    /// A map attempt finished.
-    MapDone(pb::MapDone),
-    /// A reduce attempt committed.
-    ReduceDone(pb::ReduceDone),
-    /// The attempt failed.
-    Failed(TaskFailure),
 }
 
 /// Whether a job of `tasks` tasks journals its progress after `reports` unjournaled task
@@ -141,31 +149,29 @@ pub fn progress_due(reports: u32, tasks: usize) -> bool {
 }
 
 impl Job {
-    /// A new running job over planned splits.
+    /// A new running job over planned splits, submitted at `submitted`.
     pub fn new(
         id: JobId,
         spec: JobSpec,
         description: JobDescription,
-        input_schema_ipc: Vec<u8>,
+        schema_ipc: Vec<u8>,
         splits: Vec<Split>,
+        submitted: Epoch,
     ) -> Self {
         let reducers = spec.reducers as usize;
-        let runtime = pb::JobRuntime {
-            spec: Some(pb::JobSpec::from(&spec)),
-            input_schema_ipc,
-        };
         Job {
             id,
             spec: Arc::new(spec),
             description,
-            runtime,
+            schema_ipc,
+            epoch: submitted,
             maps: vec![TaskState::new(); splits.len()],
             reduces: vec![TaskState::new(); reducers],
             lineage: Lineage::new(splits.len()),
             commits: commit::Commits::new(reducers),
             splits,
             status: JobStatus::Running,
-            submitted_ms: now_ms(),
+            submitted_ms: submitted.unix_ms,
             finished_ms: 0,
             failed_attempts: 0,
             unjournaled_reports: 0,
@@ -186,14 +192,14 @@ impl Job {
         self.reduces.iter().all(TaskState::is_done)
     }
 
-    /// The planned splits, as the job store keeps them.
-    pub fn wire_splits(&self) -> Vec<pb::Split> {
-        self.splits.iter().map(pb::Split::from).collect()
+    /// The planned splits.
+    pub fn splits(&self) -> &[Split] {
+        &self.splits
     }
 
     /// The input schema IPC bytes.
     pub fn schema_ipc(&self) -> &[u8] {
-        &self.runtime.input_schema_ipc
+        &self.schema_ipc
     }
 
     /// Journals this job's changes to the job store from now on.
@@ -293,18 +299,7 @@ impl Job {
             is_map: kind.is_map(),
             index,
             attempt,
-            error: match &outcome {
-                Outcome::Failed(f) => Some(f.message.clone()),
-                _ => None,
-            },
-            result: {
-                use prost::Message;
-                match &outcome {
-                    Outcome::MapDone(d) => d.encode_to_vec(),
-                    Outcome::ReduceDone(d) => d.encode_to_vec(),
-                    Outcome::Failed(_) => Vec::new(),
-                }
-            },
+            outcome: outcome.clone(),
         });
         let all_done = self.apply_outcome(now, kind, index, attempt, worker, shuffle_addr, outcome);
         self.unjournaled_reports += 1;
@@ -325,7 +320,7 @@ impl Job {
         attempt: u32,
         worker: &WorkerId,
     ) {
-        let job = self.id.to_string();
+        let job = self.id.clone();
         let task = &mut self.tasks_mut(kind)[i];
         let mut took = Duration::ZERO;
         let mut cancels = Vec::new();
@@ -377,7 +372,7 @@ impl Job {
             Outcome::MapDone(done) => {
                 self.finish_task(now, TaskKind::Map, i, attempt, worker);
                 self.lineage
-                    .record(index, attempt, worker, shuffle_addr, &done);
+                    .record(index, attempt, worker, shuffle_addr, done);
                 false
             }
             Outcome::ReduceDone(done) => {
@@ -387,7 +382,7 @@ impl Job {
             }
             Outcome::Failed(failure) => {
                 self.failed_attempts += 1;
-                self.on_failure(kind, i, attempt, worker, failure);
+                self.on_failure(now, kind, i, attempt, worker, failure);
                 false
             }
         }
@@ -401,30 +396,30 @@ impl Job {
         ] {
             for (i, t) in tasks.iter().enumerate() {
                 for r in t.running() {
-                    self.cancels.push(Cancel::of(self.id.as_str(), kind, i, r));
+                    self.cancels.push(Cancel::of(&self.id, kind, i, r));
                 }
             }
         }
     }
 
-    /// Ends the job as failed, cancels its running attempts and removes its output.
-    pub fn fail(&mut self, message: String) {
+    /// Ends the job as failed at `now`, cancels its running attempts and removes its output.
+    pub fn fail(&mut self, now: Instant, message: String) {
         tracing::warn!(job = %self.id, error = %message, "job failed");
         self.cancel_running();
         self.status = JobStatus::Failed(message);
-        self.finished_ms = now_ms();
+        self.finished_ms = self.epoch.unix_ms_at(now);
         self.abort_output();
         self.journal_progress();
     }
 
-    /// Ends the job as cancelled; false when it had already ended.
-    pub fn cancel(&mut self) -> bool {
+    /// Ends the job as cancelled at `now`; false when it had already ended.
+    pub fn cancel(&mut self, now: Instant) -> bool {
         if self.is_finished() && !matches!(self.status, JobStatus::CommitFailed(_)) {
             return false;
         }
         self.cancel_running();
         self.status = JobStatus::Cancelled;
-        self.finished_ms = now_ms();
+        self.finished_ms = self.epoch.unix_ms_at(now);
         self.abort_output();
         self.journal_progress();
         true
@@ -461,11 +456,11 @@ impl Job {
     /// The outcome of writing `_SUCCESS`: the job succeeded, or is commit-failed with its
     /// committed part files left in place (they are whole and committed; only the marker is
     /// missing, and deleting finished output over a marker would lose data).
-    pub fn success_written(&mut self, result: Result<(), String>) {
+    pub fn success_written(&mut self, now: Instant, result: Result<(), String>) {
         if self.status != JobStatus::Committing {
             return;
         }
-        self.finished_ms = now_ms();
+        self.finished_ms = self.epoch.unix_ms_at(now);
         match result {
             Ok(()) => {
                 self.status = JobStatus::Succeeded;
@@ -486,22 +481,13 @@ impl Job {
     }
 
     /// The job as clients see it.
-    pub fn info(&self) -> pb::JobInfo {
+    pub fn info(&self) -> JobInfo {
         let done = |ts: &[TaskState]| ts.iter().filter(|t| t.is_done()).count() as u32;
-        let (state, error) = match &self.status {
-            // Clients see a job writing `_SUCCESS` as still running.
-            JobStatus::Running | JobStatus::Committing => (pb::JobState::Running, String::new()),
-            JobStatus::Succeeded => (pb::JobState::Succeeded, String::new()),
-            JobStatus::Failed(e) => (pb::JobState::Failed, e.clone()),
-            JobStatus::Cancelled => (pb::JobState::Cancelled, "cancelled".into()),
-            JobStatus::CommitFailed(e) => (pb::JobState::CommitFailed, e.clone()),
-        };
         let (local, remote, streams) = self.commits.shuffle_reads();
-        pb::JobInfo {
-            job_id: self.id.to_string(),
+        JobInfo {
+            id: self.id.clone(),
             name: self.description.name.clone(),
-            state: state as i32,
-            error,
+            status: self.status.clone(),
             maps_total: self.maps.len() as u32,
             maps_done: done(&self.maps),
             reduces_total: self.reduces.len() as u32,

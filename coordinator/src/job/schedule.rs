@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sluice_common::ids::WorkerId;
-use sluice_proto::pb;
 
 use super::Job;
+use super::report::{AssignedTask, Assignment};
 use super::tasks::{RunningAttempt, TaskKind, TaskState, TaskStatus};
 use crate::store::Event;
 
@@ -63,33 +63,22 @@ fn median(mut xs: Vec<Duration>) -> Option<Duration> {
 }
 
 impl Job {
-    pub(super) fn assignment(
-        &self,
-        attempt: u32,
-        task: pb::task_assignment::Task,
-    ) -> pb::TaskAssignment {
-        pb::TaskAssignment {
-            job_id: self.id.to_string(),
+    fn assignment(&self, kind: TaskKind, i: usize, attempt: u32) -> Assignment {
+        let task = match kind {
+            TaskKind::Map => AssignedTask::Map {
+                index: i as u32,
+                split: self.splits[i].clone(),
+            },
+            TaskKind::Reduce => AssignedTask::Reduce {
+                partition: i as u32,
+                map_outputs: self.lineage.locations(i as u32),
+            },
+        };
+        Assignment {
+            job: self.id.clone(),
             attempt,
-            job: Some(self.runtime.clone()),
-            task: Some(task),
+            task,
         }
-    }
-
-    pub(super) fn map_assignment(&self, i: usize, attempt: u32) -> pb::TaskAssignment {
-        let task = pb::task_assignment::Task::Map(pb::MapTask {
-            split: Some(pb::Split::from(&self.splits[i])),
-            index: i as u32,
-        });
-        self.assignment(attempt, task)
-    }
-
-    pub(super) fn reduce_assignment(&self, i: usize, attempt: u32) -> pb::TaskAssignment {
-        let task = pb::task_assignment::Task::Reduce(pb::ReduceTask {
-            partition: i as u32,
-            map_outputs: self.lineage.locations(i as u32),
-        });
-        self.assignment(attempt, task)
     }
 
     /// The next task this job can give `worker` at `now`, if any.
@@ -98,7 +87,7 @@ impl Job {
         now: Instant,
         worker: &WorkerId,
         cluster: &ClusterView,
-    ) -> Option<pb::TaskAssignment> {
+    ) -> Option<Assignment> {
         let live_workers = cluster.live_workers;
         if self.is_finished() {
             return None;
@@ -141,10 +130,7 @@ impl Job {
             t.status = TaskStatus::Running(vec![run]);
         }
         self.journal_start(kind, i, attempt, worker);
-        Some(match kind {
-            TaskKind::Map => self.map_assignment(i, attempt),
-            TaskKind::Reduce => self.reduce_assignment(i, attempt),
-        })
+        Some(self.assignment(kind, i, attempt))
     }
 
     /// A running task of the stage that deserves a backup on `worker`: first one whose only

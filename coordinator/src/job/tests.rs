@@ -1,7 +1,7 @@
 //! Tests of the job state machine.
 
 use super::*;
-use sluice_common::failure::FailureReason;
+use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::spec::InputFormat;
 use sluice_common::split::SplitRange;
 use std::cell::Cell;
@@ -69,7 +69,18 @@ pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
     };
-    Job::new(JobId::new("job-1"), spec, description, Vec::new(), splits)
+    let submitted = Epoch {
+        at: now(),
+        unix_ms: 1_000,
+    };
+    Job::new(
+        JobId::new("job-1"),
+        spec,
+        description,
+        Vec::new(),
+        splits,
+        submitted,
+    )
 }
 
 fn live(workers: usize) -> ClusterView {
@@ -87,7 +98,7 @@ fn finish_map(j: &mut Job, w: &WorkerId, index: u32, attempt: u32) {
         attempt,
         w,
         "addr",
-        Outcome::MapDone(pb::MapDone::default()),
+        Outcome::MapDone(MapOutput::default()),
     );
 }
 
@@ -116,10 +127,7 @@ fn a_lost_map_output_reruns_the_map_once_and_the_reduce_waits() {
     let w = WorkerId::new("w1");
     for _ in 0..2 {
         let a = j.next_task(now(), &w, &live(1)).unwrap();
-        let Some(pb::task_assignment::Task::Map(m)) = a.task else {
-            panic!("maps come first")
-        };
-        finish_map(&mut j, &w, m.index, a.attempt);
+        finish_map(&mut j, &w, map_index(&a), a.attempt);
     }
     let (r0, r1) = (
         j.next_task(now(), &w, &live(1)).unwrap(),
@@ -136,10 +144,7 @@ fn a_lost_map_output_reruns_the_map_once_and_the_reduce_waits() {
         fetch_failed(1, 0),
     );
     let a = j.next_task(now(), &w, &live(1)).unwrap();
-    let Some(pb::task_assignment::Task::Map(m)) = a.task else {
-        panic!("the lost map re-runs")
-    };
-    assert_eq!((m.index, a.attempt), (1, 1));
+    assert_eq!((map_index(&a), a.attempt), (1, 1), "the lost map re-runs");
     j.on_report(
         now(),
         TaskKind::Reduce,
@@ -155,10 +160,7 @@ fn a_lost_map_output_reruns_the_map_once_and_the_reduce_waits() {
     );
     finish_map(&mut j, &w, 1, 1);
     let again = j.next_task(now(), &w, &live(1)).unwrap();
-    assert!(matches!(
-        again.task,
-        Some(pb::task_assignment::Task::Reduce(_))
-    ));
+    assert_eq!(again.kind(), TaskKind::Reduce);
     assert!(again.attempt > r0.attempt, "attempt ids are never reused");
     assert!(!j.is_finished());
 }
@@ -200,7 +202,7 @@ fn maps_done_then_reduces(
     on: impl Fn(usize) -> WorkerId,
     reducer: &WorkerId,
     reduces: usize,
-) -> Vec<pb::TaskAssignment> {
+) -> Vec<Assignment> {
     for i in 0..maps {
         let w = on(i);
         let a = j.next_task(now(), &w, &live(2)).unwrap();
@@ -374,9 +376,9 @@ fn only_the_running_attempt_may_commit_and_a_failed_grant_is_freed() {
     assert!(j.can_commit(0, r1.attempt, &w), "the retry may commit");
 }
 
-fn map_index(a: &pb::TaskAssignment) -> u32 {
+fn map_index(a: &Assignment) -> u32 {
     match &a.task {
-        Some(pb::task_assignment::Task::Map(m)) => m.index,
+        AssignedTask::Map { index, .. } => *index,
         other => panic!("expected a map, got {other:?}"),
     }
 }
@@ -391,7 +393,7 @@ fn a_lost_worker_requeues_its_attempts_and_the_outputs_reduces_still_need() {
     let a1 = j.next_task(now(), &w2, &live(2)).unwrap();
     finish_map(&mut j, &w2, map_index(&a1), a1.attempt);
     let a2 = j.next_task(now(), &w1, &live(2)).unwrap(); // still running on w1
-    j.on_worker_lost(&w1);
+    j.on_worker_lost(now(), &w1);
     // Map 0 (done on w1) and map 2 (running on w1) run again; map 1 is kept.
     let mut again: Vec<u32> = (0..2)
         .map(|_| map_index(&j.next_task(now(), &w2, &live(1)).unwrap()))
@@ -436,14 +438,10 @@ fn a_straggler_gets_one_backup_and_the_loser_is_cancelled() {
     // The loser's report changes nothing.
     finish_map(&mut j, &w1, 3, attempts[3].attempt);
     let r = j.next_task(now(), &w1, &live(2)).unwrap();
-    let Some(pb::task_assignment::Task::Reduce(reduce)) = r.task else {
+    let AssignedTask::Reduce { map_outputs, .. } = r.task else {
         panic!("reduces follow the maps")
     };
-    let from_backup = reduce
-        .map_outputs
-        .iter()
-        .find(|l| l.map_index == 3)
-        .unwrap();
+    let from_backup = map_outputs.iter().find(|l| l.map_index == 3).unwrap();
     assert_eq!(
         from_backup.attempt, backup.attempt,
         "lineage holds the winner"
@@ -528,7 +526,7 @@ fn a_grant_held_by_a_lost_attempt_is_released_for_the_backup() {
         .map(|_| j.next_task(now(), &w1, &live(2)).unwrap())
         .collect();
     for (p, r) in reduces.iter().enumerate().take(3) {
-        let done = Outcome::ReduceDone(pb::ReduceDone::default());
+        let done = Outcome::ReduceDone(ReduceOutput::default());
         j.on_report(
             now(),
             TaskKind::Reduce,
@@ -550,7 +548,7 @@ fn a_grant_held_by_a_lost_attempt_is_released_for_the_backup() {
         !j.can_commit(3, reduces[3].attempt, &w2),
         "an attempt number from another worker is not the running attempt"
     );
-    j.on_worker_lost(&w1);
+    j.on_worker_lost(now(), &w1);
     assert!(
         j.can_commit(3, backup.attempt, &w2),
         "the lost attempt's grant is free"
@@ -566,7 +564,7 @@ fn committed_job(output: &std::path::Path) -> Job {
     for p in 0..2u32 {
         let r = j.next_task(now(), &w, &live(1)).unwrap();
         assert!(j.can_commit(p, r.attempt, &w));
-        let done = Outcome::ReduceDone(pb::ReduceDone {
+        let done = Outcome::ReduceDone(ReduceOutput {
             file: format!("part-0000{p}.parquet"),
             rows: 1,
             ..Default::default()
@@ -586,8 +584,8 @@ fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
     assert!(!j.begin_success(), "once");
     assert_eq!(j.status, JobStatus::Committing);
     assert_eq!(
-        j.info().state,
-        pb::JobState::Running as i32,
+        crate::wire::state(&j.info().status).0,
+        sluice_proto::pb::JobState::Running,
         "clients see it running"
     );
     let effects = j.take_effects();
@@ -598,16 +596,16 @@ fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
     );
     // Committing schedules nothing and cannot be cancelled.
     assert!(j.next_task(now(), &WorkerId::new("w2"), &live(2)).is_none());
-    j.cancel();
+    j.cancel(now());
     assert_eq!(j.status, JobStatus::Committing);
-    j.success_written(Err("disk full".into()));
+    j.success_written(now(), Err("disk full".into()));
     assert!(
         matches!(&j.status, JobStatus::CommitFailed(m)
             if m.contains("disk full") && m.contains("kept") && m.contains("sluice commit job-1")),
         "{:?}",
         j.status
     );
-    assert_eq!(j.info().state, pb::JobState::CommitFailed as i32);
+    assert!(matches!(j.info().status, JobStatus::CommitFailed(_)));
     assert!(
         j.take_effects().is_empty(),
         "a failed _SUCCESS does not remove the committed part files"
@@ -621,7 +619,7 @@ fn success_is_written_off_the_job_and_a_failed_write_keeps_the_parts() {
         [OutputEffect::WriteSuccess { manifest, .. }]
             if String::from_utf8_lossy(manifest).contains("part-00001.parquet")
     ));
-    j.success_written(Ok(()));
+    j.success_written(now(), Ok(()));
     assert_eq!(j.status, JobStatus::Succeeded);
 }
 
@@ -630,7 +628,7 @@ fn a_failed_job_asks_for_its_committed_parts_to_be_removed_and_touches_no_file()
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never-created");
     let mut j = committed_job(&out);
-    j.fail("boom".into());
+    j.fail(now(), "boom".into());
     assert_eq!(
         j.take_effects(),
         [OutputEffect::Abort {
@@ -641,7 +639,7 @@ fn a_failed_job_asks_for_its_committed_parts_to_be_removed_and_touches_no_file()
     assert!(!out.exists(), "the job itself does no I/O");
     let mut ok = committed_job(dir.path());
     assert!(ok.begin_success());
-    ok.success_written(Ok(()));
+    ok.success_written(now(), Ok(()));
     assert_eq!(ok.status, JobStatus::Succeeded);
 }
 
@@ -695,11 +693,8 @@ fn an_attempt_past_the_task_timeout_fails_and_runs_again_elsewhere() {
     // Not on w1 again while w2 can take it.
     assert!(j.next_task(now(), &w1, &live(2)).is_none());
     let again = j.next_task(now(), &w2, &live(2)).unwrap();
-    let Some(pb::task_assignment::Task::Map(m)) = again.task else {
-        panic!("a map")
-    };
-    assert_eq!((m.index, again.attempt), (0, 1));
-    assert!(j.info().error.is_empty());
+    assert_eq!((map_index(&again), again.attempt), (0, 1));
+    assert_eq!(j.info().status, JobStatus::Running);
     // No limit: nothing expires.
     Arc::make_mut(&mut j.spec).task_timeout_secs = 0;
     advance(Duration::from_secs(100_000));

@@ -9,7 +9,7 @@ use tonic::Status;
 
 use super::CoordinatorService;
 use crate::error::CoordinatorError;
-use crate::job::Job;
+use crate::job::{Epoch, Job};
 use crate::plan::plan_job;
 use crate::store::Event;
 
@@ -86,6 +86,7 @@ impl CoordinatorService {
                 planned.description,
                 schema_ipc,
                 planned.splits,
+                Epoch::now(),
             )
             .with_journal(self.journal.clone())
             .with_policy(state.policy);
@@ -93,7 +94,7 @@ impl CoordinatorService {
                 seq,
                 info: job.info(),
                 spec: wire_spec,
-                splits: job.wire_splits(),
+                splits: job.splits().iter().map(pb::Split::from).collect(),
                 schema_ipc: job.schema_ipc().to_vec(),
                 description: job.description.encode(),
             });
@@ -104,10 +105,13 @@ impl CoordinatorService {
         if let Err(e) = self.sync_journal().await {
             // Not acknowledged, so not run: the client is told it failed.
             if let Some(job) = self.lock().jobs.get_mut(&id) {
-                job.fail(format!(
-                    "the job store did not record the submission: {}",
-                    e.message()
-                ));
+                job.fail(
+                    std::time::Instant::now(),
+                    format!(
+                        "the job store did not record the submission: {}",
+                        e.message()
+                    ),
+                );
             }
             self.lock().retire_ended();
             self.carry_out_effects().await;
@@ -134,7 +138,7 @@ impl CoordinatorService {
             if !job.begin_success() {
                 return Err(CoordinatorError::NothingToCommit {
                     job: job_id.to_string(),
-                    state: crate::state_name(job.info().state),
+                    state: crate::state_name(crate::wire::state(&job.status).0 as i32),
                 }
                 .into());
             }
@@ -146,7 +150,7 @@ impl CoordinatorService {
         state
             .jobs
             .get(&id)
-            .map(Job::info)
+            .map(|j| pb::JobInfo::from(&j.info()))
             .or_else(|| state.history.get(job_id).cloned())
             .ok_or_else(|| CoordinatorError::UnknownJob(job_id.to_string()).into())
     }

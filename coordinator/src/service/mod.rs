@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster::workers::Workers;
 use crate::error::CoordinatorError;
-use crate::job::{Job, Policy};
+use crate::job::{Epoch, Job, Policy};
 use crate::metrics::{JobTotals, Snapshot};
 use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
@@ -66,14 +66,16 @@ impl CoordinatorService {
         let grace = (heartbeat * 5).max(Duration::from_secs(2));
         for stored in history.resumable {
             let mut info = stored.info.clone();
-            match Job::resume(Instant::now(), stored, policy, grace) {
-                Ok(job) => {
+            match crate::wire::resumed(stored) {
+                Ok(stored) => {
+                    let job = Job::resume(Epoch::now(), stored, policy, grace);
+                    crate::output::prepare_resumed(&job.spec.output);
                     let mut job = job.with_journal(journal.clone());
                     // Committed before the stop but for `_SUCCESS`: write it now, before
                     // the service takes requests (so no lock to hold off).
                     if job.begin_success() {
                         for (_, result) in crate::output::carry_out(job.take_effects()) {
-                            job.success_written(result);
+                            job.success_written(Instant::now(), result);
                         }
                     }
                     state.jobs.insert(job.id.clone(), job);
@@ -82,8 +84,8 @@ impl CoordinatorService {
                     tracing::error!(job = %info.job_id, error = %e, "cannot resume the job");
                     info.state = pb::JobState::Failed as i32;
                     info.error = format!("{}: {e}", crate::store::INTERRUPTED);
-                    info.finished_ms = crate::job::now_ms();
-                    journal.send(Event::JobUpdated(info.clone()));
+                    info.finished_ms = crate::clock::now_ms();
+                    journal.send(Event::JobUpdated((&info).into()));
                     state.record_ended(info);
                 }
             }
@@ -153,7 +155,7 @@ impl CoordinatorService {
             let state = self.lock();
             let mut running = JobTotals::default();
             for job in state.jobs.values() {
-                running.add(&job.info());
+                running.add(&pb::JobInfo::from(&job.info()));
             }
             Snapshot {
                 jobs: state.ended.plus(&running),
@@ -229,7 +231,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let req = request.into_inner();
         let state = self.lock();
         let info = match state.jobs.get(&JobId::new(req.job_id.clone())) {
-            Some(job) => job.info(),
+            Some(job) => pb::JobInfo::from(&job.info()),
             None => state
                 .history
                 .get(&req.job_id)
@@ -245,7 +247,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let state = self.lock();
         let mut jobs: Vec<pb::JobInfo> = state.history.values().cloned().collect();
-        jobs.extend(state.jobs.values().map(Job::info));
+        jobs.extend(state.jobs.values().map(|j| pb::JobInfo::from(&j.info())));
         jobs.sort_by_key(|j| (j.submitted_ms, j.job_id.clone()));
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
@@ -261,7 +263,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 return Ok(Response::new(pb::CancelJobResponse { cancelled: false }));
             }
             let job = job_mut(&mut state, &req.job_id)?;
-            let cancelled = job.cancel();
+            let cancelled = job.cancel(Instant::now());
             if cancelled {
                 tracing::info!(job = %req.job_id, "job cancelled");
             }

@@ -64,7 +64,8 @@ impl State {
                     continue;
                 };
                 if let Some(a) = job.next_task(now, worker, &cluster) {
-                    assignments.push(a);
+                    let runtime = crate::wire::runtime(&job.spec, job.schema_ipc());
+                    assignments.push(crate::wire::assignment(&a, &runtime));
                     continue 'slots;
                 }
             }
@@ -79,7 +80,8 @@ impl State {
         for job in self.jobs.values_mut() {
             for c in job.take_cancels() {
                 if self.workers.get(&c.worker).is_some() {
-                    self.outbox.entry(c.worker).or_default().push(c.attempt);
+                    let attempt = pb::AttemptRef::from(&c.attempt);
+                    self.outbox.entry(c.worker).or_default().push(attempt);
                 }
             }
         }
@@ -128,7 +130,7 @@ impl State {
             for (_, info) in self.workers.iter_mut() {
                 info.to_drop.push(id.to_string());
             }
-            self.record_ended(job.info());
+            self.record_ended(pb::JobInfo::from(&job.info()));
         }
     }
 
@@ -154,14 +156,14 @@ impl State {
     /// and the map outputs they held re-created where still needed. Attempts past their
     /// job's task timeout fail.
     pub(super) fn expire_workers(&mut self, timeout: Duration) {
+        let now = Instant::now();
         for worker in self.workers.expire(timeout) {
             tracing::warn!(%worker, ?timeout, "worker lost: no heartbeat within the timeout");
             self.outbox.remove(&worker);
             for job in self.jobs.values_mut() {
-                job.on_worker_lost(&worker);
+                job.on_worker_lost(now, &worker);
             }
         }
-        let now = Instant::now();
         let expired: usize = self.jobs.values_mut().map(|j| j.expire_attempts(now)).sum();
         if expired > 0 {
             self.collect_cancels();
@@ -190,7 +192,7 @@ pub(super) async fn carry_out_effects(state: &Arc<Mutex<State>>) {
     let mut state = lock();
     for (job, result) in written {
         if let Some(job) = state.jobs.get_mut(&job) {
-            job.success_written(result);
+            job.success_written(Instant::now(), result);
         }
     }
     state.retire_ended();

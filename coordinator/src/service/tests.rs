@@ -39,7 +39,14 @@ fn job(id: &str, output: &str) -> Job {
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
     };
-    Job::new(JobId::new(id), spec, description, Vec::new(), splits)
+    Job::new(
+        JobId::new(id),
+        spec,
+        description,
+        Vec::new(),
+        splits,
+        crate::job::Epoch::now(),
+    )
 }
 
 /// Ended jobs leave the scheduler for the history, with what they still owe carried
@@ -56,11 +63,11 @@ fn ended_jobs_move_to_history_and_keep_what_they_owe() {
         suspects: Default::default(),
     };
     let a = failing.next_task(Instant::now(), &w, &cluster).unwrap();
-    failing.fail("boom".into());
+    failing.fail(Instant::now(), "boom".into());
     s.jobs.insert(failing.id.clone(), failing);
     for i in 0..10_000 {
         let mut j = job(&format!("job-{i:05}"), "/nowhere/cancelled");
-        j.cancel();
+        j.cancel(Instant::now());
         s.jobs.insert(j.id.clone(), j);
     }
     s.retire_ended();

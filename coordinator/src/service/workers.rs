@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_common::failure::TaskFailure;
 use sluice_common::ids::{JobId, WorkerId};
 use sluice_proto::{PROTOCOL_VERSION, pb};
 use tonic::Status;
@@ -39,8 +38,9 @@ impl CoordinatorService {
                 secret.clone(),
             );
             if !req.held_outputs.is_empty() {
+                let held = crate::wire::attempt_refs(&req.held_outputs);
                 for job in state.jobs.values_mut() {
-                    job.claim(&id, &req.shuffle_addr, &req.held_outputs);
+                    job.claim(&id, &req.shuffle_addr, &held);
                 }
                 // Outputs of jobs this coordinator does not run (they ended before a
                 // restart): the worker drops them with its next heartbeat.
@@ -110,8 +110,9 @@ impl CoordinatorService {
         let finished_jobs: Vec<String> = std::mem::take(&mut info.to_drop);
         let settle = (self.heartbeat * 3).max(Duration::from_secs(1));
         let now = Instant::now();
+        let running = crate::wire::attempt_refs(&req.running_attempts);
         for job in state.jobs.values_mut() {
-            job.reconcile(now, &worker, &req.running_attempts, settle);
+            job.reconcile(now, &worker, &running, settle);
         }
         let assignments = state.assign(&worker, free_slots as usize);
         state.assigned_by_heartbeat += assignments.len() as u64;
@@ -130,12 +131,8 @@ impl CoordinatorService {
         req: pb::ReportTaskRequest,
     ) -> Result<pb::ReportTaskResponse, Status> {
         let worker = WorkerId::new(req.worker_id);
-        let outcome = match req.outcome {
-            Some(pb::report_task_request::Outcome::MapDone(d)) => Outcome::MapDone(d),
-            Some(pb::report_task_request::Outcome::ReduceDone(d)) => Outcome::ReduceDone(d),
-            Some(pb::report_task_request::Outcome::Failed(f)) => {
-                Outcome::Failed(TaskFailure::from(&f))
-            }
+        let outcome = match &req.outcome {
+            Some(o) => crate::wire::outcome(o),
             None => {
                 return Err(CoordinatorError::Missing {
                     request: "task report",

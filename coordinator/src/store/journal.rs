@@ -18,7 +18,8 @@ use rusqlite::{Connection, ErrorCode, params};
 use sluice_proto::pb;
 
 use super::kind;
-use crate::job::now_ms;
+use crate::clock::now_ms;
+use crate::job::{JobInfo, Outcome};
 use crate::state_name;
 
 /// One state change to journal.
@@ -31,7 +32,7 @@ pub enum Event {
         /// Its sequence number (the numeric part of its id).
         seq: u64,
         /// The job as clients see it.
-        info: pb::JobInfo,
+        info: JobInfo,
         /// The spec as submitted.
         spec: pb::JobSpec,
         /// The planned splits.
@@ -42,7 +43,7 @@ pub enum Event {
         description: String,
     },
     /// A job's progress or end.
-    JobUpdated(pb::JobInfo),
+    JobUpdated(JobInfo),
     /// An attempt was given to a worker.
     AttemptStarted {
         /// The job.
@@ -66,10 +67,8 @@ pub enum Event {
         index: u32,
         /// Attempt number.
         attempt: u32,
-        /// The error, or `None` on success.
-        error: Option<String>,
-        /// The encoded `MapDone` or `ReduceDone` of a successful attempt.
-        result: Vec<u8>,
+        /// What it finished with.
+        outcome: Outcome,
     },
     /// Answers [`Journal::sync`] once everything before it is committed, or failed.
     Sync(mpsc::Sender<Result<(), JournalError>>),
@@ -314,6 +313,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             schema_ipc,
             description,
         } => {
+            let info = pb::JobInfo::from(info);
             let seq = *seq;
             let splits = pb::SplitList {
                 splits: splits.clone(),
@@ -339,9 +339,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     description,
                 ],
             )?;
-            update_job(tx, info)
+            update_job(tx, &info)
         }
-        Event::JobUpdated(info) => update_job(tx, info),
+        Event::JobUpdated(info) => update_job(tx, &pb::JobInfo::from(info)),
         Event::AttemptStarted {
             job,
             is_map,
@@ -366,11 +366,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             is_map,
             index,
             attempt,
-            error,
-            result,
+            outcome,
         } => {
-            let state = if error.is_some() { "failed" } else { "done" };
-            let error = error.clone();
+            let (state, error) = match outcome {
+                Outcome::Failed(f) => ("failed", f.message.as_str()),
+                _ => ("done", ""),
+            };
+            let result = crate::wire::encode_result(outcome);
             tx.execute(
                 "UPDATE attempts SET state = ?5, error = ?6, finished_ms = ?7, result = ?8
                  WHERE job_id = ?1 AND kind = ?2 AND idx = ?3 AND attempt = ?4",
@@ -380,7 +382,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     index,
                     attempt,
                     state,
-                    error.unwrap_or_default(),
+                    error,
                     now_ms() as i64,
                     result
                 ],

@@ -30,7 +30,7 @@ mod journal;
 pub use journal::{Event, Journal, JournalError};
 use sluice_proto::pb;
 
-use crate::job::now_ms;
+use crate::clock::now_ms;
 
 /// Why the job store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -321,7 +321,7 @@ mod tests {
         for (seq, id) in [(1, "job-0001"), (2, "job-0002")] {
             journal.send(Event::JobSubmitted {
                 seq,
-                info: info(id, pb::JobState::Running),
+                info: (&info(id, pb::JobState::Running)).into(),
                 spec: pb::JobSpec::default(),
                 splits: vec![pb::Split::default(); 2],
                 schema_ipc: Vec::new(),
@@ -340,8 +340,11 @@ mod tests {
             is_map: true,
             index: 0,
             attempt: 0,
-            error: Some("boom".into()),
-            result: Vec::new(),
+            outcome: crate::job::Outcome::Failed(sluice_common::failure::TaskFailure {
+                message: "boom".into(),
+                retryable: true,
+                reason: sluice_common::failure::FailureReason::Io,
+            }),
         });
         journal.send(Event::AttemptStarted {
             job: "job-0002".into(),
@@ -355,13 +358,15 @@ mod tests {
             is_map: true,
             index: 1,
             attempt: 0,
-            error: None,
-            result: vec![7, 7],
+            outcome: crate::job::Outcome::MapDone(crate::job::MapOutput {
+                rows_in: 7,
+                ..Default::default()
+            }),
         });
         let mut done = info("job-0001", pb::JobState::Succeeded);
         done.rows_out = 42;
         done.finished_ms = 9;
-        journal.send(Event::JobUpdated(done));
+        journal.send(Event::JobUpdated((&done).into()));
         journal.sync().unwrap();
         drop(journal);
 
@@ -380,7 +385,8 @@ mod tests {
             (r.attempts[0].index, r.attempts[0].state.as_str()),
             (1, "done")
         );
-        assert_eq!(r.attempts[0].result, [7, 7]);
+        let done = pb::MapDone::decode(r.attempts[0].result.as_slice()).unwrap();
+        assert_eq!(done.rows_in, 7);
         let conn = Connection::open(dir.path().join("sluice.db")).unwrap();
         let attempts: Vec<(String, String)> = conn
             .prepare("SELECT state, error FROM attempts WHERE job_id = 'job-0001'")
@@ -401,7 +407,7 @@ mod tests {
         let (_, journal) = open(dir.path()).unwrap();
         let submitted = |id: &str| Event::JobSubmitted {
             seq: 1,
-            info: info(id, pb::JobState::Running),
+            info: (&info(id, pb::JobState::Running)).into(),
             spec: pb::JobSpec::default(),
             splits: Vec::new(),
             schema_ipc: Vec::new(),
@@ -415,7 +421,7 @@ mod tests {
         journal.send(submitted("job-0002"));
         let mut done = info("job-0002", pb::JobState::Succeeded);
         done.rows_out = 7;
-        journal.send(Event::JobUpdated(done));
+        journal.send(Event::JobUpdated((&done).into()));
         let e = journal.sync().unwrap_err();
         assert_eq!(e.events, 2, "{e}");
         assert!(e.reason.contains("locked"), "{e}");

@@ -15,8 +15,12 @@ const TASK_TIMEOUT_SECS: u64 = 30;
 
 /// The id `tests::job` gives its job.
 const JOB: &str = "job-1";
-use crate::job::{ClusterView, Job, Outcome, Policy, TaskKind};
+use crate::job::{
+    AssignedTask, AttemptRef, ClusterView, Epoch, Job, MapOutput, Outcome, OutputLocation, Policy,
+    ReduceOutput, TaskKind,
+};
 use crate::store::{self, Event, Journal};
+use sluice_common::ids::JobId;
 
 /// An attempt a model worker runs.
 #[derive(Clone, Debug)]
@@ -24,7 +28,7 @@ pub(super) struct Attempt {
     kind: TaskKind,
     index: u32,
     attempt: u32,
-    inputs: Vec<pb::MapOutputLocation>,
+    inputs: Vec<OutputLocation>,
     /// A reduce that was allowed to commit and renamed its part file; its report is next.
     committed: bool,
 }
@@ -36,7 +40,7 @@ pub(super) struct Worker {
     pub(super) running: Vec<Attempt>,
     pub(super) outputs: HashSet<(u32, u32)>,
     /// Cancels sent to it, delivered with its next heartbeat.
-    pub(super) cancels: Vec<pb::AttemptRef>,
+    pub(super) cancels: Vec<AttemptRef>,
 }
 
 /// The job, its store, the workers and a clock.
@@ -71,7 +75,7 @@ impl World {
             seq: 1,
             info: job.info(),
             spec: pb::JobSpec::from(&*job.spec),
-            splits: job.wire_splits(),
+            splits: job.splits().iter().map(pb::Split::from).collect(),
             schema_ipc: Vec::new(),
             description: job.description.encode(),
         });
@@ -139,14 +143,14 @@ impl World {
                 let Some(input) = a.inputs.get(i % a.inputs.len().max(1)).cloned() else {
                     return;
                 };
-                let unreachable = self.dead.contains(&WorkerId::new(input.worker_id.clone()));
+                let unreachable = self.dead.contains(&input.worker);
                 self.fail(
                     w,
                     k,
                     FailureReason::FetchFailed {
                         map_index: input.map_index,
                         map_attempt: input.attempt,
-                        worker_id: input.worker_id,
+                        worker_id: input.worker.to_string(),
                         worker_unreachable: unreachable,
                     },
                 );
@@ -155,7 +159,8 @@ impl World {
                 let fresh = self.fresh_worker();
                 let lost = std::mem::replace(&mut self.workers[w], fresh);
                 self.dead.insert(lost.id.clone());
-                self.job.on_worker_lost(&lost.id);
+                let now = self.now;
+                self.job.on_worker_lost(now, &lost.id);
             }
             Step::Advance { ms } => {
                 self.now += Duration::from_millis(ms);
@@ -163,9 +168,7 @@ impl World {
                 for w in &mut self.workers {
                     for c in std::mem::take(&mut w.cancels) {
                         w.running.retain(|a| {
-                            !(a.kind.is_map() == c.is_map
-                                && a.index == c.index
-                                && a.attempt == c.attempt)
+                            !(a.kind == c.kind && a.index == c.index && a.attempt == c.attempt)
                         });
                     }
                 }
@@ -196,13 +199,13 @@ impl World {
         self.settle_effects();
     }
 
-    fn refs(&self, w: usize) -> Vec<pb::AttemptRef> {
+    fn refs(&self, w: usize) -> Vec<AttemptRef> {
         self.workers[w]
             .running
             .iter()
-            .map(|a| pb::AttemptRef {
-                job_id: JOB.into(),
-                is_map: a.kind.is_map(),
+            .map(|a| AttemptRef {
+                job: JobId::new(JOB),
+                kind: a.kind,
                 index: a.index,
                 attempt: a.attempt,
             })
@@ -217,21 +220,23 @@ impl World {
             return;
         };
         let attempt = match a.task {
-            Some(pb::task_assignment::Task::Map(m)) => Attempt {
+            AssignedTask::Map { index, .. } => Attempt {
                 kind: TaskKind::Map,
-                index: m.index,
+                index,
                 attempt: a.attempt,
                 inputs: Vec::new(),
                 committed: false,
             },
-            Some(pb::task_assignment::Task::Reduce(r)) => Attempt {
+            AssignedTask::Reduce {
+                partition,
+                map_outputs,
+            } => Attempt {
                 kind: TaskKind::Reduce,
-                index: r.partition,
+                index: partition,
                 attempt: a.attempt,
-                inputs: r.map_outputs,
+                inputs: map_outputs,
                 committed: false,
             },
-            None => panic!("an assignment without a task"),
         };
         self.workers[w].running.push(attempt);
     }
@@ -274,7 +279,8 @@ impl World {
                 "_SUCCESS begun with partitions uncommitted: {:?}",
                 self.accepted
             );
-            self.job.success_written(Ok(()));
+            let now = self.now;
+            self.job.success_written(now, Ok(()));
         }
     }
 
@@ -296,12 +302,13 @@ impl World {
     fn commit(&mut self, w: usize, mut a: Attempt) -> Option<Attempt> {
         // A reducer reads every input first; a missing one is a fetch failure.
         let missing = a.inputs.iter().find(|l| {
-            !self.workers.iter().any(|x| {
-                x.id.as_str() == l.worker_id && x.outputs.contains(&(l.map_index, l.attempt))
-            })
+            !self
+                .workers
+                .iter()
+                .any(|x| x.id == l.worker && x.outputs.contains(&(l.map_index, l.attempt)))
         });
         if let Some(l) = missing.cloned() {
-            let unreachable = self.dead.contains(&WorkerId::new(l.worker_id.clone()));
+            let unreachable = self.dead.contains(&l.worker);
             let failure = fetch_failure(&l, unreachable);
             self.report(w, &a, Outcome::Failed(failure));
             return None;
@@ -326,7 +333,7 @@ impl World {
         match a.kind {
             TaskKind::Map => {
                 self.workers[w].outputs.insert((a.index, a.attempt));
-                self.report(w, &a, Outcome::MapDone(pb::MapDone::default()));
+                self.report(w, &a, Outcome::MapDone(MapOutput::default()));
             }
             TaskKind::Reduce => {
                 let a = if a.committed {
@@ -337,7 +344,7 @@ impl World {
                         None => return,
                     }
                 };
-                self.report(w, &a, Outcome::ReduceDone(pb::ReduceDone::default()));
+                self.report(w, &a, Outcome::ReduceDone(ReduceOutput::default()));
             }
         }
     }
@@ -396,9 +403,13 @@ impl World {
             .pop()
             .expect("an unfinished job is resumable");
         self.now += Duration::from_millis(1);
-        self.job = Job::resume(self.now, stored, Policy::default(), SETTLE)
-            .unwrap()
-            .with_journal(journal.clone());
+        let stored = crate::wire::resumed(stored).unwrap();
+        let epoch = Epoch {
+            at: self.now,
+            unix_ms: 2_000,
+        };
+        self.job =
+            Job::resume(epoch, stored, Policy::default(), SETTLE).with_journal(journal.clone());
         self.journal = journal;
         self.grants = vec![Vec::new(); REDUCERS as usize];
         self.begin_success();
@@ -413,12 +424,12 @@ impl World {
             let old = std::mem::replace(&mut self.workers[i], placeholder);
             self.dead.insert(old.id.clone());
             fresh.outputs = old.outputs;
-            let held: Vec<pb::AttemptRef> = fresh
+            let held: Vec<AttemptRef> = fresh
                 .outputs
                 .iter()
-                .map(|&(index, attempt)| pb::AttemptRef {
-                    job_id: JOB.into(),
-                    is_map: true,
+                .map(|&(index, attempt)| AttemptRef {
+                    job: JobId::new(JOB),
+                    kind: TaskKind::Map,
                     index,
                     attempt,
                 })
@@ -429,14 +440,14 @@ impl World {
     }
 }
 
-fn fetch_failure(l: &pb::MapOutputLocation, unreachable: bool) -> TaskFailure {
+fn fetch_failure(l: &OutputLocation, unreachable: bool) -> TaskFailure {
     TaskFailure {
         message: format!("map {} attempt {} is gone", l.map_index, l.attempt),
         retryable: true,
         reason: FailureReason::FetchFailed {
             map_index: l.map_index,
             map_attempt: l.attempt,
-            worker_id: l.worker_id.clone(),
+            worker_id: l.worker.to_string(),
             worker_unreachable: unreachable,
         },
     }
