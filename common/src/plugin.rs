@@ -6,7 +6,7 @@
 //! file twice returns the same plugin.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, c_char};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use libloading::Library;
 use sluice_sdk::abi::{
-    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV1, STATUS_INVALID_INPUT,
-    STATUS_NONE, STATUS_OK, batch_from_ffi, batch_to_ffi,
+    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV2, OwnedBytes,
+    STATUS_INVALID_INPUT, STATUS_NONE, STATUS_OK, batch_from_ffi, batch_to_ffi,
 };
 use sluice_sdk::{JobDescription, TaskContext};
 
@@ -27,7 +27,7 @@ use crate::{Error, Result};
 /// A loaded job plugin.
 pub struct Plugin {
     path: PathBuf,
-    vtable: *const JobVTableV1,
+    vtable: *const JobVTableV2,
     description: JobDescription,
     input_schema: Option<SchemaRef>,
     /// Kept for the process's lifetime (see the module docs).
@@ -93,7 +93,7 @@ impl Plugin {
         // SAFETY: as above; the ABI version matched, so the table layout is ours.
         let vtable = unsafe {
             let f = library
-                .get::<extern "C" fn() -> *const JobVTableV1>(ENTRY_SYMBOL.as_bytes())
+                .get::<extern "C" fn() -> *const JobVTableV2>(ENTRY_SYMBOL.as_bytes())
                 .map_err(|_| refuse(format!("lacks the entry symbol {ENTRY_SYMBOL}")))?;
             f()
         };
@@ -121,7 +121,7 @@ impl Plugin {
         Ok(plugin)
     }
 
-    fn vtable(&self) -> &JobVTableV1 {
+    fn vtable(&self) -> &JobVTableV2 {
         // SAFETY: points at the plugin's static table; the library is never unloaded.
         unsafe { &*self.vtable }
     }
@@ -163,25 +163,18 @@ impl Plugin {
     }
 
     fn call_describe(&self) -> Result<JobDescription> {
-        let mut out: *mut c_char = std::ptr::null_mut();
+        let mut out = OwnedBytes::empty();
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: both pointers are valid for writes.
         let status = unsafe { (self.vtable().describe)(&mut out, &mut err) };
         if status != STATUS_OK {
             return Err(self.take_error(status, err));
         }
-        if out.is_null() {
-            return Err(Error::Invalid(
-                "describe returned success but no text".into(),
-            ));
-        }
-        // SAFETY: on success `out` is a NUL-terminated string the plugin allocated.
-        let text = unsafe { CStr::from_ptr(out) }
-            .to_string_lossy()
-            .into_owned();
-        // SAFETY: returned to the allocator that made it.
-        unsafe { (self.vtable().free_string)(out) };
-        JobDescription::decode(&text).map_err(|e| Error::Invalid(format!("job description: {e}")))
+        // SAFETY: on success `out` holds bytes the plugin allocated (or none).
+        let decoded = JobDescription::decode(unsafe { out.as_slice() });
+        // SAFETY: returned to the allocator that made them.
+        unsafe { (self.vtable().free_bytes)(out) };
+        decoded.map_err(|e| Error::Invalid(format!("job description: {e}")))
     }
 
     fn call_input_schema(&self) -> Result<Option<SchemaRef>> {
@@ -201,8 +194,7 @@ impl Plugin {
     }
 
     fn call_batch(&self, f: BatchFn, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
-        let ctx = CString::new(ctx.encode())
-            .map_err(|e| Error::Invalid(format!("task context holds a NUL byte: {e}")))?;
+        let ctx = ctx.encode();
         let (mut array, schema) =
             batch_to_ffi(batch).map_err(|e| Error::arrow("exporting a batch", e))?;
         let mut out = FFI_ArrowArray::empty();
@@ -212,6 +204,7 @@ impl Plugin {
         let status = unsafe {
             f(
                 ctx.as_ptr(),
+                ctx.len(),
                 &mut array,
                 &schema,
                 &mut out,

@@ -278,8 +278,14 @@ pub fn resumed(stored: ResumableJob) -> Result<Resumed, StoredJobError> {
         reason,
     };
     let spec = JobSpec::try_from(&stored.spec).map_err(|e| err("spec", e.to_string()))?;
-    let description = JobDescription::decode(&stored.description)
-        .map_err(|e| err("plugin description", e.to_string()))?;
+    let description = JobDescription::decode(&stored.description).map_err(|e| {
+        let reason = if stored.description.starts_with(b"name=") {
+            "it is in the text form of an earlier Sluice; submit the job again".to_string()
+        } else {
+            e.to_string()
+        };
+        err("plugin description", reason)
+    })?;
     let splits = stored
         .splits
         .iter()

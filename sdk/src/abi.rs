@@ -2,7 +2,11 @@
 //!
 //! A plugin exports two symbols:
 //! - [`ABI_VERSION_SYMBOL`] (`sluice_abi_version`): `extern "C" fn() -> u32`, checked first;
-//! - [`ENTRY_SYMBOL`] (`sluice_job_v1`): `extern "C" fn() -> *const JobVTableV1`.
+//! - [`ENTRY_SYMBOL`] (`sluice_job_v2`): `extern "C" fn() -> *const JobVTableV2`.
+//!
+//! The job description and the task context cross as bytes in the versioned form of
+//! [`crate::codec`] (a pointer and a length, so any byte may appear in a name or a
+//! parameter); bytes the plugin returns are released with the table's `free_bytes`.
 //!
 //! Record batches cross as a struct array through the Arrow C Data Interface
 //! (`FFI_ArrowArray` + `FFI_ArrowSchema`), never as Rust types, so a plugin built with
@@ -12,7 +16,7 @@
 //! released with the table's `free_string`. Panics never unwind across the boundary: each
 //! export runs inside `catch_unwind` and a panic comes back as an error saying so.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
@@ -22,11 +26,11 @@ use arrow_schema::Schema;
 use crate::{Job, JobError, TaskContext};
 
 /// The ABI version this SDK builds and this host accepts.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Name of the `extern "C" fn() -> u32` returning the plugin's ABI version.
 pub const ABI_VERSION_SYMBOL: &str = "sluice_abi_version";
-/// Name of the `extern "C" fn() -> *const JobVTableV1` entry point.
-pub const ENTRY_SYMBOL: &str = "sluice_job_v1";
+/// Name of the `extern "C" fn() -> *const JobVTableV2` entry point.
+pub const ENTRY_SYMBOL: &str = "sluice_job_v2";
 /// Success.
 pub const STATUS_OK: i32 = 0;
 /// Failure; `*err` holds the message.
@@ -37,15 +41,70 @@ pub const STATUS_NONE: i32 = 2;
 /// attempt would fail the same way ([`crate::JobError::invalid_input`]): not retried.
 pub const STATUS_INVALID_INPUT: i32 = 3;
 
-/// `describe(out_text, err) -> status`: the [`crate::JobDescription`] in text form.
-pub type DescribeFn = unsafe extern "C" fn(*mut *mut c_char, *mut *mut c_char) -> i32;
+/// Bytes the plugin allocated and hands to the host, which returns them with the table's
+/// `free_bytes`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct OwnedBytes {
+    /// The first byte (null when `len` is 0).
+    pub ptr: *mut u8,
+    /// How many.
+    pub len: usize,
+}
+
+impl OwnedBytes {
+    /// No bytes.
+    pub fn empty() -> Self {
+        OwnedBytes {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// Hands `bytes` over the boundary (plugin side).
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        let boxed = bytes.into_boxed_slice();
+        let len = boxed.len();
+        OwnedBytes {
+            ptr: Box::into_raw(boxed).cast::<u8>(),
+            len,
+        }
+    }
+
+    /// The bytes (host side).
+    ///
+    /// # Safety
+    /// `ptr` and `len` must describe a live allocation, or `len` be 0.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { borrowed(self.ptr, self.len) }
+    }
+}
+
+/// The `len` bytes at `ptr`, which may be null when `len` is 0 (a slice may not be).
+///
+/// # Safety
+/// `ptr` and `len` must describe live bytes for `'a`, or `len` be 0.
+pub unsafe fn borrowed<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+/// `describe(out_bytes, err) -> status`: the encoded [`crate::JobDescription`].
+pub type DescribeFn = unsafe extern "C" fn(*mut OwnedBytes, *mut *mut c_char) -> i32;
 /// `input_schema(out_schema, err) -> status`: [`STATUS_NONE`] when the job lets the engine
 /// infer the input schema.
 pub type InputSchemaFn = unsafe extern "C" fn(*mut FFI_ArrowSchema, *mut *mut c_char) -> i32;
-/// `call(context_text, in_array, in_schema, out_array, out_schema, err) -> status`, used for
-/// both map and reduce. The callee takes ownership of `in_array` (moves it out).
+/// `call(context, context_len, in_array, in_schema, out_array, out_schema, err) -> status`,
+/// used for both map and reduce; `context` is the encoded [`crate::TaskContext`]. The callee
+/// takes ownership of `in_array` (moves it out).
 pub type BatchFn = unsafe extern "C" fn(
-    *const c_char,
+    *const u8,
+    usize,
     *mut FFI_ArrowArray,
     *const FFI_ArrowSchema,
     *mut FFI_ArrowArray,
@@ -54,10 +113,12 @@ pub type BatchFn = unsafe extern "C" fn(
 ) -> i32;
 /// Releases a string the plugin returned.
 pub type FreeStringFn = unsafe extern "C" fn(*mut c_char);
+/// Releases bytes the plugin returned.
+pub type FreeBytesFn = unsafe extern "C" fn(OwnedBytes);
 
-/// Version 1 of the function table a plugin exports.
+/// Version 2 of the function table a plugin exports.
 #[repr(C)]
-pub struct JobVTableV1 {
+pub struct JobVTableV2 {
     /// Always [`ABI_VERSION`] of the SDK that built the plugin.
     pub abi_version: u32,
     /// See [`DescribeFn`].
@@ -70,6 +131,8 @@ pub struct JobVTableV1 {
     pub reduce: BatchFn,
     /// See [`FreeStringFn`].
     pub free_string: FreeStringFn,
+    /// See [`FreeBytesFn`].
+    pub free_bytes: FreeBytesFn,
 }
 
 /// Converts a batch into the C Data Interface pair (as one struct array).
@@ -143,17 +206,11 @@ pub unsafe fn guard(err: *mut *mut c_char, f: impl FnOnce() -> Result<i32, JobEr
 ///
 /// # Safety
 /// Pointers as in [`DescribeFn`].
-pub unsafe fn export_describe<J: Job>(
-    job: &J,
-    out: *mut *mut c_char,
-    err: *mut *mut c_char,
-) -> i32 {
+pub unsafe fn export_describe<J: Job>(job: &J, out: *mut OwnedBytes, err: *mut *mut c_char) -> i32 {
     // SAFETY: the host passes writable pointers.
     unsafe {
         guard(err, || {
-            let text = CString::new(job.describe().encode())
-                .map_err(|e| JobError::new(format!("description: {e}")))?;
-            out.write(text.into_raw());
+            out.write(OwnedBytes::from_vec(job.describe().encode()));
             Ok(STATUS_OK)
         })
     }
@@ -189,7 +246,8 @@ pub unsafe fn export_input_schema<J: Job>(
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn export_batch_call<J: Job>(
     job: &J,
-    ctx: *const c_char,
+    ctx: *const u8,
+    ctx_len: usize,
     input: *mut FFI_ArrowArray,
     input_schema: *const FFI_ArrowSchema,
     out: *mut FFI_ArrowArray,
@@ -200,10 +258,8 @@ pub unsafe fn export_batch_call<J: Job>(
     // SAFETY: the host passes valid pointers and gives up `input`.
     unsafe {
         guard(err, || {
-            let ctx = CStr::from_ptr(ctx)
-                .to_str()
-                .map_err(|e| JobError::new(format!("task context is not UTF-8: {e}")))?;
-            let ctx = TaskContext::decode(ctx)?;
+            let ctx = TaskContext::decode(borrowed(ctx, ctx_len))
+                .map_err(|e| JobError::new(e.to_string()))?;
             let array = FFI_ArrowArray::from_raw(input);
             let batch = batch_from_ffi(array, &*input_schema)?;
             let result = f(job, batch, &ctx)?;
@@ -226,6 +282,18 @@ pub unsafe fn export_free_string(s: *mut c_char) {
     }
 }
 
+/// Plugin side of `free_bytes`.
+///
+/// # Safety
+/// `b` must come from this plugin's [`OwnedBytes::from_vec`].
+pub unsafe fn export_free_bytes(b: OwnedBytes) {
+    if !b.ptr.is_null() {
+        let slice = std::ptr::slice_from_raw_parts_mut(b.ptr, b.len);
+        // SAFETY: the pointer and length came from `Box::into_raw` of a boxed slice here.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
 /// Exports a [`Job`] type (which must implement `Default`) as a Sluice plugin.
 ///
 /// Expands to the two `#[no_mangle]` symbols of the ABI and a static instance of the job.
@@ -238,7 +306,7 @@ macro_rules! export_job {
         }
 
         unsafe extern "C" fn __sluice_describe(
-            out: *mut *mut ::std::ffi::c_char,
+            out: *mut $crate::abi::OwnedBytes,
             err: *mut *mut ::std::ffi::c_char,
         ) -> i32 {
             // SAFETY: the host upholds the ABI contract.
@@ -254,7 +322,8 @@ macro_rules! export_job {
         }
 
         unsafe extern "C" fn __sluice_map(
-            ctx: *const ::std::ffi::c_char,
+            ctx: *const u8,
+            ctx_len: usize,
             input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
             input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
             out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
@@ -266,6 +335,7 @@ macro_rules! export_job {
                 $crate::abi::export_batch_call(
                     __sluice_job(),
                     ctx,
+                    ctx_len,
                     input,
                     input_schema,
                     out,
@@ -277,7 +347,8 @@ macro_rules! export_job {
         }
 
         unsafe extern "C" fn __sluice_reduce(
-            ctx: *const ::std::ffi::c_char,
+            ctx: *const u8,
+            ctx_len: usize,
             input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
             input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
             out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
@@ -289,6 +360,7 @@ macro_rules! export_job {
                 $crate::abi::export_batch_call(
                     __sluice_job(),
                     ctx,
+                    ctx_len,
                     input,
                     input_schema,
                     out,
@@ -304,13 +376,19 @@ macro_rules! export_job {
             unsafe { $crate::abi::export_free_string(s) }
         }
 
-        static __SLUICE_VTABLE: $crate::abi::JobVTableV1 = $crate::abi::JobVTableV1 {
+        unsafe extern "C" fn __sluice_free_bytes(b: $crate::abi::OwnedBytes) {
+            // SAFETY: the host only frees bytes this plugin returned.
+            unsafe { $crate::abi::export_free_bytes(b) }
+        }
+
+        static __SLUICE_VTABLE: $crate::abi::JobVTableV2 = $crate::abi::JobVTableV2 {
             abi_version: $crate::abi::ABI_VERSION,
             describe: __sluice_describe,
             input_schema: __sluice_input_schema,
             map: __sluice_map,
             reduce: __sluice_reduce,
             free_string: __sluice_free_string,
+            free_bytes: __sluice_free_bytes,
         };
 
         /// ABI version of this plugin; the host checks it before anything else.
@@ -321,7 +399,7 @@ macro_rules! export_job {
 
         /// The plugin's function table.
         #[unsafe(no_mangle)]
-        pub extern "C" fn sluice_job_v1() -> *const $crate::abi::JobVTableV1 {
+        pub extern "C" fn sluice_job_v2() -> *const $crate::abi::JobVTableV2 {
             &__SLUICE_VTABLE
         }
     };

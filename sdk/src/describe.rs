@@ -1,13 +1,18 @@
-//! The job description and the text form it crosses the plugin boundary in.
-//!
-//! The form is `key=value` lines. In keys and values `\` is written `\\`, a newline `\n`, a
-//! carriage return `\r` and `=` `\e`, so the first `=` of a line always ends the key. It is
-//! deliberately not JSON: the SDK depends on arrow alone.
+//! The job description: what the engine needs to know about a job to plan and run it. It
+//! crosses the plugin boundary, and sits in the job store, in the versioned binary form of
+//! [`crate::codec`].
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, DecodeError};
+
+/// Format of the encoded [`JobDescription`]: bump it when the type changes shape.
+pub const DESCRIPTION_FORMAT: u32 = 1;
+
 /// An aggregate function the engine computes per key group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AggFunc {
     /// Sum of a numeric column (integers into `Int64`, decimals into `Decimal128(38, s)`).
     Sum,
@@ -29,16 +34,6 @@ impl AggFunc {
             AggFunc::Max => "max",
         }
     }
-
-    fn parse(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "sum" => AggFunc::Sum,
-            "count" => AggFunc::Count,
-            "min" => AggFunc::Min,
-            "max" => AggFunc::Max,
-            other => return Err(format!("unknown aggregate function {other:?}")),
-        })
-    }
 }
 
 impl fmt::Display for AggFunc {
@@ -48,7 +43,7 @@ impl fmt::Display for AggFunc {
 }
 
 /// One output column computed per key group: `output = func(input)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Aggregate {
     /// Name of the output column.
     pub output: String,
@@ -93,7 +88,7 @@ impl Aggregate {
 }
 
 /// How key groups are reduced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReduceKind {
     /// The engine computes these aggregates, map-side as a combiner and again at the reducer.
     Aggregate(Vec<Aggregate>),
@@ -102,7 +97,7 @@ pub enum ReduceKind {
 }
 
 /// What the engine needs to know about a job to plan and run it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobDescription {
     /// The job's name.
     pub name: String,
@@ -115,132 +110,57 @@ pub struct JobDescription {
     pub input_columns: Option<Vec<String>>,
 }
 
+/// A description that cannot be used: undecodable, or declaring no way to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DescriptionError {
+    /// The bytes did not decode.
+    Decode(DecodeError),
+    /// The job declares no key columns.
+    NoKeyColumns {
+        /// The job's name.
+        job: String,
+    },
+    /// The job declares an empty list of aggregates.
+    NoAggregates {
+        /// The job's name.
+        job: String,
+    },
+}
+
+impl fmt::Display for DescriptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DescriptionError::Decode(e) => e.fmt(f),
+            DescriptionError::NoKeyColumns { job } => {
+                write!(f, "job {job} declares no key columns")
+            }
+            DescriptionError::NoAggregates { job } => {
+                write!(f, "job {job} declares neither aggregates nor a reduce")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DescriptionError {}
+
 impl JobDescription {
-    /// The text form: `name=`, one `key=` per key column, one `agg=output|func|input` per
-    /// aggregate or `reduce=custom`, and one `column=` per input column read, if declared.
-    pub fn encode(&self) -> String {
-        let mut out = format!("name={}\n", escape(&self.name));
-        for k in &self.key_columns {
-            out.push_str(&format!("key={}\n", escape(k)));
-        }
-        for c in self.input_columns.iter().flatten() {
-            out.push_str(&format!("column={}\n", escape(c)));
-        }
-        match &self.reduce {
-            ReduceKind::Custom => out.push_str("reduce=custom\n"),
-            ReduceKind::Aggregate(aggs) => {
-                for a in aggs {
-                    out.push_str(&format!(
-                        "agg={}|{}|{}\n",
-                        escape(&a.output.replace('|', "")),
-                        a.func,
-                        escape(a.input.as_deref().unwrap_or(""))
-                    ));
-                }
-            }
-        }
-        out
+    /// The binary form (see [`crate::codec`]).
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(DESCRIPTION_FORMAT, self)
     }
 
-    /// Parses [`JobDescription::encode`]'s output.
-    pub fn decode(text: &str) -> Result<Self, String> {
-        let mut name = None;
-        let mut key_columns = Vec::new();
-        let mut aggs = Vec::new();
-        let mut custom = false;
-        let mut input_columns: Option<Vec<String>> = None;
-        for (k, v) in parse_lines(text)? {
-            match k.as_str() {
-                "name" => name = Some(v),
-                "key" => key_columns.push(v),
-                "column" => input_columns.get_or_insert_with(Vec::new).push(v),
-                "reduce" if v == "custom" => custom = true,
-                "agg" => {
-                    let mut parts = v.splitn(3, '|');
-                    let (Some(output), Some(func), Some(input)) =
-                        (parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(format!("aggregate {v:?} is not output|func|input"));
-                    };
-                    aggs.push(Aggregate {
-                        output: output.to_string(),
-                        func: AggFunc::parse(func)?,
-                        input: (!input.is_empty()).then(|| input.to_string()),
-                    });
-                }
-                _ => return Err(format!("unknown description line {k}={v}")),
-            }
+    /// Decodes [`JobDescription::encode`]'s output and checks the description can run.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DescriptionError> {
+        let d: JobDescription = codec::decode(DESCRIPTION_FORMAT, "the job description", bytes)
+            .map_err(DescriptionError::Decode)?;
+        if d.key_columns.is_empty() {
+            return Err(DescriptionError::NoKeyColumns { job: d.name });
         }
-        let name = name.ok_or("description has no name")?;
-        if key_columns.is_empty() {
-            return Err(format!("job {name} declares no key columns"));
+        if matches!(&d.reduce, ReduceKind::Aggregate(a) if a.is_empty()) {
+            return Err(DescriptionError::NoAggregates { job: d.name });
         }
-        let reduce = match (custom, aggs.is_empty()) {
-            (true, true) => ReduceKind::Custom,
-            (false, false) => ReduceKind::Aggregate(aggs),
-            (true, false) => {
-                return Err(format!("job {name} declares both aggregates and a reduce"));
-            }
-            (false, true) => {
-                return Err(format!(
-                    "job {name} declares neither aggregates nor a reduce"
-                ));
-            }
-        };
-        Ok(JobDescription {
-            name,
-            key_columns,
-            reduce,
-            input_columns,
-        })
+        Ok(d)
     }
-}
-
-/// Escapes `\`, newline, carriage return and `=` for the line format.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '=' => out.push_str("\\e"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn unescape(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('e') => out.push('='),
-            other => return Err(format!("bad escape \\{other:?} in {s:?}")),
-        }
-    }
-    Ok(out)
-}
-
-/// Splits the line format into unescaped `(key, value)` pairs; blank lines are skipped.
-pub fn parse_lines(text: &str) -> Result<Vec<(String, String)>, String> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|line| {
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| format!("line {line:?} has no '='"))?;
-            Ok((unescape(k)?, unescape(v)?))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -251,10 +171,10 @@ mod tests {
     fn description_round_trips() {
         let d = JobDescription {
             name: "eod".into(),
-            key_columns: vec!["account_id".into(), "txn=date".into()],
+            key_columns: vec!["account_id".into(), "txn=date\n".into()],
             reduce: ReduceKind::Aggregate(vec![
                 Aggregate::count("txn_count"),
-                Aggregate::sum("debit_total", "debit"),
+                Aggregate::sum("debit|total", "debit"),
                 Aggregate::max("max_amount", "amount"),
             ]),
             input_columns: None,
@@ -262,15 +182,34 @@ mod tests {
         assert_eq!(JobDescription::decode(&d.encode()).unwrap(), d);
         let c = JobDescription {
             reduce: ReduceKind::Custom,
-            input_columns: Some(vec!["a".into(), "b=c".into()]),
+            input_columns: Some(vec!["a".into(), "b\0c".into()]),
             ..d
         };
         assert_eq!(JobDescription::decode(&c.encode()).unwrap(), c);
     }
 
     #[test]
-    fn description_without_keys_is_refused() {
-        let err = JobDescription::decode("name=x\nreduce=custom\n").unwrap_err();
-        assert!(err.contains("no key columns"), "{err}");
+    fn a_description_without_keys_or_aggregates_is_refused() {
+        let mut d = JobDescription {
+            name: "x".into(),
+            key_columns: Vec::new(),
+            reduce: ReduceKind::Custom,
+            input_columns: None,
+        };
+        let err = JobDescription::decode(&d.encode()).unwrap_err();
+        assert!(err.to_string().contains("no key columns"), "{err}");
+        d.key_columns.push("k".into());
+        d.reduce = ReduceKind::Aggregate(Vec::new());
+        let err = JobDescription::decode(&d.encode()).unwrap_err();
+        assert!(err.to_string().contains("neither aggregates"), "{err}");
+    }
+
+    #[test]
+    fn a_text_description_of_an_older_sdk_is_refused_by_format() {
+        let err = JobDescription::decode(b"name=eod\nkey=k\nreduce=custom\n").unwrap_err();
+        assert!(
+            matches!(err, DescriptionError::Decode(DecodeError::Format { .. })),
+            "{err:?}"
+        );
     }
 }

@@ -25,12 +25,14 @@
 //! - [`Job`], [`TaskContext`], [`Aggregate`]: the author's API.
 //! - [`abi`]: the versioned `extern "C"` function table and the helpers `export_job!` expands
 //!   to. Batches cross the boundary through the Arrow C Data Interface only.
-//! - [`describe`]: the job description (keys, aggregates, reduce kind) in the small text form
-//!   that crosses the boundary, shared by plugin and host so both read it the same way.
+//! - [`describe`]: the job description (keys, aggregates, reduce kind).
+//! - [`codec`]: the versioned serde + bincode form the description and the task context
+//!   cross the boundary in, shared by plugin and host so both read it the same way.
 
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod codec;
 pub mod describe;
 
 use std::collections::BTreeMap;
@@ -124,7 +126,7 @@ impl From<ArrowError> for JobError {
 pub type JobResult<T> = Result<T, JobError>;
 
 /// Which side of the shuffle a call runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TaskKind {
     /// A map task reading one input split.
     Map,
@@ -132,8 +134,11 @@ pub enum TaskKind {
     Reduce,
 }
 
+/// Format of the encoded [`TaskContext`]: bump it when the type changes shape.
+pub const CONTEXT_FORMAT: u32 = 1;
+
 /// What a job knows about the task calling it: ids and the job's `--param key=value` pairs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskContext {
     /// The job id assigned by the coordinator.
     pub job_id: String,
@@ -166,60 +171,14 @@ impl TaskContext {
         }
     }
 
-    /// Encodes the context as `key=value` lines with `\` escapes; see [`describe::escape`].
-    pub fn encode(&self) -> String {
-        let kind = match self.kind {
-            TaskKind::Map => "map",
-            TaskKind::Reduce => "reduce",
-        };
-        let mut out = format!(
-            "job_id={}\nkind={kind}\ntask_index={}\nattempt={}\n",
-            describe::escape(&self.job_id),
-            self.task_index,
-            self.attempt
-        );
-        for (k, v) in &self.params {
-            out.push_str(&format!(
-                "param.{}={}\n",
-                describe::escape(k),
-                describe::escape(v)
-            ));
-        }
-        out
+    /// The binary form it crosses the plugin boundary in (see [`codec`]).
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(CONTEXT_FORMAT, self)
     }
 
     /// Decodes what [`TaskContext::encode`] wrote.
-    pub fn decode(text: &str) -> Result<Self, String> {
-        let mut ctx = TaskContext {
-            job_id: String::new(),
-            kind: TaskKind::Map,
-            task_index: 0,
-            attempt: 0,
-            params: BTreeMap::new(),
-        };
-        for (k, v) in describe::parse_lines(text)? {
-            match k.as_str() {
-                "job_id" => ctx.job_id = v,
-                "kind" => {
-                    ctx.kind = match v.as_str() {
-                        "map" => TaskKind::Map,
-                        "reduce" => TaskKind::Reduce,
-                        other => return Err(format!("unknown task kind {other:?}")),
-                    }
-                }
-                "task_index" => {
-                    ctx.task_index = v.parse().map_err(|e| format!("task_index: {e}"))?
-                }
-                "attempt" => ctx.attempt = v.parse().map_err(|e| format!("attempt: {e}"))?,
-                _ => match k.strip_prefix("param.") {
-                    Some(p) => {
-                        ctx.params.insert(p.to_string(), v);
-                    }
-                    None => return Err(format!("unknown context key {k:?}")),
-                },
-            }
-        }
-        Ok(ctx)
+    pub fn decode(bytes: &[u8]) -> Result<Self, codec::DecodeError> {
+        codec::decode(CONTEXT_FORMAT, "the task context", bytes)
     }
 }
 
@@ -289,9 +248,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn context_round_trips_through_text_with_awkward_values() {
+    fn context_round_trips_with_awkward_values() {
         let mut params = BTreeMap::new();
-        params.insert("a=b".to_string(), "line1\nline2\\x".to_string());
+        params.insert("a=b".to_string(), "line1\nline2\\x\0".to_string());
         params.insert("empty".to_string(), String::new());
         let ctx = TaskContext {
             job_id: "job-7".into(),
@@ -305,8 +264,15 @@ mod tests {
 
     #[test]
     fn param_parse_reports_the_bad_value() {
-        let mut ctx = TaskContext::decode("job_id=j\n").unwrap();
-        ctx.params.insert("p".into(), "x".into());
+        let mut params = BTreeMap::new();
+        params.insert("p".into(), "x".into());
+        let ctx = TaskContext {
+            job_id: "j".into(),
+            kind: TaskKind::Map,
+            task_index: 0,
+            attempt: 0,
+            params,
+        };
         let err = ctx.param_parse::<f64>("p", 0.0).unwrap_err();
         assert!(err.message().contains("p=\"x\""), "{err}");
         assert_eq!(ctx.param_parse::<u32>("missing", 5).unwrap(), 5);

@@ -39,8 +39,8 @@ pub enum Event {
         splits: Vec<pb::Split>,
         /// The input schema as IPC bytes (empty when the format carries its own).
         schema_ipc: Vec<u8>,
-        /// The plugin's description, encoded.
-        description: String,
+        /// The plugin's description, encoded (`JobDescription::encode`).
+        description: Vec<u8>,
     },
     /// A job's progress or end.
     JobUpdated(JobInfo),

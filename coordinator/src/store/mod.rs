@@ -19,6 +19,12 @@
 //! plugin's description, and the result of every finished attempt (the `MapDone` statistics
 //! reducers need, the `ReduceDone` of committed partitions). [`open`] returns such jobs as
 //! [`ResumableJob`]s; a job that cannot be rebuilt is marked failed ("interrupted").
+//!
+//! Blobs keep the form their type already has: the spec, splits and attempt results are
+//! their protobuf messages (defined for the wire anyway, and readable by a later version
+//! that adds fields); the plugin's description is the versioned bincode form it crossed the
+//! plugin boundary in (`sluice_sdk::codec`). Converting them to the job's own types is
+//! [`crate::wire`]'s work.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -61,8 +67,9 @@ pub struct ResumableJob {
     pub splits: Vec<pb::Split>,
     /// The input schema IPC bytes.
     pub schema_ipc: Vec<u8>,
-    /// The plugin's description, encoded.
-    pub description: String,
+    /// The plugin's description, encoded (an older store holds it as text, which decoding
+    /// then refuses by its format).
+    pub description: Vec<u8>,
     /// Every attempt the store knows.
     pub attempts: Vec<StoredAttempt>,
 }
@@ -263,11 +270,15 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> rusqlite::Result<M> {
 
 fn read_resumable(conn: &Connection, info: &pb::JobInfo) -> rusqlite::Result<ResumableJob> {
     let id = info.job_id.as_str();
-    let (spec, splits, schema_ipc, description): (Vec<u8>, Vec<u8>, Vec<u8>, String) = conn
+    let (spec, splits, schema_ipc, description): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) = conn
         .query_row(
             "SELECT spec, splits, schema_ipc, description FROM jobs WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| {
+                // A BLOB since descriptions are binary; TEXT in stores written before.
+                let description = r.get_ref(3)?.as_bytes().map(<[u8]>::to_vec)?;
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, description))
+            },
         )?;
     let splits: pb::SplitList = decode(&splits)?;
     let mut stmt = conn.prepare(
@@ -325,7 +336,7 @@ mod tests {
                 spec: pb::JobSpec::default(),
                 splits: vec![pb::Split::default(); 2],
                 schema_ipc: Vec::new(),
-                description: "name=wordcount".into(),
+                description: b"wordcount".to_vec(),
             });
         }
         journal.send(Event::AttemptStarted {
@@ -379,7 +390,7 @@ mod tests {
         let r = &h.resumable[0];
         assert_eq!(r.info.job_id, "job-0002");
         assert_eq!(r.splits.len(), 2);
-        assert_eq!(r.description, "name=wordcount");
+        assert_eq!(r.description, b"wordcount");
         assert_eq!(r.attempts.len(), 1);
         assert_eq!(
             (r.attempts[0].index, r.attempts[0].state.as_str()),
@@ -411,7 +422,7 @@ mod tests {
             spec: pb::JobSpec::default(),
             splits: Vec::new(),
             schema_ipc: Vec::new(),
-            description: String::new(),
+            description: Vec::new(),
         };
         journal.send(submitted("job-0001"));
         journal.sync().unwrap();
