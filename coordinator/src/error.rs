@@ -4,8 +4,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     /// The submission is unusable (inputs, output, spec).
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     /// Loading the plugin or reading a file failed.
     #[error(transparent)]
     Common(#[from] sluice_common::Error),

@@ -57,7 +57,7 @@ impl CoordinatorService {
                 })?
                 .map_err(|e| {
                     // Name the plugin as the user knows it, not by the store's file name.
-                    let mut status = Status::from(e);
+                    let mut status = Status::from(CoordinatorError::from(e));
                     let stored = stored.to_string_lossy();
                     if status.message().contains(stored.as_ref()) {
                         let named = format!("{} (sha256 {})", client_name, spec_sha);

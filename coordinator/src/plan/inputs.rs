@@ -1,0 +1,139 @@
+//! The files a job reads: input paths, URLs and globs expanded into files, local or in an
+//! object store, in a stable order.
+
+use std::path::{Path, PathBuf};
+
+use sluice_common::storage::{Location, ObjectInfo, ObjectUrl, is_data_name, is_glob};
+
+use super::error::{PlanError, Result};
+
+/// One input file, local or in an object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputFile {
+    /// A local file, read with `std::fs`.
+    Local(PathBuf),
+    /// An object, with the size its listing gave.
+    Object {
+        /// The object.
+        url: ObjectUrl,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+impl InputFile {
+    /// The path or URL as splits carry it and errors name it.
+    pub fn name(&self) -> String {
+        match self {
+            InputFile::Local(p) => p.to_string_lossy().into_owned(),
+            InputFile::Object { url, .. } => url.to_string(),
+        }
+    }
+
+    pub(super) fn len(&self) -> Result<u64> {
+        match self {
+            InputFile::Local(p) => Ok(std::fs::metadata(p)
+                .map_err(|e| PlanError::input(p.to_string_lossy(), e))?
+                .len()),
+            InputFile::Object { size, .. } => Ok(*size),
+        }
+    }
+
+    /// Local files by path (as before URLs existed), then objects by URL.
+    fn order(a: &InputFile, b: &InputFile) -> std::cmp::Ordering {
+        match (a, b) {
+            (InputFile::Local(x), InputFile::Local(y)) => x.cmp(y),
+            (InputFile::Local(_), InputFile::Object { .. }) => std::cmp::Ordering::Less,
+            (InputFile::Object { .. }, InputFile::Local(_)) => std::cmp::Ordering::Greater,
+            (InputFile::Object { url: x, .. }, InputFile::Object { url: y, .. }) => {
+                x.to_string().cmp(&y.to_string())
+            }
+        }
+    }
+}
+
+/// Hidden and `_`-prefixed files (`_SUCCESS`, `.crc`, ...) are not data, as in Hadoop.
+fn is_data_file(p: &Path) -> bool {
+    p.is_file()
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(is_data_name)
+}
+
+/// Expands paths, URLs and globs into the files to read, in a stable order. A directory (or
+/// an object-store prefix) stands for the files directly in it; directories and globs skip
+/// hidden files and names starting with `_`, as Hadoop does (a path named explicitly is always
+/// read). A path, URL or glob that matches nothing is an error naming it.
+pub fn expand_inputs(inputs: &[String]) -> Result<Vec<InputFile>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let before = files.len();
+        match Location::parse(input).map_err(|e| PlanError::input(input, e))? {
+            Location::Local(path) => expand_local(input, &path, &mut files)?,
+            Location::Object(url) => expand_object(input, &url, &mut files)?,
+        }
+        if files.len() == before {
+            return Err(PlanError::NoMatch {
+                input: input.clone(),
+            });
+        }
+    }
+    files.sort_by(InputFile::order);
+    files.dedup();
+    Ok(files)
+}
+
+fn expand_local(input: &str, path: &Path, files: &mut Vec<InputFile>) -> Result<()> {
+    let text = path.to_string_lossy();
+    if is_glob(&text) {
+        let paths =
+            glob::glob(&text).map_err(|e| PlanError::input(input, format!("bad glob: {e}")))?;
+        for p in paths {
+            let p = p.map_err(|e| PlanError::input(input, e))?;
+            if is_data_file(&p) {
+                files.push(InputFile::Local(p));
+            }
+        }
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).map_err(|e| PlanError::input(input, e))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| PlanError::input(input, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|e| is_data_file(e))
+            .collect();
+        entries.sort();
+        files.extend(entries.into_iter().map(InputFile::Local));
+    } else {
+        files.push(InputFile::Local(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// An object URL names one object, a prefix ("directory": the objects directly below it) or
+/// a glob over keys.
+fn expand_object(input: &str, url: &ObjectUrl, files: &mut Vec<InputFile>) -> Result<()> {
+    let context = |e: sluice_common::Error| PlanError::input(input, e);
+    let found = if is_glob(url.key()) {
+        url.glob().map_err(context)?
+    } else {
+        let exact = if url.key().is_empty() || input.ends_with('/') {
+            None
+        } else {
+            url.size().map_err(context)?
+        };
+        match exact {
+            Some(size) => vec![ObjectInfo {
+                url: url.clone(),
+                size,
+            }],
+            None => url.list_files().map_err(context)?,
+        }
+    };
+    files.extend(found.into_iter().map(|o| InputFile::Object {
+        url: o.url,
+        size: o.size,
+    }));
+    Ok(())
+}
