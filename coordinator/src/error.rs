@@ -81,6 +81,9 @@ pub enum CoordinatorError {
     /// A call made as a worker that the caller cannot prove to be.
     #[error(transparent)]
     WorkerAuth(#[from] crate::cluster::workers::WorkerAuthError),
+    /// Storing or serving a plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::PluginError),
 }
 
 impl From<CoordinatorError> for tonic::Status {
@@ -99,8 +102,31 @@ impl From<CoordinatorError> for tonic::Status {
             }
             CoordinatorError::Internal { .. } => tonic::Status::internal(e.to_string()),
             CoordinatorError::WorkerAuth(_) => tonic::Status::permission_denied(e.to_string()),
+            CoordinatorError::Plugin(p) => plugin_status(p),
             _ => tonic::Status::invalid_argument(e.to_string()),
         }
+    }
+}
+
+impl From<crate::plugins::PluginError> for tonic::Status {
+    fn from(e: crate::plugins::PluginError) -> Self {
+        plugin_status(e)
+    }
+}
+
+fn plugin_status(e: crate::plugins::PluginError) -> tonic::Status {
+    use crate::plugins::PluginError as P;
+    match e {
+        P::Stream(status) => status,
+        P::NotStored { .. } => tonic::Status::not_found(e.to_string()),
+        P::UploadIdle => tonic::Status::deadline_exceeded(e.to_string()),
+        P::TooLarge { .. } => tonic::Status::resource_exhausted(e.to_string()),
+        P::Io { .. } => tonic::Status::internal(e.to_string()),
+        P::BadHash { .. }
+        | P::EmptyUpload
+        | P::TooLong { .. }
+        | P::CutShort { .. }
+        | P::HashMismatch { .. } => tonic::Status::invalid_argument(e.to_string()),
     }
 }
 

@@ -28,6 +28,75 @@ const CHUNK: usize = 1 << 20;
 /// How long an upload may send nothing before it fails.
 pub const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a plugin could not be stored or served.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// A name that is not a plugin hash.
+    #[error("{sha:?} is not a lower-case hex sha256")]
+    BadHash {
+        /// The name given.
+        sha: String,
+    },
+    /// No plugin with this hash is stored.
+    #[error("no plugin with sha256 {sha} is stored")]
+    NotStored {
+        /// The hash.
+        sha: String,
+    },
+    /// The upload sent no chunk at all.
+    #[error("empty plugin upload")]
+    EmptyUpload,
+    /// The upload sent nothing for [`UPLOAD_IDLE_TIMEOUT`].
+    #[error("plugin upload sent nothing for {} s", UPLOAD_IDLE_TIMEOUT.as_secs())]
+    UploadIdle,
+    /// The plugin is larger than the coordinator accepts.
+    #[error(
+        "plugin of {size} bytes exceeds the coordinator's limit of {limit} bytes (max_plugin_bytes)"
+    )]
+    TooLarge {
+        /// Its declared size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The upload sent more bytes than it declared.
+    #[error("plugin upload longer than its declared {declared} bytes")]
+    TooLong {
+        /// The declared size.
+        declared: u64,
+    },
+    /// The upload ended early.
+    #[error("plugin upload cut short: {received} of {declared} bytes")]
+    CutShort {
+        /// Bytes received.
+        received: u64,
+        /// The declared size.
+        declared: u64,
+    },
+    /// The bytes do not hash to the declared sha256.
+    #[error("plugin upload has sha256 {got}, not the declared {declared}")]
+    HashMismatch {
+        /// Their hash.
+        got: String,
+        /// The declared one.
+        declared: String,
+    },
+    /// The store's disk failed.
+    #[error("{doing} {}: {source}", path.display())]
+    Io {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client's stream failed.
+    #[error(transparent)]
+    Stream(#[from] Status),
+}
+
 /// The plugin directory.
 #[derive(Debug, Clone)]
 pub struct PluginStore {
@@ -64,18 +133,22 @@ pub fn to_evict(stored: &[Stored], keep: &HashSet<String>, quota: u64) -> Vec<St
     evict
 }
 
-fn check_hash(sha: &str) -> Result<(), Status> {
+fn check_hash(sha: &str) -> Result<(), PluginError> {
     if is_sha256_hex(sha) {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!(
-            "{sha:?} is not a lower-case hex sha256"
-        )))
+        Err(PluginError::BadHash {
+            sha: sha.to_string(),
+        })
     }
 }
 
-fn io_status(what: &str, path: &Path, e: std::io::Error) -> Status {
-    Status::internal(format!("{what} {}: {e}", path.display()))
+fn io_error(doing: &'static str, path: &Path, source: std::io::Error) -> PluginError {
+    PluginError::Io {
+        doing,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Marks a stored plugin used now (its modification time), for the eviction order.
@@ -119,13 +192,13 @@ impl PluginStore {
     }
 
     /// Where the plugin with this hash is (or would be) stored.
-    pub fn path(&self, sha: &str) -> Result<PathBuf, Status> {
+    pub fn path(&self, sha: &str) -> Result<PathBuf, PluginError> {
         check_hash(sha)?;
         Ok(self.dir.join(format!("{sha}.so")))
     }
 
     /// Whether the plugin is stored; a stored one counts as used now.
-    pub fn contains(&self, sha: &str) -> Result<bool, Status> {
+    pub fn contains(&self, sha: &str) -> Result<bool, PluginError> {
         let path = self.path(sha)?;
         let stored = path.is_file();
         if stored {
@@ -160,25 +233,21 @@ impl PluginStore {
     }
 
     /// Receives an upload; returns the stored hash.
-    pub async fn receive(&self, mut stream: Streaming<pb::PluginChunk>) -> Result<String, Status> {
-        let idle = || {
-            Status::deadline_exceeded(format!(
-                "plugin upload sent nothing for {} s",
-                UPLOAD_IDLE_TIMEOUT.as_secs()
-            ))
-        };
+    pub async fn receive(
+        &self,
+        mut stream: Streaming<pb::PluginChunk>,
+    ) -> Result<String, PluginError> {
         let first = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
             .await
-            .map_err(|_| idle())?
-            .ok_or_else(|| Status::invalid_argument("empty plugin upload"))??;
+            .map_err(|_| PluginError::UploadIdle)?
+            .ok_or(PluginError::EmptyUpload)??;
         let sha = first.sha256.clone();
         let target = self.path(&sha)?;
         if first.size > self.max_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "plugin of {} bytes exceeds the coordinator's limit of {} bytes \
-                 (max_plugin_bytes)",
-                first.size, self.max_bytes
-            )));
+            return Err(PluginError::TooLarge {
+                size: first.size,
+                limit: self.max_bytes,
+            });
         }
         // Each upload writes its own file, removed if the upload fails or the client goes
         // away (the handler future is then dropped mid-way).
@@ -189,49 +258,49 @@ impl PluginStore {
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
-                .map_err(|e| io_status("creating", &tmp, e))?;
+                .map_err(|e| io_error("creating", &tmp, e))?;
             let mut hasher = Sha256Hasher::default();
             let mut received = 0u64;
             let mut chunk = Some(first.clone());
             while let Some(c) = chunk.take() {
                 received += c.data.len() as u64;
                 if received > first.size {
-                    return Err(Status::invalid_argument(format!(
-                        "plugin upload longer than its declared {} bytes",
-                        first.size
-                    )));
+                    return Err(PluginError::TooLong {
+                        declared: first.size,
+                    });
                 }
                 hasher.update(&c.data);
                 file.write_all(&c.data)
                     .await
-                    .map_err(|e| io_status("writing", &tmp, e))?;
+                    .map_err(|e| io_error("writing", &tmp, e))?;
                 chunk = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
                     .await
-                    .map_err(|_| idle())?
+                    .map_err(|_| PluginError::UploadIdle)?
                     .transpose()?;
             }
             if received != first.size {
-                return Err(Status::invalid_argument(format!(
-                    "plugin upload cut short: {received} of {} bytes",
-                    first.size
-                )));
+                return Err(PluginError::CutShort {
+                    received,
+                    declared: first.size,
+                });
             }
             let got = hasher.finish_hex();
             if got != sha {
-                return Err(Status::invalid_argument(format!(
-                    "plugin upload has sha256 {got}, not the declared {sha}"
-                )));
+                return Err(PluginError::HashMismatch {
+                    got,
+                    declared: sha.clone(),
+                });
             }
             file.sync_all()
                 .await
-                .map_err(|e| io_status("syncing", &tmp, e))?;
+                .map_err(|e| io_error("syncing", &tmp, e))?;
             if target.is_file() {
                 // A concurrent upload of the same plugin won; the content is the same.
                 return Ok(());
             }
             tokio::fs::rename(&tmp, &target)
                 .await
-                .map_err(|e| io_status("storing", &target, e))
+                .map_err(|e| io_error("storing", &target, e))
         }
         .await;
         drop(guard);
@@ -244,16 +313,19 @@ impl PluginStore {
     pub async fn send(
         &self,
         sha: &str,
-    ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::PluginChunk, Status>> + Send>>, Status> {
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::PluginChunk, Status>> + Send>>, PluginError>
+    {
         let path = self.path(sha)?;
         touch(&path);
         let mut file = tokio::fs::File::open(&path)
             .await
-            .map_err(|_| Status::not_found(format!("no plugin with sha256 {sha} is stored")))?;
+            .map_err(|_| PluginError::NotStored {
+                sha: sha.to_string(),
+            })?;
         let size = file
             .metadata()
             .await
-            .map_err(|e| io_status("reading", &path, e))?
+            .map_err(|e| io_error("reading", &path, e))?
             .len();
         let (tx, rx) = mpsc::channel(4);
         let sha = sha.to_string();
@@ -264,7 +336,7 @@ impl PluginStore {
                 let n = match file.read(&mut buf).await {
                     Ok(n) => n,
                     Err(e) => {
-                        let _ = tx.send(Err(io_status("reading", &path, e))).await;
+                        let _ = tx.send(Err(io_error("reading", &path, e).into())).await;
                         return;
                     }
                 };
