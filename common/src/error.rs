@@ -57,9 +57,54 @@ pub enum Error {
         /// The library's message.
         message: String,
     },
-    /// A job or its data does not match what the engine needs.
-    #[error("{0}")]
-    Invalid(String),
+    /// The data and the job do not fit together (a column missing or of another type, a
+    /// row group the file lacks): every attempt would fail the same way.
+    #[error("{subject}: {reason}")]
+    Mismatch {
+        /// The file, column or aggregate at fault.
+        subject: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// The job declares something the engine does not do (a key or aggregate of a type it
+    /// cannot handle, a description it cannot read).
+    #[error("{what} is not supported: {reason}")]
+    Unsupported {
+        /// What the job declared.
+        what: String,
+        /// Why it cannot be done.
+        reason: String,
+    },
+    /// A file's bytes cannot be decoded.
+    #[error("{file}: {reason}")]
+    Damaged {
+        /// The file or object.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An aggregate leaves the range of its type.
+    #[error("aggregate {aggregate} overflows{detail}")]
+    Overflow {
+        /// The aggregate's output column.
+        aggregate: String,
+        /// What range it left (empty, or starting with `: `).
+        detail: &'static str,
+    },
+    /// A path or URL that cannot be used.
+    #[error("{location}: {reason}")]
+    BadLocation {
+        /// The path or URL as given.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// The engine broke one of its own rules (a bug); the attempt fails and is retried.
+    #[error("internal error: {what}")]
+    Internal {
+        /// What went wrong.
+        what: String,
+    },
 }
 
 impl Error {

@@ -68,15 +68,61 @@ impl From<&Error> for TaskFailure {
             // fails the job after max_attempts. A plugin that cannot load, or an invalid
             // job, fails the same way every time.
             Error::Plugin { invalid_input, .. } => (FailureReason::Plugin, !invalid_input),
-            Error::PluginLoad { .. } | Error::Invalid(_) => (FailureReason::Plugin, false),
-            Error::Io { .. } | Error::Storage { .. } | Error::Arrow { .. } => {
-                (FailureReason::Io, true)
-            }
+            Error::PluginLoad { .. }
+            | Error::Mismatch { .. }
+            | Error::Unsupported { .. }
+            | Error::Damaged { .. }
+            | Error::Overflow { .. }
+            | Error::BadLocation { .. } => (FailureReason::Plugin, false),
+            Error::Io { .. }
+            | Error::Storage { .. }
+            | Error::Arrow { .. }
+            | Error::Internal { .. } => (FailureReason::Io, true),
         };
         TaskFailure {
             message: e.to_string(),
             retryable,
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every attempt would hit again fails the job at once; what a machine or the
+    /// network may cause is retried.
+    #[test]
+    fn deterministic_errors_are_not_retried_and_transient_ones_are() {
+        let mismatch = Error::Mismatch {
+            subject: "day.parquet".into(),
+            reason: "no column \"amount\"".into(),
+        };
+        let overflow = Error::Overflow {
+            aggregate: "total".into(),
+            detail: "",
+        };
+        for e in [&mismatch, &overflow] {
+            let f = TaskFailure::from(e);
+            assert!(!f.retryable, "{f:?}");
+            assert_eq!(f.message, e.to_string());
+        }
+        let storage = Error::Storage {
+            url: "s3://b/k".into(),
+            message: "connection reset".into(),
+        };
+        let internal = Error::Internal {
+            what: "an object-store call panicked".into(),
+        };
+        for e in [&storage, &internal] {
+            let f = TaskFailure::from(e);
+            assert!(f.retryable && f.reason == FailureReason::Io, "{f:?}");
+        }
+        assert_eq!(
+            mismatch.to_string(),
+            "day.parquet: no column \"amount\"",
+            "the subject is named first"
+        );
     }
 }

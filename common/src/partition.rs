@@ -98,9 +98,10 @@ pub fn hash_rows(columns: &[ArrayRef]) -> Result<Vec<u64>> {
                 mix_primitive!(h, col, TimestampNanosecondType)
             }
             other => {
-                return Err(Error::Invalid(format!(
-                    "key columns of type {other} cannot be partitioned"
-                )));
+                return Err(Error::Unsupported {
+                    what: format!("a key column of type {other}"),
+                    reason: "it cannot be partitioned".into(),
+                });
             }
         }
     }

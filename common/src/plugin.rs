@@ -174,7 +174,10 @@ impl Plugin {
         let decoded = JobDescription::decode(unsafe { out.as_slice() });
         // SAFETY: returned to the allocator that made them.
         unsafe { (self.vtable().free_bytes)(out) };
-        decoded.map_err(|e| Error::Invalid(format!("job description: {e}")))
+        decoded.map_err(|e| Error::Unsupported {
+            what: "the job description".into(),
+            reason: e.to_string(),
+        })
     }
 
     fn call_input_schema(&self) -> Result<Option<SchemaRef>> {

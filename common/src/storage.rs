@@ -119,9 +119,10 @@ impl Location {
                 // file:///abs/path or file://localhost/abs/path.
                 let path = rest.strip_prefix("localhost").unwrap_or(rest);
                 if !path.starts_with('/') {
-                    return Err(Error::Invalid(format!(
-                        "{s}: a file:// URL needs an absolute path (file:///data/in)"
-                    )));
+                    return Err(Error::BadLocation {
+                        location: s.to_string(),
+                        reason: "a file:// URL needs an absolute path (file:///data/in)".into(),
+                    });
                 }
                 return Ok(Location::Local(PathBuf::from(path)));
             }
@@ -131,14 +132,20 @@ impl Location {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
             other => {
-                return Err(Error::Invalid(format!(
-                    "{s}: unsupported storage scheme {other:?} (file, s3, gs, az, http, https)"
-                )));
+                return Err(Error::BadLocation {
+                    location: s.to_string(),
+                    reason: format!(
+                        "unsupported storage scheme {other:?} (file, s3, gs, az, http, https)"
+                    ),
+                });
             }
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(Error::Invalid(format!("{s}: the URL names no bucket")));
+            return Err(Error::BadLocation {
+                location: s.to_string(),
+                reason: "the URL names no bucket".into(),
+            });
         }
         Ok(Location::Object(ObjectUrl {
             scheme,
@@ -337,8 +344,10 @@ impl ObjectUrl {
     /// `/`), sorted by key. Names starting with `_` or `.` are skipped, as are objects below
     /// such a segment.
     pub fn glob(&self) -> Result<Vec<ObjectInfo>> {
-        let pattern = glob::Pattern::new(&self.key)
-            .map_err(|e| Error::Invalid(format!("bad glob {self}: {e}")))?;
+        let pattern = glob::Pattern::new(&self.key).map_err(|e| Error::BadLocation {
+            location: self.to_string(),
+            reason: format!("bad glob: {e}"),
+        })?;
         let dir = glob_dir(&self.key);
         let found = self.with_key(dir).list_all()?;
         Ok(found
@@ -397,8 +406,7 @@ impl ObjectUrl {
             let upload = store
                 .put_multipart(&path)
                 .await
-                .map_err(|e| e.to_string())
-                .map_err(Error::Invalid)?;
+                .map_err(|e| transient("starting the upload", e))?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
             let mut buf = vec![0u8; MULTIPART_CHUNK];
             let step = async {
@@ -410,7 +418,7 @@ impl ObjectUrl {
                     writer
                         .wait_for_capacity(MULTIPART_CONCURRENCY)
                         .await
-                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                        .map_err(|e| transient("uploading a part", e))?;
                     writer.write(&buf[..n]);
                 }
                 Ok::<_, Error>(())
@@ -421,7 +429,7 @@ impl ObjectUrl {
                     .finish()
                     .await
                     .map(|_| ())
-                    .map_err(|e| Error::Invalid(e.to_string())),
+                    .map_err(|e| transient("completing the upload", e)),
                 Err(e) => {
                     let _ = writer.abort().await;
                     Err(e)
@@ -430,6 +438,9 @@ impl ObjectUrl {
         })?;
         r.map_err(|e| match e {
             e @ Error::Io { .. } => e,
+            Error::Storage { message, .. } => {
+                self.error(&format!("uploading {}", local.display()), message)
+            }
             other => self.error(&format!("uploading {}", local.display()), other),
         })
     }
@@ -442,14 +453,14 @@ impl ObjectUrl {
             let mut stream = store
                 .get(&path)
                 .await
-                .map_err(|e| Error::Invalid(e.to_string()))?
+                .map_err(|e| transient("opening the object", e))?
                 .into_stream();
             let mut out = tokio::fs::File::create(&file)
                 .await
                 .map_err(|e| Error::io(&file, e))?;
             let mut written = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| Error::Invalid(e.to_string()))?;
+                let chunk = chunk.map_err(|e| transient("reading the object", e))?;
                 out.write_all(&chunk)
                     .await
                     .map_err(|e| Error::io(&file, e))?;
@@ -460,6 +471,7 @@ impl ObjectUrl {
         })?;
         r.map_err(|e| match e {
             e @ Error::Io { .. } => e,
+            Error::Storage { message, .. } => self.error("downloading", message),
             other => self.error("downloading", other),
         })
     }
@@ -557,7 +569,18 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::Invalid(format!("starting the storage runtime: {e}")))
+        .map_err(|e| Error::Internal {
+            what: format!("starting the storage runtime: {e}"),
+        })
+}
+
+/// An object-store call that failed inside a transfer, before the URL is known: the caller
+/// names the object ([`ObjectUrl::error`]). Retryable, as every storage error.
+fn transient(doing: &str, e: impl fmt::Display) -> Error {
+    Error::Storage {
+        url: String::new(),
+        message: format!("{doing}: {e}"),
+    }
 }
 
 /// Runs `fut` on the storage runtime and waits for it. Works from any thread, including a
@@ -567,8 +590,9 @@ fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) ->
     runtime()?.spawn(async move {
         let _ = tx.send(fut.await);
     });
-    rx.recv()
-        .map_err(|_| Error::Invalid("an object-store call panicked".into()))
+    rx.recv().map_err(|_| Error::Internal {
+        what: "an object-store call panicked".into(),
+    })
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ fn fetch(object: &Bytes, behaviour: u8, r: Range<u64>) -> Result<Bytes> {
     let len = object.len() as u64;
     let (start, end) = (r.start.min(len), r.end.min(len));
     if start > end {
-        return Err(sluice_common::Error::Invalid(format!("bad range {r:?}")));
+        return Err(sluice_common::Error::Internal {
+            what: format!("bad range {r:?}"),
+        });
     }
     let got = object.slice(start as usize..end as usize);
     Ok(match behaviour % 8 {
@@ -93,7 +95,9 @@ fuzz_target!(|data: &[u8]| {
                 columns.as_deref(),
             ) {
                 drain(Box::new(reader.map(|r| {
-                    r.map_err(|e| sluice_common::Error::Invalid(e.to_string()))
+                    r.map_err(|e| sluice_common::Error::Internal {
+                        what: e.to_string(),
+                    })
                 })));
             }
         }

@@ -153,22 +153,23 @@ impl Plan {
         };
         let input = match column {
             None => None,
-            Some(name) => Some(schema.index_of(name).map_err(|_| {
-                Error::Invalid(format!(
-                    "aggregate {} reads column {name:?}, which the map output lacks (columns: {:?})",
-                    agg.output,
+            Some(name) => Some(schema.index_of(name).map_err(|_| Error::Mismatch {
+                subject: format!("aggregate {}", agg.output),
+                reason: format!(
+                    "reads column {name:?}, which the map output lacks (columns: {:?})",
                     schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
-                ))
+                ),
             })?),
         };
         let input_type = input.map_or(DataType::Null, |i| schema.field(i).data_type().clone());
-        let unsupported = || {
-            Error::Invalid(format!(
-                "aggregate {} = {}({}) does not support type {input_type}",
+        let unsupported = || Error::Unsupported {
+            what: format!(
+                "aggregate {} = {}({})",
                 agg.output,
                 agg.func,
                 column.unwrap_or("*")
-            ))
+            ),
+            reason: format!("its input is of type {input_type}"),
         };
         let repr = if input.is_some() {
             repr_of(&input_type).ok_or_else(unsupported)?
@@ -228,7 +229,9 @@ impl Plan {
             (Acc::SumI64(_), Some(c)) => Arc::new(as_i64(c)?),
             (Acc::SumI128(_), Some(c)) => {
                 let DataType::Decimal128(p, s) = self.output.data_type() else {
-                    return Err(Error::Invalid("decimal sum of another type".into()));
+                    return Err(Error::Internal {
+                        what: "a decimal sum of another type".into(),
+                    });
                 };
                 // Widening the precision keeps every unscaled value: no copy.
                 Arc::new(
@@ -245,10 +248,9 @@ impl Plan {
                 Arc::clone(c)
             }
             (_, None) => {
-                return Err(Error::Invalid(format!(
-                    "aggregate {} has no input column",
-                    self.output.name()
-                )));
+                return Err(Error::Internal {
+                    what: format!("aggregate {} has no input column", self.output.name()),
+                });
             }
         })
     }
@@ -303,7 +305,10 @@ impl Acc {
             }
             return Ok(());
         };
-        let overflow = || Error::Invalid(format!("aggregate {output} overflows"));
+        let overflow = || Error::Overflow {
+            aggregate: output.to_string(),
+            detail: "",
+        };
         match self {
             Acc::Count(v) => {
                 for (i, &g) in groups.iter().enumerate() {
@@ -317,12 +322,11 @@ impl Acc {
             }
             Acc::SumI128(v) => {
                 let a = col.as_primitive::<Decimal128Type>();
-                v.fold_column(a, groups, add_decimal38).ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "aggregate {output} overflows: the sum needs more than the 38 digits \
-                         of a decimal"
-                    ))
-                })?;
+                v.fold_column(a, groups, add_decimal38)
+                    .ok_or_else(|| Error::Overflow {
+                        aggregate: output.to_string(),
+                        detail: ": the sum needs more than the 38 digits of a decimal",
+                    })?;
             }
             Acc::SumF64(v) => {
                 let a = cast(col, &DataType::Float64)
@@ -382,9 +386,9 @@ impl Acc {
             }
             Acc::SumI128(v) | Acc::MinMaxI128(v, _) => {
                 let DataType::Decimal128(p, s) = out_type else {
-                    return Err(Error::Invalid(format!(
-                        "decimal aggregate typed {out_type}"
-                    )));
+                    return Err(Error::Internal {
+                        what: format!("a decimal aggregate typed {out_type}"),
+                    });
                 };
                 let (values, nulls) = v.into_parts();
                 Arc::new(

@@ -124,10 +124,9 @@ impl HashAggregator {
         let key_indices = key_columns
             .iter()
             .map(|k| {
-                input.index_of(k).map_err(|_| {
-                    Error::Invalid(format!(
-                        "key column {k:?} is not in the map output {input:?}"
-                    ))
+                input.index_of(k).map_err(|_| Error::Mismatch {
+                    subject: format!("key column {k:?}"),
+                    reason: format!("not in the map output {input:?}"),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -189,9 +188,9 @@ impl HashAggregator {
     /// once grouping stopped paying. Partial mode only.
     pub fn partial_state(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         if self.mode != AggMode::Partial {
-            return Err(Error::Invalid(
-                "partial_state of an aggregator over partials".into(),
-            ));
+            return Err(Error::Internal {
+                what: "partial_state of an aggregator over partials".into(),
+            });
         }
         self.check_schema(batch)?;
         let mut columns: Vec<ArrayRef> = self
@@ -217,16 +216,18 @@ impl HashAggregator {
         for i in used {
             let (want, got) = (self.input_schema.field(i), schema.fields().get(i));
             if got.is_none_or(|g| g.name() != want.name() || g.data_type() != want.data_type()) {
-                return Err(Error::Invalid(format!(
-                    "column {} is {} in one batch and {} in another: every map output must have one schema",
-                    want.name(),
-                    want.data_type(),
-                    got.map_or("missing".to_string(), |g| format!(
-                        "{} {}",
-                        g.name(),
-                        g.data_type()
-                    ))
-                )));
+                return Err(Error::Mismatch {
+                    subject: format!("column {}", want.name()),
+                    reason: format!(
+                        "{} in one batch and {} in another: every map output must have one schema",
+                        want.data_type(),
+                        got.map_or("missing".to_string(), |g| format!(
+                            "{} {}",
+                            g.name(),
+                            g.data_type()
+                        ))
+                    ),
+                });
             }
         }
         Ok(())

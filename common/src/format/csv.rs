@@ -163,10 +163,9 @@ impl CsvReader {
                 let mut idx = names
                     .iter()
                     .map(|n| {
-                        schema.index_of(n).map_err(|_| {
-                            Error::Invalid(format!(
-                                "the job reads column {n:?}, which its CSV input schema lacks"
-                            ))
+                        schema.index_of(n).map_err(|_| Error::Mismatch {
+                            subject: format!("column {n:?}"),
+                            reason: "the job reads it, and its CSV input schema lacks it".into(),
                         })
                     })
                     .collect::<Result<Vec<usize>>>()?;

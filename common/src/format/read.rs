@@ -81,9 +81,9 @@ pub fn read_split(
                 Location::Object(url) => LineSource::open_object(url, *start, *end)?,
             };
             let schema = || {
-                schema
-                    .clone()
-                    .ok_or_else(|| Error::Invalid(format!("no input schema for {f} input")))
+                schema.clone().ok_or_else(|| Error::Internal {
+                    what: format!("no input schema for {f} input"),
+                })
             };
             Ok(match f {
                 InputFormat::Text => Box::new(TextReader { lines, batch_rows }),
@@ -94,9 +94,10 @@ pub fn read_split(
                 InputFormat::Parquet => unreachable!("guarded by is_line_based"),
             })
         }
-        _ => Err(Error::Invalid(format!(
-            "split {split} does not fit input format {format}"
-        ))),
+        _ => Err(Error::Mismatch {
+            subject: split.to_string(),
+            reason: format!("the split does not fit input format {format}"),
+        }),
     }
 }
 
@@ -122,10 +123,10 @@ impl Iterator for PanicsAsErrors {
                     .map(|s| s.to_string())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "no message".into());
-                Some(Err(Error::Invalid(format!(
-                    "reading parquet {}: the file is damaged (the decoder failed: {why})",
-                    self.name
-                ))))
+                Some(Err(Error::Damaged {
+                    file: self.name.clone(),
+                    reason: format!("the file is damaged (the Parquet decoder failed: {why})"),
+                }))
             }
         }
     }
@@ -187,10 +188,13 @@ pub fn parquet_projection(
         .map(|c| {
             fields.iter().position(|f| f.name() == c).ok_or_else(|| {
                 let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
-                Error::Invalid(format!(
-                    "{file} has no column {c:?}, which the job reads (it has {})",
-                    names.join(", ")
-                ))
+                Error::Mismatch {
+                    subject: file.to_string(),
+                    reason: format!(
+                        "no column {c:?}, which the job reads (it has {})",
+                        names.join(", ")
+                    ),
+                }
             })
         })
         .collect::<Result<Vec<usize>>>()?;
@@ -211,10 +215,10 @@ fn read_parquet(
     // lacks (a file replaced since planning) would panic.
     let present = builder.metadata().num_row_groups();
     if let Some(g) = groups.iter().find(|&&g| g as usize >= present) {
-        return Err(Error::Invalid(format!(
-            "{} has {present} row groups, the split names group {g}",
-            path.display()
-        )));
+        return Err(Error::Mismatch {
+            subject: path.display().to_string(),
+            reason: format!("it has {present} row groups, the split names group {g}"),
+        });
     }
     let builder = builder
         .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
@@ -258,12 +262,15 @@ impl SplitOrigin {
                 reason: reason.into(),
             },
             // Without the count of earlier lines, name the split's byte offset instead.
-            Err(e) => Error::Invalid(format!(
-                "bad record in {}, record {nth_in_split} of the split starting at byte {} (counting earlier lines failed: {e}): {}",
-                self.path.display(),
-                self.first,
-                reason.into()
-            )),
+            Err(e) => Error::Damaged {
+                file: self.path.display().to_string(),
+                reason: format!(
+                    "bad record {nth_in_split} of the split starting at byte {} (counting \
+                     earlier lines failed: {e}): {}",
+                    self.first,
+                    reason.into()
+                ),
+            },
         }
     }
 }

@@ -83,10 +83,13 @@ pub fn fetch_split_lines(
     let from = start.saturating_sub(1);
     let buf = fetch(from..end)?;
     if buf.len() as u64 != end - from {
-        return Err(Error::Invalid(format!(
-            "short read: asked for bytes {from}..{end}, got {}",
-            buf.len()
-        )));
+        return Err(Error::Storage {
+            url: String::new(),
+            message: format!(
+                "short read: asked for bytes {from}..{end}, got {}",
+                buf.len()
+            ),
+        });
     }
     let first = if start == 0 {
         0
@@ -124,10 +127,13 @@ pub fn fetch_split_lines(
         tail.push(chunk);
         if pos - end > super::lines::MAX_LINE_BYTES as u64 {
             // The split's last line runs on past what a reader would hold anyway.
-            return Err(Error::Invalid(format!(
-                "the line starting before offset {end} is longer than {} MiB",
-                super::lines::MAX_LINE_BYTES >> 20
-            )));
+            return Err(Error::Damaged {
+                file: String::new(),
+                reason: format!(
+                    "the line starting before offset {end} is longer than {} MiB",
+                    super::lines::MAX_LINE_BYTES >> 20
+                ),
+            });
         }
         step = (step * 2).min(SCAN_MAX);
     }
@@ -142,7 +148,16 @@ pub fn fetch_split_lines(
 /// The lines of split `[start, end)` of object `url` of `len` bytes.
 pub fn read_split_lines(url: &ObjectUrl, len: u64, start: u64, end: u64) -> Result<SplitBytes> {
     fetch_split_lines(&mut |r| url.get_range(r), len, start, end).map_err(|e| match e {
-        e @ Error::Storage { .. } => e,
+        // Errors of the range logic, which knows no URL: name the object.
+        Error::Storage { url: u, message } if u.is_empty() => Error::Storage {
+            url: url.to_string(),
+            message: format!("reading split [{start}, {end}): {message}"),
+        },
+        Error::Damaged { file, reason } if file.is_empty() => Error::Damaged {
+            file: url.to_string(),
+            reason,
+        },
+        e @ (Error::Storage { .. } | Error::Damaged { .. }) => e,
         other => Error::Storage {
             url: url.to_string(),
             message: format!("reading split [{start}, {end}): {other}"),
@@ -173,7 +188,10 @@ pub fn read_first_line(url: &ObjectUrl, len: u64) -> Result<Bytes> {
     lines
         .into_reader()
         .read_to_end(&mut out)
-        .map_err(|e| Error::Invalid(format!("{url}: {e}")))?;
+        .map_err(|e| Error::Storage {
+            url: url.to_string(),
+            message: format!("reading the first line: {e}"),
+        })?;
     Ok(Bytes::from(out))
 }
 
@@ -334,12 +352,13 @@ pub fn column_chunk_range(
         .zip(u64::try_from(size).ok())
         .and_then(|(start, size)| Some(start..start.checked_add(size)?))
         .filter(|r| r.end <= len);
-    range.ok_or_else(|| {
-        Error::Invalid(format!(
-            "{name}: the footer puts column {} at offset {start}, {size} bytes, outside the \
-             file's {len} bytes",
+    range.ok_or_else(|| Error::Damaged {
+        file: name.to_string(),
+        reason: format!(
+            "the footer puts column {} at offset {start}, {size} bytes, outside the \
+                 file's {len} bytes",
             col.column_path()
-        ))
+        ),
     })
 }
 
@@ -383,12 +402,16 @@ pub fn fetch_parquet_row_groups(
         super::read::parquet_projection(metadata.file_metadata().schema_descr(), columns, name)?;
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for &g in &groups {
-        let rg = metadata.row_groups().get(g as usize).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{name} has {} row groups, the split names group {g}",
-                metadata.num_row_groups()
-            ))
-        })?;
+        let rg = metadata
+            .row_groups()
+            .get(g as usize)
+            .ok_or_else(|| Error::Mismatch {
+                subject: name.to_string(),
+                reason: format!(
+                    "it has {} row groups, the split names group {g}",
+                    metadata.num_row_groups()
+                ),
+            })?;
         for (leaf, col) in rg.columns().iter().enumerate() {
             // Only the chunks of the columns the job reads are fetched.
             if projection.as_ref().is_none_or(|p| p.leaf_included(leaf)) {

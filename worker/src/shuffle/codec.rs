@@ -78,7 +78,10 @@ pub fn decode(batch: RecordBatch) -> Result<RecordBatch> {
     {
         return Ok(batch);
     }
-    let bad = |why: String| Error::Invalid(format!("shuffled rows: {why}"));
+    let bad = |reason: String| Error::Damaged {
+        file: "shuffled rows".into(),
+        reason,
+    };
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
     let mut i = 0;

@@ -96,9 +96,9 @@ impl SpillWriter {
                 .map_err(|e| Error::arrow(format!("creating {}", self.path.display()), e))?;
             self.writer = Some(w);
         }
-        self.writer
-            .as_mut()
-            .ok_or_else(|| Error::Invalid("spill writer vanished".into()))
+        self.writer.as_mut().ok_or_else(|| Error::Internal {
+            what: "spill writer vanished".into(),
+        })
     }
 
     /// Writes one run: `(partition, batches)` in ascending partition order.

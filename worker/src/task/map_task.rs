@@ -43,7 +43,11 @@ pub async fn run(
         .cpu
         .run(move || map_body(&job2, index, attempt, &split, path))
         .await
-        .map_err(|panic| TaskError::from(Error::Invalid(format!("map task panicked: {panic}"))))
+        .map_err(|panic| {
+            TaskError::from(Error::Internal {
+                what: format!("map task panicked: {panic}"),
+            })
+        })
         .and_then(|r| r);
     let body = match body {
         Ok(b) => b,
@@ -150,16 +154,17 @@ enum Combiner<'a> {
 fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
     keys.iter()
         .map(|k| {
-            batch.schema().index_of(k).map_err(|_| {
-                Error::Invalid(format!(
-                    "map output lacks key column {k:?} (it has {:?})",
+            batch.schema().index_of(k).map_err(|_| Error::Mismatch {
+                subject: format!("key column {k:?}"),
+                reason: format!(
+                    "the map output lacks it (it has {:?})",
                     batch
                         .schema()
                         .fields()
                         .iter()
                         .map(|f| f.name())
                         .collect::<Vec<_>>()
-                ))
+                ),
             })
         })
         .collect()

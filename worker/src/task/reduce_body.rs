@@ -69,7 +69,9 @@ impl Output<'_> {
         }
         match &mut self.writer {
             Some((_, w)) => w.write(batch),
-            None => Err(Error::Invalid("part writer vanished".into())),
+            None => Err(Error::Internal {
+                what: "part writer vanished".into(),
+            }),
         }
     }
 
@@ -222,9 +224,10 @@ fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
     let schema = batch.schema();
     keys.iter()
         .map(|k| {
-            schema
-                .index_of(k)
-                .map_err(|_| Error::Invalid(format!("shuffled rows lack key column {k:?}")))
+            schema.index_of(k).map_err(|_| Error::Mismatch {
+                subject: format!("key column {k:?}"),
+                reason: "the shuffled rows lack it".into(),
+            })
         })
         .collect()
 }

@@ -58,7 +58,9 @@ impl Staging {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Invalid(format!("storage call panicked: {e}")))?
+        .map_err(|e| Error::Internal {
+            what: format!("storage call panicked: {e}"),
+        })?
 }
 
 /// Runs the attempt and returns the report of its committed part file.
@@ -119,7 +121,10 @@ pub async fn run(
         }
         (Ok(_), Err(panic)) => {
             cleanup();
-            return Err(Error::Invalid(format!("reduce task panicked: {panic}")).into());
+            return Err(Error::Internal {
+                what: format!("reduce task panicked: {panic}"),
+            }
+            .into());
         }
         (Ok(_), Ok(Err(e))) => {
             cleanup();
@@ -198,7 +203,10 @@ pub async fn run(
             blocking(move || temp_object.rename_to(&final_object)).await?;
         }
         (Staging::Object { .. }, None) => {
-            return Err(Error::Invalid("object-store output was not uploaded".into()).into());
+            return Err(Error::Internal {
+                what: "object-store output was not uploaded".into(),
+            }
+            .into());
         }
     }
     Ok(read(pb::ReduceDone {

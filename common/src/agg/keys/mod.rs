@@ -185,8 +185,9 @@ impl GroupKeys {
         let kinds = types
             .iter()
             .map(|t| {
-                kind_of(t).ok_or_else(|| {
-                    Error::Invalid(format!("cannot group by a key column of type {t}"))
+                kind_of(t).ok_or_else(|| Error::Unsupported {
+                    what: format!("a key column of type {t}"),
+                    reason: "it cannot be grouped by".into(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -128,7 +128,9 @@ pub(super) fn array_of<'a>(
         }
         Kind::I128 => {
             let DataType::Decimal128(p, s) = *data_type else {
-                return Err(Error::Invalid("decimal key of another type".into()));
+                return Err(Error::Internal {
+                    what: "a decimal key of another type".into(),
+                });
             };
             return Ok(Arc::new(
                 values
