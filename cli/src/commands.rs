@@ -87,6 +87,8 @@ pub fn job_json(j: &pb::JobInfo) -> Value {
         "shuffle_streams": j.shuffle_streams,
         "attempts": j.attempts,
         "failed_attempts": j.failed_attempts,
+        "bad_records": j.bad_records,
+        "bad_records_by_kind": j.bad_by_kind,
         "output": j.output,
         "plugin_sha256": j.plugin_sha256,
         "submitted_ms": j.submitted_ms,
@@ -106,6 +108,14 @@ fn worker_json(w: &pb::WorkerInfo) -> Value {
         "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago,
         "registered_ms": w.registered_ms,
     })
+}
+
+/// `bad records 3 (wrong field count: 2, malformed JSON: 1)`.
+pub fn bad_records_line(j: &pb::JobInfo) -> String {
+    let mut kinds: Vec<(&String, &u64)> = j.bad_by_kind.iter().collect();
+    kinds.sort();
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    format!("bad records {} ({})", j.bad_records, kinds.join(", "))
 }
 
 fn duration(j: &pb::JobInfo) -> String {
@@ -135,6 +145,9 @@ fn print_job(j: &pb::JobInfo) {
             "  shuffle reads: {} map outputs from local disk, {} fetched in {} streams",
             j.shuffle_local_outputs, j.shuffle_remote_outputs, j.shuffle_streams
         );
+    }
+    if j.bad_records > 0 {
+        println!("  {}", bad_records_line(j));
     }
     println!("  output {}  took {}", j.output, duration(j));
     if !j.error.is_empty() {

@@ -116,6 +116,14 @@ pub struct JobArgs {
     /// `600s`, `600`); `0`: no limit.
     #[arg(long, default_value = "2h", value_parser = parse_secs)]
     pub task_timeout: u64,
+    /// A record the reader cannot parse: `fail` the job, `skip` it (counted), or
+    /// `quarantine` it in `<output>/_rejects/` with its file, line and reason.
+    #[arg(long, default_value = "fail")]
+    pub on_bad_record: sluice_common::bad_records::Policy,
+    /// Bad records tolerated before the job fails: a count (`100`) or a share of the
+    /// records read (`0.5%`). Default: 0 with `fail`, no limit with `skip` and `quarantine`.
+    #[arg(long)]
+    pub max_bad_records: Option<sluice_common::bad_records::Limit>,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -170,6 +178,8 @@ impl JobArgs {
         spec.batch_rows = self.batch_rows;
         spec.task_memory = self.task_memory;
         spec.task_timeout_secs = self.task_timeout;
+        spec.on_bad_record = self.on_bad_record;
+        spec.max_bad_records = self.max_bad_records;
         spec.validate().map_err(|e| anyhow!(e))?;
         Ok(spec)
     }
@@ -249,6 +259,9 @@ pub fn report(info: &pb::JobInfo, secs: f64) -> Result<()> {
         "  shuffle reads: {} map outputs from local disk, {} fetched in {} streams",
         info.shuffle_local_outputs, info.shuffle_remote_outputs, info.shuffle_streams
     );
+    if info.bad_records > 0 {
+        println!("  {}", commands::bad_records_line(info));
+    }
     if let Some(rss) = peak_rss_bytes() {
         println!("  peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }

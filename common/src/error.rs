@@ -99,6 +99,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// More bad records than the job tolerates (`--max-bad-records`).
+    #[error("{reason}")]
+    TooManyBadRecords {
+        /// The counts and the limit.
+        reason: String,
+    },
     /// The engine broke one of its own rules (a bug); the attempt fails and is retried.
     #[error("internal error: {what}")]
     Internal {

@@ -73,7 +73,8 @@ impl From<&Error> for TaskFailure {
             | Error::Unsupported { .. }
             | Error::Damaged { .. }
             | Error::Overflow { .. }
-            | Error::BadLocation { .. } => (FailureReason::Plugin, false),
+            | Error::BadLocation { .. }
+            | Error::TooManyBadRecords { .. } => (FailureReason::Plugin, false),
             Error::Io { .. }
             | Error::Storage { .. }
             | Error::Arrow { .. }

@@ -13,6 +13,7 @@
 //! - [`plugin`]: loading a job plugin with `dlopen` and calling it over the C ABI.
 //! - [`storage`]: input and output locations: local paths (`std::fs`) and object-store URLs
 //!   (`s3://`, `gs://`, `az://`, `http(s)://`) through the `object_store` crate.
+//! - [`bad_records`]: bad-record policies and limits, and the records readers set aside.
 //! - [`failure`]: why a task attempt failed, typed, with its retryability.
 //! - [`config`]: the TOML configuration file shared by every process.
 //! - [`digest`]: sha256 of plugin libraries, their identity across the cluster.
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod agg;
+pub mod bad_records;
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -183,7 +183,7 @@ impl Limits {
 }
 
 /// A job as the user submitted it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
     /// Path of the plugin shared library. On a cluster each process rewrites it to its own
     /// copy of the library identified by `plugin_sha256`; as submitted it is the client's path.
@@ -213,6 +213,10 @@ pub struct JobSpec {
     /// An attempt running longer fails and is retried (a hung plugin, a stuck disk), as
     /// Hadoop's `mapreduce.task.timeout`; 0: no limit.
     pub task_timeout_secs: u64,
+    /// What happens to a record the reader cannot parse (see [`crate::bad_records`]).
+    pub on_bad_record: crate::bad_records::Policy,
+    /// How many bad records the job tolerates (`None`: the policy's default).
+    pub max_bad_records: Option<crate::bad_records::Limit>,
 }
 
 impl JobSpec {
@@ -232,6 +236,8 @@ impl JobSpec {
             batch_rows: DEFAULT_BATCH_ROWS,
             task_memory: DEFAULT_TASK_MEMORY,
             task_timeout_secs: DEFAULT_TASK_TIMEOUT_SECS,
+            on_bad_record: crate::bad_records::Policy::Fail,
+            max_bad_records: None,
         }
     }
 

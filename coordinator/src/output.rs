@@ -33,15 +33,20 @@ pub fn carry_out(effects: Vec<OutputEffect>) -> Vec<(JobId, Result<(), String>)>
                 job,
                 output,
                 manifest,
+                rejects,
             } => {
+                let commit = || {
+                    commit_rejects(&output, &rejects)?;
+                    write_success(&output, &manifest)
+                };
                 let mut pause = SUCCESS_RETRY_PAUSE;
-                let mut result = write_success(&output, &manifest);
+                let mut result = commit();
                 for _ in 1..SUCCESS_WRITE_TRIES {
                     let Err(e) = &result else { break };
                     tracing::warn!(%job, output, error = %e, "writing _SUCCESS failed, retrying");
                     std::thread::sleep(pause);
                     pause *= 2;
-                    result = write_success(&output, &manifest);
+                    result = commit();
                 }
                 written.push((job, result.map_err(|e| e.to_string())));
             }
@@ -58,6 +63,41 @@ pub fn prepare_resumed(output: &str) {
         && let Err(e) = std::fs::create_dir_all(out.join("_temporary"))
     {
         tracing::warn!(output, error = %e, "cannot recreate _temporary for a resumed job");
+    }
+}
+
+/// Moves each map's quarantine file from its attempt's name under `_temporary` to its
+/// committed name under `_rejects/` (pairs relative to `output`), before `_SUCCESS` and the
+/// removal of `_temporary`. Idempotent: a pair already moved (a retry, a resumed commit) is
+/// left alone.
+pub fn commit_rejects(output: &str, rejects: &[(String, String)]) -> std::io::Result<()> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    match Location::parse(output).map_err(std::io::Error::other)? {
+        Location::Local(out) => {
+            let dir = out.join("_rejects");
+            std::fs::create_dir_all(&dir)?;
+            for (from, to) in rejects {
+                let (from, to) = (out.join(from), out.join(to));
+                if !from.exists() && to.exists() {
+                    continue;
+                }
+                std::fs::rename(&from, &to)?;
+            }
+            sluice_common::format::write::sync_dir(&dir)
+        }
+        Location::Object(out) => {
+            for (from, to) in rejects {
+                let (from, to) = (out.join(from), out.join(to));
+                let moved = !from.exists().map_err(std::io::Error::other)?
+                    && to.exists().map_err(std::io::Error::other)?;
+                if !moved {
+                    from.rename_to(&to).map_err(std::io::Error::other)?;
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -100,6 +140,7 @@ pub fn abort_output(output: &str, committed: &[String]) {
             // that the journal never heard of.
             let _ = std::fs::remove_file(out.join("_SUCCESS"));
             let _ = std::fs::remove_dir_all(out.join("_temporary"));
+            let _ = std::fs::remove_dir_all(out.join("_rejects"));
             for file in committed {
                 let _ = std::fs::remove_file(out.join(file));
             }
@@ -111,6 +152,7 @@ pub fn abort_output(output: &str, committed: &[String]) {
         Ok(Location::Object(out)) => {
             let _ = out.join("_SUCCESS").delete();
             let mut result = out.join("_temporary").delete_prefix();
+            result = result.and(out.join("_rejects").delete_prefix());
             for file in committed {
                 result = result.and(out.join(file).delete());
             }
@@ -140,6 +182,7 @@ mod tests {
             job: job.clone(),
             output: output.clone(),
             manifest: b"{}".to_vec(),
+            rejects: Vec::new(),
         }]);
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].0, job);

@@ -43,6 +43,9 @@ impl From<&pb::MapDone> for MapOutput {
             spill_path: d.spill_path.clone(),
             output_token: d.output_token,
             host_id: d.host_id.clone(),
+            bad_records: d.bad_records,
+            bad_by_kind: d.bad_by_kind.clone().into_iter().collect(),
+            rejects_file: d.rejects_file.clone(),
         }
     }
 }
@@ -64,6 +67,9 @@ impl From<&MapOutput> for pb::MapDone {
             spill_path: d.spill_path.clone(),
             output_token: d.output_token,
             host_id: d.host_id.clone(),
+            bad_records: d.bad_records,
+            bad_by_kind: d.bad_by_kind.clone().into_iter().collect(),
+            rejects_file: d.rejects_file.clone(),
         }
     }
 }
@@ -225,6 +231,8 @@ impl From<&JobInfo> for pb::JobInfo {
             shuffle_local_outputs: i.shuffle_local_outputs,
             shuffle_remote_outputs: i.shuffle_remote_outputs,
             shuffle_streams: i.shuffle_streams,
+            bad_records: i.bad_records,
+            bad_by_kind: i.bad_by_kind.clone().into_iter().collect(),
         }
     }
 }
@@ -265,6 +273,8 @@ impl From<&pb::JobInfo> for JobInfo {
             shuffle_local_outputs: i.shuffle_local_outputs,
             shuffle_remote_outputs: i.shuffle_remote_outputs,
             shuffle_streams: i.shuffle_streams,
+            bad_records: i.bad_records,
+            bad_by_kind: i.bad_by_kind.clone().into_iter().collect(),
         }
     }
 }

@@ -4,10 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_common::format::read::read_split;
 use sluice_common::spec::InputFormat;
 use sluice_common::split::{Split, SplitRange};
-use sluice_fuzz::{batch_rows, byte_range, columns, csv_schema, drain, header, write_temp};
+use sluice_fuzz::{batch_rows, byte_range, columns, csv_schema, header, write_temp};
 
 fuzz_target!(|data: &[u8]| {
     let (mut input, file) = header(data, 16);
@@ -20,13 +19,11 @@ fuzz_target!(|data: &[u8]| {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::Bytes { start, end },
     };
-    if let Ok(batches) = read_split(
+    sluice_fuzz::read_both_ways(
         &split,
         InputFormat::Csv,
         Some(schema),
         rows,
         columns.as_deref(),
-    ) {
-        drain(batches);
-    }
+    );
 });

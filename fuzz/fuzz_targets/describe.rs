@@ -9,9 +9,17 @@ use sluice_sdk::{JobDescription, TaskContext};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(d) = JobDescription::decode(data) {
-        assert_eq!(JobDescription::decode(&d.encode()).as_ref(), Ok(&d), "{data:?}");
+        assert_eq!(
+            JobDescription::decode(&d.encode()).as_ref(),
+            Ok(&d),
+            "{data:?}"
+        );
     }
     if let Ok(c) = TaskContext::decode(data) {
-        assert_eq!(TaskContext::decode(&c.encode()).as_ref(), Ok(&c), "{data:?}");
+        assert_eq!(
+            TaskContext::decode(&c.encode()).as_ref(),
+            Ok(&c),
+            "{data:?}"
+        );
     }
 });

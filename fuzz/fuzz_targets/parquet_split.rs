@@ -26,7 +26,14 @@ fuzz_target!(|data: &[u8]| {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::RowGroups(groups),
     };
-    if let Ok(batches) = read_split(&split, InputFormat::Parquet, None, rows, columns.as_deref()) {
+    if let Ok(batches) = read_split(
+        &split,
+        InputFormat::Parquet,
+        None,
+        rows,
+        columns.as_deref(),
+        None,
+    ) {
         drain(batches);
     }
 });

@@ -17,7 +17,8 @@ use sluice_proto::pb;
 fn job_spec(spec: &pb::JobSpec) {
     if let Ok(s) = JobSpec::try_from(spec) {
         let _ = s.check_limits(&Limits::default());
-        let back = JobSpec::try_from(&pb::JobSpec::from(&s)).expect("a converted spec converts back");
+        let back =
+            JobSpec::try_from(&pb::JobSpec::from(&s)).expect("a converted spec converts back");
         assert_eq!(back, s);
     }
 }

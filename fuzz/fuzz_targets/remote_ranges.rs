@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use parquet::file::reader::ChunkReader;
 use sluice_common::Result;
 use sluice_common::format::remote::{
-    SparseFile, fetch_parquet_row_groups, fetch_split_lines, fetch_parquet_footer,
+    SparseFile, fetch_parquet_footer, fetch_parquet_row_groups, fetch_split_lines,
 };
 use sluice_fuzz::{drain, header};
 
@@ -48,11 +48,21 @@ fuzz_target!(|data: &[u8]| {
     let mode = input.byte();
     let behaviour = input.byte();
     let lie = input.byte();
-    let (a, b, p) = (input.byte() as u64, input.byte() as u64, input.byte() as u64);
+    let (a, b, p) = (
+        input.byte() as u64,
+        input.byte() as u64,
+        input.byte() as u64,
+    );
     let groups: Vec<u32> = (0..4)
         .map(|_| input.byte())
         .filter(|&g| g != 0)
-        .map(|g| if g == 255 { u32::MAX } else { u32::from(g - 1) % 8 })
+        .map(|g| {
+            if g == 255 {
+                u32::MAX
+            } else {
+                u32::from(g - 1) % 8
+            }
+        })
         .collect();
     let object = Bytes::copy_from_slice(object);
     let real = object.len() as u64;

@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Location::Object(url)) = Location::parse(location) else {
         return;
     };
-    let _ = (url.scheme(), url.bucket(), url.file_name(), is_data_name(url.file_name()));
+    let _ = (
+        url.scheme(),
+        url.bucket(),
+        url.file_name(),
+        is_data_name(url.file_name()),
+    );
     let joined = url.join(name);
     let _ = (joined.key(), joined.file_name());
     let _ = Location::parse(&url.to_string());

@@ -3,10 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_common::format::read::read_split;
 use sluice_common::spec::InputFormat;
 use sluice_common::split::{Split, SplitRange};
-use sluice_fuzz::{batch_rows, byte_range, drain, header, write_temp};
+use sluice_fuzz::{batch_rows, byte_range, header, write_temp};
 
 fuzz_target!(|data: &[u8]| {
     let (mut input, file) = header(data, 4);
@@ -17,7 +16,5 @@ fuzz_target!(|data: &[u8]| {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::Bytes { start, end },
     };
-    if let Ok(batches) = read_split(&split, InputFormat::Text, None, rows, None) {
-        drain(batches);
-    }
+    sluice_fuzz::read_both_ways(&split, InputFormat::Text, None, rows, None);
 });

@@ -160,6 +160,39 @@ pub fn drain(batches: BatchIter) {
     }
 }
 
+/// Reads `split` strictly and again tolerating bad records: the tolerant read must never
+/// fail on a bad record (it sets it aside), and sets aside at least one exactly when the
+/// strict read fails on one.
+pub fn read_both_ways(
+    split: &sluice_common::split::Split,
+    format: sluice_common::spec::InputFormat,
+    schema: Option<arrow::datatypes::SchemaRef>,
+    rows: usize,
+    columns: Option<&[String]>,
+) {
+    use sluice_common::Error;
+    use sluice_common::bad_records::RejectSink;
+    use sluice_common::format::read::read_split;
+    let strict_bad = match read_split(split, format, schema.clone(), rows, columns, None) {
+        Ok(batches) => batches
+            .filter_map(Result::err)
+            .any(|e| matches!(e, Error::BadRecord { .. })),
+        Err(e) => matches!(e, Error::BadRecord { .. }),
+    };
+    let sink = RejectSink::new(true);
+    if let Ok(batches) = read_split(split, format, schema, rows, columns, Some(sink.clone())) {
+        for batch in batches {
+            match batch {
+                Err(Error::BadRecord { .. }) => panic!("a tolerant read failed on a bad record"),
+                Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let set_aside = !sink.take().is_empty();
+        assert_eq!(set_aside, strict_bad, "strict and tolerant reads disagree");
+    }
+}
+
 /// The first `n` bytes of `data` as control bytes, and the rest as the file.
 pub fn header(data: &[u8], n: usize) -> (Input<'_>, &[u8]) {
     let (h, rest) = data.split_at(n.min(data.len()));

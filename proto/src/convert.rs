@@ -59,6 +59,8 @@ impl From<&JobSpec> for pb::JobSpec {
             batch_rows: s.batch_rows,
             task_memory: s.task_memory,
             task_timeout_secs: s.task_timeout_secs,
+            on_bad_record: s.on_bad_record.to_string(),
+            max_bad_records: s.max_bad_records.map(|l| l.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -97,6 +99,14 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
             batch_rows: s.batch_rows,
             task_memory: s.task_memory,
             task_timeout_secs: s.task_timeout_secs,
+            on_bad_record: match s.on_bad_record.as_str() {
+                "" => Default::default(),
+                p => p.parse().map_err(|e: String| invalid("job spec", e))?,
+            },
+            max_bad_records: match s.max_bad_records.as_str() {
+                "" => None,
+                l => Some(l.parse().map_err(|e: String| invalid("job spec", e))?),
+            },
         };
         spec.validate().map_err(|e| invalid("job spec", e))?;
         Ok(spec)

@@ -9,13 +9,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    Array, ArrayRef, BooleanArray, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
+    StringBuilder,
 };
-use arrow::compute::{CastOptions, cast_with_options};
+use arrow::compute::{CastOptions, cast_with_options, filter};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 
 use super::decimal::parse_decimal;
-use super::read::{LineInput, LineSource, SplitOrigin};
+use super::source::{LineInput, LineSource, SplitOrigin};
 use crate::{Error, Result};
 
 /// Builds one CSV column, parsing as it goes where a parser of our own is exact.
@@ -88,21 +89,37 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    /// Finishes the column; `Err((row, reason))` names the first value the cast rejected.
-    fn finish(self, field: &Field) -> std::result::Result<ArrayRef, (usize, String)> {
+    /// Appends a null in place of a value: the row is bad and will be filtered out.
+    fn pad(&mut self) {
+        match self {
+            ColumnBuilder::Utf8(b) | ColumnBuilder::Cast(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Decimal { builder, .. } => builder.append_null(),
+        }
+    }
+
+    /// Finishes the column, with the rows whose value the cast rejected and why.
+    fn finish(self, field: &Field) -> Result<(ArrayRef, Vec<(usize, String)>)> {
+        let internal = |e: &dyn std::fmt::Display| Error::Internal {
+            what: format!("finishing CSV column {}: {e}", field.name()),
+        };
         Ok(match self {
-            ColumnBuilder::Utf8(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Utf8(mut b) => (Arc::new(b.finish()), Vec::new()),
+            ColumnBuilder::Int64(mut b) => (Arc::new(b.finish()), Vec::new()),
+            ColumnBuilder::Float64(mut b) => (Arc::new(b.finish()), Vec::new()),
             ColumnBuilder::Decimal {
                 mut builder,
                 precision,
                 scale,
-            } => Arc::new(
-                builder
-                    .finish()
-                    .with_precision_and_scale(precision, scale)
-                    .map_err(|e| (0, e.to_string()))?,
+            } => (
+                Arc::new(
+                    builder
+                        .finish()
+                        .with_precision_and_scale(precision, scale)
+                        .map_err(|e| internal(&e))?,
+                ),
+                Vec::new(),
             ),
             ColumnBuilder::Cast(mut b) => {
                 let text = b.finish();
@@ -111,22 +128,24 @@ impl ColumnBuilder {
                     ..Default::default()
                 };
                 let cast = cast_with_options(&text, field.data_type(), &options)
-                    .map_err(|e| (0, format!("column {}: {e}", field.name())))?;
-                if cast.null_count() != text.null_count() {
-                    let row = (0..text.len())
-                        .find(|&i| text.is_valid(i) && cast.is_null(i))
-                        .unwrap_or(0);
-                    return Err((
-                        row,
-                        format!(
-                            "column {}: {:?} is not a valid {}",
-                            field.name(),
-                            text.value(row),
-                            field.data_type()
-                        ),
-                    ));
-                }
-                cast
+                    .map_err(|e| internal(&e))?;
+                let bad = if cast.null_count() == text.null_count() {
+                    Vec::new()
+                } else {
+                    (0..text.len())
+                        .filter(|&i| text.is_valid(i) && cast.is_null(i))
+                        .map(|i| {
+                            let reason = format!(
+                                "column {}: {:?} is not a valid {}",
+                                field.name(),
+                                text.value(i),
+                                field.data_type()
+                            );
+                            (i, reason)
+                        })
+                        .collect()
+                };
+                (cast, bad)
             }
         })
     }
@@ -199,6 +218,18 @@ impl CsvReader {
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        // A batch of only bad records yields nothing: go on to the next records.
+        while let Some(batch) = self.read_batch()? {
+            if batch.is_some() {
+                return Ok(batch);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `batch_rows` records: `None` at the end of the split, `Some(None)` when every
+    /// record read was bad (and set aside).
+    fn read_batch(&mut self) -> Result<Option<Option<RecordBatch>>> {
         if self.done {
             return Ok(None);
         }
@@ -208,65 +239,108 @@ impl CsvReader {
             .iter()
             .map(|&i| ColumnBuilder::new(fields[i].data_type(), self.batch_rows))
             .collect();
-        let mut record_lines = Vec::with_capacity(self.batch_rows);
+        // Per row: its line in the split and its bytes (for a quarantined record's text).
+        let mut rows: Vec<(u64, u64, u64)> = Vec::with_capacity(self.batch_rows);
+        // Rows with a bad value, padded with nulls: set aside, and filtered out below.
+        let mut dead: Vec<usize> = Vec::new();
         let mut record = csv::StringRecord::new();
-        while record_lines.len() < self.batch_rows {
-            let has = self.records.read_record(&mut record).map_err(|e| {
-                let line = e.position().map(|p| p.line()).unwrap_or(1);
-                self.origin.bad_record(line, e.to_string())
-            })?;
+        while rows.len() < self.batch_rows {
+            let start = self.records.position().byte();
+            let has = match self.records.read_record(&mut record) {
+                Ok(has) => has,
+                Err(e) if e.is_io_error() => {
+                    return Err(Error::Io {
+                        path: self.origin.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(1);
+                    let end = self.records.position().byte();
+                    self.origin
+                        .reject(line, "unreadable CSV record", e.to_string(), || {
+                            self.origin.raw(start, end)
+                        })?;
+                    continue;
+                }
+            };
             if !has {
                 self.done = true;
                 break;
             }
             let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let end = self.records.position().byte();
             if std::mem::take(&mut self.header_pending) {
                 if record.len() != fields.len() {
-                    return Err(self.origin.bad_record(
-                        line,
-                        format!(
-                            "header has {} columns, the job reads {}",
+                    // The whole file, not a record, does not fit: never set aside.
+                    return Err(Error::Mismatch {
+                        subject: self.origin.path.display().to_string(),
+                        reason: format!(
+                            "line {line}: the header has {} columns, the job reads {}",
                             record.len(),
                             fields.len()
                         ),
-                    ));
+                    });
                 }
                 continue;
             }
             if record.len() != fields.len() {
-                return Err(self.origin.bad_record(
-                    line,
-                    format!("expected {} fields, found {}", fields.len(), record.len()),
-                ));
+                let reason = format!("expected {} fields, found {}", fields.len(), record.len());
+                self.origin.reject(line, "wrong field count", reason, || {
+                    self.origin.raw(start, end)
+                })?;
+                continue;
             }
-            for (builder, &i) in columns.iter_mut().zip(&self.wanted) {
-                builder
-                    .append(&fields[i], &record[i])
-                    .map_err(|reason| self.origin.bad_record(line, reason))?;
+            for (k, &i) in self.wanted.iter().enumerate() {
+                if let Err(reason) = columns[k].append(&fields[i], &record[i]) {
+                    let kind = format!("bad value in column {}", fields[i].name());
+                    self.origin
+                        .reject(line, kind, reason, || self.origin.raw(start, end))?;
+                    columns[k..].iter_mut().for_each(ColumnBuilder::pad);
+                    dead.push(rows.len());
+                    break;
+                }
             }
-            record_lines.push(line);
+            rows.push((line, start, end));
         }
-        if record_lines.is_empty() {
-            return Ok(None);
+        if rows.len() == dead.len() {
+            return Ok((!self.done).then_some(None));
         }
         let output_fields = self.output.fields();
-        let arrays = columns
-            .into_iter()
-            .zip(output_fields.iter())
-            .map(|(b, f)| {
-                b.finish(f).map_err(|(row, reason)| {
-                    self.origin
-                        .bad_record(record_lines.get(row).copied().unwrap_or(0), reason)
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut arrays = Vec::with_capacity(columns.len());
+        for (b, f) in columns.into_iter().zip(output_fields.iter()) {
+            let (array, bad) = b.finish(f)?;
+            for (row, reason) in bad {
+                if dead.contains(&row) {
+                    continue;
+                }
+                let (line, start, end) = rows[row];
+                let kind = format!("bad value in column {}", f.name());
+                self.origin
+                    .reject(line, kind, reason, || self.origin.raw(start, end))?;
+                dead.push(row);
+            }
+            arrays.push(array);
+        }
+        if !dead.is_empty() {
+            let mut keep = vec![true; rows.len()];
+            for &row in &dead {
+                keep[row] = false;
+            }
+            let keep = BooleanArray::from(keep);
+            arrays = arrays
+                .iter()
+                .map(|a| filter(a, &keep))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::arrow("leaving bad CSV records out", e))?;
+        }
         let batch = RecordBatch::try_new(self.output.clone(), arrays).map_err(|e| {
             Error::arrow(
                 format!("building CSV batch of {}", self.origin.path.display()),
                 e,
             )
         })?;
-        Ok(Some(batch))
+        Ok(Some(Some(batch)))
     }
 }
 

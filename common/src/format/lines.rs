@@ -62,6 +62,27 @@ pub fn read_line_bounded(
     }
 }
 
+/// Consumes input up to and including the next `\n` (or the end), keeping none of it: the
+/// rest of a line [`read_line_bounded`] found too long.
+pub fn skip_rest_of_line(r: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let available = r.fill_buf()?;
+        if available.is_empty() {
+            return Ok(());
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = available.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
 const SCAN_BLOCK: usize = 64 * 1024;
 
 /// Offset just past the first `\n` at or after `pos`, or `len` when there is none.

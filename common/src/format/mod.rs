@@ -2,7 +2,8 @@
 //!
 //! - [`lines`]: turning a split's byte range into the exact range of the lines it owns.
 //! - [`read`]: one reader per input format, yielding `RecordBatch`es of `batch_rows` rows;
-//!   malformed records become [`crate::Error::BadRecord`] naming file and line.
+//!   malformed records become [`crate::Error::BadRecord`] naming file and line, or are set
+//!   aside when the job tolerates them (`source`: a split's lines and where they lie).
 //! - [`remote`]: the same for object-store files, by ranged reads into memory.
 //! - [`decimal`]: the strict decimal parser CSV money columns go through.
 //! - [`schema`]: input schema inference and schemas as Arrow IPC bytes.
@@ -10,8 +11,10 @@
 
 mod csv;
 pub mod decimal;
+mod json;
 pub mod lines;
 pub mod read;
 pub mod remote;
 pub mod schema;
+mod source;
 pub mod write;

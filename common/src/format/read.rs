@@ -1,29 +1,29 @@
 //! Reading one split as Arrow record batches.
 //!
 //! Every reader yields batches of at most `batch_rows` rows and never holds more than one
-//! batch (plus a read buffer) in memory. Malformed input becomes [`Error::BadRecord`] with
-//! the file and the 1-based line of the record in the whole file: readers count lines inside
-//! their split and add the lines before the split only on the error path.
+//! batch (plus a read buffer) in memory. A malformed record becomes [`Error::BadRecord`]
+//! with the file and the 1-based line of the record in the whole file, or, when the job
+//! tolerates bad records, is left out and set aside in a [`RejectSink`] (see
+//! [`crate::bad_records`]).
 //!
-//! CSV is read by [`super::csv`].
+//! CSV is read by [`super::csv`]; a split's lines come from [`super::source`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Chain, Cursor, Read, Seek, SeekFrom, Take};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use arrow::array::{RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::csv::CsvReader;
-use super::lines::{LineRead, MAX_LINE_BYTES, line_aligned_range, lines_before, read_line_bounded};
-use super::remote::{count_lines_before, read_parquet_row_groups, read_split_lines};
+use super::json::JsonReader;
+use super::remote::read_parquet_row_groups;
+use super::source::LineSource;
+use crate::bad_records::RejectSink;
 use crate::spec::InputFormat;
 use crate::split::{Split, SplitRange};
-use crate::storage::{Location, ObjectUrl};
+use crate::storage::Location;
 use crate::{Error, Result};
 use parquet::arrow::ProjectionMask;
 use parquet::schema::types::SchemaDescriptor;
@@ -39,13 +39,15 @@ pub fn text_schema() -> SchemaRef {
 /// Opens `split` for reading in `format`. `schema` is required for CSV and JSON lines.
 ///
 /// `columns` names the columns the job reads (`None`: all): columnar input (Parquet) reads
-/// only those; line-based formats parse every field anyway.
+/// only those; line-based formats parse every field anyway. Bad records go to `rejects`
+/// when given, and fail the read otherwise.
 pub fn read_split(
     split: &Split,
     format: InputFormat,
     schema: Option<SchemaRef>,
     batch_rows: usize,
     columns: Option<&[String]>,
+    rejects: Option<RejectSink>,
 ) -> Result<BatchIter> {
     if let SplitRange::Files(files) = &split.range {
         return Ok(Box::new(Files {
@@ -54,6 +56,7 @@ pub fn read_split(
             schema,
             batch_rows,
             columns: columns.map(<[String]>::to_vec),
+            rejects,
             current: None,
         }));
     }
@@ -77,8 +80,8 @@ pub fn read_split(
         }
         (SplitRange::Bytes { start, end }, f) if f.is_line_based() => {
             let lines = match location {
-                Location::Local(path) => LineSource::open(&path, *start, *end)?,
-                Location::Object(url) => LineSource::open_object(url, *start, *end)?,
+                Location::Local(path) => LineSource::open(&path, *start, *end, rejects)?,
+                Location::Object(url) => LineSource::open_object(url, *start, *end, rejects)?,
             };
             let schema = || {
                 schema.clone().ok_or_else(|| Error::Internal {
@@ -139,6 +142,7 @@ struct Files {
     schema: Option<SchemaRef>,
     batch_rows: usize,
     columns: Option<Vec<String>>,
+    rejects: Option<RejectSink>,
     current: Option<BatchIter>,
 }
 
@@ -161,6 +165,7 @@ impl Iterator for Files {
                 self.schema.clone(),
                 self.batch_rows,
                 columns,
+                self.rejects.clone(),
             ) {
                 Ok(batches) => self.current = Some(batches),
                 Err(e) => {
@@ -201,6 +206,31 @@ pub fn parquet_projection(
     Ok(Some(ProjectionMask::roots(schema, roots)))
 }
 
+/// Refuses a footer whose row groups `groups` claim a negative or overflowing number of
+/// rows: the `parquet` crate sums them unchecked (a panic with overflow checks, a wrong
+/// count without).
+pub(super) fn check_row_counts(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    groups: &[u32],
+    file: &str,
+) -> Result<()> {
+    let mut total: i64 = 0;
+    for &g in groups {
+        let rows = metadata
+            .row_groups()
+            .get(g as usize)
+            .map_or(0, |rg| rg.num_rows());
+        total = total
+            .checked_add(rows)
+            .filter(|_| rows >= 0)
+            .ok_or_else(|| Error::Damaged {
+                file: file.to_string(),
+                reason: format!("the footer gives row group {g} {rows} rows"),
+            })?;
+    }
+    Ok(())
+}
+
 fn read_parquet(
     path: &Path,
     groups: Vec<u32>,
@@ -220,6 +250,7 @@ fn read_parquet(
             reason: format!("it has {present} row groups, the split names group {g}"),
         });
     }
+    check_row_counts(builder.metadata(), &groups, &path.to_string_lossy())?;
     let builder = builder
         .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
         .with_batch_size(batch_rows);
@@ -236,149 +267,7 @@ fn read_parquet(
     })))
 }
 
-/// Where a split's bytes lie in its file: what a bad-record error needs.
-pub(super) struct SplitOrigin {
-    /// The file as errors name it (a local path or a URL).
-    pub(super) path: PathBuf,
-    /// The object, when the file is in an object store.
-    pub(super) object: Option<ObjectUrl>,
-    /// Byte offset of the split's first line in the file.
-    pub(super) first: u64,
-}
-
-impl SplitOrigin {
-    /// A bad-record error for the `nth` (1-based) line of this split.
-    pub(super) fn bad_record(&self, nth_in_split: u64, reason: impl Into<String>) -> Error {
-        let before = match &self.object {
-            None => File::open(&self.path)
-                .and_then(|mut f| lines_before(&mut f, self.first))
-                .map_err(|e| e.to_string()),
-            Some(url) => count_lines_before(url, self.first).map_err(|e| e.to_string()),
-        };
-        match before {
-            Ok(before) => Error::BadRecord {
-                path: self.path.clone(),
-                line: before + nth_in_split,
-                reason: reason.into(),
-            },
-            // Without the count of earlier lines, name the split's byte offset instead.
-            Err(e) => Error::Damaged {
-                file: self.path.display().to_string(),
-                reason: format!(
-                    "bad record {nth_in_split} of the split starting at byte {} (counting \
-                     earlier lines failed: {e}): {}",
-                    self.first,
-                    reason.into()
-                ),
-            },
-        }
-    }
-}
-
-/// A split's bytes: a window of a local file, or the lines of an object fetched into memory.
-pub(super) enum LineInput {
-    /// Read from the local file as the parser goes (the fast local path).
-    File(Take<BufReader<File>>),
-    /// Fetched whole by ranged reads (see [`super::remote`]).
-    Memory(Chain<Cursor<Bytes>, Cursor<Bytes>>),
-}
-
-impl Read for LineInput {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            LineInput::File(r) => r.read(buf),
-            LineInput::Memory(r) => r.read(buf),
-        }
-    }
-}
-
-impl BufRead for LineInput {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        match self {
-            LineInput::File(r) => r.fill_buf(),
-            LineInput::Memory(r) => r.fill_buf(),
-        }
-    }
-
-    fn consume(&mut self, amount: usize) {
-        match self {
-            LineInput::File(r) => r.consume(amount),
-            LineInput::Memory(r) => r.consume(amount),
-        }
-    }
-
-    fn read_until(&mut self, byte: u8, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        match self {
-            LineInput::File(r) => r.read_until(byte, buf),
-            LineInput::Memory(r) => r.read_until(byte, buf),
-        }
-    }
-}
-
-/// The exact lines of a byte-range split, read line by line.
-pub(super) struct LineSource {
-    pub(super) origin: SplitOrigin,
-    pub(super) reader: LineInput,
-    /// Lines read so far in this split.
-    pub(super) lines_read: u64,
-}
-
-impl LineSource {
-    fn open(path: &Path, start: u64, end: u64) -> Result<Self> {
-        let io = |e| Error::io(path, e);
-        let mut file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let (first, last) = line_aligned_range(&mut file, len, start, end).map_err(io)?;
-        file.seek(SeekFrom::Start(first)).map_err(io)?;
-        Ok(LineSource {
-            origin: SplitOrigin {
-                path: path.to_path_buf(),
-                object: None,
-                first,
-            },
-            reader: LineInput::File(BufReader::with_capacity(1 << 20, file).take(last - first)),
-            lines_read: 0,
-        })
-    }
-
-    /// The split `[start, end)` of an object, fetched into memory.
-    fn open_object(url: ObjectUrl, start: u64, end: u64) -> Result<Self> {
-        let len = url.size()?.ok_or_else(|| Error::Storage {
-            url: url.to_string(),
-            message: "no such object".into(),
-        })?;
-        let lines = read_split_lines(&url, len, start, end)?;
-        Ok(LineSource {
-            origin: SplitOrigin {
-                path: PathBuf::from(url.to_string()),
-                first: lines.first,
-                object: Some(url),
-            },
-            reader: LineInput::Memory(lines.into_reader()),
-            lines_read: 0,
-        })
-    }
-
-    /// Reads the next line (terminator included) into `buf`; false at the end of the split.
-    pub(super) fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
-        let read = read_line_bounded(&mut self.reader, buf, MAX_LINE_BYTES)
-            .map_err(|e| Error::io(&self.origin.path, e))?;
-        if read != LineRead::End {
-            self.lines_read += 1;
-        }
-        if read == LineRead::TooLong {
-            return Err(self.bad_line(format!("line longer than {} MiB", MAX_LINE_BYTES >> 20)));
-        }
-        Ok(read == LineRead::Line)
-    }
-
-    /// A bad-record error for the line read last.
-    pub(super) fn bad_line(&self, reason: impl Into<String>) -> Error {
-        self.origin.bad_record(self.lines_read, reason)
-    }
-}
-
-fn strip_terminator(mut line: &[u8]) -> &[u8] {
+pub(super) fn strip_terminator(mut line: &[u8]) -> &[u8] {
     if let Some(rest) = line.strip_suffix(b"\n") {
         line = rest;
     }
@@ -397,9 +286,14 @@ impl TextReader {
         let mut buf = Vec::with_capacity(256);
         let mut rows = 0;
         while rows < self.batch_rows && self.lines.next_line(&mut buf)? {
-            let line = std::str::from_utf8(strip_terminator(&buf))
-                .map_err(|e| self.lines.bad_line(format!("invalid UTF-8: {e}")))?;
-            builder.append_value(line);
+            match std::str::from_utf8(strip_terminator(&buf)) {
+                Ok(line) => builder.append_value(line),
+                Err(e) => {
+                    let reason = format!("invalid UTF-8: {e}");
+                    self.lines.reject_line("invalid UTF-8", reason, &buf)?;
+                    continue;
+                }
+            }
             rows += 1;
         }
         if rows == 0 {
@@ -415,78 +309,6 @@ impl Iterator for TextReader {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
         self.next_batch().transpose()
-    }
-}
-
-/// JSON lines into the input schema with arrow-json's decoder, fed one line at a time so a
-/// malformed line is named exactly.
-struct JsonReader {
-    lines: LineSource,
-    decoder: arrow::json::reader::Decoder,
-    batch_rows: usize,
-    done: bool,
-}
-
-impl JsonReader {
-    fn new(lines: LineSource, schema: SchemaRef, batch_rows: usize) -> Result<Self> {
-        let decoder = arrow::json::ReaderBuilder::new(schema)
-            .with_batch_size(batch_rows)
-            .build_decoder()
-            .map_err(|e| Error::arrow("building JSON decoder", e))?;
-        Ok(JsonReader {
-            lines,
-            decoder,
-            batch_rows,
-            done: false,
-        })
-    }
-
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let mut buf = Vec::with_capacity(512);
-        let mut rows = 0;
-        let first_line = self.lines.lines_read + 1;
-        while !self.done && rows < self.batch_rows {
-            if !self.lines.next_line(&mut buf)? {
-                self.done = true;
-                break;
-            }
-            let line = strip_terminator(&buf);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let before = self.decoder.len();
-            let used = self
-                .decoder
-                .decode(line)
-                .map_err(|e| self.lines.bad_line(e.to_string()))?;
-            // One line must be exactly one complete JSON object.
-            if used != line.len()
-                || self.decoder.has_partial_record()
-                || self.decoder.len() != before + 1
-            {
-                return Err(self
-                    .lines
-                    .bad_line("not exactly one complete JSON object on the line"));
-            }
-            rows += 1;
-        }
-        self.decoder.flush().map_err(|e| {
-            self.lines.origin.bad_record(
-                first_line,
-                format!("in the lines from here to {}: {e}", self.lines.lines_read),
-            )
-        })
-    }
-}
-
-impl Iterator for JsonReader {
-    type Item = Result<RecordBatch>;
-    fn next(&mut self) -> Option<Self::Item> {
-        let r = self.next_batch();
-        if r.is_err() {
-            self.done = true;
-        }
-        r.transpose()
     }
 }
 
@@ -515,7 +337,7 @@ mod tests {
             range: SplitRange::RowGroups(groups),
         };
         let rows = |groups| {
-            read_split(&split(groups), InputFormat::Parquet, None, 8, None)
+            read_split(&split(groups), InputFormat::Parquet, None, 8, None, None)
                 .map(|b| b.map(|b| b.unwrap().num_rows()).sum::<usize>())
         };
         assert_eq!(rows(vec![0]).unwrap(), 2);
@@ -526,6 +348,43 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// Fuzz crash (remote_ranges, `regressions/remote_ranges/parquet-num-rows-overflow`): a
+    /// footer with negative row counts made the parquet reader's unchecked sum overflow.
+    #[test]
+    fn row_groups_claiming_negative_or_overflowing_rows_are_refused() {
+        use parquet::file::metadata::{FileMetaData, ParquetMetaData, RowGroupMetaData};
+        use parquet::schema::types::{SchemaDescriptor, Type};
+        let leaf = Type::primitive_type_builder("a", parquet::basic::Type::INT64)
+            .build()
+            .unwrap();
+        let root = Type::group_type_builder("schema")
+            .with_fields(vec![Arc::new(leaf)])
+            .build()
+            .unwrap();
+        let descr = Arc::new(SchemaDescriptor::new(Arc::new(root)));
+        let group = |rows: i64| {
+            let column = parquet::file::metadata::ColumnChunkMetaData::builder(descr.column(0))
+                .build()
+                .unwrap();
+            RowGroupMetaData::builder(descr.clone())
+                .set_num_rows(rows)
+                .set_column_metadata(vec![column])
+                .build()
+                .unwrap()
+        };
+        let file = FileMetaData::new(1, 0, None, None, descr.clone(), None);
+        let meta = |rows: Vec<i64>| {
+            ParquetMetaData::new(file.clone(), rows.into_iter().map(group).collect())
+        };
+        assert!(check_row_counts(&meta(vec![5, 7]), &[0, 1], "f.parquet").is_ok());
+        let e = check_row_counts(&meta(vec![5, -3]), &[0, 1], "f.parquet").unwrap_err();
+        assert!(
+            e.to_string().contains("f.parquet") && e.to_string().contains("-3"),
+            "{e}"
+        );
+        assert!(check_row_counts(&meta(vec![i64::MAX, 1]), &[0, 1], "f.parquet").is_err());
     }
 
     /// The `parquet` crate panics on some damaged pages (fuzz: `fuzz/regressions/

@@ -419,6 +419,7 @@ pub fn fetch_parquet_row_groups(
             }
         }
     }
+    super::read::check_row_counts(&metadata, &groups, name)?;
     ranges.sort_by_key(|r| r.start);
     let fetched = fetch_ranges(ranges.clone())?;
     let mut segments: Vec<(u64, Bytes)> = ranges.iter().map(|r| r.start).zip(fetched).collect();

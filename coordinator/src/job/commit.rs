@@ -65,6 +65,8 @@ struct Manifest<'a> {
     rows: u64,
     bytes: u64,
     files: Vec<ManifestFile<'a>>,
+    #[serde(flatten)]
+    bad: super::bad_records::Summary,
 }
 
 impl Commits {
@@ -140,7 +142,7 @@ impl Commits {
 
     /// The `_SUCCESS` manifest (JSON): the job, its totals, and each committed part file
     /// with its partition, rows and bytes.
-    pub fn manifest(&self, job: &JobId) -> Vec<u8> {
+    pub fn manifest(&self, job: &JobId, bad: super::bad_records::Summary) -> Vec<u8> {
         let files: Vec<ManifestFile> = self
             .done
             .iter()
@@ -159,6 +161,7 @@ impl Commits {
             rows: files.iter().map(|f| f.rows).sum(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,
+            bad,
         };
         // Strings and integers only: serialising cannot fail.
         serde_json::to_vec_pretty(&manifest).unwrap_or_default()

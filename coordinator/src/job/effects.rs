@@ -28,6 +28,9 @@ pub enum OutputEffect {
         output: String,
         /// The manifest (JSON).
         manifest: Vec<u8>,
+        /// Quarantine files to commit first: `(attempt's file, committed name)`, relative
+        /// to the output.
+        rejects: Vec<(String, String)>,
     },
 }
 

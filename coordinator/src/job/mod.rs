@@ -26,6 +26,7 @@
 //! and committed partitions. It never sees a protobuf either: `report` holds the plain types
 //! it hands out and receives, converted at the service and store edges by [`crate::wire`].
 
+pub mod bad_records;
 pub mod commit;
 mod effects;
 pub mod failure;
@@ -39,6 +40,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice_common::bad_records::Limit;
 use sluice_common::ids::{JobId, WorkerId};
 use sluice_common::spec::JobSpec;
 use sluice_common::split::Split;
@@ -114,6 +116,8 @@ pub struct Job {
     reduces: Vec<TaskState>,
     lineage: Lineage,
     commits: commit::Commits,
+    /// Bad records of the finished maps.
+    bad: bad_records::Tally,
     /// Where it is.
     pub status: JobStatus,
     submitted_ms: u64,
@@ -168,6 +172,7 @@ impl Job {
             maps: vec![TaskState::new(); splits.len()],
             reduces: vec![TaskState::new(); reducers],
             lineage: Lineage::new(splits.len()),
+            bad: bad_records::Tally::new(splits.len()),
             commits: commit::Commits::new(reducers),
             splits,
             status: JobStatus::Running,
@@ -371,8 +376,10 @@ impl Job {
         match outcome {
             Outcome::MapDone(done) => {
                 self.finish_task(now, TaskKind::Map, i, attempt, worker);
+                self.bad.record(index, &done);
                 self.lineage
                     .record(index, attempt, worker, shuffle_addr, done);
+                self.check_bad_records(now);
                 false
             }
             Outcome::ReduceDone(done) => {
@@ -385,6 +392,24 @@ impl Job {
                 self.on_failure(now, kind, i, attempt, worker, failure);
                 false
             }
+        }
+    }
+
+    /// Fails the job once its maps set aside more bad records than it tolerates: a count
+    /// as soon as it is passed, a percentage once every map is done.
+    fn check_bad_records(&mut self, now: Instant) {
+        let limit = Limit::effective(self.spec.on_bad_record, self.spec.max_bad_records);
+        let bad = self.bad.total();
+        let all_read = self.maps.iter().all(TaskState::is_done);
+        let records = all_read.then(|| self.lineage.rows_in() + bad);
+        if let Err(why) = Limit::check(limit, bad, records) {
+            let kinds: Vec<String> = self
+                .bad
+                .by_kind()
+                .into_iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            self.fail(now, format!("{why}; by kind: {}", kinds.join(", ")));
         }
     }
 
@@ -448,7 +473,8 @@ impl Job {
         self.effects.push(OutputEffect::WriteSuccess {
             job: self.id.clone(),
             output: self.spec.output.clone(),
-            manifest: self.commits.manifest(&self.id),
+            manifest: self.commits.manifest(&self.id, self.bad.summary()),
+            rejects: self.bad.commits(),
         });
         true
     }
@@ -509,6 +535,8 @@ impl Job {
             shuffle_local_outputs: local,
             shuffle_remote_outputs: remote,
             shuffle_streams: streams,
+            bad_records: self.bad.total(),
+            bad_by_kind: self.bad.by_kind(),
         }
     }
 }

@@ -38,6 +38,10 @@ impl Job {
             // their reasons, and fetch failures or refused commits are not the task's fault.
             match (a.output, a.kind) {
                 (Some(Outcome::MapDone(done)), TaskKind::Map) => {
+                    // Counted even if the map runs again: its bad records and their
+                    // quarantine file are the same, and the job may need no re-run at all
+                    // (every partition committed but for `_SUCCESS`).
+                    job.bad.record(a.index, &done);
                     job.claimable[a.index as usize] = Some((a.attempt, done));
                 }
                 (Some(Outcome::ReduceDone(done)), TaskKind::Reduce) => {

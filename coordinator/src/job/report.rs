@@ -35,6 +35,12 @@ pub struct MapOutput {
     pub output_token: u64,
     /// The host id of the worker that wrote it.
     pub host_id: String,
+    /// Records set aside as bad.
+    pub bad_records: u64,
+    /// The same, by kind of fault.
+    pub bad_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Their quarantine file, relative to the output (empty: none).
+    pub rejects_file: String,
 }
 
 /// What a committed reduce attempt reports.
@@ -188,6 +194,10 @@ pub struct JobInfo {
     pub shuffle_remote_outputs: u32,
     /// Fetch streams they used.
     pub shuffle_streams: u32,
+    /// Bad records the finished maps set aside.
+    pub bad_records: u64,
+    /// The same, by kind of fault.
+    pub bad_by_kind: std::collections::BTreeMap<String, u64>,
 }
 
 /// One attempt of a job as the job store kept it, to resume the job.

@@ -62,10 +62,12 @@ fn is_sluice_output_entry(name: &str) -> bool {
     let part = name
         .strip_prefix("part-")
         .and_then(|rest| rest.split_once('.'));
-    matches!(name, "_SUCCESS" | "._SUCCESS.tmp" | "_temporary")
-        || part.is_some_and(|(n, ext)| {
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !ext.is_empty()
-        })
+    matches!(
+        name,
+        "_SUCCESS" | "._SUCCESS.tmp" | "_temporary" | "_rejects"
+    ) || part.is_some_and(|(n, ext)| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !ext.is_empty()
+    })
 }
 
 /// Why `--overwrite` must not delete `out`, holding `entries`, for a job reading `inputs`:

@@ -286,7 +286,8 @@ fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::R
             info.maps_total,
         ],
     )?;
-    let counters: [(&str, u64); 5] = [
+    let counters: [(&str, u64); 6] = [
+        ("bad_records", info.bad_records),
         ("rows_in", info.rows_in),
         ("rows_out", info.rows_out),
         ("shuffle_bytes", info.shuffle_bytes),

@@ -28,7 +28,9 @@ fn parquet_file(rows: usize, rows_per_group: usize, compression: Compression) ->
     let b: ArrayRef = Arc::new(StringArray::from_iter(
         (0..rows).map(|i| (i % 3 != 0).then(|| format!("v{i}"))),
     ));
-    let c: ArrayRef = Arc::new(Float64Array::from_iter((0..rows).map(|i| Some(i as f64 / 3.0))));
+    let c: ArrayRef = Arc::new(Float64Array::from_iter(
+        (0..rows).map(|i| Some(i as f64 / 3.0)),
+    ));
     let d: ArrayRef = Arc::new(
         Decimal128Array::from_iter((0..rows).map(|i| Some(i as i128 * 101)))
             .with_precision_and_scale(10, 2)
@@ -65,23 +67,90 @@ fn generate() {
     ];
     for (name, file) in &files {
         // parquet_split: group count, 4 groups, batch rows, columns, file.
-        write("parquet_split", name, &[[2, 0, 1, 2, 3, 3, 0].as_slice(), file].concat());
-        write("parquet_split", &format!("{name}-proj"), &[[4, 0, 1, 2, 9, 1, 2 | 0x10 | 0x40].as_slice(), file].concat());
+        write(
+            "parquet_split",
+            name,
+            &[[2, 0, 1, 2, 3, 3, 0].as_slice(), file].concat(),
+        );
+        write(
+            "parquet_split",
+            &format!("{name}-proj"),
+            &[[4, 0, 1, 2, 9, 1, 2 | 0x10 | 0x40].as_slice(), file].concat(),
+        );
         // remote_ranges: mode 1 (footer) and 2 (row groups), behaviour, lie, a, b, p, groups.
-        write("remote_ranges", &format!("{name}-footer"), &[[1, 0, 0, 0, 0, 0, 0, 0, 0, 0].as_slice(), file].concat());
-        write("remote_ranges", &format!("{name}-groups"), &[[2, 0, 0, 0, 3, 0, 1, 2, 3, 0].as_slice(), file].concat());
+        write(
+            "remote_ranges",
+            &format!("{name}-footer"),
+            &[[1, 0, 0, 0, 0, 0, 0, 0, 0, 0].as_slice(), file].concat(),
+        );
+        write(
+            "remote_ranges",
+            &format!("{name}-groups"),
+            &[[2, 0, 0, 0, 3, 0, 1, 2, 3, 0].as_slice(), file].concat(),
+        );
     }
     let lines: &[u8] = b"id,name,amount\n1,alpha,12.50\n2,\"be,ta\",-0.01\n3,\"multi\nline\",7\n";
-    write("remote_ranges", "lines", &[[0, 0, 0, 60, 200, 0, 0, 0, 0, 0].as_slice(), lines].concat());
-    write("remote_ranges", "sparse", &[[3, 0, 0, 60, 3, 9, 0, 0, 0, 0].as_slice(), lines].concat());
-    write("text_split", "lines", &[[0, 0, 0, 3].as_slice(), b"alpha\r\nbeta\n\ngamma"].concat());
-    write("text_split", "mid", &[[1, 40, 200, 0].as_slice(), b"one\ntwo\nthree\nfour\n\xff\xfe\n"].concat());
+    write(
+        "remote_ranges",
+        "lines",
+        &[[0, 0, 0, 60, 200, 0, 0, 0, 0, 0].as_slice(), lines].concat(),
+    );
+    write(
+        "remote_ranges",
+        "sparse",
+        &[[3, 0, 0, 60, 3, 9, 0, 0, 0, 0].as_slice(), lines].concat(),
+    );
+    write(
+        "text_split",
+        "lines",
+        &[[0, 0, 0, 3].as_slice(), b"alpha\r\nbeta\n\ngamma"].concat(),
+    );
+    write(
+        "text_split",
+        "mid",
+        &[
+            [1, 40, 200, 0].as_slice(),
+            b"one\ntwo\nthree\nfour\n\xff\xfe\n",
+        ]
+        .concat(),
+    );
     // csv_split: range(3), batch rows, columns, then schema: count, types (+ decimal bytes).
     let csv_header = [0u8, 0, 0, 2, 0, 2, 0x81, 0x80, 0x03, 18, 2, 0, 0, 0, 0, 0];
-    write("csv_split", "typed", &[csv_header.as_slice(), lines].concat());
-    let csv_header2 = [1u8, 30, 220, 7, 2 | 0x30, 3, 0x84, 0x85, 0x06, 0x07, 0, 0, 0, 0, 0, 0];
-    write("csv_split", "dates", &[csv_header2.as_slice(), b"a,b,c,d\ntrue,2024-01-31,2024-01-31T10:00:00,x\n,,,\nfalse,bad,1,y\n"].concat());
-    let json_header = [0u8, 0, 0, 3, 3, 0x81, 0x86, 0x87, 0x83, 0x05, 0x02, 0, 0, 0, 0, 0];
+    write(
+        "csv_split",
+        "typed",
+        &[csv_header.as_slice(), lines].concat(),
+    );
+    let csv_header2 = [
+        1u8,
+        30,
+        220,
+        7,
+        2 | 0x30,
+        3,
+        0x84,
+        0x85,
+        0x06,
+        0x07,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    write(
+        "csv_split",
+        "dates",
+        &[
+            csv_header2.as_slice(),
+            b"a,b,c,d\ntrue,2024-01-31,2024-01-31T10:00:00,x\n,,,\nfalse,bad,1,y\n",
+        ]
+        .concat(),
+    );
+    let json_header = [
+        0u8, 0, 0, 3, 3, 0x81, 0x86, 0x87, 0x83, 0x05, 0x02, 0, 0, 0, 0, 0,
+    ];
     write("jsonl_split", "nested", &[json_header.as_slice(), b"{\"c0\":1,\"c1\":[1,2],\"c2\":{\"a\":1,\"b\":\"x\"},\"c3\":\"1.5\"}\n\n{\"c0\":null}\n{\"c0\":2} {\"c0\":3}\n"].concat());
     write("decimal", "money", b"\x12\x021034.07");
     write("decimal", "neg", b"\x26\x00-000123");
@@ -89,7 +158,11 @@ fn generate() {
     write("storage_keys", "glob", b"s3://bank/txns/2026/*/part-?.csv\npart-1.csv\n2026/01/part-1.csv\n2026/_tmp/part-1.csv\ntxns/2026/01/part-2.csv");
     write("storage_keys", "file", b"file://localhost/data/in\nx");
     write("storage_keys", "https", b"https://host:8080/a/b/\n/c/");
-    write("storage_keys", "brackets", b"gs://b/d/[ab]*.json\n\nd/a.json\nd/.a.json");
+    write(
+        "storage_keys",
+        "brackets",
+        b"gs://b/d/[ab]*.json\n\nd/a.json\nd/.a.json",
+    );
     // proto_convert: selector, then an encoded message.
     use prost::Message;
     use sluice_proto::pb;
@@ -108,8 +181,16 @@ fn generate() {
         path: String::new(),
         range: Some(pb::split::Range::Files(pb::SplitList {
             splits: vec![
-                pb::Split { path: "a.csv".into(), range: Some(pb::split::Range::Bytes(pb::ByteRange { start: 0, end: 10 })) },
-                pb::Split { path: "b.parquet".into(), range: Some(pb::split::Range::RowGroups(pb::RowGroups { row_groups: vec![0, 2] })) },
+                pb::Split {
+                    path: "a.csv".into(),
+                    range: Some(pb::split::Range::Bytes(pb::ByteRange { start: 0, end: 10 })),
+                },
+                pb::Split {
+                    path: "b.parquet".into(),
+                    range: Some(pb::split::Range::RowGroups(pb::RowGroups {
+                        row_groups: vec![0, 2],
+                    })),
+                },
             ],
         })),
     };
@@ -121,12 +202,18 @@ fn generate() {
             spec: Some(spec.clone()),
             input_schema_ipc: sluice_common::format::schema::schema_to_bytes(&schema).unwrap(),
         }),
-        task: Some(pb::task_assignment::Task::Map(pb::MapTask { split: Some(split.clone()), index: 3 })),
+        task: Some(pb::task_assignment::Task::Map(pb::MapTask {
+            split: Some(split.clone()),
+            index: 3,
+        })),
     };
     let failure = pb::TaskFailure {
         message: "bad".into(),
         retryable: false,
-        reason: Some(pb::task_failure::Reason::BadRecord(pb::BadRecord { file: "a.csv".into(), line: 7 })),
+        reason: Some(pb::task_failure::Reason::BadRecord(pb::BadRecord {
+            file: "a.csv".into(),
+            line: 7,
+        })),
     };
     let report = pb::ReportTaskRequest {
         worker_id: "w".into(),
@@ -135,10 +222,41 @@ fn generate() {
         ..Default::default()
     };
     let msg = |sel: u8, m: &dyn Fn() -> Vec<u8>| [vec![sel], m()].concat();
-    write("proto_convert", "submit", &msg(0, &|| pb::SubmitJobRequest { spec: Some(spec.clone()) }.encode_to_vec()));
-    write("proto_convert", "report", &msg(1, &|| report.encode_to_vec()));
-    write("proto_convert", "assignment", &msg(6, &|| assignment.encode_to_vec()));
-    write("proto_convert", "heartbeat-response", &msg(7, &|| pb::HeartbeatResponse { assignments: vec![assignment.clone()], ..Default::default() }.encode_to_vec()));
+    write(
+        "proto_convert",
+        "submit",
+        &msg(0, &|| {
+            pb::SubmitJobRequest {
+                spec: Some(spec.clone()),
+            }
+            .encode_to_vec()
+        }),
+    );
+    write(
+        "proto_convert",
+        "report",
+        &msg(1, &|| report.encode_to_vec()),
+    );
+    write(
+        "proto_convert",
+        "assignment",
+        &msg(6, &|| assignment.encode_to_vec()),
+    );
+    write(
+        "proto_convert",
+        "heartbeat-response",
+        &msg(7, &|| {
+            pb::HeartbeatResponse {
+                assignments: vec![assignment.clone()],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }),
+    );
     write("proto_convert", "split", &msg(9, &|| split.encode_to_vec()));
-    write("proto_convert", "failure", &msg(9, &|| failure.encode_to_vec()));
+    write(
+        "proto_convert",
+        "failure",
+        &msg(9, &|| failure.encode_to_vec()),
+    );
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
+use sluice_common::bad_records::{Limit, Policy, RejectSink, Rejected, count_by_kind};
 use sluice_common::format::read::read_split;
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
@@ -39,9 +40,10 @@ pub async fn run(
     let path = spill_path(&env.work_dir, &job.job_id, index, attempt);
     let attempt_dir = path.parent().map(Path::to_path_buf);
     let job2 = job.clone();
+    let rejects_dir = env.work_dir.join("rejects").join(&job.job_id);
     let body = env
         .cpu
-        .run(move || map_body(&job2, index, attempt, &split, path))
+        .run(move || map_body(&job2, index, attempt, &split, path, &rejects_dir))
         .await
         .map_err(|panic| {
             TaskError::from(Error::Internal {
@@ -64,6 +66,7 @@ pub async fn run(
         partitions,
         rows_in,
         rows_out,
+        bad,
     } = body;
     // Reducers on this host read the file at this path directly (see `shuffle::read`).
     let spill_path = match &output.path {
@@ -89,6 +92,9 @@ pub async fn run(
         spill_path,
         output_token,
         host_id: env.host_id.clone(),
+        bad_records: bad.count,
+        bad_by_kind: bad.by_kind.into_iter().collect(),
+        rejects_file: bad.file.unwrap_or_default(),
     })
 }
 
@@ -97,6 +103,62 @@ struct MapBody {
     partitions: Vec<pb::PartitionStat>,
     rows_in: u64,
     rows_out: u64,
+    bad: BadRecords,
+}
+
+/// The bad records a map attempt set aside.
+#[derive(Default)]
+struct BadRecords {
+    count: u64,
+    by_kind: std::collections::BTreeMap<String, u64>,
+    /// Their quarantine file, relative to the output.
+    file: Option<String>,
+}
+
+/// Counts what `sink` holds, fails the attempt when that alone is over the job's limit, and
+/// quarantines the records when the job says so.
+fn settle_bad_records(
+    spec: &sluice_common::spec::JobSpec,
+    sink: Option<RejectSink>,
+    rejects_dir: &Path,
+    index: u32,
+    attempt: u32,
+) -> Result<BadRecords> {
+    let Some(sink) = sink else {
+        return Ok(BadRecords::default());
+    };
+    let rejected = sink.take();
+    if rejected.is_empty() {
+        return Ok(BadRecords::default());
+    }
+    let count = rejected.len() as u64;
+    let limit = Limit::effective(spec.on_bad_record, spec.max_bad_records);
+    Limit::check(limit, count, None).map_err(|reason| Error::TooManyBadRecords {
+        reason: format!(
+            "map task {index}: {reason}; the first: {}",
+            describe(&rejected[0])
+        ),
+    })?;
+    let file = if spec.on_bad_record == Policy::Quarantine {
+        Some(super::rejects::write(
+            &spec.output,
+            rejects_dir,
+            index,
+            attempt,
+            &rejected,
+        )?)
+    } else {
+        None
+    };
+    Ok(BadRecords {
+        count,
+        by_kind: count_by_kind(&rejected),
+        file,
+    })
+}
+
+fn describe(r: &Rejected) -> String {
+    format!("{} line {}: {}", r.source, r.line, r.reason)
 }
 
 /// Rows nothing combines (see [`Combiner::take_uncombined`]) are written once this many
@@ -298,6 +360,7 @@ fn map_body(
     attempt: u32,
     split: &Split,
     path: PathBuf,
+    rejects_dir: &Path,
 ) -> TaskResult<MapBody> {
     let spec = &job.spec;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
@@ -316,12 +379,15 @@ fn map_body(
     };
     let mut spill = SpillWriter::new(path);
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
+    let sink = Limit::tolerates(spec.on_bad_record, spec.max_bad_records)
+        .then(|| RejectSink::new(spec.on_bad_record == Policy::Quarantine));
     for batch in read_split(
         split,
         spec.format,
         job.input_schema.clone(),
         spec.batch_rows as usize,
         desc.input_columns.as_deref(),
+        sink.clone(),
     )? {
         let batch = batch?;
         rows_in += batch.num_rows() as u64;
@@ -354,6 +420,7 @@ fn map_body(
         }
     }
     spill.write_run(combiner.take_run(partitions)?)?;
+    let bad = settle_bad_records(spec, sink, rejects_dir, index, attempt)?;
     let (output, stats) = spill.finish()?;
     let mut partitions: Vec<pb::PartitionStat> = stats
         .into_iter()
@@ -369,5 +436,6 @@ fn map_body(
         partitions,
         rows_in,
         rows_out,
+        bad,
     })
 }

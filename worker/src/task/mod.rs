@@ -3,6 +3,7 @@
 pub mod map_task;
 pub mod reduce_body;
 pub mod reduce_task;
+pub mod rejects;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,160 @@
+//! JSON lines into the input schema with arrow-json's decoder, fed one line at a time so a
+//! malformed line is named exactly.
+//!
+//! When the job tolerates bad records, a batch whose lines do not all decode is decoded
+//! again line by line to find the bad ones (the slow path runs only for such batches); the
+//! good lines then make the batch.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::json::reader::Decoder;
+
+use super::read::strip_terminator;
+use super::source::LineSource;
+use crate::{Error, Result};
+
+/// What a JSON line is when it is not one record.
+const NOT_ONE_OBJECT: &str = "not exactly one complete JSON object on the line";
+
+pub(super) struct JsonReader {
+    lines: LineSource,
+    schema: SchemaRef,
+    decoder: Decoder,
+    batch_rows: usize,
+    done: bool,
+}
+
+fn decoder(schema: &SchemaRef, batch_rows: usize) -> Result<Decoder> {
+    arrow::json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(batch_rows)
+        .build_decoder()
+        .map_err(|e| Error::arrow("building JSON decoder", e))
+}
+
+/// Feeds one line to `decoder`: it must be exactly one complete JSON object.
+fn decode_line(decoder: &mut Decoder, line: &[u8]) -> std::result::Result<(), String> {
+    let before = decoder.len();
+    let used = decoder.decode(line).map_err(|e| e.to_string())?;
+    if used != line.len() || decoder.has_partial_record() || decoder.len() != before + 1 {
+        return Err(NOT_ONE_OBJECT.into());
+    }
+    Ok(())
+}
+
+impl JsonReader {
+    pub(super) fn new(lines: LineSource, schema: SchemaRef, batch_rows: usize) -> Result<Self> {
+        Ok(JsonReader {
+            decoder: decoder(&schema, batch_rows)?,
+            lines,
+            schema,
+            batch_rows,
+            done: false,
+        })
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.lines.origin.rejects.is_some() {
+            // A batch of only bad lines yields nothing: go on to the next lines.
+            while let Some(batch) = self.next_batch_tolerant()? {
+                if batch.is_some() {
+                    return Ok(batch);
+                }
+            }
+            return Ok(None);
+        }
+        let mut buf = Vec::with_capacity(512);
+        let mut rows = 0;
+        let first_line = self.lines.lines_read + 1;
+        while !self.done && rows < self.batch_rows {
+            if !self.lines.next_line(&mut buf)? {
+                self.done = true;
+                break;
+            }
+            let line = strip_terminator(&buf);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            decode_line(&mut self.decoder, line).map_err(|e| self.lines.bad_line(e))?;
+            rows += 1;
+        }
+        self.decoder.flush().map_err(|e| {
+            self.lines.origin.bad_record(
+                first_line,
+                format!("in the lines from here to {}: {e}", self.lines.lines_read),
+            )
+        })
+    }
+
+    /// Reads up to `batch_rows` lines, then decodes them; bad lines are set aside. `None` at
+    /// the end of the split, `Some(None)` when every line read was bad.
+    fn next_batch_tolerant(&mut self) -> Result<Option<Option<RecordBatch>>> {
+        let mut buf = Vec::with_capacity(512);
+        // The batch's lines, back to back, with each one's span and line in the split.
+        let mut text: Vec<u8> = Vec::new();
+        let mut spans: Vec<(usize, usize, u64)> = Vec::new();
+        while !self.done && spans.len() < self.batch_rows {
+            if !self.lines.next_line(&mut buf)? {
+                self.done = true;
+                break;
+            }
+            let line = strip_terminator(&buf);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            spans.push((text.len(), text.len() + line.len(), self.lines.lines_read));
+            text.extend_from_slice(line);
+        }
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let all_good = spans
+            .iter()
+            .try_for_each(|&(a, b, _)| decode_line(&mut self.decoder, &text[a..b]))
+            .is_ok();
+        if all_good && let Ok(batch) = self.decoder.flush() {
+            return Ok(Some(batch));
+        }
+        // Some line is bad: find which, one line at a time, then decode the good ones.
+        let mut probe = decoder(&self.schema, 1)?;
+        let mut good = Vec::with_capacity(spans.len());
+        for &(a, b, nth) in &spans {
+            let line = &text[a..b];
+            let verdict = decode_line(&mut probe, line)
+                .and_then(|()| probe.flush().map(drop).map_err(|e| e.to_string()));
+            match verdict {
+                Ok(()) => good.push((a, b)),
+                Err(reason) => {
+                    self.lines
+                        .origin
+                        .reject(nth, "malformed JSON", reason, || {
+                            Some(String::from_utf8_lossy(line).into_owned())
+                        })?;
+                    probe = decoder(&self.schema, 1)?;
+                }
+            }
+        }
+        self.decoder = decoder(&self.schema, self.batch_rows)?;
+        for (a, b) in good {
+            decode_line(&mut self.decoder, &text[a..b]).map_err(|reason| Error::Internal {
+                what: format!("a JSON line decoded alone but not in its batch: {reason}"),
+            })?;
+        }
+        match self.decoder.flush() {
+            Ok(batch) => Ok(Some(batch)),
+            Err(e) => Err(Error::Internal {
+                what: format!("JSON lines decoded alone but not together: {e}"),
+            }),
+        }
+    }
+}
+
+impl Iterator for JsonReader {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.next_batch();
+        if r.is_err() {
+            self.done = true;
+        }
+        r.transpose()
+    }
+}

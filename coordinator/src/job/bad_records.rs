@@ -1,0 +1,150 @@
+//! The bad records a job's maps set aside: counted once per map (from the attempt that
+//! finished it last, however often it ran), checked against the job's limit, and their
+//! quarantine files committed with the output.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::report::MapOutput;
+
+/// Where map `index`'s quarantined records are committed, relative to the output.
+pub fn committed_name(index: u32) -> String {
+    format!("_rejects/part-m-{index:05}.parquet")
+}
+
+/// One map's bad records.
+#[derive(Debug, Clone, Default)]
+struct MapBad {
+    count: u64,
+    by_kind: BTreeMap<String, u64>,
+    /// Its attempt's quarantine file (relative to the output), if any.
+    file: String,
+}
+
+/// The bad records of every finished map.
+#[derive(Debug, Default)]
+pub struct Tally {
+    per_map: Vec<Option<MapBad>>,
+}
+
+/// What the `_SUCCESS` manifest says of bad records.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// How many were set aside.
+    pub bad_records: u64,
+    /// How many of each kind.
+    pub bad_records_by_kind: BTreeMap<String, u64>,
+    /// Where the quarantined ones are, relative to the output.
+    pub rejects: Vec<String>,
+}
+
+impl Tally {
+    /// Nothing counted for `maps` maps.
+    pub fn new(maps: usize) -> Self {
+        Tally {
+            per_map: vec![None; maps],
+        }
+    }
+
+    /// Map `index` finished with `out`: its count replaces any earlier attempt's.
+    pub fn record(&mut self, index: u32, out: &MapOutput) {
+        if let Some(slot) = self.per_map.get_mut(index as usize) {
+            *slot = Some(MapBad {
+                count: out.bad_records,
+                by_kind: out.bad_by_kind.clone(),
+                file: out.rejects_file.clone(),
+            });
+        }
+    }
+
+    /// Bad records of the finished maps.
+    pub fn total(&self) -> u64 {
+        self.per_map.iter().flatten().map(|m| m.count).sum()
+    }
+
+    /// Bad records of the finished maps, by kind.
+    pub fn by_kind(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for m in self.per_map.iter().flatten() {
+            for (kind, n) in &m.by_kind {
+                *out.entry(kind.clone()).or_default() += n;
+            }
+        }
+        out
+    }
+
+    /// The quarantine files to commit: `(attempt's file, committed name)`, by map.
+    pub fn commits(&self) -> Vec<(String, String)> {
+        self.per_map
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
+            .filter(|(_, m)| !m.file.is_empty())
+            .map(|(i, m)| (m.file.clone(), committed_name(i as u32)))
+            .collect()
+    }
+
+    /// What the manifest says.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            bad_records: self.total(),
+            bad_records_by_kind: self.by_kind(),
+            rejects: self.commits().into_iter().map(|(_, to)| to).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(count: u64, kind: &str, file: &str) -> MapOutput {
+        MapOutput {
+            bad_records: count,
+            bad_by_kind: [(kind.to_string(), count)].into(),
+            rejects_file: file.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A map that ran twice (a lost output re-run, a speculative backup) counts once: the
+    /// attempt that finished it last.
+    #[test]
+    fn each_map_counts_once_with_its_last_attempt() {
+        let mut t = Tally::new(3);
+        t.record(
+            0,
+            &out(
+                2,
+                "wrong field count",
+                "_temporary/rejects/m00000-a0.parquet",
+            ),
+        );
+        t.record(
+            0,
+            &out(
+                2,
+                "wrong field count",
+                "_temporary/rejects/m00000-a1.parquet",
+            ),
+        );
+        t.record(2, &out(1, "malformed JSON", ""));
+        assert_eq!(t.total(), 3);
+        assert_eq!(
+            t.by_kind(),
+            [
+                ("malformed JSON".to_string(), 1),
+                ("wrong field count".into(), 2)
+            ]
+            .into()
+        );
+        assert_eq!(
+            t.commits(),
+            [(
+                "_temporary/rejects/m00000-a1.parquet".to_string(),
+                "_rejects/part-m-00000.parquet".to_string()
+            )]
+        );
+    }
+}
