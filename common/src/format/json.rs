@@ -158,3 +158,78 @@ impl Iterator for JsonReader {
         r.transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use crate::bad_records::RejectSink;
+    use crate::format::read::read_split;
+    use crate::spec::InputFormat;
+    use crate::split::{Split, SplitRange};
+
+    /// Malformed lines, values of the wrong type and two objects on a line are set aside
+    /// with their lines and text; the good lines make the batches, in order, even when a
+    /// whole batch is bad. Read strictly, the first bad line fails the read.
+    #[test]
+    fn bad_json_lines_are_set_aside_with_their_lines_when_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let lines = [
+            r#"{"a": 1}"#,
+            r#"{"a": 2"#,
+            r#"{"a": "x"}"#,
+            r#"{"a": 3} {"a": 4}"#,
+            "",
+            r#"{"a": 5}"#,
+            r#"{"a": true}"#,
+            r#"{"a": 6}"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let split = Split {
+            path: path.to_string_lossy().into_owned(),
+            range: SplitRange::Bytes {
+                start: 0,
+                end: std::fs::metadata(&path).unwrap().len(),
+            },
+        };
+        let sink = RejectSink::new(true);
+        let read = |rows, sink| {
+            read_split(
+                &split,
+                InputFormat::JsonLines,
+                Some(schema.clone()),
+                rows,
+                None,
+                sink,
+            )
+            .unwrap()
+            .collect::<crate::Result<Vec<_>>>()
+        };
+        for rows in [1, 2, 8] {
+            let batches = read(rows, Some(sink.clone())).unwrap();
+            let values: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                .collect();
+            assert_eq!(values, [1, 5, 6], "batches of {rows}");
+            let rejected = sink.take();
+            let got: Vec<(u64, &str)> = rejected
+                .iter()
+                .map(|r| (r.line, r.record.as_deref().unwrap_or("")))
+                .collect();
+            assert_eq!(
+                got,
+                [(2, lines[1]), (3, lines[2]), (4, lines[3]), (7, lines[6])],
+                "batches of {rows}"
+            );
+            assert!(rejected.iter().all(|r| r.kind == "malformed JSON"));
+        }
+        let e = read(8, None).unwrap_err().to_string();
+        assert!(e.contains("in.jsonl line 2"), "{e}");
+    }
+}

@@ -1,0 +1,307 @@
+//! Bad records scattered through multi-split inputs, under each policy: the output equals a
+//! reference over the good records, `_rejects/` holds each bad record once with its file and
+//! line, and the counts match, in local mode and on a cluster that loses a worker mid-job.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use common::chaos::*;
+use common::cluster::Cluster;
+use common::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// A bad record the test put in: its file, 1-based line and raw text, and the kind of fault
+/// the engine must report.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Planted {
+    source: String,
+    line: u64,
+    record: String,
+    kind: String,
+}
+
+/// Copies the EOD CSV files into `dir`, putting a bad line after every `every`-th data
+/// line, cycling through four faults; returns the bad lines.
+fn plant_bad_csv(files: &[PathBuf], dir: &Path, every: usize) -> Vec<Planted> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut planted = Vec::new();
+    for f in files {
+        let target = dir.join(f.file_name().unwrap());
+        let source = target.to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut out: Vec<u8> = Vec::new();
+        let mut line = 0u64;
+        for (i, good) in text.lines().enumerate() {
+            out.extend_from_slice(good.as_bytes());
+            out.push(b'\n');
+            line += 1;
+            if i == 0 || i % every != 0 {
+                continue;
+            }
+            // Fields: txn_id,account_id,txn_date,txn_ts,txn_type,amount,currency,channel,merchant
+            let fields: Vec<&str> = good.split(',').collect();
+            let with = |k: usize, v: &str| {
+                let mut f = fields.clone();
+                f[k] = v;
+                f.join(",")
+            };
+            let (bad, kind): (Vec<u8>, &str) = match planted.len() % 4 {
+                0 => (fields[..3].join(",").into_bytes(), "wrong field count"),
+                1 => (with(5, "12.3x").into_bytes(), "bad value in column amount"),
+                2 => (
+                    with(2, "2026-13-45").into_bytes(),
+                    "bad value in column txn_date",
+                ),
+                _ => {
+                    let mut b = with(8, "MERCH").into_bytes();
+                    let at = b.len() - 2;
+                    b[at] = 0xff;
+                    (b, "unreadable CSV record")
+                }
+            };
+            out.extend_from_slice(&bad);
+            out.push(b'\n');
+            line += 1;
+            planted.push(Planted {
+                source: source.clone(),
+                line,
+                record: String::from_utf8_lossy(&bad).into_owned(),
+                kind: kind.to_string(),
+            });
+        }
+        std::fs::write(&target, out).unwrap();
+    }
+    planted.sort();
+    planted
+}
+
+/// The quarantined records in `out/_rejects/`: (source, line, record) and the reasons.
+fn read_rejects(out: &Path) -> (Vec<(String, u64, String)>, Vec<String>) {
+    let dir = out.join("_rejects");
+    let mut rows = Vec::new();
+    let mut reasons = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("_rejects exists") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("part-m-") && name.ends_with(".parquet"),
+            "{name}"
+        );
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let source = b.column_by_name("source").unwrap().as_string::<i32>();
+            let line = b
+                .column_by_name("line")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let reason = b.column_by_name("reason").unwrap().as_string::<i32>();
+            let record = b.column_by_name("record").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                assert!(!record.is_null(i), "a quarantined record keeps its text");
+                rows.push((
+                    source.value(i).to_string(),
+                    line.value(i) as u64,
+                    record.value(i).to_string(),
+                ));
+                reasons.push(reason.value(i).to_string());
+            }
+        }
+    }
+    rows.sort();
+    (rows, reasons)
+}
+
+/// Runs the EOD job in local mode over `input` into `out`, in splits of 16 KiB, with
+/// `extra` flags.
+fn run_eod(input: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let plugin = plugin("sluice_eod").to_string_lossy().into_owned();
+    let mut args = vec![
+        "--local",
+        "2",
+        "--reducers",
+        "3",
+        "--split-size",
+        "16384",
+        "--format",
+        "csv",
+        "--output-format",
+        "csv",
+        "--plugin",
+        &plugin,
+        "--input",
+        input,
+        "--output",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn kinds_of(planted: &[Planted]) -> BTreeMap<String, u64> {
+    let mut kinds = BTreeMap::new();
+    for p in planted {
+        *kinds.entry(p.kind.clone()).or_insert(0u64) += 1;
+    }
+    kinds
+}
+
+#[test]
+fn bad_csv_records_are_quarantined_once_skipped_or_fail_the_job_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    let files = sluice_datagen::write_eod_files(&good, 6_000, 3, 2026).unwrap();
+    let expected = reference_eod(&files);
+    let dirty = dir.path().join("dirty");
+    let planted = plant_bad_csv(&files, &dirty, 397);
+    assert!(planted.len() >= 12, "{} bad records", planted.len());
+    let n = planted.len() as u64;
+    let input = dirty.to_string_lossy().into_owned();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+
+    // Quarantine: the good records make the output, each bad one is kept once.
+    let out = path("quarantine");
+    let result = run_eod(&input, &out, &["--on-bad-record", "quarantine"]);
+    assert_ok(&result);
+    let out = PathBuf::from(out);
+    assert_eq!(read_eod_csv_output(&out), expected);
+    let (rows, reasons) = read_rejects(&out);
+    let want: Vec<(String, u64, String)> = planted
+        .iter()
+        .map(|p| (p.source.clone(), p.line, p.record.clone()))
+        .collect();
+    assert_eq!(
+        rows, want,
+        "each bad record once, with its file, line and text"
+    );
+    assert!(reasons.iter().all(|r| !r.is_empty()));
+    let m = manifest(&out);
+    assert_eq!(m["bad_records"], n, "{m}");
+    let kinds: BTreeMap<String, u64> =
+        serde_json::from_value(m["bad_records_by_kind"].clone()).unwrap();
+    assert_eq!(kinds, kinds_of(&planted));
+    assert!(!out.join("_temporary").exists());
+    assert!(
+        String::from_utf8_lossy(&result.stdout).contains(&format!("bad records {n}")),
+        "{}",
+        String::from_utf8_lossy(&result.stdout)
+    );
+
+    // Skip: the same output, counted, nothing kept.
+    let out = path("skip");
+    assert_ok(&run_eod(&input, &out, &["--on-bad-record", "skip"]));
+    let out = PathBuf::from(out);
+    assert_eq!(read_eod_csv_output(&out), expected);
+    assert!(!out.join("_rejects").exists());
+    assert_eq!(manifest(&out)["bad_records"], n);
+
+    // Fail (the default): the first bad record fails the job, naming file and line.
+    let out = path("fail");
+    let stderr = assert_failed(&run_eod(&input, &out, &[]));
+    assert!(
+        stderr.contains("bad record in") && stderr.contains("dirty"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&out).join("_SUCCESS").exists());
+
+    // A limit: one short fails naming the counts; exactly enough succeeds.
+    let out = path("limit-short");
+    let short = (n - 1).to_string();
+    let stderr = assert_failed(&run_eod(&input, &out, &["--max-bad-records", &short]));
+    assert!(
+        stderr.contains("bad records") && stderr.contains(&format!("more than the {short}")),
+        "{stderr}"
+    );
+    assert!(!Path::new(&out).join("_SUCCESS").exists());
+    let out = path("limit-enough");
+    let enough = n.to_string();
+    assert_ok(&run_eod(&input, &out, &["--max-bad-records", &enough]));
+    assert_eq!(read_eod_csv_output(Path::new(&out)), expected);
+    let out = path("limit-share");
+    let stderr = assert_failed(&run_eod(
+        &input,
+        &out,
+        &["--on-bad-record", "skip", "--max-bad-records", "0.01%"],
+    ));
+    assert!(stderr.contains("0.01% allowed"), "{stderr}");
+}
+
+/// Text lines of invalid UTF-8 among a chaos word count's corpus.
+fn plant_bad_text(dir: &Path, every: usize) -> (Vec<String>, Vec<(String, u64)>) {
+    let texts = write_corpus(dir, 6, 2_000);
+    let mut bad = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read(&path).unwrap();
+        let mut out = Vec::new();
+        let mut line = 0u64;
+        for (i, l) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+            out.extend_from_slice(l);
+            line += 1;
+            if i % every == every - 1 {
+                out.extend_from_slice(b"caf\xe9 au lait\n");
+                line += 1;
+                bad.push((path.to_string_lossy().into_owned(), line));
+            }
+        }
+        std::fs::write(&path, out).unwrap();
+    }
+    bad.sort();
+    (texts, bad)
+}
+
+/// A worker holding map outputs is SIGKILLed after the maps: they run again elsewhere
+/// (new attempts, new quarantine files), and each bad record is still committed once.
+#[test]
+fn quarantined_records_are_committed_once_when_a_worker_dies_mid_job() {
+    let mut cluster = Cluster::start(3, options(10_000));
+    let input = cluster.path("corpus");
+    std::fs::create_dir_all(&input).unwrap();
+    let (texts, bad) = plant_bad_text(&input, 5);
+    assert!(bad.len() > 100, "{} bad lines", bad.len());
+    let out_dir = cluster.path("out");
+    let gate = cluster.path("gate");
+    let params = [format!("reduce_gate={}", gate.display())];
+    let mut args = chaos_args(&input, &out_dir, 4, 256, &params);
+    args.extend(["--on-bad-record".into(), "quarantine".into()]);
+    let submit = spawn_submit(&cluster, &args);
+    let s = wait_status(&cluster, "job-0001", Duration::from_secs(120), |s| {
+        s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
+    });
+    assert!(s["maps_total"].as_u64().unwrap() > 150, "{s}");
+    assert_eq!(s["bad_records"], bad.len() as u64, "{s}");
+    let holder = (0..cluster.workers.len())
+        .find(|&i| {
+            let name = cluster.workers[i].name.clone();
+            std::fs::read_dir(cluster.path(&name).join("shuffle").join("job-0001"))
+                .is_ok_and(|mut d| d.next().is_some())
+        })
+        .expect("a worker holds map outputs");
+    cluster.kill_worker(holder);
+    std::fs::write(&gate, b"").unwrap();
+    let out = submit.wait_with_output().unwrap();
+    assert_job_ok(&cluster, &out);
+    let done = status_json(&cluster, "job-0001");
+    let tasks = done["maps_total"].as_u64().unwrap() + done["reduces_total"].as_u64().unwrap();
+    assert!(
+        done["attempts"].as_u64().unwrap() > tasks,
+        "no map ran again after the kill: the test did not exercise re-runs\n{done}"
+    );
+    assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+    let (rows, _) = read_rejects(&out_dir);
+    let got: Vec<(String, u64)> = rows.iter().map(|(s, l, _)| (s.clone(), *l)).collect();
+    assert_eq!(got, bad, "each bad line once, however often its map ran");
+    assert!(rows.iter().all(|(_, _, r)| r == "caf\u{fffd} au lait"));
+    assert_eq!(manifest(&out_dir)["bad_records"], bad.len() as u64);
+    let s = status_json(&cluster, "job-0001");
+    assert_eq!(s["bad_records"], bad.len() as u64, "{s}");
+}
