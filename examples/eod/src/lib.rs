@@ -15,7 +15,7 @@
 //! cents, never floating point: a ledger that is off by a cent is wrong. [`Eod::map`] checks
 //! every row and fails the task on the first bad one, naming the transaction, the column and
 //! the reason, because a silently dropped transaction makes the bank's books disagree; use the
-//! engine's `on_bad_record` setting to skip or quarantine rows the CSV reader cannot parse.
+//! engine's `--on-bad-record skip|quarantine` to set aside rows the CSV reader cannot parse.
 //!
 //! Output, one row per `(account_id, txn_date, currency)`:
 //! `account_id, txn_date, currency, txn_count: Int64, debit_total, credit_total, net:
