@@ -5,10 +5,12 @@
 //!   malformed records become [`crate::Error::BadRecord`] naming file and line, or are set
 //!   aside when the job tolerates them (`source`: a split's lines and where they lie).
 //! - [`remote`]: the same for object-store files, by ranged reads into memory.
+//! - [`conform`]: columnar input cast to the job's declared types, when no value is lost.
 //! - [`decimal`]: the strict decimal parser CSV money columns go through.
 //! - [`schema`]: input schema inference and schemas as Arrow IPC bytes.
 //! - [`write`]: part files (Parquet or CSV).
 
+pub mod conform;
 mod csv;
 pub mod decimal;
 mod json;

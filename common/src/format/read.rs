@@ -36,7 +36,8 @@ pub fn text_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]))
 }
 
-/// Opens `split` for reading in `format`. `schema` is required for CSV and JSON lines.
+/// Opens `split` for reading in `format`. `schema` is required for CSV and JSON lines; for
+/// Parquet it is the job's declared input schema, if any, which batches are cast to.
 ///
 /// `columns` names the columns the job reads (`None`: all): columnar input (Parquet) reads
 /// only those; line-based formats parse every field anyway. Bad records go to `rejects`
@@ -73,6 +74,17 @@ pub fn read_split(
                     }))
                 }
             };
+            let batches: BatchIter =
+                match schema {
+                    // Read into the job's declared types (planning refused lossy conversions).
+                    Some(declared) => {
+                        let name = split.path.clone();
+                        Box::new(batches.map(move |b| {
+                            b.and_then(|b| super::conform::conform(b, &declared, &name))
+                        }))
+                    }
+                    None => batches,
+                };
             Ok(Box::new(PanicsAsErrors {
                 batches: Some(batches),
                 name: split.path.clone(),

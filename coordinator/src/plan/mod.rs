@@ -39,8 +39,13 @@ pub struct JobPlan {
 }
 
 /// The row-group sizes of a Parquet input, from its footer (local file or ranged reads of
-/// the object's tail).
-fn parquet_row_group_sizes(f: &InputFile) -> Result<Vec<u64>> {
+/// the object's tail); with a `declared` input schema, refuses a file holding a column the
+/// job reads (`columns`) in a type that does not convert to the declared one without loss.
+fn parquet_row_group_sizes(
+    f: &InputFile,
+    declared: Option<&SchemaRef>,
+    columns: Option<&[String]>,
+) -> Result<Vec<u64>> {
     let path = f.name();
     let sizes = |groups: &[parquet::file::metadata::RowGroupMetaData]| -> Vec<u64> {
         groups
@@ -56,13 +61,34 @@ fn parquet_row_group_sizes(f: &InputFile) -> Result<Vec<u64>> {
                     SerializedFileReader::new(file)
                         .map_err(|e| PlanError::input(&path, format!("not a Parquet file: {e}")))
                 })?;
+            check_types(&path, reader.metadata(), declared, columns)?;
             Ok(sizes(reader.metadata().row_groups()))
         }
         InputFile::Object { url, size } => {
             let (metadata, _) = read_parquet_footer(url, *size)?;
+            check_types(&path, &metadata, declared, columns)?;
             Ok(sizes(metadata.row_groups()))
         }
     }
+}
+
+/// See [`parquet_row_group_sizes`].
+fn check_types(
+    path: &str,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    declared: Option<&SchemaRef>,
+    columns: Option<&[String]>,
+) -> Result<()> {
+    let Some(declared) = declared else {
+        return Ok(());
+    };
+    let file = metadata.file_metadata();
+    let found =
+        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map_err(|e| PlanError::input(path, format!("reading its schema: {e}")))?;
+    Ok(sluice_common::format::conform::check(
+        path, &found, declared, columns,
+    )?)
 }
 
 /// Plans `spec`: loads the plugin, expands and checks inputs, cuts splits, prepares the
@@ -77,12 +103,15 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     spec.check_limits(limits).map_err(PlanError::spec)?;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let files = expand_inputs(&spec.inputs)?;
+    let declared = plugin.input_schema();
+    let read_columns = plugin.description().input_columns.clone();
     // Sizes first: the split size depends on the whole input.
     let mut sized = Vec::with_capacity(files.len());
     for f in &files {
         sized.push(match spec.format {
             InputFormat::Parquet => {
-                let groups = parquet_row_group_sizes(f)?;
+                let groups =
+                    parquet_row_group_sizes(f, declared.as_ref(), read_columns.as_deref())?;
                 (groups.iter().sum(), groups)
             }
             _ => (f.len()?, Vec::new()),
@@ -157,7 +186,9 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
             }
             Some(schema)
         }
-        _ => None,
+        // Parquet batches are cast to the declared types, if the job declares them.
+        InputFormat::Parquet => declared,
+        InputFormat::Text => None,
     };
     output::check_output(spec, &files)?;
     Ok(JobPlan {
