@@ -52,6 +52,18 @@ impl JsonReader {
         })
     }
 
+    /// Reads the next line that is not blank into `buf`; false at the end of the split.
+    fn next_nonblank(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        while !self.done {
+            if !self.lines.next_line(buf)? {
+                self.done = true;
+            } else if !strip_terminator(buf).iter().all(u8::is_ascii_whitespace) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if self.lines.origin.rejects.is_some() {
             // A batch of only bad lines yields nothing: go on to the next lines.
@@ -65,15 +77,8 @@ impl JsonReader {
         let mut buf = Vec::with_capacity(512);
         let mut rows = 0;
         let first_line = self.lines.lines_read + 1;
-        while !self.done && rows < self.batch_rows {
-            if !self.lines.next_line(&mut buf)? {
-                self.done = true;
-                break;
-            }
+        while rows < self.batch_rows && self.next_nonblank(&mut buf)? {
             let line = strip_terminator(&buf);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
             decode_line(&mut self.decoder, line).map_err(|e| self.lines.bad_line(e))?;
             rows += 1;
         }
@@ -92,15 +97,8 @@ impl JsonReader {
         // The batch's lines, back to back, with each one's span and line in the split.
         let mut text: Vec<u8> = Vec::new();
         let mut spans: Vec<(usize, usize, u64)> = Vec::new();
-        while !self.done && spans.len() < self.batch_rows {
-            if !self.lines.next_line(&mut buf)? {
-                self.done = true;
-                break;
-            }
+        while spans.len() < self.batch_rows && self.next_nonblank(&mut buf)? {
             let line = strip_terminator(&buf);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
             spans.push((text.len(), text.len() + line.len(), self.lines.lines_read));
             text.extend_from_slice(line);
         }
