@@ -124,6 +124,10 @@ pub struct JobArgs {
     /// records read (`0.5%`). Default: 0 with `fail`, no limit with `skip` and `quarantine`.
     #[arg(long)]
     pub max_bad_records: Option<sluice_common::bad_records::Limit>,
+    /// A control file (`{"rows": N, "sums": {"amount": "1234.56"}}`): the records read and
+    /// the column sums must match it, or the job fails before `_SUCCESS`.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -180,6 +184,13 @@ impl JobArgs {
         spec.task_timeout_secs = self.task_timeout;
         spec.on_bad_record = self.on_bad_record;
         spec.max_bad_records = self.max_bad_records;
+        if let Some(path) = &self.control {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the control file {}", path.display()))?;
+            let control = sluice_common::control::Control::parse(&text)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            spec.control = Some(control);
+        }
         spec.validate().map_err(|e| anyhow!(e))?;
         Ok(spec)
     }

@@ -305,3 +305,73 @@ fn quarantined_records_are_committed_once_when_a_worker_dies_mid_job() {
     let s = status_json(&cluster, "job-0001");
     assert_eq!(s["bad_records"], bad.len() as u64, "{s}");
 }
+
+/// The records read and the sum of `amount` over the EOD files, as their trailer would say.
+fn totals(files: &[PathBuf]) -> (u64, String) {
+    use sluice_common::control::ColumnSum;
+    let mut rows = 0;
+    let mut sum = ColumnSum::zero(2);
+    for f in files {
+        let mut reader = csv::Reader::from_path(f).unwrap();
+        for rec in reader.records() {
+            rows += 1;
+            let amount = ColumnSum::from_text(&rec.unwrap()[5]).unwrap();
+            sum = sum.checked_add(amount).unwrap();
+        }
+    }
+    (rows, sum.to_text())
+}
+
+#[test]
+fn control_totals_that_do_not_match_fail_the_job_before_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("txns");
+    let files = sluice_datagen::write_eod_files(&input, 4_000, 2, 7).unwrap();
+    let (rows, sum) = totals(&files);
+    let input = input.to_string_lossy().into_owned();
+    let control = |name: &str, json: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let out = dir.path().join("ok").to_string_lossy().into_owned();
+    let good = control(
+        "good.json",
+        format!(r#"{{"rows": {rows}, "sums": {{"amount": "{sum}"}}}}"#),
+    );
+    assert_ok(&run_eod(&input, &out, &["--control", &good]));
+    assert!(Path::new(&out).join("_SUCCESS").exists());
+
+    let out = dir.path().join("rows").to_string_lossy().into_owned();
+    let more = control("rows.json", format!(r#"{{"rows": {}}}"#, rows + 1));
+    let stderr = assert_failed(&run_eod(&input, &out, &["--control", &more]));
+    assert!(
+        stderr.contains(&format!(
+            "{rows} records read, the control file says {} (off by -1)",
+            rows + 1
+        )),
+        "{stderr}"
+    );
+    assert!(!Path::new(&out).join("_SUCCESS").exists());
+
+    let out = dir.path().join("sum").to_string_lossy().into_owned();
+    let cent_more = sluice_common::control::ColumnSum::from_text(&sum)
+        .unwrap()
+        .checked_add(sluice_common::control::ColumnSum::from_text("0.01").unwrap())
+        .unwrap()
+        .to_text();
+    let off = control(
+        "sum.json",
+        format!(r#"{{"sums": {{"amount": "{cent_more}"}}}}"#),
+    );
+    let stderr = assert_failed(&run_eod(&input, &out, &["--control", &off]));
+    assert!(
+        stderr.contains(&format!("the sum of amount is {sum}")) && stderr.contains("off by -0.01"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&out).join("_SUCCESS").exists());
+
+    let bad = control("bad.json", r#"{"rows": "many"}"#.to_string());
+    let stderr = assert_failed(&run_eod(&input, &out, &["--control", &bad]));
+    assert!(stderr.contains("bad.json"), "{stderr}");
+}

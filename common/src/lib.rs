@@ -15,6 +15,7 @@
 //!   (`s3://`, `gs://`, `az://`, `http(s)://`) through the `object_store` crate.
 //! - [`bad_records`]: bad-record policies and limits, and the records readers set aside.
 //! - [`failure`]: why a task attempt failed, typed, with its retryability.
+//! - [`control`]: control totals (records and column sums) checked before publishing.
 //! - [`config`]: the TOML configuration file shared by every process.
 //! - [`digest`]: sha256 of plugin libraries, their identity across the cluster.
 //! - [`error`]: this crate's error type.
@@ -24,6 +25,7 @@
 pub mod agg;
 pub mod bad_records;
 pub mod config;
+pub mod control;
 pub mod digest;
 pub mod error;
 pub mod failure;

@@ -217,6 +217,8 @@ pub struct JobSpec {
     pub on_bad_record: crate::bad_records::Policy,
     /// How many bad records the job tolerates (`None`: the policy's default).
     pub max_bad_records: Option<crate::bad_records::Limit>,
+    /// Totals the input must add up to (`--control`), checked before `_SUCCESS`.
+    pub control: Option<crate::control::Control>,
 }
 
 impl JobSpec {
@@ -238,6 +240,7 @@ impl JobSpec {
             task_timeout_secs: DEFAULT_TASK_TIMEOUT_SECS,
             on_bad_record: crate::bad_records::Policy::Fail,
             max_bad_records: None,
+            control: None,
         }
     }
 

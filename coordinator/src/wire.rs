@@ -46,6 +46,7 @@ impl From<&pb::MapDone> for MapOutput {
             bad_records: d.bad_records,
             bad_by_kind: d.bad_by_kind.clone().into_iter().collect(),
             rejects_file: d.rejects_file.clone(),
+            input_sums: d.input_sums.clone().into_iter().collect(),
         }
     }
 }
@@ -70,6 +71,7 @@ impl From<&MapOutput> for pb::MapDone {
             bad_records: d.bad_records,
             bad_by_kind: d.bad_by_kind.clone().into_iter().collect(),
             rejects_file: d.rejects_file.clone(),
+            input_sums: d.input_sums.clone().into_iter().collect(),
         }
     }
 }

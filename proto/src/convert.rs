@@ -61,6 +61,7 @@ impl From<&JobSpec> for pb::JobSpec {
             task_timeout_secs: s.task_timeout_secs,
             on_bad_record: s.on_bad_record.to_string(),
             max_bad_records: s.max_bad_records.map(|l| l.to_string()).unwrap_or_default(),
+            control_json: s.control.as_ref().map(|c| c.to_json()).unwrap_or_default(),
         }
     }
 }
@@ -106,6 +107,13 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
             max_bad_records: match s.max_bad_records.as_str() {
                 "" => None,
                 l => Some(l.parse().map_err(|e: String| invalid("job spec", e))?),
+            },
+            control: match s.control_json.as_str() {
+                "" => None,
+                json => Some(
+                    sluice_common::control::Control::parse(json)
+                        .map_err(|e| invalid("job spec", e))?,
+                ),
             },
         };
         spec.validate().map_err(|e| invalid("job spec", e))?;

@@ -1,10 +1,12 @@
-//! The bad records a job's maps set aside: counted once per map (from the attempt that
-//! finished it last, however often it ran), checked against the job's limit, and their
-//! quarantine files committed with the output.
+//! What a job's maps found in their input besides their output: the bad records they set
+//! aside and the sums of the control file's columns. Counted once per map (from the attempt
+//! that finished it last, however often it ran), checked against the job's limit and
+//! control totals, and the quarantine files committed with the output.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use sluice_common::control::ColumnSum;
 
 use super::report::MapOutput;
 
@@ -20,6 +22,8 @@ struct MapBad {
     by_kind: BTreeMap<String, u64>,
     /// Its attempt's quarantine file (relative to the output), if any.
     file: String,
+    /// Sums of the control file's columns, as decimal text.
+    sums: BTreeMap<String, String>,
 }
 
 /// The bad records of every finished map.
@@ -54,6 +58,7 @@ impl Tally {
                 count: out.bad_records,
                 by_kind: out.bad_by_kind.clone(),
                 file: out.rejects_file.clone(),
+                sums: out.input_sums.clone(),
             });
         }
     }
@@ -72,6 +77,22 @@ impl Tally {
             }
         }
         out
+    }
+
+    /// Sums of the control file's columns over the finished maps (`Err` names a sum a map
+    /// reported unreadably, or one past 38 digits).
+    pub fn sums(&self) -> Result<BTreeMap<String, ColumnSum>, String> {
+        let mut out: BTreeMap<String, ColumnSum> = BTreeMap::new();
+        for m in self.per_map.iter().flatten() {
+            for (column, text) in &m.sums {
+                let add = ColumnSum::from_text(text)?;
+                let sum = out.entry(column.clone()).or_insert(ColumnSum::zero(0));
+                *sum = sum
+                    .checked_add(add)
+                    .ok_or_else(|| format!("the sum of {column} is past 38 digits"))?;
+            }
+        }
+        Ok(out)
     }
 
     /// The quarantine files to commit: `(attempt's file, committed name)`, by map.

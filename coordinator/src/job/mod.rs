@@ -395,13 +395,24 @@ impl Job {
         }
     }
 
-    /// Fails the job once its maps set aside more bad records than it tolerates: a count
-    /// as soon as it is passed, a percentage once every map is done.
+    /// Fails the job once its maps set aside more bad records than it tolerates (a count as
+    /// soon as it is passed, a percentage once every map is done), or once every map is done
+    /// and the input does not add up to its control totals.
     fn check_bad_records(&mut self, now: Instant) {
         let limit = Limit::effective(self.spec.on_bad_record, self.spec.max_bad_records);
         let bad = self.bad.total();
         let all_read = self.maps.iter().all(TaskState::is_done);
         let records = all_read.then(|| self.lineage.rows_in() + bad);
+        if let (Some(control), Some(records)) = (&self.spec.control, records) {
+            let checked = self
+                .bad
+                .sums()
+                .and_then(|sums| sluice_common::control::check(control, records, &sums));
+            if let Err(why) = checked {
+                self.fail(now, why);
+                return;
+            }
+        }
         if let Err(why) = Limit::check(limit, bad, records) {
             let kinds: Vec<String> = self
                 .bad

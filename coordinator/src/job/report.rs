@@ -41,6 +41,8 @@ pub struct MapOutput {
     pub bad_by_kind: std::collections::BTreeMap<String, u64>,
     /// Their quarantine file, relative to the output (empty: none).
     pub rejects_file: String,
+    /// Sums of the control file's columns over the records read, as decimal text.
+    pub input_sums: std::collections::BTreeMap<String, String>,
 }
 
 /// What a committed reduce attempt reports.

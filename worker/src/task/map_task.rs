@@ -2,11 +2,13 @@
 //! combine (declared aggregates, map-side), hash-partition by key and spill to one Parquet
 //! file, in runs bounded by `task_memory`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
-use sluice_common::bad_records::{Limit, Policy, RejectSink, Rejected, count_by_kind};
+use sluice_common::bad_records::{Limit, Policy, RejectSink};
+use sluice_common::control::ColumnSum;
 use sluice_common::format::read::read_split;
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
@@ -15,6 +17,7 @@ use sluice_common::{Error, Result};
 use sluice_proto::pb;
 use sluice_sdk::{Aggregate, ReduceKind, TaskKind};
 
+use super::input_checks::{BadRecords, add_control_sums, settle_bad_records};
 use super::{JobInfo, TaskEnv};
 use crate::error::{TaskError, TaskResult};
 use crate::shuffle::spill::SpillWriter;
@@ -67,6 +70,7 @@ pub async fn run(
         rows_in,
         rows_out,
         bad,
+        sums,
     } = body;
     // Reducers on this host read the file at this path directly (see `shuffle::read`).
     let spill_path = match &output.path {
@@ -95,6 +99,7 @@ pub async fn run(
         bad_records: bad.count,
         bad_by_kind: bad.by_kind.into_iter().collect(),
         rejects_file: bad.file.unwrap_or_default(),
+        input_sums: sums.into_iter().map(|(c, s)| (c, s.to_text())).collect(),
     })
 }
 
@@ -104,61 +109,8 @@ struct MapBody {
     rows_in: u64,
     rows_out: u64,
     bad: BadRecords,
-}
-
-/// The bad records a map attempt set aside.
-#[derive(Default)]
-struct BadRecords {
-    count: u64,
-    by_kind: std::collections::BTreeMap<String, u64>,
-    /// Their quarantine file, relative to the output.
-    file: Option<String>,
-}
-
-/// Counts what `sink` holds, fails the attempt when that alone is over the job's limit, and
-/// quarantines the records when the job says so.
-fn settle_bad_records(
-    spec: &sluice_common::spec::JobSpec,
-    sink: Option<RejectSink>,
-    rejects_dir: &Path,
-    index: u32,
-    attempt: u32,
-) -> Result<BadRecords> {
-    let Some(sink) = sink else {
-        return Ok(BadRecords::default());
-    };
-    let rejected = sink.take();
-    if rejected.is_empty() {
-        return Ok(BadRecords::default());
-    }
-    let count = rejected.len() as u64;
-    let limit = Limit::effective(spec.on_bad_record, spec.max_bad_records);
-    Limit::check(limit, count, None).map_err(|reason| Error::TooManyBadRecords {
-        reason: format!(
-            "map task {index}: {reason}; the first: {}",
-            describe(&rejected[0])
-        ),
-    })?;
-    let file = if spec.on_bad_record == Policy::Quarantine {
-        Some(super::rejects::write(
-            &spec.output,
-            rejects_dir,
-            index,
-            attempt,
-            &rejected,
-        )?)
-    } else {
-        None
-    };
-    Ok(BadRecords {
-        count,
-        by_kind: count_by_kind(&rejected),
-        file,
-    })
-}
-
-fn describe(r: &Rejected) -> String {
-    format!("{} line {}: {}", r.source, r.line, r.reason)
+    /// Sums of the control file's columns over the records read.
+    sums: BTreeMap<String, ColumnSum>,
 }
 
 /// Rows nothing combines (see [`Combiner::take_uncombined`]) are written once this many
@@ -381,6 +333,12 @@ fn map_body(
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
     let sink = Limit::tolerates(spec.on_bad_record, spec.max_bad_records)
         .then(|| RejectSink::new(spec.on_bad_record == Policy::Quarantine));
+    let mut sums: BTreeMap<String, ColumnSum> = spec
+        .control
+        .iter()
+        .flat_map(|c| c.sums.keys())
+        .map(|c| (c.clone(), ColumnSum::zero(0)))
+        .collect();
     for batch in read_split(
         split,
         spec.format,
@@ -391,6 +349,7 @@ fn map_body(
     )? {
         let batch = batch?;
         rows_in += batch.num_rows() as u64;
+        add_control_sums(&batch, &mut sums)?;
         let out = plugin.map(batch, &ctx).map_err(|e| match e {
             Error::Plugin {
                 job,
@@ -437,5 +396,6 @@ fn map_body(
         rows_in,
         rows_out,
         bad,
+        sums,
     })
 }

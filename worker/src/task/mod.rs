@@ -1,7 +1,8 @@
 //! Task execution: turning an assignment into a map or reduce attempt and its report.
 
+pub mod input_checks;
 pub mod map_task;
-pub mod reduce_body;
+mod reduce_body;
 pub mod reduce_task;
 pub mod rejects;
 
