@@ -27,7 +27,8 @@ struct Planted {
 }
 
 /// Copies the EOD CSV files into `dir`, putting a bad line after every `every`-th data
-/// line, cycling through four faults; returns the bad lines.
+/// line, cycling through seven faults (four the reader finds, three the job's data-quality
+/// rules find); returns the bad lines.
 fn plant_bad_csv(files: &[PathBuf], dir: &Path, every: usize) -> Vec<Planted> {
     std::fs::create_dir_all(dir).unwrap();
     let mut planted = Vec::new();
@@ -51,13 +52,17 @@ fn plant_bad_csv(files: &[PathBuf], dir: &Path, every: usize) -> Vec<Planted> {
                 f[k] = v;
                 f.join(",")
             };
-            let (bad, kind): (Vec<u8>, &str) = match planted.len() % 4 {
+            let (bad, kind): (Vec<u8>, &str) = match planted.len() % 7 {
                 0 => (fields[..3].join(",").into_bytes(), "wrong field count"),
                 1 => (with(5, "12.3x").into_bytes(), "bad value in column amount"),
                 2 => (
                     with(2, "2026-13-45").into_bytes(),
                     "bad value in column txn_date",
                 ),
+                // The EOD job's data-quality rules.
+                3 => (with(5, "-5.00").into_bytes(), "greater_than(amount)"),
+                4 => (with(6, "XXX").into_bytes(), "iso_currency"),
+                5 => (with(4, "REFUND").into_bytes(), "one_of(txn_type)"),
                 _ => {
                     let mut b = with(8, "MERCH").into_bytes();
                     let at = b.len() - 2;
@@ -163,7 +168,7 @@ fn bad_csv_records_are_quarantined_once_skipped_or_fail_the_job_as_asked() {
     let expected = reference_eod(&files);
     let dirty = dir.path().join("dirty");
     let planted = plant_bad_csv(&files, &dirty, 397);
-    assert!(planted.len() >= 12, "{} bad records", planted.len());
+    assert!(planted.len() >= 14, "{} bad records", planted.len());
     let n = planted.len() as u64;
     let input = dirty.to_string_lossy().into_owned();
     let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();

@@ -10,6 +10,7 @@
 //!   files, schemas as bytes.
 //! - [`partition`]: the fixed hash that assigns a key to a reduce partition.
 //! - [`agg`]: the hash aggregation behind declared aggregates (combiner and reducer).
+//! - [`rules`]: data-quality rules checked on each batch read.
 //! - [`plugin`]: loading a job plugin with `dlopen` and calling it over the C ABI.
 //! - [`storage`]: input and output locations: local paths (`std::fs`) and object-store URLs
 //!   (`s3://`, `gs://`, `az://`, `http(s)://`) through the `object_store` crate.
@@ -33,6 +34,7 @@ pub mod format;
 pub mod ids;
 pub mod partition;
 pub mod plugin;
+pub mod rules;
 pub mod spec;
 pub mod split;
 pub mod storage;

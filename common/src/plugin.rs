@@ -108,6 +108,7 @@ impl Plugin {
                 key_columns: Vec::new(),
                 reduce: sluice_sdk::ReduceKind::Custom,
                 input_columns: None,
+                rules: Vec::new(),
             },
             input_schema: None,
             _library: library,

@@ -172,15 +172,20 @@ pub fn read_both_ways(
 ) {
     use sluice_common::Error;
     use sluice_common::bad_records::RejectSink;
-    use sluice_common::format::read::read_split;
-    let strict_bad = match read_split(split, format, schema.clone(), rows, columns, None) {
+    use sluice_common::format::read::{ReadChecks, read_split};
+    let strict = ReadChecks::default();
+    let strict_bad = match read_split(split, format, schema.clone(), rows, columns, strict) {
         Ok(batches) => batches
             .filter_map(Result::err)
             .any(|e| matches!(e, Error::BadRecord { .. })),
         Err(e) => matches!(e, Error::BadRecord { .. }),
     };
     let sink = RejectSink::new(true);
-    if let Ok(batches) = read_split(split, format, schema, rows, columns, Some(sink.clone())) {
+    let tolerant = ReadChecks {
+        rejects: Some(sink.clone()),
+        rules: None,
+    };
+    if let Ok(batches) = read_split(split, format, schema, rows, columns, tolerant) {
         for batch in batches {
             match batch {
                 Err(Error::BadRecord { .. }) => panic!("a tolerant read failed on a bad record"),

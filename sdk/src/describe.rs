@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, DecodeError};
 
 /// Format of the encoded [`JobDescription`]: bump it when the type changes shape.
-pub const DESCRIPTION_FORMAT: u32 = 1;
+pub const DESCRIPTION_FORMAT: u32 = 2;
 
 /// An aggregate function the engine computes per key group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,8 @@ pub struct JobDescription {
     /// The input columns the map reads; `None`: all. Columnar input (Parquet) reads only
     /// these.
     pub input_columns: Option<Vec<String>>,
+    /// Data-quality rules on the input columns.
+    pub rules: Vec<crate::rules::Rule>,
 }
 
 /// A description that cannot be used: undecodable, or declaring no way to run.
@@ -178,6 +180,10 @@ mod tests {
                 Aggregate::max("max_amount", "amount"),
             ]),
             input_columns: None,
+            rules: vec![
+                crate::rules::Rule::greater_than("amount", "0"),
+                crate::rules::Rule::one_of("currency", &["EUR", "USD"]).named("iso_currency"),
+            ],
         };
         assert_eq!(JobDescription::decode(&d.encode()).unwrap(), d);
         let c = JobDescription {
@@ -195,6 +201,7 @@ mod tests {
             key_columns: Vec::new(),
             reduce: ReduceKind::Custom,
             input_columns: None,
+            rules: Vec::new(),
         };
         let err = JobDescription::decode(&d.encode()).unwrap_err();
         assert!(err.to_string().contains("no key columns"), "{err}");

@@ -34,6 +34,7 @@
 pub mod abi;
 pub mod codec;
 pub mod describe;
+pub mod rules;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,11 +46,12 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 
 pub use describe::{AggFunc, Aggregate, JobDescription, ReduceKind};
+pub use rules::{Check, Rule};
 
 /// The items a job author needs, in one import.
 pub mod prelude {
     pub use crate::{
-        AggFunc, Aggregate, Job, JobError, JobResult, TaskContext, TaskKind, export_job,
+        AggFunc, Aggregate, Job, JobError, JobResult, Rule, TaskContext, TaskKind, export_job,
     };
     pub use arrow_array::{self, Array, ArrayRef, RecordBatch};
     pub use arrow_schema::{self, DataType, Field, Schema, SchemaRef};
@@ -227,6 +229,12 @@ pub trait Job: Send + Sync + 'static {
         )))
     }
 
+    /// Data-quality rules on the input columns, checked on every batch before [`Job::map`]:
+    /// a record failing one is a bad record (see the engine's `--on-bad-record`).
+    fn rules(&self) -> Vec<Rule> {
+        Vec::new()
+    }
+
     /// The description the engine plans with; derived from the methods above.
     fn describe(&self) -> JobDescription {
         let aggregates = self.aggregates();
@@ -239,6 +247,7 @@ pub trait Job: Send + Sync + 'static {
                 ReduceKind::Aggregate(aggregates)
             },
             input_columns: self.input_columns(),
+            rules: self.rules(),
         }
     }
 }

@@ -75,19 +75,43 @@ impl JsonReader {
             return Ok(None);
         }
         let mut buf = Vec::with_capacity(512);
-        let mut rows = 0;
+        // The split line of each row.
+        let mut lines = Vec::with_capacity(self.batch_rows);
         let first_line = self.lines.lines_read + 1;
-        while rows < self.batch_rows && self.next_nonblank(&mut buf)? {
+        while lines.len() < self.batch_rows && self.next_nonblank(&mut buf)? {
             let line = strip_terminator(&buf);
             decode_line(&mut self.decoder, line).map_err(|e| self.lines.bad_line(e))?;
-            rows += 1;
+            lines.push(self.lines.lines_read);
         }
-        self.decoder.flush().map_err(|e| {
+        let batch = self.decoder.flush().map_err(|e| {
             self.lines.origin.bad_record(
                 first_line,
                 format!("in the lines from here to {}: {e}", self.lines.lines_read),
             )
-        })
+        })?;
+        // Strict: a record failing a rule fails the read (its text is not needed).
+        batch
+            .map(|b| self.lines.origin.apply_rules(b, |r| lines[r], |_| None))
+            .transpose()
+    }
+
+    /// `batch`, whose rows are the lines at `spans` of `text`, without the rows failing a
+    /// rule (set aside); `None` when none is left.
+    fn checked(
+        &self,
+        batch: Option<RecordBatch>,
+        text: &[u8],
+        spans: &[(usize, usize, u64)],
+    ) -> Result<Option<RecordBatch>> {
+        let Some(batch) = batch else {
+            return Ok(None);
+        };
+        let batch = self.lines.origin.apply_rules(
+            batch,
+            |r| spans[r].2,
+            |r| Some(String::from_utf8_lossy(&text[spans[r].0..spans[r].1]).into_owned()),
+        )?;
+        Ok((batch.num_rows() > 0).then_some(batch))
     }
 
     /// Reads up to `batch_rows` lines, then decodes them; bad lines are set aside. `None` at
@@ -110,7 +134,7 @@ impl JsonReader {
             .try_for_each(|&(a, b, _)| decode_line(&mut self.decoder, &text[a..b]))
             .is_ok();
         if all_good && let Ok(batch) = self.decoder.flush() {
-            return Ok(Some(batch));
+            return Ok(Some(self.checked(batch, &text, &spans)?));
         }
         // Some line is bad: find which, one line at a time, then decode the good ones.
         let mut probe = decoder(&self.schema, 1)?;
@@ -120,7 +144,7 @@ impl JsonReader {
             let verdict = decode_line(&mut probe, line)
                 .and_then(|()| probe.flush().map(drop).map_err(|e| e.to_string()));
             match verdict {
-                Ok(()) => good.push((a, b)),
+                Ok(()) => good.push((a, b, nth)),
                 Err(reason) => {
                     self.lines
                         .origin
@@ -132,13 +156,13 @@ impl JsonReader {
             }
         }
         self.decoder = decoder(&self.schema, self.batch_rows)?;
-        for (a, b) in good {
+        for &(a, b, _) in &good {
             decode_line(&mut self.decoder, &text[a..b]).map_err(|reason| Error::Internal {
                 what: format!("a JSON line decoded alone but not in its batch: {reason}"),
             })?;
         }
         match self.decoder.flush() {
-            Ok(batch) => Ok(Some(batch)),
+            Ok(batch) => Ok(Some(self.checked(batch, &text, &good)?)),
             Err(e) => Err(Error::Internal {
                 what: format!("JSON lines decoded alone but not together: {e}"),
             }),
@@ -196,14 +220,18 @@ mod tests {
             },
         };
         let sink = RejectSink::new(true);
-        let read = |rows, sink| {
+        let read = |rows, rejects: Option<RejectSink>| {
+            let checks = crate::format::read::ReadChecks {
+                rejects,
+                rules: None,
+            };
             read_split(
                 &split,
                 InputFormat::JsonLines,
                 Some(schema.clone()),
                 rows,
                 None,
-                sink,
+                checks,
             )
             .unwrap()
             .collect::<crate::Result<Vec<_>>>()

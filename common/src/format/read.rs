@@ -20,13 +20,23 @@ use super::csv::CsvReader;
 use super::json::JsonReader;
 use super::remote::read_parquet_row_groups;
 use super::source::LineSource;
-use crate::bad_records::RejectSink;
+use crate::bad_records::{RejectSink, Rejected};
+use crate::rules::RuleSet;
 use crate::spec::InputFormat;
 use crate::split::{Split, SplitRange};
 use crate::storage::Location;
 use crate::{Error, Result};
 use parquet::arrow::ProjectionMask;
 use parquet::schema::types::SchemaDescriptor;
+
+/// What a reader checks besides the input's syntax, and where bad records go.
+#[derive(Debug, Clone, Default)]
+pub struct ReadChecks {
+    /// Where bad records are set aside (`None`: the first one fails the read).
+    pub rejects: Option<RejectSink>,
+    /// The job's data-quality rules, checked on every batch.
+    pub rules: Option<Arc<RuleSet>>,
+}
 
 /// A stream of record batches read from one split.
 pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
@@ -40,15 +50,15 @@ pub fn text_schema() -> SchemaRef {
 /// Parquet it is the job's declared input schema, if any, which batches are cast to.
 ///
 /// `columns` names the columns the job reads (`None`: all): columnar input (Parquet) reads
-/// only those; line-based formats parse every field anyway. Bad records go to `rejects`
-/// when given, and fail the read otherwise.
+/// only those; line-based formats parse every field anyway. `checks` holds the job's
+/// data-quality rules and where bad records go (when they do not fail the read).
 pub fn read_split(
     split: &Split,
     format: InputFormat,
     schema: Option<SchemaRef>,
     batch_rows: usize,
     columns: Option<&[String]>,
-    rejects: Option<RejectSink>,
+    checks: ReadChecks,
 ) -> Result<BatchIter> {
     if let SplitRange::Files(files) = &split.range {
         return Ok(Box::new(Files {
@@ -57,7 +67,7 @@ pub fn read_split(
             schema,
             batch_rows,
             columns: columns.map(<[String]>::to_vec),
-            rejects,
+            checks,
             current: None,
         }));
     }
@@ -85,6 +95,16 @@ pub fn read_split(
                     }
                     None => batches,
                 };
+            let batches: BatchIter = match checks.rules.clone() {
+                Some(rules) => Box::new(ParquetRules {
+                    batches,
+                    rules,
+                    rejects: checks.rejects.clone(),
+                    source: format!("{} (row groups {})", split.path, group_list(groups)),
+                    rows: 0,
+                }),
+                None => batches,
+            };
             Ok(Box::new(PanicsAsErrors {
                 batches: Some(batches),
                 name: split.path.clone(),
@@ -92,8 +112,8 @@ pub fn read_split(
         }
         (SplitRange::Bytes { start, end }, f) if f.is_line_based() => {
             let lines = match location {
-                Location::Local(path) => LineSource::open(&path, *start, *end, rejects)?,
-                Location::Object(url) => LineSource::open_object(url, *start, *end, rejects)?,
+                Location::Local(path) => LineSource::open(&path, *start, *end, checks)?,
+                Location::Object(url) => LineSource::open_object(url, *start, *end, checks)?,
             };
             let schema = || {
                 schema.clone().ok_or_else(|| Error::Internal {
@@ -113,6 +133,69 @@ pub fn read_split(
             subject: split.to_string(),
             reason: format!("the split does not fit input format {format}"),
         }),
+    }
+}
+
+/// `1,2,3` for row groups `[1, 2, 3]`.
+fn group_list(groups: &[u32]) -> String {
+    groups
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parquet batches checked against the job's data-quality rules. A failing row is named by
+/// its 1-based position among the split's rows (the `line` of its reject), with the file and
+/// the row groups as its source; its raw text is not kept (Parquet has no line to keep).
+struct ParquetRules {
+    batches: BatchIter,
+    rules: Arc<RuleSet>,
+    rejects: Option<RejectSink>,
+    source: String,
+    /// Rows of the split before the current batch.
+    rows: u64,
+}
+
+impl ParquetRules {
+    fn check(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let failures = self.rules.failures(&batch)?;
+        let first = self.rows;
+        self.rows += batch.num_rows() as u64;
+        if failures.is_empty() {
+            return Ok(batch);
+        }
+        let mut keep = vec![true; batch.num_rows()];
+        for f in failures {
+            let line = first + f.row as u64 + 1;
+            match &self.rejects {
+                Some(sink) => sink.push(Rejected {
+                    source: self.source.clone(),
+                    line,
+                    kind: f.rule,
+                    reason: f.reason,
+                    record: None,
+                }),
+                None => {
+                    return Err(Error::BadRecord {
+                        path: self.source.clone().into(),
+                        line,
+                        reason: f.reason,
+                    });
+                }
+            }
+            keep[f.row] = false;
+        }
+        arrow::compute::filter_record_batch(&batch, &arrow::array::BooleanArray::from(keep))
+            .map_err(|e| Error::arrow("leaving records that fail a rule out", e))
+    }
+}
+
+impl Iterator for ParquetRules {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.batches.next()?;
+        Some(batch.and_then(|b| self.check(b)))
     }
 }
 
@@ -154,7 +237,7 @@ struct Files {
     schema: Option<SchemaRef>,
     batch_rows: usize,
     columns: Option<Vec<String>>,
-    rejects: Option<RejectSink>,
+    checks: ReadChecks,
     current: Option<BatchIter>,
 }
 
@@ -177,7 +260,7 @@ impl Iterator for Files {
                 self.schema.clone(),
                 self.batch_rows,
                 columns,
-                self.rejects.clone(),
+                self.checks.clone(),
             ) {
                 Ok(batches) => self.current = Some(batches),
                 Err(e) => {
@@ -294,26 +377,38 @@ struct TextReader {
 
 impl TextReader {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let mut builder = StringBuilder::with_capacity(self.batch_rows, self.batch_rows * 64);
-        let mut buf = Vec::with_capacity(256);
-        let mut rows = 0;
-        while rows < self.batch_rows && self.lines.next_line(&mut buf)? {
-            match std::str::from_utf8(strip_terminator(&buf)) {
-                Ok(line) => builder.append_value(line),
-                Err(e) => {
-                    let reason = format!("invalid UTF-8: {e}");
-                    self.lines.reject_line("invalid UTF-8", reason, &buf)?;
-                    continue;
+        loop {
+            let mut builder = StringBuilder::with_capacity(self.batch_rows, self.batch_rows * 64);
+            let mut buf = Vec::with_capacity(256);
+            // The split line of each row.
+            let mut lines = Vec::with_capacity(self.batch_rows);
+            while lines.len() < self.batch_rows && self.lines.next_line(&mut buf)? {
+                match std::str::from_utf8(strip_terminator(&buf)) {
+                    Ok(line) => builder.append_value(line),
+                    Err(e) => {
+                        let reason = format!("invalid UTF-8: {e}");
+                        self.lines.reject_line("invalid UTF-8", reason, &buf)?;
+                        continue;
+                    }
                 }
+                lines.push(self.lines.lines_read);
             }
-            rows += 1;
+            if lines.is_empty() {
+                return Ok(None);
+            }
+            let text = builder.finish();
+            let batch = RecordBatch::try_new(text_schema(), vec![Arc::new(text.clone())])
+                .map_err(|e| Error::arrow("building text batch", e))?;
+            let batch = self.lines.origin.apply_rules(
+                batch,
+                |r| lines[r],
+                |r| Some(text.value(r).to_string()),
+            )?;
+            // A batch of only lines failing a rule yields nothing: go on.
+            if batch.num_rows() > 0 {
+                return Ok(Some(batch));
+            }
         }
-        if rows == 0 {
-            return Ok(None);
-        }
-        let batch = RecordBatch::try_new(text_schema(), vec![Arc::new(builder.finish())])
-            .map_err(|e| Error::arrow("building text batch", e))?;
-        Ok(Some(batch))
     }
 }
 
@@ -349,8 +444,15 @@ mod tests {
             range: SplitRange::RowGroups(groups),
         };
         let rows = |groups| {
-            read_split(&split(groups), InputFormat::Parquet, None, 8, None, None)
-                .map(|b| b.map(|b| b.unwrap().num_rows()).sum::<usize>())
+            read_split(
+                &split(groups),
+                InputFormat::Parquet,
+                None,
+                8,
+                None,
+                ReadChecks::default(),
+            )
+            .map(|b| b.map(|b| b.unwrap().num_rows()).sum::<usize>())
         };
         assert_eq!(rows(vec![0]).unwrap(), 2);
         for groups in [vec![2, 0], vec![0, u32::MAX]] {

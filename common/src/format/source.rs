@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Chain, Cursor, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -16,7 +16,12 @@ use super::lines::{
     skip_rest_of_line,
 };
 use super::remote::{count_lines_before, read_split_lines};
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+
+use super::read::ReadChecks;
 use crate::bad_records::{RejectSink, Rejected};
+use crate::rules::RuleSet;
 use crate::storage::ObjectUrl;
 use crate::{Error, Result};
 
@@ -35,23 +40,46 @@ pub(super) struct SplitOrigin {
     lines_before: OnceLock<std::result::Result<u64, String>>,
     /// Where bad records go instead of failing the read (`None`: they fail it).
     pub(super) rejects: Option<RejectSink>,
+    /// The job's data-quality rules.
+    rules: Option<Arc<RuleSet>>,
 }
 
 impl SplitOrigin {
-    fn new(
-        path: PathBuf,
-        object: Option<ObjectUrl>,
-        first: u64,
-        rejects: Option<RejectSink>,
-    ) -> Self {
+    fn new(path: PathBuf, object: Option<ObjectUrl>, first: u64, checks: ReadChecks) -> Self {
         SplitOrigin {
             path,
             object,
             first,
             fetched: None,
             lines_before: OnceLock::new(),
-            rejects,
+            rejects: checks.rejects,
+            rules: checks.rules,
         }
+    }
+
+    /// `batch` without the rows failing a data-quality rule, each a bad record (set aside,
+    /// or failing the read): row `r` is the `line(r)`-th line of the split, its raw text
+    /// `raw(r)`.
+    pub(super) fn apply_rules(
+        &self,
+        batch: RecordBatch,
+        line: impl Fn(usize) -> u64,
+        raw: impl Fn(usize) -> Option<String>,
+    ) -> Result<RecordBatch> {
+        let Some(rules) = &self.rules else {
+            return Ok(batch);
+        };
+        let failures = rules.failures(&batch)?;
+        if failures.is_empty() {
+            return Ok(batch);
+        }
+        let mut keep = vec![true; batch.num_rows()];
+        for f in failures {
+            self.reject(line(f.row), f.rule, f.reason, || raw(f.row))?;
+            keep[f.row] = false;
+        }
+        filter_record_batch(&batch, &BooleanArray::from(keep))
+            .map_err(|e| Error::arrow("leaving records that fail a rule out", e))
     }
 
     /// Lines of the file before the split (read once, on the first bad record).
@@ -199,19 +227,14 @@ pub(super) struct LineSource {
 }
 
 impl LineSource {
-    pub(super) fn open(
-        path: &Path,
-        start: u64,
-        end: u64,
-        rejects: Option<RejectSink>,
-    ) -> Result<Self> {
+    pub(super) fn open(path: &Path, start: u64, end: u64, checks: ReadChecks) -> Result<Self> {
         let io = |e| Error::io(path, e);
         let mut file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let (first, last) = line_aligned_range(&mut file, len, start, end).map_err(io)?;
         file.seek(SeekFrom::Start(first)).map_err(io)?;
         Ok(LineSource {
-            origin: SplitOrigin::new(path.to_path_buf(), None, first, rejects),
+            origin: SplitOrigin::new(path.to_path_buf(), None, first, checks),
             reader: LineInput::File(BufReader::with_capacity(1 << 20, file).take(last - first)),
             lines_read: 0,
         })
@@ -222,7 +245,7 @@ impl LineSource {
         url: ObjectUrl,
         start: u64,
         end: u64,
-        rejects: Option<RejectSink>,
+        checks: ReadChecks,
     ) -> Result<Self> {
         let len = url.size()?.ok_or_else(|| Error::Storage {
             url: url.to_string(),
@@ -233,7 +256,7 @@ impl LineSource {
             PathBuf::from(url.to_string()),
             Some(url),
             lines.first,
-            rejects,
+            checks,
         );
         origin.fetched = Some((lines.head.clone(), lines.tail.clone()));
         Ok(LineSource {

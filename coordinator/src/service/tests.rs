@@ -38,6 +38,7 @@ fn job(id: &str, output: &str) -> Job {
         key_columns: vec!["k".into()],
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
+        rules: Vec::new(),
     };
     Job::new(
         JobId::new(id),

@@ -33,7 +33,7 @@ use arrow_array::{
     StringViewArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use sluice_sdk::{Aggregate, Job, JobError, JobResult, TaskContext, export_job};
+use sluice_sdk::{Aggregate, Job, JobError, JobResult, Rule, TaskContext, export_job};
 
 /// Precision of money columns in the input and the per-row map output.
 pub const MONEY_PRECISION: u8 = 18;
@@ -72,6 +72,24 @@ impl Job for Eod {
             "currency",
         ];
         Some(used.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// The day's transactions must have an id, an account, a date, a type that is DEBIT or
+    /// CREDIT, a positive amount of at most two decimals and a currency this bank books:
+    /// a transaction failing one is a bad record (`--on-bad-record` says what happens).
+    fn rules(&self) -> Vec<Rule> {
+        vec![
+            Rule::not_null("txn_id"),
+            Rule::not_null("account_id"),
+            Rule::not_null("txn_date"),
+            Rule::not_null("txn_type"),
+            Rule::one_of("txn_type", &[DEBIT, CREDIT]),
+            Rule::not_null("amount"),
+            Rule::greater_than("amount", "0"),
+            Rule::max_scale("amount", MONEY_SCALE as u8),
+            Rule::not_null("currency"),
+            Rule::one_of("currency", &ISO_CURRENCIES).named("iso_currency"),
+        ]
     }
 
     fn key_columns(&self) -> Vec<String> {
@@ -127,6 +145,12 @@ impl Job for Eod {
 }
 
 export_job!(Eod);
+
+/// The ISO 4217 codes this bank books.
+pub const ISO_CURRENCIES: [&str; 20] = [
+    "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "INR", "JPY",
+    "MXN", "NOK", "NZD", "PLN", "SEK", "USD", "ZAR",
+];
 
 const DEBIT: &str = "DEBIT";
 const CREDIT: &str = "CREDIT";

@@ -9,9 +9,10 @@ use arrow::array::RecordBatch;
 use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
 use sluice_common::bad_records::{Limit, Policy, RejectSink};
 use sluice_common::control::ColumnSum;
-use sluice_common::format::read::read_split;
+use sluice_common::format::read::{ReadChecks, read_split};
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
+use sluice_common::rules::RuleSet;
 use sluice_common::split::Split;
 use sluice_common::{Error, Result};
 use sluice_proto::pb;
@@ -345,7 +346,10 @@ fn map_body(
         job.input_schema.clone(),
         spec.batch_rows as usize,
         desc.input_columns.as_deref(),
-        sink.clone(),
+        ReadChecks {
+            rejects: sink.clone(),
+            rules: RuleSet::new(&desc.rules)?,
+        },
     )? {
         let batch = batch?;
         rows_in += batch.num_rows() as u64;

@@ -68,6 +68,7 @@ pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
         key_columns: vec!["k".into()],
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
+        rules: Vec::new(),
     };
     let submitted = Epoch {
         at: now(),

@@ -1,0 +1,287 @@
+//! Data-quality rules ([`sluice_sdk::Rule`]) checked on a batch, column-wise: each rule
+//! yields the rows that fail it, the first failing rule of a row is its reason.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray};
+use arrow::compute::kernels::cmp;
+use arrow::compute::{CastOptions, cast, cast_with_options};
+use arrow::datatypes::{DataType, Decimal128Type};
+use arrow::util::display::array_value_to_string;
+use regex::Regex;
+use sluice_sdk::rules::{Bound, Check, Rule};
+
+use crate::{Error, Result};
+
+/// A row that failed a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The row in the batch.
+    pub row: usize,
+    /// The rule's name.
+    pub rule: String,
+    /// What was wrong: the column, its value and the rule.
+    pub reason: String,
+}
+
+/// Rules ready to check batches (regular expressions compiled once).
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<(Rule, Option<Regex>)>,
+}
+
+impl RuleSet {
+    /// Compiles `rules`; `None` when there are none. A regular expression that does not
+    /// compile is refused naming its rule.
+    pub fn new(rules: &[Rule]) -> Result<Option<Arc<Self>>> {
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let regex = match &r.check {
+                    Check::Matches(re) => Some(Regex::new(re).map_err(|e| Error::Unsupported {
+                        what: format!("rule {}", r.name),
+                        reason: format!("its regular expression does not compile: {e}"),
+                    })?),
+                    _ => None,
+                };
+                Ok((r.clone(), regex))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Arc::new(RuleSet { rules })))
+    }
+
+    /// The rows of `batch` that fail a rule, in row order, each with the first rule it
+    /// fails. A rule on a column the batch lacks is an error naming both.
+    pub fn failures(&self, batch: &RecordBatch) -> Result<Vec<Failure>> {
+        let mut failed: Vec<Option<Failure>> = vec![None; batch.num_rows()];
+        for (rule, regex) in &self.rules {
+            let column = batch
+                .column_by_name(&rule.column)
+                .ok_or_else(|| Error::Mismatch {
+                    subject: format!("rule {}", rule.name),
+                    reason: format!("the input has no column {:?} the job reads", rule.column),
+                })?;
+            let bad = failing_rows(rule, regex.as_ref(), column)?;
+            for row in bad {
+                if failed[row].is_none() {
+                    let value = array_value_to_string(column, row).unwrap_or_default();
+                    failed[row] = Some(Failure {
+                        row,
+                        rule: rule.name.clone(),
+                        reason: format!(
+                            "rule {} failed: {} is {}",
+                            rule.name,
+                            rule.column,
+                            if column.is_null(row) {
+                                "null".to_string()
+                            } else {
+                                format!("{value:?}")
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(failed.into_iter().flatten().collect())
+    }
+}
+
+/// The rows of `column` failing `rule`.
+fn failing_rows(rule: &Rule, regex: Option<&Regex>, column: &ArrayRef) -> Result<Vec<usize>> {
+    let rows = 0..column.len();
+    Ok(match &rule.check {
+        Check::NotNull => rows.filter(|&i| column.is_null(i)).collect(),
+        Check::Range { min, max } => {
+            let mut bad = vec![false; column.len()];
+            for (bound, below) in [(min, true), (max, false)] {
+                let Some(bound) = bound else { continue };
+                let ok = within(rule, column, bound, below)?;
+                for (i, b) in bad.iter_mut().enumerate() {
+                    // A null passes: `not_null` is the rule for that.
+                    *b |= ok.is_valid(i) && !ok.value(i);
+                }
+            }
+            rows.filter(|&i| bad[i]).collect()
+        }
+        Check::OneOf(values) => {
+            let allowed: HashSet<&str> = values.iter().map(String::as_str).collect();
+            let text = as_text(rule, column)?;
+            rows.filter(|&i| text.is_valid(i) && !allowed.contains(text.value(i)))
+                .collect()
+        }
+        Check::Matches(_) => {
+            let text = as_text(rule, column)?;
+            let Some(regex) = regex else {
+                return Ok(Vec::new());
+            };
+            rows.filter(|&i| text.is_valid(i) && !regex.is_match(text.value(i)))
+                .collect()
+        }
+        Check::MaxScale(max) => match column.data_type() {
+            DataType::Decimal128(_, s) if i16::from(*s) > i16::from(*max) => {
+                let digits = u32::try_from(i16::from(*s) - i16::from(*max)).unwrap_or(0);
+                let unit = 10i128.checked_pow(digits).unwrap_or(i128::MAX);
+                let values = column.as_primitive::<Decimal128Type>();
+                rows.filter(|&i| values.is_valid(i) && values.value(i) % unit != 0)
+                    .collect()
+            }
+            DataType::Decimal128(..) => Vec::new(),
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!("rule {}", rule.name),
+                    reason: format!(
+                        "max_scale applies to decimal columns, {} is {other}",
+                        rule.column
+                    ),
+                });
+            }
+        },
+    })
+}
+
+/// Per row, whether the value is on the allowed side of `bound` (`below`: a lower bound).
+fn within(rule: &Rule, column: &ArrayRef, bound: &Bound, below: bool) -> Result<BooleanArray> {
+    let text = StringArray::from(vec![bound.value.as_str()]);
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let value =
+        cast_with_options(&text, column.data_type(), &strict).map_err(|e| Error::Unsupported {
+            what: format!("rule {}", rule.name),
+            reason: format!(
+                "its bound {:?} is not a {}: {e}",
+                bound.value,
+                column.data_type()
+            ),
+        })?;
+    let value = Scalar::new(value);
+    let result = match (below, bound.inclusive) {
+        (true, true) => cmp::gt_eq(column, &value),
+        (true, false) => cmp::gt(column, &value),
+        (false, true) => cmp::lt_eq(column, &value),
+        (false, false) => cmp::lt(column, &value),
+    };
+    result.map_err(|e| Error::Unsupported {
+        what: format!("rule {}", rule.name),
+        reason: format!("comparing column {}: {e}", rule.column),
+    })
+}
+
+/// The column as text (cast when it is not).
+fn as_text(rule: &Rule, column: &ArrayRef) -> Result<StringArray> {
+    let text = if column.data_type() == &DataType::Utf8 {
+        Arc::clone(column)
+    } else {
+        cast(column, &DataType::Utf8).map_err(|e| Error::Unsupported {
+            what: format!("rule {}", rule.name),
+            reason: format!("column {} as text: {e}", rule.column),
+        })?
+    };
+    Ok(text.as_string::<i32>().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Date32Array, Decimal128Array};
+    use arrow::datatypes::{Field, Schema};
+
+    fn batch() -> RecordBatch {
+        let amount = Decimal128Array::from(vec![Some(1250), Some(-300), None, Some(1), Some(5)])
+            .with_precision_and_scale(18, 3)
+            .unwrap();
+        let currency = StringArray::from(vec![
+            Some("EUR"),
+            Some("EUR"),
+            Some("XXX"),
+            None,
+            Some("USD"),
+        ]);
+        let date = Date32Array::from(vec![20_000, 20_000, 20_000, 20_000, 19_000]);
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("amount", DataType::Decimal128(18, 3), true),
+                Field::new("currency", DataType::Utf8, true),
+                Field::new("txn_date", DataType::Date32, true),
+            ])),
+            vec![Arc::new(amount), Arc::new(currency), Arc::new(date)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_row_fails_with_its_first_failing_rule() {
+        let rules = RuleSet::new(&[
+            Rule::not_null("amount"),
+            Rule::greater_than("amount", "0"),
+            Rule::max_scale("amount", 2),
+            Rule::one_of("currency", &["EUR", "USD"]).named("iso_currency"),
+            Rule::range("txn_date", Some("2024-01-01"), None),
+            Rule::matches("currency", "^[A-Z]{3}$"),
+        ])
+        .unwrap()
+        .unwrap();
+        let failures = rules.failures(&batch()).unwrap();
+        let got: Vec<(usize, &str)> = failures.iter().map(|f| (f.row, f.rule.as_str())).collect();
+        // Row 0 (12.500 EUR) passes; row 1 is negative; row 2's amount is null; row 3 has a
+        // third decimal; row 4 is dated 2022.
+        assert_eq!(
+            got,
+            [
+                (1, "greater_than(amount)"),
+                (2, "not_null(amount)"),
+                (3, "max_scale(amount)"),
+                (4, "max_scale(amount)"),
+            ]
+        );
+        assert!(
+            failures[0].reason.contains("-0.300"),
+            "{}",
+            failures[0].reason
+        );
+        let dated = RuleSet::new(&[Rule::range("txn_date", Some("2024-01-01"), None)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(dated.failures(&batch()).unwrap()[0].row, 4);
+        let currency = RuleSet::new(&[Rule::one_of("currency", &["EUR", "USD"])])
+            .unwrap()
+            .unwrap();
+        let rows: Vec<usize> = currency
+            .failures(&batch())
+            .unwrap()
+            .iter()
+            .map(|f| f.row)
+            .collect();
+        assert_eq!(
+            rows,
+            [2],
+            "a null passes one_of; not_null is the rule for it"
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_refused_by_name() {
+        assert!(RuleSet::new(&[Rule::matches("c", "([")]).is_err());
+        let rules = RuleSet::new(&[Rule::greater_than("amount", "zero")])
+            .unwrap()
+            .unwrap();
+        let e = rules.failures(&batch()).unwrap_err().to_string();
+        assert!(
+            e.contains("greater_than(amount)") && e.contains("\"zero\""),
+            "{e}"
+        );
+        let rules = RuleSet::new(&[Rule::not_null("nope")]).unwrap().unwrap();
+        assert!(
+            rules
+                .failures(&batch())
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
+    }
+}
