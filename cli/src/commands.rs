@@ -89,6 +89,7 @@ pub fn job_json(j: &pb::JobInfo) -> Value {
         "failed_attempts": j.failed_attempts,
         "bad_records": j.bad_records,
         "bad_records_by_kind": j.bad_by_kind,
+        "counters": j.counters,
         "output": j.output,
         "plugin_sha256": j.plugin_sha256,
         "submitted_ms": j.submitted_ms,
@@ -108,6 +109,14 @@ fn worker_json(w: &pb::WorkerInfo) -> Value {
         "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago,
         "registered_ms": w.registered_ms,
     })
+}
+
+/// `counters lines=120 words=873`.
+pub fn counters_line(j: &pb::JobInfo) -> String {
+    let mut counters: Vec<(&String, &i64)> = j.counters.iter().collect();
+    counters.sort();
+    let counters: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("counters {}", counters.join(" "))
 }
 
 /// `bad records 3 (wrong field count: 2, malformed JSON: 1)`.
@@ -148,6 +157,9 @@ fn print_job(j: &pb::JobInfo) {
     }
     if j.bad_records > 0 {
         println!("  {}", bad_records_line(j));
+    }
+    if !j.counters.is_empty() {
+        println!("  {}", counters_line(j));
     }
     println!("  output {}  took {}", j.output, duration(j));
     if !j.error.is_empty() {

@@ -273,6 +273,9 @@ pub fn report(info: &pb::JobInfo, secs: f64) -> Result<()> {
     if info.bad_records > 0 {
         println!("  {}", commands::bad_records_line(info));
     }
+    if !info.counters.is_empty() {
+        println!("  {}", commands::counters_line(info));
+    }
     if let Some(rss) = peak_rss_bytes() {
         println!("  peak RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
     }

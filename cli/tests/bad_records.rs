@@ -265,7 +265,8 @@ fn plant_bad_text(dir: &Path, every: usize) -> (Vec<String>, Vec<(String, u64)>)
 }
 
 /// A worker holding map outputs is SIGKILLed after the maps: they run again elsewhere
-/// (new attempts, new quarantine files), and each bad record is still committed once.
+/// (new attempts, new quarantine files), and each bad record is still committed once and
+/// the job's counters still count each task once.
 #[test]
 fn quarantined_records_are_committed_once_when_a_worker_dies_mid_job() {
     let mut cluster = Cluster::start(3, options(10_000));
@@ -309,6 +310,13 @@ fn quarantined_records_are_committed_once_when_a_worker_dies_mid_job() {
     assert_eq!(manifest(&out_dir)["bad_records"], bad.len() as u64);
     let s = status_json(&cluster, "job-0001");
     assert_eq!(s["bad_records"], bad.len() as u64, "{s}");
+    // The job's own counters count each task once, from the attempt that finished it,
+    // though maps ran again after the kill.
+    let lines: usize = texts.iter().map(|t| t.lines().count()).sum();
+    let words = reference(&texts).len();
+    assert_eq!(s["counters"]["lines"], lines as u64, "{s}");
+    assert_eq!(s["counters"]["distinct_words"], words as u64, "{s}");
+    assert_eq!(manifest(&out_dir)["counters"], s["counters"]);
 }
 
 /// The records read and the sum of `amount` over the EOD files, as their trailer would say.

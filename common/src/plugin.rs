@@ -5,7 +5,7 @@
 //! keeps each library in a process-wide table and hands out `Arc`s to it; loading the same
 //! file twice returns the same plugin.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, c_char};
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +20,8 @@ use sluice_sdk::abi::{
     ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV2, OwnedBytes,
     STATUS_INVALID_INPUT, STATUS_NONE, STATUS_OK, batch_from_ffi, batch_to_ffi,
 };
+use sluice_sdk::codec;
+use sluice_sdk::counters::COUNTERS_FORMAT;
 use sluice_sdk::{JobDescription, TaskContext};
 
 use crate::{Error, Result};
@@ -198,26 +200,45 @@ impl Plugin {
     }
 
     fn call_batch(&self, f: BatchFn, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
-        let ctx = ctx.encode();
+        let encoded = ctx.encode();
         let (mut array, schema) =
             batch_to_ffi(batch).map_err(|e| Error::arrow("exporting a batch", e))?;
         let mut out = FFI_ArrowArray::empty();
         let mut out_schema = FFI_ArrowSchema::empty();
+        let mut counted = OwnedBytes::empty();
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: all pointers are valid; the plugin takes `array` (leaving it released).
         let status = unsafe {
             f(
-                ctx.as_ptr(),
-                ctx.len(),
+                encoded.as_ptr(),
+                encoded.len(),
                 &mut array,
                 &schema,
                 &mut out,
                 &mut out_schema,
+                &mut counted,
                 &mut err,
             )
         };
         if status != STATUS_OK {
             return Err(self.take_error(status, err));
+        }
+        // SAFETY: on success `counted` holds bytes the plugin allocated (or none).
+        let counts = unsafe { counted.as_slice() };
+        let decoded = (!counts.is_empty()).then(|| {
+            codec::decode::<BTreeMap<String, i64>>(COUNTERS_FORMAT, "the counters", counts)
+        });
+        // SAFETY: returned to the allocator that made them.
+        unsafe { (self.vtable().free_bytes)(counted) };
+        if let Some(decoded) = decoded {
+            let decoded = decoded.map_err(|e| Error::Plugin {
+                job: self.description.name.clone(),
+                message: format!("returned unreadable counters: {e}"),
+                invalid_input: false,
+            })?;
+            for (name, n) in decoded {
+                ctx.counter(&name, n);
+            }
         }
         // SAFETY: on success the plugin wrote a valid struct array and its schema.
         let batch = unsafe { batch_from_ffi(out, &out_schema) }.map_err(|e| Error::Plugin {
@@ -241,12 +262,13 @@ impl Plugin {
         Ok(batch)
     }
 
-    /// Calls the job's `map` on one batch.
+    /// Calls the job's `map` on one batch; what it counted is added to `ctx`'s counters.
     pub fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
         self.call_batch(self.vtable().map, batch, ctx)
     }
 
-    /// Calls the job's `reduce` on whole key groups.
+    /// Calls the job's `reduce` on whole key groups; what it counted is added to `ctx`'s
+    /// counters.
     pub fn reduce(&self, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
         self.call_batch(self.vtable().reduce, batch, ctx)
     }

@@ -47,6 +47,7 @@ impl From<&pb::MapDone> for MapOutput {
             bad_by_kind: d.bad_by_kind.clone().into_iter().collect(),
             rejects_file: d.rejects_file.clone(),
             input_sums: d.input_sums.clone().into_iter().collect(),
+            counters: d.counters.clone().into_iter().collect(),
         }
     }
 }
@@ -72,6 +73,7 @@ impl From<&MapOutput> for pb::MapDone {
             bad_by_kind: d.bad_by_kind.clone().into_iter().collect(),
             rejects_file: d.rejects_file.clone(),
             input_sums: d.input_sums.clone().into_iter().collect(),
+            counters: d.counters.clone().into_iter().collect(),
         }
     }
 }
@@ -85,6 +87,7 @@ impl From<&pb::ReduceDone> for ReduceOutput {
             local_outputs: d.local_outputs,
             remote_outputs: d.remote_outputs,
             fetch_streams: d.fetch_streams,
+            counters: d.counters.clone().into_iter().collect(),
         }
     }
 }
@@ -98,6 +101,7 @@ impl From<&ReduceOutput> for pb::ReduceDone {
             local_outputs: d.local_outputs,
             remote_outputs: d.remote_outputs,
             fetch_streams: d.fetch_streams,
+            counters: d.counters.clone().into_iter().collect(),
         }
     }
 }
@@ -235,6 +239,7 @@ impl From<&JobInfo> for pb::JobInfo {
             shuffle_streams: i.shuffle_streams,
             bad_records: i.bad_records,
             bad_by_kind: i.bad_by_kind.clone().into_iter().collect(),
+            counters: i.counters.clone().into_iter().collect(),
         }
     }
 }
@@ -277,6 +282,7 @@ impl From<&pb::JobInfo> for JobInfo {
             shuffle_streams: i.shuffle_streams,
             bad_records: i.bad_records,
             bad_by_kind: i.bad_by_kind.clone().into_iter().collect(),
+            counters: i.counters.clone().into_iter().collect(),
         }
     }
 }

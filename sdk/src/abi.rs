@@ -99,8 +99,9 @@ pub type DescribeFn = unsafe extern "C" fn(*mut OwnedBytes, *mut *mut c_char) ->
 /// `input_schema(out_schema, err) -> status`: [`STATUS_NONE`] when the job lets the engine
 /// infer the input schema.
 pub type InputSchemaFn = unsafe extern "C" fn(*mut FFI_ArrowSchema, *mut *mut c_char) -> i32;
-/// `call(context, context_len, in_array, in_schema, out_array, out_schema, err) -> status`,
-/// used for both map and reduce; `context` is the encoded [`crate::TaskContext`]. The callee
+/// `call(context, context_len, in_array, in_schema, out_array, out_schema, counters, err)
+/// -> status`, used for both map and reduce; `context` is the encoded [`crate::TaskContext`],
+/// `counters` receives what the call counted (encoded; left empty when nothing). The callee
 /// takes ownership of `in_array` (moves it out).
 pub type BatchFn = unsafe extern "C" fn(
     *const u8,
@@ -109,6 +110,7 @@ pub type BatchFn = unsafe extern "C" fn(
     *const FFI_ArrowSchema,
     *mut FFI_ArrowArray,
     *mut FFI_ArrowSchema,
+    *mut OwnedBytes,
     *mut *mut c_char,
 ) -> i32;
 /// Releases a string the plugin returned.
@@ -252,6 +254,7 @@ pub unsafe fn export_batch_call<J: Job>(
     input_schema: *const FFI_ArrowSchema,
     out: *mut FFI_ArrowArray,
     out_schema: *mut FFI_ArrowSchema,
+    counters: *mut OwnedBytes,
     err: *mut *mut c_char,
     f: fn(&J, RecordBatch, &TaskContext) -> Result<RecordBatch, JobError>,
 ) -> i32 {
@@ -266,6 +269,11 @@ pub unsafe fn export_batch_call<J: Job>(
             let (a, s) = batch_to_ffi(result)?;
             out.write(a);
             out_schema.write(s);
+            let counts = ctx.counters.take();
+            if !counts.is_empty() {
+                let bytes = crate::codec::encode(crate::counters::COUNTERS_FORMAT, &counts);
+                counters.write(OwnedBytes::from_vec(bytes));
+            }
             Ok(STATUS_OK)
         })
     }
@@ -328,6 +336,7 @@ macro_rules! export_job {
             input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
             out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
             out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            counters: *mut $crate::abi::OwnedBytes,
             err: *mut *mut ::std::ffi::c_char,
         ) -> i32 {
             // SAFETY: the host upholds the ABI contract.
@@ -340,6 +349,7 @@ macro_rules! export_job {
                     input_schema,
                     out,
                     out_schema,
+                    counters,
                     err,
                     |j, b, c| <$job as $crate::Job>::map(j, b, c),
                 )
@@ -353,6 +363,7 @@ macro_rules! export_job {
             input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
             out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
             out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            counters: *mut $crate::abi::OwnedBytes,
             err: *mut *mut ::std::ffi::c_char,
         ) -> i32 {
             // SAFETY: the host upholds the ABI contract.
@@ -365,6 +376,7 @@ macro_rules! export_job {
                     input_schema,
                     out,
                     out_schema,
+                    counters,
                     err,
                     |j, b, c| <$job as $crate::Job>::reduce(j, b, c),
                 )

@@ -33,6 +33,7 @@
 
 pub mod abi;
 pub mod codec;
+pub mod counters;
 pub mod describe;
 pub mod rules;
 
@@ -152,9 +153,18 @@ pub struct TaskContext {
     pub attempt: u32,
     /// Job parameters given at submission.
     pub params: BTreeMap<String, String>,
+    /// What the call counted ([`TaskContext::counter`]); not sent to the plugin.
+    #[serde(skip)]
+    pub counters: counters::Counters,
 }
 
 impl TaskContext {
+    /// Adds `n` to the job's counter `name`. Only the attempt that finishes a task counts,
+    /// so the job's totals (in `sluice status` and `_SUCCESS`) are exact under retries.
+    pub fn counter(&self, name: &str, n: i64) {
+        self.counters.add(name, n);
+    }
+
     /// The value of job parameter `key`, if given.
     pub fn param(&self, key: &str) -> Option<&str> {
         self.params.get(key).map(String::as_str)
@@ -267,6 +277,7 @@ mod tests {
             task_index: 3,
             attempt: 2,
             params,
+            counters: Default::default(),
         };
         assert_eq!(TaskContext::decode(&ctx.encode()).unwrap(), ctx);
     }
@@ -281,6 +292,7 @@ mod tests {
             task_index: 0,
             attempt: 0,
             params,
+            counters: Default::default(),
         };
         let err = ctx.param_parse::<f64>("p", 0.0).unwrap_err();
         assert!(err.message().contains("p=\"x\""), "{err}");

@@ -24,6 +24,8 @@ struct MapBad {
     file: String,
     /// Sums of the control file's columns, as decimal text.
     sums: BTreeMap<String, String>,
+    /// What the job's map counted.
+    counters: BTreeMap<String, i64>,
 }
 
 /// The bad records of every finished map.
@@ -59,6 +61,7 @@ impl Tally {
                 by_kind: out.bad_by_kind.clone(),
                 file: out.rejects_file.clone(),
                 sums: out.input_sums.clone(),
+                counters: out.counters.clone(),
             });
         }
     }
@@ -93,6 +96,15 @@ impl Tally {
             }
         }
         Ok(out)
+    }
+
+    /// The job's counters over the finished maps.
+    pub fn counters(&self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for m in self.per_map.iter().flatten() {
+            sluice_sdk::counters::merge(&mut out, m.counters.clone());
+        }
+        out
     }
 
     /// The quarantine files to commit: `(attempt's file, committed name)`, by map.

@@ -67,6 +67,8 @@ struct Manifest<'a> {
     files: Vec<ManifestFile<'a>>,
     #[serde(flatten)]
     bad: super::bad_records::Summary,
+    /// The job's own counters.
+    counters: std::collections::BTreeMap<String, i64>,
 }
 
 impl Commits {
@@ -125,6 +127,15 @@ impl Commits {
         })
     }
 
+    /// The job's counters over the committed reduces.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut out = std::collections::BTreeMap::new();
+        for d in self.done.iter().flatten() {
+            sluice_sdk::counters::merge(&mut out, d.counters.clone());
+        }
+        out
+    }
+
     /// Rows in committed part files.
     pub fn rows_out(&self) -> u64 {
         self.done.iter().flatten().map(|d| d.rows).sum()
@@ -142,7 +153,12 @@ impl Commits {
 
     /// The `_SUCCESS` manifest (JSON): the job, its totals, and each committed part file
     /// with its partition, rows and bytes.
-    pub fn manifest(&self, job: &JobId, bad: super::bad_records::Summary) -> Vec<u8> {
+    pub fn manifest(
+        &self,
+        job: &JobId,
+        bad: super::bad_records::Summary,
+        counters: std::collections::BTreeMap<String, i64>,
+    ) -> Vec<u8> {
         let files: Vec<ManifestFile> = self
             .done
             .iter()
@@ -162,6 +178,7 @@ impl Commits {
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,
             bad,
+            counters,
         };
         // Strings and integers only: serialising cannot fail.
         serde_json::to_vec_pretty(&manifest).unwrap_or_default()

@@ -484,7 +484,9 @@ impl Job {
         self.effects.push(OutputEffect::WriteSuccess {
             job: self.id.clone(),
             output: self.spec.output.clone(),
-            manifest: self.commits.manifest(&self.id, self.bad.summary()),
+            manifest: self
+                .commits
+                .manifest(&self.id, self.bad.summary(), self.counters()),
             rejects: self.bad.commits(),
         });
         true
@@ -515,6 +517,13 @@ impl Job {
             }
         }
         self.journal_progress();
+    }
+
+    /// The job's own counters: the finished maps' and the committed reduces'.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut all = self.bad.counters();
+        sluice_sdk::counters::merge(&mut all, self.commits.counters());
+        all
     }
 
     /// The job as clients see it.
@@ -548,6 +557,7 @@ impl Job {
             shuffle_streams: streams,
             bad_records: self.bad.total(),
             bad_by_kind: self.bad.by_kind(),
+            counters: self.counters(),
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct MapOutput {
     pub rejects_file: String,
     /// Sums of the control file's columns over the records read, as decimal text.
     pub input_sums: std::collections::BTreeMap<String, String>,
+    /// What the job's map counted.
+    pub counters: std::collections::BTreeMap<String, i64>,
 }
 
 /// What a committed reduce attempt reports.
@@ -60,6 +62,8 @@ pub struct ReduceOutput {
     pub remote_outputs: u32,
     /// The fetch streams that fetched them.
     pub fetch_streams: u32,
+    /// What the job's reduce counted.
+    pub counters: std::collections::BTreeMap<String, i64>,
 }
 
 /// What a worker reported for one attempt.
@@ -200,6 +204,8 @@ pub struct JobInfo {
     pub bad_records: u64,
     /// The same, by kind of fault.
     pub bad_by_kind: std::collections::BTreeMap<String, u64>,
+    /// The job's own counters, from the attempt that finished each task.
+    pub counters: std::collections::BTreeMap<String, i64>,
 }
 
 /// One attempt of a job as the job store kept it, to resume the job.

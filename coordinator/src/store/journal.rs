@@ -294,6 +294,15 @@ fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::R
         ("attempts", u64::from(info.attempts)),
         ("failed_attempts", u64::from(info.failed_attempts)),
     ];
+    // The job's own counters, apart from the engine's.
+    let own = info.counters.iter().map(|(k, v)| (format!("job.{k}"), *v));
+    for (name, value) in own {
+        tx.execute(
+            "INSERT INTO counters (job_id, name, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value",
+            params![info.job_id, name, value],
+        )?;
+    }
     for (name, value) in counters {
         tx.execute(
             "INSERT INTO counters (job_id, name, value) VALUES (?1, ?2, ?3)

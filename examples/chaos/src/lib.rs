@@ -98,14 +98,19 @@ impl Job for Chaos {
 
     // `aggregates` keeps its default (empty): the job reduces with `reduce` below.
 
+    /// Counts `lines` read (job counters: exact however often a task ran).
     fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
         misbehave(ctx)?;
+        ctx.counter("lines", batch.num_rows() as i64);
         count_words(&batch)
     }
 
+    /// Counts `distinct_words` written.
     fn reduce(&self, groups: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
         misbehave(ctx)?;
-        sum_groups(&groups)
+        let out = sum_groups(&groups)?;
+        ctx.counter("distinct_words", out.num_rows() as i64);
+        Ok(out)
     }
 }
 
@@ -560,6 +565,7 @@ mod tests {
                 .iter()
                 .map(|&(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            counters: Default::default(),
         }
     }
 

@@ -72,6 +72,7 @@ pub async fn run(
         rows_out,
         bad,
         sums,
+        counters,
     } = body;
     // Reducers on this host read the file at this path directly (see `shuffle::read`).
     let spill_path = match &output.path {
@@ -101,6 +102,7 @@ pub async fn run(
         bad_by_kind: bad.by_kind.into_iter().collect(),
         rejects_file: bad.file.unwrap_or_default(),
         input_sums: sums.into_iter().map(|(c, s)| (c, s.to_text())).collect(),
+        counters: counters.into_iter().collect(),
     })
 }
 
@@ -112,6 +114,8 @@ struct MapBody {
     bad: BadRecords,
     /// Sums of the control file's columns over the records read.
     sums: BTreeMap<String, ColumnSum>,
+    /// What the job's map counted.
+    counters: BTreeMap<String, i64>,
 }
 
 /// Rows nothing combines (see [`Combiner::take_uncombined`]) are written once this many
@@ -401,5 +405,6 @@ fn map_body(
         rows_out,
         bad,
         sums,
+        counters: ctx.counters.take(),
     })
 }

@@ -79,6 +79,7 @@ impl JobInfo {
                 .clone()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
+            counters: Default::default(),
         }
     }
 }

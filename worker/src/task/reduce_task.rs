@@ -8,6 +8,7 @@
 //! files there are).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sluice_common::format::write::part_file_name;
 use sluice_common::storage::{Location, ObjectUrl};
@@ -87,7 +88,8 @@ pub async fn run(
     };
     let temp_dir = staging.dir().to_path_buf();
     let (tx, rx) = mpsc::channel(FETCH_QUEUE);
-    let ctx = job.context(TaskKind::Reduce, partition, attempt);
+    let ctx = Arc::new(job.context(TaskKind::Reduce, partition, attempt));
+    let counted = Arc::clone(&ctx);
     let spec = job.spec.clone();
     let dirs = ReduceDirs {
         temp_dir: temp_dir.clone(),
@@ -137,6 +139,7 @@ pub async fn run(
         local_outputs: counts.local_outputs,
         remote_outputs: counts.remote_outputs,
         fetch_streams: counts.streams,
+        counters: counted.counters.take().into_iter().collect(),
         ..done
     };
     let Some((temp_file, rows, bytes)) = written else {
