@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Decimal128Type, Int8Type, Int16Type, Int32Type, Int64Type};
+use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
 use serde::{Deserialize, Serialize};
 
 /// The totals a control file promises.
@@ -139,40 +139,15 @@ pub fn sum_column(name: &str, column: &ArrayRef) -> Result<ColumnSum, String> {
                 .ok_or_else(overflow)?;
             (sum, scale)
         }
-        DataType::Int64 => (
-            ints(column.as_primitive::<Int64Type>().iter()).ok_or_else(overflow)?,
-            0,
-        ),
-        DataType::Int32 => (
-            ints(
-                column
-                    .as_primitive::<Int32Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from)),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            // Widening to Int64 keeps every value.
+            let wide = arrow::compute::cast(column, &DataType::Int64)
+                .map_err(|e| format!("column {name}: {e}"))?;
+            (
+                ints(wide.as_primitive::<Int64Type>().iter()).ok_or_else(overflow)?,
+                0,
             )
-            .ok_or_else(overflow)?,
-            0,
-        ),
-        DataType::Int16 => (
-            ints(
-                column
-                    .as_primitive::<Int16Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from)),
-            )
-            .ok_or_else(overflow)?,
-            0,
-        ),
-        DataType::Int8 => (
-            ints(
-                column
-                    .as_primitive::<Int8Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from)),
-            )
-            .ok_or_else(overflow)?,
-            0,
-        ),
+        }
         other => {
             return Err(format!(
                 "column {name} is {other}: control sums are of integer or decimal columns"
