@@ -388,3 +388,65 @@ fn control_totals_that_do_not_match_fail_the_job_before_success() {
     let stderr = assert_failed(&run_eod(&input, &out, &["--control", &bad]));
     assert!(stderr.contains("bad.json"), "{stderr}");
 }
+
+/// A job's own check (`Job::check`, here the test plugin's `not_blank`) makes bad records
+/// like a declared rule: blank lines are quarantined with their lines, the rest counted.
+#[test]
+fn a_jobs_own_check_sets_its_failing_records_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let mut text = String::new();
+    let mut blank = Vec::new();
+    for i in 1..=500u64 {
+        if i % 50 == 0 {
+            text.push_str("   \n");
+            blank.push(i);
+        } else {
+            text.push_str(&"x".repeat((i % 7) as usize + 1));
+            text.push('\n');
+        }
+    }
+    std::fs::write(&input, &text).unwrap();
+    let out = dir.path().join("out");
+    let p = plugin("sluice_testjobs");
+    let result = run(&[
+        "--local",
+        "2",
+        "--format",
+        "text",
+        "--split-size",
+        "512",
+        "--plugin",
+        p.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--param",
+        "check=not_blank",
+        "--on-bad-record",
+        "quarantine",
+    ]);
+    assert_ok(&result);
+    let (rows, reasons) = read_rejects(&out);
+    let lines: Vec<u64> = rows.iter().map(|(_, l, _)| *l).collect();
+    assert_eq!(lines, blank);
+    assert!(
+        rows.iter()
+            .all(|(s, _, r)| s.ends_with("in.txt") && r == "   ")
+    );
+    assert!(
+        reasons.iter().all(|r| r == "check not_blank failed"),
+        "{reasons:?}"
+    );
+    let m = manifest(&out);
+    assert_eq!(
+        m["bad_records_by_kind"]["not_blank"],
+        blank.len() as u64,
+        "{m}"
+    );
+    assert_eq!(
+        m["rows"], 7,
+        "line lengths 1 to 7, the blank ones left out: {m}"
+    );
+}

@@ -111,6 +111,7 @@ impl Plugin {
                 reduce: sluice_sdk::ReduceKind::Custom,
                 input_columns: None,
                 rules: Vec::new(),
+                checks: Vec::new(),
             },
             input_schema: None,
             _library: library,
@@ -265,6 +266,40 @@ impl Plugin {
     /// Calls the job's `map` on one batch; what it counted is added to `ctx`'s counters.
     pub fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
         self.call_batch(self.vtable().map, batch, ctx)
+    }
+
+    /// Calls the job's own checks (`Job::check`) on one input batch: one `Boolean` column
+    /// per check the job names, as many rows as `batch`.
+    pub fn check(&self, batch: RecordBatch, ctx: &TaskContext) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let out = self.call_batch(self.vtable().check, batch, ctx)?;
+        let names = &self.description.checks;
+        let fits = out.num_rows() == rows
+            && out.num_columns() == names.len()
+            && out
+                .columns()
+                .iter()
+                .all(|c| c.data_type() == &arrow::datatypes::DataType::Boolean);
+        if !fits {
+            return Err(Error::Plugin {
+                job: self.description.name.clone(),
+                message: format!(
+                    "check returned {} columns of {} rows ({}); expected one Boolean column \
+                     per check ({}) of {rows} rows",
+                    out.num_columns(),
+                    out.num_rows(),
+                    out.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.data_type().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    names.join(", ")
+                ),
+                invalid_input: true,
+            });
+        }
+        Ok(out)
     }
 
     /// Calls the job's `reduce` on whole key groups; what it counted is added to `ctx`'s

@@ -25,17 +25,33 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// The job's own checks: their names, and what computes them for a batch (one `Boolean`
+/// column per name, `true` where the row passes; the plugin's `check`).
+pub type CustomChecks = (
+    Vec<String>,
+    Arc<dyn Fn(&RecordBatch) -> Result<RecordBatch> + Send + Sync>,
+);
+
 /// Rules ready to check batches (regular expressions compiled once).
-#[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<(Rule, Option<Regex>)>,
+    custom: Option<CustomChecks>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules)
+            .field("custom", &self.custom.as_ref().map(|(names, _)| names))
+            .finish()
+    }
 }
 
 impl RuleSet {
-    /// Compiles `rules`; `None` when there are none. A regular expression that does not
-    /// compile is refused naming its rule.
-    pub fn new(rules: &[Rule]) -> Result<Option<Arc<Self>>> {
-        if rules.is_empty() {
+    /// Compiles `rules`, with the job's `custom` checks; `None` when there are none. A
+    /// regular expression that does not compile is refused naming its rule.
+    pub fn new(rules: &[Rule], custom: Option<CustomChecks>) -> Result<Option<Arc<Self>>> {
+        if rules.is_empty() && custom.is_none() {
             return Ok(None);
         }
         let rules = rules
@@ -51,7 +67,7 @@ impl RuleSet {
                 Ok((r.clone(), regex))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Arc::new(RuleSet { rules })))
+        Ok(Some(Arc::new(RuleSet { rules, custom })))
     }
 
     /// The rows of `batch` that fail a rule, in row order, each with the first rule it
@@ -83,6 +99,21 @@ impl RuleSet {
                             }
                         ),
                     });
+                }
+            }
+        }
+        if let Some((names, check)) = &self.custom {
+            let passed = check(batch)?;
+            for (name, column) in names.iter().zip(passed.columns()) {
+                let column = column.as_boolean();
+                for (row, slot) in failed.iter_mut().enumerate() {
+                    if slot.is_none() && column.is_valid(row) && !column.value(row) {
+                        *slot = Some(Failure {
+                            row,
+                            rule: name.clone(),
+                            reason: format!("check {name} failed"),
+                        });
+                    }
                 }
             }
         }
@@ -216,14 +247,17 @@ mod tests {
 
     #[test]
     fn each_row_fails_with_its_first_failing_rule() {
-        let rules = RuleSet::new(&[
-            Rule::not_null("amount"),
-            Rule::greater_than("amount", "0"),
-            Rule::max_scale("amount", 2),
-            Rule::one_of("currency", &["EUR", "USD"]).named("iso_currency"),
-            Rule::range("txn_date", Some("2024-01-01"), None),
-            Rule::matches("currency", "^[A-Z]{3}$"),
-        ])
+        let rules = RuleSet::new(
+            &[
+                Rule::not_null("amount"),
+                Rule::greater_than("amount", "0"),
+                Rule::max_scale("amount", 2),
+                Rule::one_of("currency", &["EUR", "USD"]).named("iso_currency"),
+                Rule::range("txn_date", Some("2024-01-01"), None),
+                Rule::matches("currency", "^[A-Z]{3}$"),
+            ],
+            None,
+        )
         .unwrap()
         .unwrap();
         let failures = rules.failures(&batch()).unwrap();
@@ -244,11 +278,11 @@ mod tests {
             "{}",
             failures[0].reason
         );
-        let dated = RuleSet::new(&[Rule::range("txn_date", Some("2024-01-01"), None)])
+        let dated = RuleSet::new(&[Rule::range("txn_date", Some("2024-01-01"), None)], None)
             .unwrap()
             .unwrap();
         assert_eq!(dated.failures(&batch()).unwrap()[0].row, 4);
-        let currency = RuleSet::new(&[Rule::one_of("currency", &["EUR", "USD"])])
+        let currency = RuleSet::new(&[Rule::one_of("currency", &["EUR", "USD"])], None)
             .unwrap()
             .unwrap();
         let rows: Vec<usize> = currency
@@ -266,8 +300,8 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused_by_name() {
-        assert!(RuleSet::new(&[Rule::matches("c", "([")]).is_err());
-        let rules = RuleSet::new(&[Rule::greater_than("amount", "zero")])
+        assert!(RuleSet::new(&[Rule::matches("c", "([")], None).is_err());
+        let rules = RuleSet::new(&[Rule::greater_than("amount", "zero")], None)
             .unwrap()
             .unwrap();
         let e = rules.failures(&batch()).unwrap_err().to_string();
@@ -275,7 +309,9 @@ mod tests {
             e.contains("greater_than(amount)") && e.contains("\"zero\""),
             "{e}"
         );
-        let rules = RuleSet::new(&[Rule::not_null("nope")]).unwrap().unwrap();
+        let rules = RuleSet::new(&[Rule::not_null("nope")], None)
+            .unwrap()
+            .unwrap();
         assert!(
             rules
                 .failures(&batch())

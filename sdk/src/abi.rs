@@ -131,6 +131,8 @@ pub struct JobVTableV2 {
     pub map: BatchFn,
     /// Reduce whole key groups; see [`BatchFn`].
     pub reduce: BatchFn,
+    /// The job's own data-quality checks of one input batch; see [`crate::Job::check`].
+    pub check: BatchFn,
     /// See [`FreeStringFn`].
     pub free_string: FreeStringFn,
     /// See [`FreeBytesFn`].
@@ -356,6 +358,33 @@ macro_rules! export_job {
             }
         }
 
+        unsafe extern "C" fn __sluice_check(
+            ctx: *const u8,
+            ctx_len: usize,
+            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
+            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            counters: *mut $crate::abi::OwnedBytes,
+            err: *mut *mut ::std::ffi::c_char,
+        ) -> i32 {
+            // SAFETY: the host upholds the ABI contract.
+            unsafe {
+                $crate::abi::export_batch_call(
+                    __sluice_job(),
+                    ctx,
+                    ctx_len,
+                    input,
+                    input_schema,
+                    out,
+                    out_schema,
+                    counters,
+                    err,
+                    |j, b, c| <$job as $crate::Job>::check(j, &b, c),
+                )
+            }
+        }
+
         unsafe extern "C" fn __sluice_reduce(
             ctx: *const u8,
             ctx_len: usize,
@@ -399,6 +428,7 @@ macro_rules! export_job {
             input_schema: __sluice_input_schema,
             map: __sluice_map,
             reduce: __sluice_reduce,
+            check: __sluice_check,
             free_string: __sluice_free_string,
             free_bytes: __sluice_free_bytes,
         };

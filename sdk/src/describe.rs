@@ -110,6 +110,8 @@ pub struct JobDescription {
     pub input_columns: Option<Vec<String>>,
     /// Data-quality rules on the input columns.
     pub rules: Vec<crate::rules::Rule>,
+    /// Names of the job's own checks (`Job::check`).
+    pub checks: Vec<String>,
 }
 
 /// A description that cannot be used: undecodable, or declaring no way to run.
@@ -184,6 +186,7 @@ mod tests {
                 crate::rules::Rule::greater_than("amount", "0"),
                 crate::rules::Rule::one_of("currency", &["EUR", "USD"]).named("iso_currency"),
             ],
+            checks: vec!["debit_limit".into()],
         };
         assert_eq!(JobDescription::decode(&d.encode()).unwrap(), d);
         let c = JobDescription {
@@ -202,6 +205,7 @@ mod tests {
             reduce: ReduceKind::Custom,
             input_columns: None,
             rules: Vec::new(),
+            checks: Vec::new(),
         };
         let err = JobDescription::decode(&d.encode()).unwrap_err();
         assert!(err.to_string().contains("no key columns"), "{err}");

@@ -245,6 +245,23 @@ pub trait Job: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Names of the job's own data-quality checks, computed by [`Job::check`].
+    fn checks(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The job's own data-quality checks of one input batch, run after [`Job::rules`] and
+    /// before [`Job::map`] when [`Job::checks`] names any: one `Boolean` column per name, in
+    /// that order, `true` where the row passes (a null passes). A row failing one is a bad
+    /// record whose kind is the check's name.
+    fn check(&self, batch: &RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
+        let _ = (batch, ctx);
+        Err(JobError::new(format!(
+            "job {} names checks but does not compute them",
+            self.name()
+        )))
+    }
+
     /// The description the engine plans with; derived from the methods above.
     fn describe(&self) -> JobDescription {
         let aggregates = self.aggregates();
@@ -258,6 +275,7 @@ pub trait Job: Send + Sync + 'static {
             },
             input_columns: self.input_columns(),
             rules: self.rules(),
+            checks: self.checks(),
         }
     }
 }

@@ -39,6 +39,7 @@ fn job(id: &str, output: &str) -> Job {
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
         rules: Vec::new(),
+        checks: Vec::new(),
     };
     Job::new(
         JobId::new(id),

@@ -7,6 +7,9 @@
 //! - `fail=map-invalid`: the map returns a batch whose extra `bad` column holds invalid
 //!   UTF-8, built unchecked, as a plugin built against another arrow might.
 //!
+//! Its own data-quality check `not_blank` (`Job::check`) fails blank lines when the job
+//! parameter `check=not_blank` is given, and passes every line otherwise.
+//!
 //! It reduces with a custom `reduce` (not declared aggregates), so the engine's sorted-group
 //! path is exercised: each call must see whole, sorted key groups.
 
@@ -28,6 +31,27 @@ impl Job for LineLengths {
 
     fn key_columns(&self) -> Vec<String> {
         vec!["len".into()]
+    }
+
+    fn checks(&self) -> Vec<String> {
+        vec!["not_blank".into()]
+    }
+
+    fn check(&self, batch: &RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
+        let lines = batch
+            .column_by_name("line")
+            .ok_or("input has no line column")?
+            .as_string::<i32>();
+        let on = ctx.param("check") == Some("not_blank");
+        let passed: arrow_array::BooleanArray = (0..lines.len())
+            .map(|i| Some(!on || !lines.value(i).trim().is_empty()))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "not_blank",
+            DataType::Boolean,
+            false,
+        )]));
+        Ok(RecordBatch::try_new(schema, vec![Arc::new(passed)])?)
     }
 
     fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {

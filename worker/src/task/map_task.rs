@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
@@ -12,11 +13,11 @@ use sluice_common::control::ColumnSum;
 use sluice_common::format::read::{ReadChecks, read_split};
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
-use sluice_common::rules::RuleSet;
+use sluice_common::rules::{CustomChecks, RuleSet};
 use sluice_common::split::Split;
 use sluice_common::{Error, Result};
 use sluice_proto::pb;
-use sluice_sdk::{Aggregate, ReduceKind, TaskKind};
+use sluice_sdk::{Aggregate, ReduceKind, TaskContext, TaskKind};
 
 use super::input_checks::{BadRecords, add_control_sums, settle_bad_records};
 use super::{JobInfo, TaskEnv};
@@ -311,6 +312,20 @@ impl Combiner<'_> {
     }
 }
 
+/// The job's own checks, calling its plugin with the attempt's context (so what they
+/// count is the attempt's), when it names any.
+fn custom_checks(plugin: &Arc<Plugin>, ctx: &Arc<TaskContext>) -> Option<CustomChecks> {
+    let names = plugin.description().checks.clone();
+    if names.is_empty() {
+        return None;
+    }
+    let (plugin, ctx) = (Arc::clone(plugin), Arc::clone(ctx));
+    Some((
+        names,
+        Arc::new(move |b: &RecordBatch| plugin.check(b.clone(), &ctx)),
+    ))
+}
+
 fn map_body(
     job: &JobInfo,
     index: u32,
@@ -322,7 +337,7 @@ fn map_body(
     let spec = &job.spec;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let desc = plugin.description();
-    let ctx = job.context(TaskKind::Map, index, attempt);
+    let ctx = Arc::new(job.context(TaskKind::Map, index, attempt));
     let partitions = spec.reducers;
     let mut combiner = match &desc.reduce {
         ReduceKind::Aggregate(aggregates) => Combiner::Aggregate {
@@ -352,7 +367,7 @@ fn map_body(
         desc.input_columns.as_deref(),
         ReadChecks {
             rejects: sink.clone(),
-            rules: RuleSet::new(&desc.rules)?,
+            rules: RuleSet::new(&desc.rules, custom_checks(&plugin, &ctx))?,
         },
     )? {
         let batch = batch?;

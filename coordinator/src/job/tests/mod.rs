@@ -69,6 +69,7 @@ pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
         reduce: sluice_sdk::ReduceKind::Custom,
         input_columns: None,
         rules: Vec::new(),
+        checks: Vec::new(),
     };
     let submitted = Epoch {
         at: now(),
