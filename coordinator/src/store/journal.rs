@@ -18,6 +18,7 @@ use rusqlite::{Connection, ErrorCode, params};
 use sluice_proto::pb;
 
 use super::kind;
+use super::{BAD_KIND, JOB_COUNTER};
 use crate::clock::now_ms;
 use crate::job::{JobInfo, Outcome};
 use crate::state_name;
@@ -294,8 +295,17 @@ fn update_job(tx: &rusqlite::Transaction<'_>, info: &pb::JobInfo) -> rusqlite::R
         ("attempts", u64::from(info.attempts)),
         ("failed_attempts", u64::from(info.failed_attempts)),
     ];
-    // The job's own counters, apart from the engine's.
-    let own = info.counters.iter().map(|(k, v)| (format!("job.{k}"), *v));
+    // The job's own counters and the bad records by kind, apart from the engine's.
+    let own = info
+        .counters
+        .iter()
+        .map(|(k, v)| (format!("{JOB_COUNTER}{k}"), *v))
+        .chain(info.bad_by_kind.iter().map(|(k, v)| {
+            (
+                format!("{BAD_KIND}{k}"),
+                i64::try_from(*v).unwrap_or(i64::MAX),
+            )
+        }));
     for (name, value) in own {
         tx.execute(
             "INSERT INTO counters (job_id, name, value) VALUES (?1, ?2, ?3)

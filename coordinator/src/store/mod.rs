@@ -165,6 +165,47 @@ fn unfinished(info: &pb::JobInfo) -> bool {
     info.state == pb::JobState::Running as i32 || info.state == pb::JobState::CommitFailed as i32
 }
 
+/// Prefix of a job's own counters in the `counters` table.
+pub const JOB_COUNTER: &str = "job.";
+/// Prefix of a job's bad records by kind in the `counters` table.
+pub const BAD_KIND: &str = "bad.";
+
+/// The counters an ended job keeps in its history: bad records (in all and by kind) and
+/// the job's own counters.
+fn read_counters(conn: &Connection, jobs: &mut [pb::JobInfo]) -> rusqlite::Result<()> {
+    let index: std::collections::HashMap<String, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.job_id.clone(), i))
+        .collect();
+    let mut stmt = conn.prepare(
+        "SELECT job_id, name, value FROM counters
+         WHERE name = 'bad_records' OR name LIKE 'job.%' OR name LIKE 'bad.%'",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (job, name, value) = row?;
+        let Some(info) = index.get(&job).and_then(|&i| jobs.get_mut(i)) else {
+            continue;
+        };
+        if name == "bad_records" {
+            info.bad_records = u64::try_from(value).unwrap_or(0);
+        } else if let Some(k) = name.strip_prefix(JOB_COUNTER) {
+            info.counters.insert(k.to_string(), value);
+        } else if let Some(k) = name.strip_prefix(BAD_KIND) {
+            info.bad_by_kind
+                .insert(k.to_string(), u64::try_from(value).unwrap_or(0));
+        }
+    }
+    Ok(())
+}
+
 /// The message given to jobs a stop or crash interrupted.
 pub const INTERRUPTED: &str = "interrupted: the coordinator stopped before the job finished";
 
@@ -186,6 +227,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
+    read_counters(&conn, &mut history.jobs).map_err(err)?;
     for info in history.jobs.iter_mut() {
         if !unfinished(info) {
             continue;
@@ -377,6 +419,9 @@ mod tests {
         let mut done = info("job-0001", pb::JobState::Succeeded);
         done.rows_out = 42;
         done.finished_ms = 9;
+        done.bad_records = 3;
+        done.bad_by_kind.insert("wrong field count".into(), 3);
+        done.counters.insert("lines".into(), -7);
         journal.send(Event::JobUpdated((&done).into()));
         journal.sync().unwrap();
         drop(journal);
@@ -386,6 +431,9 @@ mod tests {
         assert_eq!(h.jobs.len(), 1);
         assert_eq!(h.jobs[0].state, pb::JobState::Succeeded as i32);
         assert_eq!(h.jobs[0].rows_out, 42);
+        assert_eq!(h.jobs[0].bad_records, 3);
+        assert_eq!(h.jobs[0].bad_by_kind["wrong field count"], 3);
+        assert_eq!(h.jobs[0].counters["lines"], -7);
         assert_eq!(h.resumable.len(), 1);
         let r = &h.resumable[0];
         assert_eq!(r.info.job_id, "job-0002");
