@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         None,
         rows,
         columns.as_deref(),
-        None,
+        Default::default(),
     ) {
         drain(batches);
     }
