@@ -128,6 +128,10 @@ pub struct JobArgs {
     /// the column sums must match it, or the job fails before `_SUCCESS`.
     #[arg(long)]
     pub control: Option<PathBuf>,
+    /// Output columns (comma-separated) whose values name Hive-style directories:
+    /// `<output>/txn_date=2026-11-28/part-NNNNN.parquet`, the columns left out of the files.
+    #[arg(long, value_delimiter = ',')]
+    pub partition_by: Vec<String>,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -183,6 +187,7 @@ impl JobArgs {
         spec.task_memory = self.task_memory;
         spec.task_timeout_secs = self.task_timeout;
         spec.on_bad_record = self.on_bad_record;
+        spec.partition_by = self.partition_by.clone();
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)

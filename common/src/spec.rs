@@ -219,6 +219,8 @@ pub struct JobSpec {
     pub max_bad_records: Option<crate::bad_records::Limit>,
     /// Totals the input must add up to (`--control`), checked before `_SUCCESS`.
     pub control: Option<crate::control::Control>,
+    /// Output columns whose values name Hive-style directories (`--partition-by`).
+    pub partition_by: Vec<String>,
 }
 
 impl JobSpec {
@@ -241,6 +243,7 @@ impl JobSpec {
             on_bad_record: crate::bad_records::Policy::Fail,
             max_bad_records: None,
             control: None,
+            partition_by: Vec::new(),
         }
     }
 
@@ -265,6 +268,15 @@ impl JobSpec {
         }
         if self.output.is_empty() {
             return Err("no output directory given".into());
+        }
+        if let Some(c) = self
+            .partition_by
+            .iter()
+            .find(|c| c.is_empty() || c.contains(['/', '=', '\\']))
+        {
+            return Err(format!(
+                "--partition-by {c:?}: a column name, without '/', '=' or '\\'"
+            ));
         }
         if self.task_timeout_secs > MAX_TASK_TIMEOUT_SECS {
             return Err(format!(

@@ -142,7 +142,16 @@ pub fn abort_output(output: &str, committed: &[String]) {
             let _ = std::fs::remove_dir_all(out.join("_temporary"));
             let _ = std::fs::remove_dir_all(out.join("_rejects"));
             for file in committed {
-                let _ = std::fs::remove_file(out.join(file));
+                let path = out.join(file);
+                let _ = std::fs::remove_file(&path);
+                // A partitioned output's directories go when they empty.
+                let mut dir = path.parent();
+                while let Some(d) = dir.filter(|d| *d != out) {
+                    if std::fs::remove_dir(d).is_err() {
+                        break;
+                    }
+                    dir = d.parent();
+                }
             }
             let empty = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_none());
             if empty {

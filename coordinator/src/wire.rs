@@ -10,7 +10,7 @@ use sluice_sdk::JobDescription;
 
 use crate::job::{
     AssignedTask, Assignment, AttemptRef, JobInfo, JobStatus, MapOutput, Outcome, OutputLocation,
-    PartitionRows, PastAttempt, ReduceOutput, Resumed, TaskKind,
+    PartFile, PartitionRows, PastAttempt, ReduceOutput, Resumed, TaskKind,
 };
 use crate::store::ResumableJob;
 
@@ -88,6 +88,15 @@ impl From<&pb::ReduceDone> for ReduceOutput {
             remote_outputs: d.remote_outputs,
             fetch_streams: d.fetch_streams,
             counters: d.counters.clone().into_iter().collect(),
+            files: d
+                .files
+                .iter()
+                .map(|f| PartFile {
+                    file: f.file.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
         }
     }
 }
@@ -102,6 +111,15 @@ impl From<&ReduceOutput> for pb::ReduceDone {
             remote_outputs: d.remote_outputs,
             fetch_streams: d.fetch_streams,
             counters: d.counters.clone().into_iter().collect(),
+            files: d
+                .files
+                .iter()
+                .map(|f| pb::PartFile {
+                    file: f.file.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
         }
     }
 }

@@ -62,6 +62,7 @@ impl From<&JobSpec> for pb::JobSpec {
             on_bad_record: s.on_bad_record.to_string(),
             max_bad_records: s.max_bad_records.map(|l| l.to_string()).unwrap_or_default(),
             control_json: s.control.as_ref().map(|c| c.to_json()).unwrap_or_default(),
+            partition_by: s.partition_by.clone(),
         }
     }
 }
@@ -108,6 +109,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 "" => None,
                 l => Some(l.parse().map_err(|e: String| invalid("job spec", e))?),
             },
+            partition_by: s.partition_by.clone(),
             control: match s.control_json.as_str() {
                 "" => None,
                 json => Some(

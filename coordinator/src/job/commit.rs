@@ -43,6 +43,48 @@ pub fn check_part_file(
     }
 }
 
+/// Checks the files a reduce of `partition` reports for an output partitioned by `keys`:
+/// each is `k1=v1/.../kn=vn/part-NNNNN.<ext>`, the keys in order, each value a non-empty
+/// directory name (escaped as Hive does: no `/`, not `.` or `..`).
+pub fn check_partitioned_files(
+    partition: u32,
+    format: OutputFormat,
+    keys: &[String],
+    d: &ReduceOutput,
+) -> Result<(), BadPartFile> {
+    let name = part_file_name(partition, format);
+    let expected = format!(
+        "{}/{name}",
+        keys.iter()
+            .map(|k| format!("{k}=<value>"))
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let fits = |file: &str| {
+        let mut parts: Vec<&str> = file.split('/').collect();
+        if parts.pop() != Some(name.as_str()) || parts.len() != keys.len() {
+            return false;
+        }
+        parts.iter().zip(keys).all(|(dir, key)| {
+            dir.split_once('=').is_some_and(|(k, v)| {
+                k == key && !v.is_empty() && v != "." && v != ".." && !v.contains('\\')
+            })
+        })
+    };
+    let bad = std::iter::once(d.file.as_str())
+        .filter(|f| !f.is_empty())
+        .chain(d.files.iter().map(|f| f.file.as_str()).filter(|f| !fits(f)))
+        .next();
+    match bad {
+        None => Ok(()),
+        Some(file) => Err(BadPartFile {
+            partition,
+            file: file.to_string(),
+            expected,
+        }),
+    }
+}
+
 /// Commit decisions and committed files of one job.
 pub struct Commits {
     authorized: Vec<Option<u32>>,
@@ -146,8 +188,11 @@ impl Commits {
         self.done
             .iter()
             .flatten()
-            .filter(|d| !d.file.is_empty())
-            .map(|d| d.file.clone())
+            .flat_map(|d| {
+                std::iter::once(d.file.clone())
+                    .filter(|f| !f.is_empty())
+                    .chain(d.files.iter().map(|f| f.file.clone()))
+            })
             .collect()
     }
 
@@ -164,12 +209,21 @@ impl Commits {
             .iter()
             .enumerate()
             .filter_map(|(p, d)| d.as_ref().map(|d| (p, d)))
-            .filter(|(_, d)| !d.file.is_empty())
-            .map(|(partition, d)| ManifestFile {
-                file: &d.file,
-                partition,
-                rows: d.rows,
-                bytes: d.bytes,
+            .flat_map(|(partition, d)| {
+                let whole = (!d.file.is_empty()).then(|| ManifestFile {
+                    file: &d.file,
+                    partition,
+                    rows: d.rows,
+                    bytes: d.bytes,
+                });
+                whole
+                    .into_iter()
+                    .chain(d.files.iter().map(move |f| ManifestFile {
+                        file: &f.file,
+                        partition,
+                        rows: f.rows,
+                        bytes: f.bytes,
+                    }))
             })
             .collect();
         let manifest = Manifest {
@@ -188,6 +242,41 @@ impl Commits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partitioned_reduce_may_report_only_its_files_under_key_directories() {
+        let keys = ["txn_date".to_string(), "currency".to_string()];
+        let report = |files: &[&str]| ReduceOutput {
+            files: files
+                .iter()
+                .map(|f| super::super::report::PartFile {
+                    file: f.to_string(),
+                    rows: 1,
+                    bytes: 1,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let check = |files: &[&str]| {
+            check_partitioned_files(3, OutputFormat::Parquet, &keys, &report(files))
+        };
+        assert!(check(&["txn_date=2026-11-28/currency=EUR/part-00003.parquet"]).is_ok());
+        assert!(check(&[]).is_ok(), "an empty partition writes nothing");
+        for bad in [
+            "txn_date=2026-11-28/part-00003.parquet",
+            "currency=EUR/txn_date=2026-11-28/part-00003.parquet",
+            "txn_date=../currency=EUR/part-00003.parquet",
+            "txn_date=/currency=EUR/part-00003.parquet",
+            "txn_date=2026-11-28/currency=EUR/part-00004.parquet",
+            "txn_date=2026-11-28/currency=EUR/../../x/part-00003.parquet",
+        ] {
+            let e = check(&[bad]).unwrap_err();
+            assert_eq!(e.file, bad);
+        }
+        let mut whole = report(&[]);
+        whole.file = "part-00003.parquet".into();
+        assert!(check_partitioned_files(3, OutputFormat::Parquet, &keys, &whole).is_err());
+    }
 
     #[test]
     fn a_reduce_may_report_only_its_own_part_file() {

@@ -51,7 +51,7 @@ pub use effects::{Cancel, OutputEffect};
 pub use failure::MAX_LOST_ATTEMPTS;
 use lineage::Lineage;
 pub use report::{
-    AssignedTask, Assignment, AttemptRef, JobInfo, MapOutput, Outcome, OutputLocation,
+    AssignedTask, Assignment, AttemptRef, JobInfo, MapOutput, Outcome, OutputLocation, PartFile,
     PartitionRows, PastAttempt, ReduceOutput, Resumed,
 };
 pub use schedule::{
@@ -268,9 +268,26 @@ impl Job {
     /// Refuses a report whose reduce names a file other than its partition's part file.
     pub fn check_report(&self, index: u32, outcome: &Outcome) -> Result<(), BadPartFile> {
         match outcome {
-            Outcome::ReduceDone(d) => {
-                commit::check_part_file(index, self.spec.output_format, &d.file)
+            Outcome::ReduceDone(d) if self.spec.partition_by.is_empty() => {
+                commit::check_part_file(index, self.spec.output_format, &d.file)?;
+                match d.files.first() {
+                    None => Ok(()),
+                    Some(f) => Err(BadPartFile {
+                        partition: index,
+                        file: f.file.clone(),
+                        expected: sluice_common::format::write::part_file_name(
+                            index,
+                            self.spec.output_format,
+                        ),
+                    }),
+                }
             }
+            Outcome::ReduceDone(d) => commit::check_partitioned_files(
+                index,
+                self.spec.output_format,
+                &self.spec.partition_by,
+                d,
+            ),
             _ => Ok(()),
         }
     }

@@ -64,6 +64,20 @@ pub struct ReduceOutput {
     pub fetch_streams: u32,
     /// What the job's reduce counted.
     pub counters: std::collections::BTreeMap<String, i64>,
+    /// With `--partition-by`: the committed files, each under its directory (`file` is
+    /// then empty, `rows` and `bytes` their totals).
+    pub files: Vec<PartFile>,
+}
+
+/// One committed file of a partitioned output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartFile {
+    /// Relative to the output: `txn_date=2026-11-28/part-00003.parquet`.
+    pub file: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its size.
+    pub bytes: u64,
 }
 
 /// What a worker reported for one attempt.

@@ -57,8 +57,12 @@ pub(super) fn check_output(spec: &JobSpec, files: &[InputFile]) -> Result<()> {
 }
 
 /// Whether the names in an output directory are what a Sluice job writes there: part
-/// files, `_SUCCESS` (and its temporary) and `_temporary`.
+/// files, `_SUCCESS` (and its temporary), `_temporary`, `_rejects` and the `key=value`
+/// directories of a partitioned output.
 fn is_sluice_output_entry(name: &str) -> bool {
+    if let Some((key, value)) = name.split_once('=') {
+        return !key.is_empty() && !value.is_empty() && !key.starts_with('.');
+    }
     let part = name
         .strip_prefix("part-")
         .and_then(|rest| rest.split_once('.'));

@@ -1,6 +1,7 @@
 //! Task execution: turning an assignment into a map or reduce attempt and its report.
 
-pub mod input_checks;
+pub mod hive;
+mod input_checks;
 pub mod map_task;
 mod reduce_body;
 pub mod reduce_task;

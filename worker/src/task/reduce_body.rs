@@ -40,29 +40,52 @@ pub struct ReduceDirs {
     pub spill_dir: PathBuf,
 }
 
-/// The part file, created on the first row.
+/// The part file (or, with `--partition-by`, files), created on the first row.
 struct Output<'a> {
     dirs: &'a ReduceDirs,
     spec: &'a JobSpec,
     partition: u32,
     writer: Option<(PathBuf, PartWriter)>,
+    hive: Option<super::hive::HiveOutput>,
 }
 
 impl Output<'_> {
+    /// Creates the attempt's staging directory. Not create_dir_all in a local output: once
+    /// a failed job removed `_temporary`, a straggler must not re-create it. The staging dir
+    /// of an object-store output is local to this worker and created as needed.
+    fn create_dir(&self) -> Result<()> {
+        let dir = &self.dirs.temp_dir;
+        if self.dirs.strict {
+            std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+        }
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if self.writer.is_none() {
-            let dir = &self.dirs.temp_dir;
-            // Not create_dir_all in a local output: once a failed job removed `_temporary`,
-            // a straggler must not re-create it. The staging dir of an object-store output is
-            // local to this worker and created as needed.
-            if self.dirs.strict {
-                std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
-            } else {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if !self.spec.partition_by.is_empty() {
+            if self.hive.is_none() {
+                self.create_dir()?;
+                self.hive = Some(super::hive::HiveOutput::new(
+                    &self.dirs.temp_dir,
+                    &self.spec.partition_by,
+                    self.spec.output_format,
+                    self.partition,
+                ));
             }
+            return match &mut self.hive {
+                Some(h) => h.write(batch),
+                None => Err(Error::Internal {
+                    what: "partition writer vanished".into(),
+                }),
+            };
+        }
+        if self.writer.is_none() {
+            self.create_dir()?;
+            let dir = &self.dirs.temp_dir;
             let path = dir.join(part_file_name(self.partition, self.spec.output_format));
             let w = PartWriter::create(&path, batch.schema(), self.spec.output_format)?;
             self.writer = Some((path, w));
@@ -75,12 +98,17 @@ impl Output<'_> {
         }
     }
 
-    fn finish(self) -> Result<Option<(PathBuf, u64, u64)>> {
-        let Some((path, w)) = self.writer else {
-            return Ok(None);
+    /// The files written: `(path relative to the staging directory, rows, bytes)`.
+    fn finish(self) -> Result<Vec<(String, u64, u64)>> {
+        if let Some(h) = self.hive {
+            return h.finish();
+        }
+        let Some((_, w)) = self.writer else {
+            return Ok(Vec::new());
         };
         let (rows, bytes) = w.finish()?;
-        Ok(Some((path, rows, bytes)))
+        let name = part_file_name(self.partition, self.spec.output_format);
+        Ok(vec![(name, rows, bytes)])
     }
 }
 
@@ -94,14 +122,15 @@ fn slices(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
 }
 
 /// Consumes the shuffled input of `rx` and writes the part file; returns
-/// `(file, rows, bytes)`, or `None` when the partition is empty.
+/// `(file relative to the staging directory, rows, bytes)` of each file (none when the
+/// partition is empty).
 pub fn reduce_body(
     mut rx: mpsc::Receiver<Fetched>,
     spec: &JobSpec,
     ctx: &TaskContext,
     partition: u32,
     dirs: &ReduceDirs,
-) -> TaskResult<Option<(PathBuf, u64, u64)>> {
+) -> TaskResult<Vec<(String, u64, u64)>> {
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let desc = plugin.description();
     let batch_rows = spec.batch_rows as usize;
@@ -130,6 +159,7 @@ pub fn reduce_body(
         spec,
         partition,
         writer: None,
+        hive: None,
     };
     let mut runs = Runs::new(dirs.spill_dir.clone());
     match &desc.reduce {

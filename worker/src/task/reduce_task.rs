@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sluice_common::format::write::part_file_name;
 use sluice_common::storage::{Location, ObjectUrl};
 use sluice_common::{Error, Result};
 use sluice_proto::pb;
@@ -142,24 +141,29 @@ pub async fn run(
         counters: counted.counters.take().into_iter().collect(),
         ..done
     };
-    let Some((temp_file, rows, bytes)) = written else {
+    if written.is_empty() {
         cleanup();
         return Ok(read(pb::ReduceDone::default()));
-    };
-    let name = part_file_name(partition, job.spec.output_format);
-    // On an object store, the upload happens before asking: the commit is then one copy.
+    }
+    let names: Vec<String> = written.iter().map(|(name, _, _)| name.clone()).collect();
+    // On an object store, the uploads happen before asking: the commit is then copies.
     let uploaded = match &staging {
         Staging::Local { .. } => None,
         Staging::Object { output, .. } => {
-            let temp_object = output
+            let temp = output
                 .join("_temporary")
-                .join(&format!("r{partition:05}-a{attempt}"))
-                .join(&name);
-            let (object, file) = (temp_object.clone(), temp_file.clone());
-            let r = blocking(move || object.upload_file(&file)).await;
+                .join(&format!("r{partition:05}-a{attempt}"));
+            let (temp2, dir, names2) = (temp.clone(), temp_dir.clone(), names.clone());
+            let r = blocking(move || {
+                for name in &names2 {
+                    temp2.join(name).upload_file(&dir.join(name))?;
+                }
+                Ok(())
+            })
+            .await;
             cleanup();
             r?;
-            Some(temp_object)
+            Some(temp)
         }
     };
     let allowed = env
@@ -182,28 +186,42 @@ pub async fn run(
                 cleanup();
                 return Err(TaskError::CommitDenied(partition));
             }
-            let (output, final_path) = (output.clone(), output.join(&name));
-            // A rename and a directory fsync: disk waits, off the reactor.
+            let (output, staged, names) = (output.clone(), temp_dir.clone(), names.clone());
+            // Renames and directory fsyncs: disk waits, off the reactor.
             blocking(move || {
-                std::fs::rename(&temp_file, &final_path).map_err(|e| Error::io(&final_path, e))?;
-                // The rename is the commit and has happened; a directory that cannot be
-                // synced leaves it at the mercy of a power loss, not wrong, and `_SUCCESS`
-                // syncs the directory again.
-                if let Err(e) = sluice_common::format::write::sync_dir(&output) {
-                    tracing::warn!(dir = %output.display(), error = %e, "syncing the output directory failed");
+                for name in &names {
+                    let final_path = output.join(name);
+                    let dir = final_path.parent().unwrap_or(&output).to_path_buf();
+                    if dir != output {
+                        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                    }
+                    std::fs::rename(staged.join(name), &final_path)
+                        .map_err(|e| Error::io(&final_path, e))?;
+                    // The rename is the commit and has happened; a directory that cannot
+                    // be synced leaves it at the mercy of a power loss, not wrong, and
+                    // `_SUCCESS` syncs the output directory again.
+                    if let Err(e) = sluice_common::format::write::sync_dir(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "syncing an output directory failed");
+                    }
                 }
                 Ok(())
             })
             .await?;
             cleanup();
         }
-        (Staging::Object { output, .. }, Some(temp_object)) => {
+        (Staging::Object { output, .. }, Some(temp)) => {
             if !allowed {
-                let _ = blocking(move || temp_object.delete()).await;
+                let _ = blocking(move || temp.delete_prefix()).await;
                 return Err(TaskError::CommitDenied(partition));
             }
-            let final_object = output.join(&name);
-            blocking(move || temp_object.rename_to(&final_object)).await?;
+            let (output, names) = (output.clone(), names.clone());
+            blocking(move || {
+                for name in &names {
+                    temp.join(name).rename_to(&output.join(name))?;
+                }
+                Ok(())
+            })
+            .await?;
         }
         (Staging::Object { .. }, None) => {
             return Err(Error::Internal {
@@ -212,10 +230,23 @@ pub async fn run(
             .into());
         }
     }
+    let rows = written.iter().map(|w| w.1).sum();
+    let bytes = written.iter().map(|w| w.2).sum();
+    if job.spec.partition_by.is_empty() {
+        return Ok(read(pb::ReduceDone {
+            file: names.into_iter().next().unwrap_or_default(),
+            rows,
+            bytes,
+            ..Default::default()
+        }));
+    }
     Ok(read(pb::ReduceDone {
-        file: name,
         rows,
         bytes,
+        files: written
+            .into_iter()
+            .map(|(file, rows, bytes)| pb::PartFile { file, rows, bytes })
+            .collect(),
         ..Default::default()
     }))
 }
