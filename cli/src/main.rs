@@ -83,11 +83,14 @@ pub struct JobArgs {
     pub plugin: PathBuf,
     /// Input files, directories or globs (one or more after one flag): local paths,
     /// `file://`, or object-store URLs (`s3://bucket/prefix/`, `gs://…/*.csv`, `az://…`).
+    /// `NAME=PATH` (`NAME` is `[a-z][a-z0-9_]*`) names an input: the job's map sees which
+    /// input a batch came from (`ctx.input_name()`).
     #[arg(long, num_args = 1.., required = true)]
     pub input: Vec<String>,
-    /// Input format: text, csv, jsonl or parquet.
-    #[arg(long)]
-    pub format: InputFormat,
+    /// Input format: text, csv, jsonl or parquet; `NAME=FORMAT` sets a named input's own
+    /// (repeatable).
+    #[arg(long, required = true, value_parser = parse_format)]
+    pub format: Vec<(Option<String>, InputFormat)>,
     /// Output directory or object-store URL; must not exist unless --overwrite.
     #[arg(long)]
     pub output: String,
@@ -153,6 +156,15 @@ fn parse_secs(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
+fn parse_format(s: &str) -> Result<(Option<String>, InputFormat), String> {
+    match s.split_once('=') {
+        Some((name, f)) if sluice_common::spec::is_input_name(name) => {
+            Ok((Some(name.to_string()), f.parse()?))
+        }
+        _ => Ok((None, s.parse()?)),
+    }
+}
+
 fn parse_param(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -172,12 +184,29 @@ impl JobArgs {
         let inputs = self
             .input
             .iter()
-            .map(location)
+            .map(|i| match sluice_common::spec::split_input(i) {
+                (Some(name), path) => Ok(format!("{name}={}", location(&path.to_string())?)),
+                (None, path) => location(&path.to_string()),
+            })
             .collect::<Result<Vec<_>>>()?;
+        // The plain `--format` is every input's that has none of its own; with only named
+        // formats, the first is the default.
+        let default = self
+            .format
+            .iter()
+            .find(|(name, _)| name.is_none())
+            .or(self.format.first())
+            .map(|(_, f)| *f)
+            .ok_or_else(|| anyhow!("--format is required"))?;
         let plugin = settings::absolute(&self.plugin)?
             .to_string_lossy()
             .into_owned();
-        let mut spec = JobSpec::new(plugin, inputs, self.format, location(&self.output)?);
+        let mut spec = JobSpec::new(plugin, inputs, default, location(&self.output)?);
+        spec.formats = self
+            .format
+            .iter()
+            .filter_map(|(name, f)| name.clone().map(|n| (n, *f)))
+            .collect();
         spec.reducers = self.reducers;
         spec.params = self.params.iter().cloned().collect::<BTreeMap<_, _>>();
         spec.split_size = self.split_size;

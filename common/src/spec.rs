@@ -182,6 +182,22 @@ impl Limits {
     }
 }
 
+/// Whether `s` is an input name: `[a-z][a-z0-9_]*`.
+pub fn is_input_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// An input as given: `NAME=PATH` names it (`NAME` being `[a-z][a-z0-9_]*`), anything else
+/// is a plain path or URL of the unnamed input.
+pub fn split_input(input: &str) -> (Option<&str>, &str) {
+    match input.split_once('=') {
+        Some((name, path)) if is_input_name(name) && !path.is_empty() => (Some(name), path),
+        _ => (None, input),
+    }
+}
+
 /// A job as the user submitted it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
@@ -221,6 +237,9 @@ pub struct JobSpec {
     pub control: Option<crate::control::Control>,
     /// Output columns whose values name Hive-style directories (`--partition-by`).
     pub partition_by: Vec<String>,
+    /// The format of each named input that has its own (`--format NAME=FMT`); the others
+    /// are read in `format`.
+    pub formats: BTreeMap<String, InputFormat>,
 }
 
 impl JobSpec {
@@ -244,7 +263,13 @@ impl JobSpec {
             max_bad_records: None,
             control: None,
             partition_by: Vec::new(),
+            formats: BTreeMap::new(),
         }
+    }
+
+    /// The format input `name` is read in (`""` for an unnamed input).
+    pub fn format_of(&self, name: &str) -> InputFormat {
+        self.formats.get(name).copied().unwrap_or(self.format)
     }
 
     /// How long an attempt may run, when limited.
@@ -268,6 +293,14 @@ impl JobSpec {
         }
         if self.output.is_empty() {
             return Err("no output directory given".into());
+        }
+        let named: Vec<&str> = self
+            .inputs
+            .iter()
+            .filter_map(|i| split_input(i).0)
+            .collect();
+        if let Some(name) = self.formats.keys().find(|n| !named.contains(&n.as_str())) {
+            return Err(format!("--format {name}=...: no input is named {name}"));
         }
         if let Some(c) = self
             .partition_by

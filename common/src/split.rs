@@ -32,6 +32,8 @@ pub struct Split {
     pub path: String,
     /// The part of it.
     pub range: SplitRange,
+    /// The named input it belongs to (`--input NAME=PATH`); empty for an unnamed one.
+    pub input: String,
 }
 
 impl fmt::Display for Split {

@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let split = Split {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::RowGroups(groups),
+        input: String::new(),
     };
     if let Ok(batches) = read_split(
         &split,

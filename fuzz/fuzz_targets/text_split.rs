@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let split = Split {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::Bytes { start, end },
+        input: String::new(),
     };
     sluice_fuzz::read_both_ways(&split, InputFormat::Text, None, rows, None);
 });

@@ -63,20 +63,30 @@ impl From<&JobSpec> for pb::JobSpec {
             max_bad_records: s.max_bad_records.map(|l| l.to_string()).unwrap_or_default(),
             control_json: s.control.as_ref().map(|c| c.to_json()).unwrap_or_default(),
             partition_by: s.partition_by.clone(),
+            input_formats: s
+                .formats
+                .iter()
+                .map(|(name, f)| (name.clone(), pb::InputFormat::from(*f) as i32))
+                .collect(),
         }
+    }
+}
+
+/// An input format from its wire value.
+fn input_format(f: i32) -> Result<InputFormat, InvalidMessage> {
+    match pb::InputFormat::try_from(f) {
+        Ok(pb::InputFormat::Text) => Ok(InputFormat::Text),
+        Ok(pb::InputFormat::Csv) => Ok(InputFormat::Csv),
+        Ok(pb::InputFormat::Jsonl) => Ok(InputFormat::JsonLines),
+        Ok(pb::InputFormat::Parquet) => Ok(InputFormat::Parquet),
+        _ => Err(invalid("job spec", format!("input format {f}"))),
     }
 }
 
 impl TryFrom<&pb::JobSpec> for JobSpec {
     type Error = InvalidMessage;
     fn try_from(s: &pb::JobSpec) -> Result<Self, InvalidMessage> {
-        let format = match pb::InputFormat::try_from(s.format) {
-            Ok(pb::InputFormat::Text) => InputFormat::Text,
-            Ok(pb::InputFormat::Csv) => InputFormat::Csv,
-            Ok(pb::InputFormat::Jsonl) => InputFormat::JsonLines,
-            Ok(pb::InputFormat::Parquet) => InputFormat::Parquet,
-            _ => return Err(invalid("job spec", format!("input format {}", s.format))),
-        };
+        let format = input_format(s.format)?;
         let output_format = match pb::OutputFormat::try_from(s.output_format) {
             Ok(pb::OutputFormat::Csv) => OutputFormat::Csv,
             Ok(pb::OutputFormat::Parquet | pb::OutputFormat::Unspecified) => OutputFormat::Parquet,
@@ -110,6 +120,11 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 l => Some(l.parse().map_err(|e: String| invalid("job spec", e))?),
             },
             partition_by: s.partition_by.clone(),
+            formats: s
+                .input_formats
+                .iter()
+                .map(|(name, f)| Ok((name.clone(), input_format(*f)?)))
+                .collect::<Result<_, InvalidMessage>>()?,
             control: match s.control_json.as_str() {
                 "" => None,
                 json => Some(
@@ -127,6 +142,7 @@ impl From<&Split> for pb::Split {
     fn from(s: &Split) -> Self {
         pb::Split {
             path: s.path.clone(),
+            input: s.input.clone(),
             range: Some(match &s.range {
                 SplitRange::Bytes { start, end } => pb::split::Range::Bytes(pb::ByteRange {
                     start: *start,
@@ -171,6 +187,7 @@ impl TryFrom<&pb::Split> for Split {
         Ok(Split {
             path: s.path.clone(),
             range,
+            input: s.input.clone(),
         })
     }
 }

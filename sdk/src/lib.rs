@@ -138,7 +138,7 @@ pub enum TaskKind {
 }
 
 /// Format of the encoded [`TaskContext`]: bump it when the type changes shape.
-pub const CONTEXT_FORMAT: u32 = 1;
+pub const CONTEXT_FORMAT: u32 = 2;
 
 /// What a job knows about the task calling it: ids and the job's `--param key=value` pairs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,12 +153,21 @@ pub struct TaskContext {
     pub attempt: u32,
     /// Job parameters given at submission.
     pub params: BTreeMap<String, String>,
+    /// The named input the map's batches come from (`--input NAME=PATH`); empty for an
+    /// unnamed input and in a reduce.
+    pub input: String,
     /// What the call counted ([`TaskContext::counter`]); not sent to the plugin.
     #[serde(skip)]
     pub counters: counters::Counters,
 }
 
 impl TaskContext {
+    /// The named input this map task reads (`--input NAME=PATH`): `""` for an unnamed
+    /// input, and in a reduce, whose key groups hold the rows of every input.
+    pub fn input_name(&self) -> &str {
+        &self.input
+    }
+
     /// Adds `n` to the job's counter `name`. Only the attempt that finishes a task counts,
     /// so the job's totals (in `sluice status` and `_SUCCESS`) are exact under retries.
     pub fn counter(&self, name: &str, n: i64) {
@@ -295,6 +304,7 @@ mod tests {
             task_index: 3,
             attempt: 2,
             params,
+            input: String::new(),
             counters: Default::default(),
         };
         assert_eq!(TaskContext::decode(&ctx.encode()).unwrap(), ctx);
@@ -310,6 +320,7 @@ mod tests {
             task_index: 0,
             attempt: 0,
             params,
+            input: String::new(),
             counters: Default::default(),
         };
         let err = ctx.param_parse::<f64>("p", 0.0).unwrap_err();

@@ -218,6 +218,7 @@ mod tests {
                 start: 0,
                 end: std::fs::metadata(&path).unwrap().len(),
             },
+            input: String::new(),
         };
         let sink = RejectSink::new(true);
         let read = |rows, rejects: Option<RejectSink>| {

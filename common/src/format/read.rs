@@ -442,6 +442,7 @@ mod tests {
         let split = |groups: Vec<u32>| Split {
             path: path.to_string_lossy().into_owned(),
             range: SplitRange::RowGroups(groups),
+            input: String::new(),
         };
         let rows = |groups| {
             read_split(

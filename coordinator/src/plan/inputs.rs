@@ -83,6 +83,28 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<InputFile>> {
     Ok(files)
 }
 
+/// Expands each input, named (`NAME=PATH`) or not, into its files: `(input name, file)`,
+/// by name (the unnamed input's name is empty), then in the order of [`expand_inputs`].
+pub fn expand_named_inputs(inputs: &[String]) -> Result<Vec<(String, InputFile)>> {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for input in inputs {
+        let (name, path) = sluice_common::spec::split_input(input);
+        by_name
+            .entry(name.unwrap_or(""))
+            .or_default()
+            .push(path.to_string());
+    }
+    let mut files = Vec::new();
+    for (name, paths) in by_name {
+        files.extend(
+            expand_inputs(&paths)?
+                .into_iter()
+                .map(|f| (name.to_string(), f)),
+        );
+    }
+    Ok(files)
+}
+
 fn expand_local(input: &str, path: &Path, files: &mut Vec<InputFile>) -> Result<()> {
     let text = path.to_string_lossy();
     if is_glob(&text) {

@@ -25,7 +25,7 @@ use sluice_sdk::JobDescription;
 
 pub use error::PlanError;
 use error::Result;
-pub use inputs::{InputFile, expand_inputs};
+pub use inputs::{InputFile, expand_inputs, expand_named_inputs};
 pub use output::overwrite_refusal;
 
 /// A planned job.
@@ -102,13 +102,14 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     spec.validate().map_err(PlanError::spec)?;
     spec.check_limits(limits).map_err(PlanError::spec)?;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
-    let files = expand_inputs(&spec.inputs)?;
+    let named = expand_named_inputs(&spec.inputs)?;
+    let files: Vec<InputFile> = named.iter().map(|(_, f)| f.clone()).collect();
     let declared = plugin.input_schema();
     let read_columns = plugin.description().input_columns.clone();
     // Sizes first: the split size depends on the whole input.
-    let mut sized = Vec::with_capacity(files.len());
-    for f in &files {
-        sized.push(match spec.format {
+    let mut sized = Vec::with_capacity(named.len());
+    for (input, f) in &named {
+        sized.push(match spec.format_of(input) {
             InputFormat::Parquet => {
                 let groups =
                     parquet_row_group_sizes(f, declared.as_ref(), read_columns.as_deref())?;
@@ -124,9 +125,10 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     );
     // Files at least a split long are cut into this many splits (smaller ones may be packed
     // together): refuse before cutting, or `--split-size 1` would allocate a split per byte.
-    let at_least: u64 = sized
+    let at_least: u64 = named
         .iter()
-        .map(|(len, groups)| match spec.format {
+        .zip(&sized)
+        .map(|((input, _), (len, groups))| match spec.format_of(input) {
             InputFormat::Parquet => groups.len() as u64,
             _ if *len >= split_size => len.div_ceil(split_size),
             _ => 0,
@@ -135,31 +137,24 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     limits
         .check_maps(at_least, split_size)
         .map_err(PlanError::spec)?;
-    let mut per_file = Vec::with_capacity(files.len());
-    for (f, (len, groups)) in files.iter().zip(sized) {
-        let path = f.name();
-        per_file.push(match spec.format {
-            InputFormat::Parquet => {
-                let splits = split::row_group_splits(&groups, split_size)
-                    .into_iter()
-                    .map(|groups| Split {
-                        path: path.clone(),
-                        range: SplitRange::RowGroups(groups),
-                    })
-                    .collect();
-                (splits, len)
-            }
-            _ => {
-                let splits = split::byte_ranges(len, split_size)
-                    .into_iter()
-                    .map(|(start, end)| Split {
-                        path: path.clone(),
-                        range: SplitRange::Bytes { start, end },
-                    })
-                    .collect();
-                (splits, len)
-            }
-        });
+    let mut per_file = Vec::with_capacity(named.len());
+    for ((input, f), (len, groups)) in named.iter().zip(sized) {
+        let split = |range| Split {
+            path: f.name(),
+            range,
+            input: input.clone(),
+        };
+        let splits: Vec<Split> = match spec.format_of(input) {
+            InputFormat::Parquet => split::row_group_splits(&groups, split_size)
+                .into_iter()
+                .map(|groups| split(SplitRange::RowGroups(groups)))
+                .collect(),
+            _ => split::byte_ranges(len, split_size)
+                .into_iter()
+                .map(|(start, end)| split(SplitRange::Bytes { start, end }))
+                .collect(),
+        };
+        per_file.push((splits, len));
     }
     let splits = pack_small_files(per_file, split_size);
     limits
@@ -170,25 +165,30 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
             inputs: spec.inputs.join(" "),
         });
     }
-    let input_schema = match spec.format {
-        InputFormat::Csv | InputFormat::JsonLines => {
+    // One schema for the line-based inputs (CSV, JSON lines): the job's, or the one inferred
+    // from the first such file. Parquet batches are cast to the declared types, if any.
+    let line_based = named.iter().find(|(input, _)| {
+        spec.format_of(input).is_line_based() && spec.format_of(input) != InputFormat::Text
+    });
+    let input_schema = match line_based {
+        Some((input, first)) => {
+            let format = spec.format_of(input);
             let schema = match plugin.input_schema() {
                 Some(s) => s,
-                None => match &files[0] {
-                    InputFile::Local(p) => infer_schema(p, spec.format)?,
-                    InputFile::Object { url, size } => {
-                        infer_object_schema(url, *size, spec.format)?
-                    }
+                None => match first {
+                    InputFile::Local(p) => infer_schema(p, format)?,
+                    InputFile::Object { url, size } => infer_object_schema(url, *size, format)?,
                 },
             };
-            if spec.format == InputFormat::Csv {
-                check_csv_headers(&files, &schema)?;
-            }
+            let csv: Vec<InputFile> = named
+                .iter()
+                .filter(|(input, _)| spec.format_of(input) == InputFormat::Csv)
+                .map(|(_, f)| f.clone())
+                .collect();
+            check_csv_headers(&csv, &schema)?;
             Some(schema)
         }
-        // Parquet batches are cast to the declared types, if the job declares them.
-        InputFormat::Parquet => declared,
-        InputFormat::Text => None,
+        None => declared,
     };
     output::check_output(spec, &files)?;
     Ok(JobPlan {
@@ -213,6 +213,7 @@ fn pack_small_files(per_file: Vec<(Vec<Split>, u64)>, split_size: u64) -> Vec<Sp
                 Ok([one]) => one,
                 Err(files) => Split {
                     path: String::new(),
+                    input: files.first().map(|f| f.input.clone()).unwrap_or_default(),
                     range: SplitRange::Files(files),
                 },
             });
@@ -221,6 +222,10 @@ fn pack_small_files(per_file: Vec<(Vec<Split>, u64)>, split_size: u64) -> Vec<Sp
     for (mut splits, size) in per_file {
         if splits.is_empty() {
             continue; // an empty file: nothing to read, and no reason to end a run
+        }
+        // A packed split reads one input: a run ends where the next input starts.
+        if run.first().is_some_and(|(r, _)| splits[0].input != r.input) {
+            flush(&mut run, &mut out);
         }
         if splits.len() == 1 && size < split_size {
             run.extend(splits.pop().map(|s| (s, size)));
@@ -272,6 +277,7 @@ mod tests {
             .map(|(start, end)| Split {
                 path: name.into(),
                 range: SplitRange::Bytes { start, end },
+                input: String::new(),
             })
             .collect();
         (splits, len)

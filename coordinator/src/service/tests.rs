@@ -32,6 +32,7 @@ fn job(id: &str, output: &str) -> Job {
     let splits = vec![Split {
         path: "f".into(),
         range: SplitRange::Bytes { start: 0, end: 1 },
+        input: String::new(),
     }];
     let description = JobDescription {
         name: "t".into(),

@@ -565,6 +565,7 @@ mod tests {
                 .iter()
                 .map(|&(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            input: String::new(),
             counters: Default::default(),
         }
     }

@@ -401,6 +401,7 @@ mod tests {
             task_index: 0,
             attempt: 0,
             params: BTreeMap::new(),
+            input: String::new(),
             counters: Default::default(),
         }
     }

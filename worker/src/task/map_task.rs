@@ -337,7 +337,9 @@ fn map_body(
     let spec = &job.spec;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let desc = plugin.description();
-    let ctx = Arc::new(job.context(TaskKind::Map, index, attempt));
+    let mut ctx = job.context(TaskKind::Map, index, attempt);
+    ctx.input = split.input.clone();
+    let ctx = Arc::new(ctx);
     let partitions = spec.reducers;
     let mut combiner = match &desc.reduce {
         ReduceKind::Aggregate(aggregates) => Combiner::Aggregate {
@@ -361,7 +363,7 @@ fn map_body(
         .collect();
     for batch in read_split(
         split,
-        spec.format,
+        spec.format_of(&split.input),
         job.input_schema.clone(),
         spec.batch_rows as usize,
         desc.input_columns.as_deref(),

@@ -80,6 +80,7 @@ impl JobInfo {
                 .clone()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
+            input: String::new(),
             counters: Default::default(),
         }
     }

@@ -61,6 +61,7 @@ pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
         .map(|i| Split {
             path: format!("f{i}"),
             range: SplitRange::Bytes { start: 0, end: 1 },
+            input: String::new(),
         })
         .collect();
     let description = JobDescription {
