@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`rng`]: the small deterministic PRNG (SplitMix64) everything draws from.
 //! - [`eod`]: bank transactions as CSV, the input of the end-of-day (EOD) aggregation job.
+//! - [`recon`]: a ledger and a statement with known differences, for `examples/reconcile`.
 //! - [`text`]: English-like text lines with a Zipf-skewed vocabulary, for word count.
 //! - [`args`]: the hand-rolled argument parsing shared by the two binaries.
 
@@ -15,6 +16,7 @@
 
 pub mod args;
 pub mod eod;
+pub mod recon;
 pub mod rng;
 pub mod text;
 
