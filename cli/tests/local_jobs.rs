@@ -97,6 +97,63 @@ fn eod_totals_equal_reference_to_the_cent() {
     assert!(summary.contains("rows in 30000"), "{summary}");
 }
 
+/// The test plugin declares `line` as its secondary sort and fails a reduce call whose
+/// group is out of line order: lines of equal length but different text, in memory and
+/// through spilled runs (a tiny `--task-memory`), reach `reduce` in order.
+#[test]
+fn a_secondary_sort_orders_each_key_group_in_memory_and_through_spilled_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let mut text = String::new();
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for i in 0..4000u64 {
+        let len = 3 + (i % 5) as usize;
+        // Distinct text per line, arriving in no order.
+        let line: String = (0..len)
+            .map(|j| (b'a' + ((i * 7919 + j as u64 * 104_729) % 26) as u8) as char)
+            .collect();
+        text.push_str(&line);
+        text.push('\n');
+        *expected.entry(len as i64).or_default() += 1;
+    }
+    std::fs::write(&input, text).unwrap();
+    for memory in ["512MiB", "4096"] {
+        let out = dir.path().join(format!("out-{memory}"));
+        let result = run(&[
+            "--local",
+            "2",
+            "--reducers",
+            "2",
+            "--split-size",
+            "4096",
+            "--batch-rows",
+            "64",
+            "--task-memory",
+            memory,
+            "--format",
+            "text",
+            "--plugin",
+            plugin("sluice_testjobs").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_ok(&result);
+        let mut got = BTreeMap::new();
+        for (_, batches) in read_parts(&out) {
+            for b in batches {
+                let len = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+                let lines = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+                for i in 0..b.num_rows() {
+                    got.insert(len.value(i), lines.value(i));
+                }
+            }
+        }
+        assert_eq!(got, expected, "task memory {memory}");
+    }
+}
+
 #[test]
 fn custom_reduce_sees_whole_sorted_groups() {
     let dir = tempfile::tempdir().unwrap();

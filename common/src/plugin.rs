@@ -112,6 +112,7 @@ impl Plugin {
                 input_columns: None,
                 rules: Vec::new(),
                 checks: Vec::new(),
+                sort_columns: Vec::new(),
             },
             input_schema: None,
             _library: library,

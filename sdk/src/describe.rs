@@ -112,6 +112,8 @@ pub struct JobDescription {
     pub rules: Vec<crate::rules::Rule>,
     /// Names of the job's own checks (`Job::check`).
     pub checks: Vec<String>,
+    /// Map output columns ordering the rows within each key group (`Job::sort_columns`).
+    pub sort_columns: Vec<String>,
 }
 
 /// A description that cannot be used: undecodable, or declaring no way to run.
@@ -187,6 +189,7 @@ mod tests {
                 crate::rules::Rule::one_of("currency", &["EUR", "USD"]).named("iso_currency"),
             ],
             checks: vec!["debit_limit".into()],
+            sort_columns: vec!["txn_ts".into()],
         };
         assert_eq!(JobDescription::decode(&d.encode()).unwrap(), d);
         let c = JobDescription {
@@ -206,6 +209,7 @@ mod tests {
             input_columns: None,
             rules: Vec::new(),
             checks: Vec::new(),
+            sort_columns: Vec::new(),
         };
         let err = JobDescription::decode(&d.encode()).unwrap_err();
         assert!(err.to_string().contains("no key columns"), "{err}");

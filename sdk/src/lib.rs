@@ -254,6 +254,13 @@ pub trait Job: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Columns of the map output that order the rows of each key group when they reach
+    /// [`Job::reduce`] (a secondary sort, as Hadoop's grouping comparator gives): empty, the
+    /// rows of a group come in no particular order.
+    fn sort_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Names of the job's own data-quality checks, computed by [`Job::check`].
     fn checks(&self) -> Vec<String> {
         Vec::new()
@@ -285,6 +292,7 @@ pub trait Job: Send + Sync + 'static {
             input_columns: self.input_columns(),
             rules: self.rules(),
             checks: self.checks(),
+            sort_columns: self.sort_columns(),
         }
     }
 }

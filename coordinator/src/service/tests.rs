@@ -41,6 +41,7 @@ fn job(id: &str, output: &str) -> Job {
         input_columns: None,
         rules: Vec::new(),
         checks: Vec::new(),
+        sort_columns: Vec::new(),
     };
     Job::new(
         JobId::new(id),

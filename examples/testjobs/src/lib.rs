@@ -11,7 +11,8 @@
 //! parameter `check=not_blank` is given, and passes every line otherwise.
 //!
 //! It reduces with a custom `reduce` (not declared aggregates), so the engine's sorted-group
-//! path is exercised: each call must see whole, sorted key groups.
+//! path is exercised: each call must see whole, sorted key groups, and within a group the
+//! lines in order (`sort_columns`: a secondary sort), or the reduce fails saying so.
 
 use std::sync::Arc;
 
@@ -31,6 +32,10 @@ impl Job for LineLengths {
 
     fn key_columns(&self) -> Vec<String> {
         vec!["len".into()]
+    }
+
+    fn sort_columns(&self) -> Vec<String> {
+        vec!["line".into()]
     }
 
     fn checks(&self) -> Vec<String> {
@@ -94,8 +99,16 @@ impl Job for LineLengths {
                 vec![Arc::new(lens), Arc::new(bad)],
             )?);
         }
-        let schema = Arc::new(Schema::new(vec![Field::new("len", DataType::Int64, true)]));
-        Ok(RecordBatch::try_new(schema, vec![Arc::new(lens)])?)
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("len", DataType::Int64, true),
+            Field::new("line", DataType::Utf8, true),
+        ]));
+        let lines = Arc::clone(
+            batch
+                .column_by_name("line")
+                .ok_or("input has no line column")?,
+        );
+        Ok(RecordBatch::try_new(schema, vec![Arc::new(lens), lines])?)
     }
 
     fn reduce(&self, groups: RecordBatch, _ctx: &TaskContext) -> JobResult<RecordBatch> {
@@ -111,10 +124,17 @@ impl LineLengths {
             .column_by_name("len")
             .ok_or("reduce input has no len column")?
             .as_primitive::<arrow_array::types::Int64Type>();
+        let lines = batch
+            .column_by_name("line")
+            .ok_or("reduce input has no line column")?
+            .as_string::<i32>();
         let (mut keys, mut counts): (Vec<Option<i64>>, Vec<i64>) = (Vec::new(), Vec::new());
         for i in 0..lens.len() {
             let k = lens.is_valid(i).then(|| lens.value(i));
             if keys.last() == Some(&k) {
+                if lines.value(i - 1) > lines.value(i) {
+                    return Err(format!("the lines of group {k:?} are not in order").into());
+                }
                 *counts.last_mut().ok_or("no group")? += 1;
             } else {
                 if keys.iter().any(|x| *x >= k) {

@@ -26,10 +26,28 @@ pub struct Runs {
     files: Vec<PathBuf>,
 }
 
-/// One run's current batch and its encoded keys.
+/// One run's current batch and its encoded keys: the sort order, and the group key when it
+/// is a shorter prefix of it (a secondary sort).
 struct Slot {
     batch: RecordBatch,
     rows: Rows,
+    group: Option<Rows>,
+}
+
+impl Slot {
+    /// Whether row `a` of `self` and row `b` of `other` are of one key group.
+    fn same_group(&self, a: usize, other: &Slot, b: usize) -> bool {
+        match (&self.group, &other.group) {
+            (Some(x), Some(y)) => x.row(a) == y.row(b),
+            _ => self.rows.row(a) == other.rows.row(b),
+        }
+    }
+}
+
+/// The converters of a merge: the sort order, and the group key when it is shorter.
+struct Converters {
+    sort: RowConverter,
+    group: Option<(RowConverter, usize)>,
 }
 
 /// Where the merge is in one run.
@@ -89,29 +107,35 @@ impl Runs {
     /// Reads the next non-empty batch of `reader`, with its keys.
     fn next_slot(
         reader: &mut FileReader<BufReader<File>>,
-        converter: &RowConverter,
+        converters: &Converters,
         keys: &[usize],
     ) -> Result<Option<Arc<Slot>>> {
         for batch in reader.by_ref() {
             let batch = batch.map_err(|e| Error::arrow("reading a run", e))?;
             if batch.num_rows() > 0 {
-                let rows = encode(converter, &batch, keys)?;
-                return Ok(Some(Arc::new(Slot { batch, rows })));
+                let rows = encode(&converters.sort, &batch, keys)?;
+                let group = match &converters.group {
+                    Some((c, n)) => Some(encode(c, &batch, &keys[..*n])?),
+                    None => None,
+                };
+                return Ok(Some(Arc::new(Slot { batch, rows, group })));
             }
         }
         Ok(None)
     }
 
-    /// Merges every run in key order: `emit` gets chunks of about `batch_rows` rows that never
-    /// split a key group, in key order.
+    /// Merges every run in the order of `keys`: `emit` gets chunks of about `batch_rows`
+    /// rows, in that order, that never split a group of equal first `group_keys` columns
+    /// (the rest of `keys` orders the rows within a group: a secondary sort).
     pub fn merge(
         &self,
         keys: &[usize],
+        group_keys: usize,
         batch_rows: usize,
         mut emit: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<()> {
         let mut cursors: Vec<Option<Cursor>> = Vec::new();
-        let mut converter: Option<RowConverter> = None;
+        let mut converter: Option<Converters> = None;
         let mut chunk: Vec<Arc<Slot>> = Vec::new();
         for path in &self.files {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -121,12 +145,22 @@ impl Runs {
                 Some(c) => c,
                 None => {
                     let schema = reader.schema();
-                    let fields = keys
-                        .iter()
-                        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-                        .collect();
-                    converter
-                        .insert(RowConverter::new(fields).map_err(|e| Error::arrow("run keys", e))?)
+                    let fields = |keys: &[usize]| {
+                        let fields = keys
+                            .iter()
+                            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                            .collect();
+                        RowConverter::new(fields).map_err(|e| Error::arrow("run keys", e))
+                    };
+                    let group = if group_keys < keys.len() {
+                        Some((fields(&keys[..group_keys])?, group_keys))
+                    } else {
+                        None
+                    };
+                    converter.insert(Converters {
+                        sort: fields(keys)?,
+                        group,
+                    })
                 }
             };
             let cursor = Self::next_slot(&mut reader, conv, keys)?.map(|slot| {
@@ -164,7 +198,7 @@ impl Runs {
             let Some(c) = cursors[r].as_mut() else { break };
             let new_group = last
                 .as_ref()
-                .is_none_or(|(slot, i)| slot.rows.row(*i) != c.slot.rows.row(c.pos));
+                .is_none_or(|(slot, i)| !slot.same_group(*i, &c.slot, c.pos));
             if new_group && indices.len() >= batch_rows.max(1) {
                 let batches: Vec<&RecordBatch> = chunk.iter().map(|s| &s.batch).collect();
                 emit(
@@ -245,7 +279,7 @@ mod tests {
         runs.write(&[batch(&["a"], &[8])]).unwrap();
         assert_eq!(runs.len(), 3);
         let mut chunks = Vec::new();
-        runs.merge(&[0], 2, |b| {
+        runs.merge(&[0], 1, 2, |b| {
             chunks.push(b);
             Ok(())
         })

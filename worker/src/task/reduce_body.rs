@@ -198,7 +198,7 @@ pub fn reduce_body(
                 // The aggregate output starts with the key columns; a merged chunk holds
                 // whole key groups, so aggregating it alone finishes them.
                 let keys: Vec<usize> = (0..desc.key_columns.len()).collect();
-                runs.merge(&keys, batch_rows, |chunk| {
+                runs.merge(&keys, keys.len(), batch_rows, |chunk| {
                     t.update(&chunk)?;
                     match t.take_sorted()? {
                         Some(done) => out.write(&done),
@@ -211,9 +211,17 @@ pub fn reduce_body(
             let mut held: Vec<RecordBatch> = Vec::new();
             let mut bytes = 0usize;
             let mut keys: Option<Vec<usize>> = None;
+            let groups = desc.key_columns.len();
             while let Some(b) = next_batch()? {
                 if keys.is_none() {
-                    keys = Some(key_indices(&b, &desc.key_columns)?);
+                    // The key columns, then the secondary sort's: groups are cut on the first.
+                    let sort: Vec<String> = desc
+                        .key_columns
+                        .iter()
+                        .chain(&desc.sort_columns)
+                        .cloned()
+                        .collect();
+                    keys = Some(key_indices(&b, &sort)?);
                 }
                 bytes += b.get_array_memory_size();
                 held.push(b);
@@ -221,7 +229,13 @@ pub fn reduce_body(
                     && let (Some(k), Some(first)) = (&keys, held.first())
                 {
                     tracing::debug!(partition, run = runs.len(), "reduce task spills a run");
-                    runs.write(&sorted_groups(&first.schema(), &held, k, batch_rows)?)?;
+                    runs.write(&sorted_groups(
+                        &first.schema(),
+                        &held,
+                        k,
+                        groups,
+                        batch_rows,
+                    )?)?;
                     held.clear();
                     bytes = 0;
                 }
@@ -231,16 +245,22 @@ pub fn reduce_body(
             };
             if runs.is_empty() {
                 if let Some(first) = held.first() {
-                    for chunk in sorted_groups(&first.schema(), &held, &keys, batch_rows)? {
+                    for chunk in sorted_groups(&first.schema(), &held, &keys, groups, batch_rows)? {
                         out.write(&plugin.reduce(chunk, ctx)?)?;
                     }
                 }
             } else {
                 if let Some(first) = held.first() {
-                    runs.write(&sorted_groups(&first.schema(), &held, &keys, batch_rows)?)?;
+                    runs.write(&sorted_groups(
+                        &first.schema(),
+                        &held,
+                        &keys,
+                        groups,
+                        batch_rows,
+                    )?)?;
                 }
                 drop(held);
-                runs.merge(&keys, batch_rows, |chunk| {
+                runs.merge(&keys, groups, batch_rows, |chunk| {
                     out.write(&plugin.reduce(chunk, ctx)?)
                 })?;
             }

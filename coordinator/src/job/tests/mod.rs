@@ -71,6 +71,7 @@ pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
         input_columns: None,
         rules: Vec::new(),
         checks: Vec::new(),
+        sort_columns: Vec::new(),
     };
     let submitted = Epoch {
         at: now(),
