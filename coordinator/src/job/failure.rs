@@ -7,7 +7,7 @@
 //! | what happened | what it costs | the job fails when |
 //! |---|---|---|
 //! | an attempt failed (plugin error, I/O) | one failure of the task | the task failed `max_attempts` times |
-//! | an attempt died with its worker | one lost attempt of the task | it lost [`MAX_LOST_ATTEMPTS`] (the task may be what kills its workers) |
+//! | an attempt died with its worker | one lost attempt of the task | it lost [`MAX_LOST_ATTEMPTS`] while the job's only attempt there (the task may be what kills its workers), or [`MAX_LOST_ATTEMPTS_SHARED`] in all |
 //! | a reducer could not reach the worker holding a map output | nothing for the reducer: every output of that worker re-runs at once | the same worker was declared unreachable `max_attempts` times in the job (it heartbeat again each time, so it is alive but cannot serve) |
 //! | a reducer got an answer, but the output is missing or damaged | one failure of that map task, which re-runs | the map failed `max_attempts` times |
 //! | a report about an output that is no longer the registered one | nothing (an earlier report or a lost worker already re-ran it) | never |
@@ -24,10 +24,22 @@ use super::report::{AttemptRef, Outcome};
 use super::tasks::{TaskKind, TaskState, TaskStatus};
 use super::{Cancel, Job};
 
-/// Attempts a task may lose with their workers before the job gives up on it: a lost
-/// attempt is not the task's fault, but a task that takes every worker down with it must not
-/// loop forever.
+/// Attempts a task may lose with their workers, while it was the job's only attempt there,
+/// before the job gives up on it: a lost attempt is not the task's fault, but a task that
+/// takes every worker down with it must not loop forever.
 pub const MAX_LOST_ATTEMPTS: u32 = 16;
+
+/// Attempts a task may lose with their workers in all, when other attempts ran beside it
+/// (any of them may have brought the worker down): a higher bound, so a task is not given
+/// up for its neighbours' crashes, that still ends a task that crashes its workers whatever
+/// runs beside it.
+pub const MAX_LOST_ATTEMPTS_SHARED: u32 = 64;
+
+/// Whether a task that lost `alone` attempts as the job's only attempt on their worker and
+/// `total` attempts in all has lost too many.
+pub fn lost_too_many(alone: u32, total: u32) -> bool {
+    alone > MAX_LOST_ATTEMPTS || total > MAX_LOST_ATTEMPTS_SHARED
+}
 
 /// A reducer's report that it could not fetch one map output.
 #[derive(Debug, Clone, Copy)]
@@ -371,6 +383,13 @@ impl Job {
             return;
         }
         let mut give_up = None;
+        // A loss is the task's own to answer for only when nothing else of the job ran there.
+        let on_worker: usize = self
+            .maps
+            .iter()
+            .chain(&self.reduces)
+            .map(|t| t.running().iter().filter(|a| a.worker == *worker).count())
+            .sum();
         for (kind, tasks) in [
             (TaskKind::Map, &mut self.maps),
             (TaskKind::Reduce, &mut self.reduces),
@@ -384,13 +403,17 @@ impl Job {
                     r.retain(|a| a.worker != *worker);
                     let lost = (before - r.len()) as u32;
                     t.lost += lost;
+                    if on_worker == 1 {
+                        t.lost_alone += lost;
+                    }
                     if lost > 0 && r.is_empty() {
                         t.status = TaskStatus::Pending;
                     }
-                    if t.lost > MAX_LOST_ATTEMPTS {
+                    if lost_too_many(t.lost_alone, t.lost) {
                         give_up = Some(format!(
-                            "{kind} task {i} lost {} attempts with their workers",
-                            t.lost
+                            "{kind} task {i} lost {} attempts with their workers ({} of them \
+                             running alone there)",
+                            t.lost, t.lost_alone
                         ));
                     }
                 }

@@ -86,6 +86,9 @@ pub struct TaskState {
     pub failures: u32,
     /// Attempts lost with their workers.
     pub lost: u32,
+    /// Of those, attempts that were the job's only attempt on their worker: a loss the task
+    /// alone may have caused (see [`failure::MAX_LOST_ATTEMPTS`](super::failure::MAX_LOST_ATTEMPTS)).
+    pub lost_alone: u32,
     /// Workers an attempt of this task failed on: not retried there while others exist.
     pub failed_on: HashSet<WorkerId>,
     /// Whether a backup attempt was started (at most one per task).
@@ -99,6 +102,7 @@ impl TaskState {
             attempts: 0,
             failures: 0,
             lost: 0,
+            lost_alone: 0,
             failed_on: HashSet::new(),
             speculated: false,
         }

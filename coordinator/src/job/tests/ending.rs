@@ -187,3 +187,29 @@ fn an_attempt_past_the_task_timeout_fails_and_runs_again_elsewhere() {
     advance(Duration::from_secs(100_000));
     assert_eq!(j.expire_attempts(now()), 0);
 }
+
+/// Losses shared with other attempts on the worker do not give a task up at the bound for
+/// losses it may have caused alone: two maps lose 20 workers together and carry on; one map
+/// alone on its worker, losing it each time, is given up after 16 more.
+#[test]
+fn a_task_is_given_up_for_losing_workers_alone_not_for_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(2, 1, dir.path());
+    for k in 0..20 {
+        let w = WorkerId::new(format!("shared-{k}"));
+        assert!(j.next_task(now(), &w, &live(1)).is_some());
+        assert!(j.next_task(now(), &w, &live(1)).is_some());
+        j.on_worker_lost(now(), &w);
+    }
+    assert_eq!(j.status, JobStatus::Running, "20 shared losses each");
+    for k in 0..=MAX_LOST_ATTEMPTS {
+        let w = WorkerId::new(format!("alone-{k}"));
+        assert!(j.next_task(now(), &w, &live(1)).is_some());
+        j.on_worker_lost(now(), &w);
+    }
+    assert!(
+        matches!(&j.status, JobStatus::Failed(m) if m.contains("17 of them running alone")),
+        "{:?}",
+        j.status
+    );
+}
