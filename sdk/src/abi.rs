@@ -304,6 +304,42 @@ pub unsafe fn export_free_bytes(b: OwnedBytes) {
     }
 }
 
+/// One `extern "C"` batch function of the ABI ([`BatchFn`]) named `$name`, calling `$call`
+/// (a `fn(&Job, RecordBatch, &TaskContext)`) on the job `export_job!` made; map, reduce and
+/// check differ only in that call.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sluice_batch_fn {
+    ($name:ident, $call:expr) => {
+        unsafe extern "C" fn $name(
+            ctx: *const u8,
+            ctx_len: usize,
+            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
+            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
+            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
+            counters: *mut $crate::abi::OwnedBytes,
+            err: *mut *mut ::std::ffi::c_char,
+        ) -> i32 {
+            // SAFETY: the host upholds the ABI contract.
+            unsafe {
+                $crate::abi::export_batch_call(
+                    __sluice_job(),
+                    ctx,
+                    ctx_len,
+                    input,
+                    input_schema,
+                    out,
+                    out_schema,
+                    counters,
+                    err,
+                    $call,
+                )
+            }
+        }
+    };
+}
+
 /// Exports a [`Job`] type (which must implement `Default`) as a Sluice plugin.
 ///
 /// Expands to the two `#[no_mangle]` symbols of the ABI and a static instance of the job.
@@ -331,86 +367,13 @@ macro_rules! export_job {
             unsafe { $crate::abi::export_input_schema(__sluice_job(), out, err) }
         }
 
-        unsafe extern "C" fn __sluice_map(
-            ctx: *const u8,
-            ctx_len: usize,
-            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
-            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
-            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
-            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
-            counters: *mut $crate::abi::OwnedBytes,
-            err: *mut *mut ::std::ffi::c_char,
-        ) -> i32 {
-            // SAFETY: the host upholds the ABI contract.
-            unsafe {
-                $crate::abi::export_batch_call(
-                    __sluice_job(),
-                    ctx,
-                    ctx_len,
-                    input,
-                    input_schema,
-                    out,
-                    out_schema,
-                    counters,
-                    err,
-                    |j, b, c| <$job as $crate::Job>::map(j, b, c),
-                )
-            }
-        }
-
-        unsafe extern "C" fn __sluice_check(
-            ctx: *const u8,
-            ctx_len: usize,
-            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
-            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
-            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
-            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
-            counters: *mut $crate::abi::OwnedBytes,
-            err: *mut *mut ::std::ffi::c_char,
-        ) -> i32 {
-            // SAFETY: the host upholds the ABI contract.
-            unsafe {
-                $crate::abi::export_batch_call(
-                    __sluice_job(),
-                    ctx,
-                    ctx_len,
-                    input,
-                    input_schema,
-                    out,
-                    out_schema,
-                    counters,
-                    err,
-                    |j, b, c| <$job as $crate::Job>::check(j, &b, c),
-                )
-            }
-        }
-
-        unsafe extern "C" fn __sluice_reduce(
-            ctx: *const u8,
-            ctx_len: usize,
-            input: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
-            input_schema: *const $crate::arrow_array::ffi::FFI_ArrowSchema,
-            out: *mut $crate::arrow_array::ffi::FFI_ArrowArray,
-            out_schema: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
-            counters: *mut $crate::abi::OwnedBytes,
-            err: *mut *mut ::std::ffi::c_char,
-        ) -> i32 {
-            // SAFETY: the host upholds the ABI contract.
-            unsafe {
-                $crate::abi::export_batch_call(
-                    __sluice_job(),
-                    ctx,
-                    ctx_len,
-                    input,
-                    input_schema,
-                    out,
-                    out_schema,
-                    counters,
-                    err,
-                    |j, b, c| <$job as $crate::Job>::reduce(j, b, c),
-                )
-            }
-        }
+        $crate::__sluice_batch_fn!(__sluice_map, |j, b, c| <$job as $crate::Job>::map(j, b, c));
+        $crate::__sluice_batch_fn!(__sluice_check, |j, b, c| {
+            <$job as $crate::Job>::check(j, &b, c)
+        });
+        $crate::__sluice_batch_fn!(__sluice_reduce, |j, b, c| {
+            <$job as $crate::Job>::reduce(j, b, c)
+        });
 
         unsafe extern "C" fn __sluice_free_string(s: *mut ::std::ffi::c_char) {
             // SAFETY: the host only frees strings this plugin returned.

@@ -340,22 +340,29 @@ impl CsvReader {
                 e,
             )
         })?;
-        // The batch's rows are the records not dead, in order.
-        let mut is_dead = vec![false; rows.len()];
-        for &d in &dead {
-            is_dead[d] = true;
-        }
-        let alive: Vec<(u64, u64, u64)> = rows
-            .iter()
-            .zip(&is_dead)
-            .filter(|(_, dead)| !**dead)
-            .map(|(r, _)| *r)
-            .collect();
-        let batch = self.origin.apply_rules(
-            batch,
-            |r| alive[r].0,
-            |r| self.origin.raw(alive[r].1, alive[r].2),
-        )?;
+        let batch = if self.origin.has_rules() {
+            // The batch's rows are the records not dead, in order.
+            let alive = if dead.is_empty() {
+                rows
+            } else {
+                let mut is_dead = vec![false; rows.len()];
+                for &d in &dead {
+                    is_dead[d] = true;
+                }
+                rows.into_iter()
+                    .zip(is_dead)
+                    .filter(|(_, dead)| !*dead)
+                    .map(|(r, _)| r)
+                    .collect()
+            };
+            self.origin.apply_rules(
+                batch,
+                |r| alive[r].0,
+                |r| self.origin.raw(alive[r].1, alive[r].2),
+            )?
+        } else {
+            batch
+        };
         if batch.num_rows() == 0 {
             return Ok((!self.done).then_some(None));
         }

@@ -57,6 +57,11 @@ impl SplitOrigin {
         }
     }
 
+    /// Whether the job has data-quality rules to check.
+    pub(super) fn has_rules(&self) -> bool {
+        self.rules.is_some()
+    }
+
     /// `batch` without the rows failing a data-quality rule, each a bad record (set aside,
     /// or failing the read): row `r` is the `line(r)`-th line of the split, its raw text
     /// `raw(r)`.
