@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_common::spec::{
-    DEFAULT_BATCH_ROWS, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY, InputFormat, JobSpec,
-    OutputFormat, parse_bytes,
+    DEFAULT_BATCH_ROWS, DEFAULT_SIDE_MAX_BYTES, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY,
+    InputFormat, JobSpec, OutputFormat, parse_bytes,
 };
 use sluice_common::storage::Location;
 use sluice_proto::pb;
@@ -135,6 +135,14 @@ pub struct JobArgs {
     /// `<output>/txn_date=2026-11-28/part-NNNNN.parquet`, the columns left out of the files.
     #[arg(long, value_delimiter = ',')]
     pub partition_by: Vec<String>,
+    /// A side input `NAME=PATH` (repeatable): a small table, read whole once per worker and
+    /// handed to every map task (`ctx.side_input("NAME")`); its format is `--format
+    /// NAME=FMT`'s, or else the inputs' default.
+    #[arg(long = "side")]
+    pub sides: Vec<String>,
+    /// The most a side input may hold, in its files and in memory (`64MiB`, `1G`, ...).
+    #[arg(long, default_value_t = DEFAULT_SIDE_MAX_BYTES, value_parser = parse_bytes)]
+    pub side_max_bytes: u64,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -217,6 +225,17 @@ impl JobArgs {
         spec.task_timeout_secs = self.task_timeout;
         spec.on_bad_record = self.on_bad_record;
         spec.partition_by = self.partition_by.clone();
+        spec.sides = self
+            .sides
+            .iter()
+            .map(|s| match sluice_common::spec::split_input(s) {
+                (Some(name), path) => Ok(format!("{name}={}", location(&path.to_string())?)),
+                (None, _) => Err(anyhow!(
+                    "--side {s:?}: give it as NAME=PATH, NAME being [a-z][a-z0-9_]*"
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        spec.side_max_bytes = self.side_max_bytes;
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)

@@ -105,6 +105,21 @@ pub enum Error {
         /// The counts and the limit.
         reason: String,
     },
+    /// A side input is bigger than the job allows (`--side-max-bytes`).
+    #[error(
+        "side input {name}: {held} bytes{counted} are over the cap of {limit} bytes \
+         (--side-max-bytes); a table this big is an input to join in the reduce, not a side input"
+    )]
+    SideInputTooLarge {
+        /// The side input's name.
+        name: String,
+        /// What was counted: at least this many bytes.
+        held: u64,
+        /// `" in its files"` or `" in memory"`.
+        counted: &'static str,
+        /// The cap.
+        limit: u64,
+    },
     /// The engine broke one of its own rules (a bug); the attempt fails and is retried.
     #[error("internal error: {what}")]
     Internal {

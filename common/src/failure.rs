@@ -74,7 +74,8 @@ impl From<&Error> for TaskFailure {
             | Error::Damaged { .. }
             | Error::Overflow { .. }
             | Error::BadLocation { .. }
-            | Error::TooManyBadRecords { .. } => (FailureReason::Plugin, false),
+            | Error::TooManyBadRecords { .. }
+            | Error::SideInputTooLarge { .. } => (FailureReason::Plugin, false),
             Error::Io { .. }
             | Error::Storage { .. }
             | Error::Arrow { .. }

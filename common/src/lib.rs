@@ -32,6 +32,7 @@ pub mod error;
 pub mod failure;
 pub mod format;
 pub mod ids;
+pub mod input_plan;
 pub mod partition;
 pub mod plugin;
 pub mod rules;

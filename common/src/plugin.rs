@@ -4,6 +4,9 @@
 //! point into its code, so the library must outlive every batch it produced. [`Plugin::load`]
 //! keeps each library in a process-wide table and hands out `Arc`s to it; loading the same
 //! file twice returns the same plugin.
+//!
+//! Side inputs are handed to the plugin once per job and process
+//! ([`Plugin::ensure_side_inputs`]) and dropped when the job ends ([`forget_job`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, c_char};
@@ -17,7 +20,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use libloading::Library;
 use sluice_sdk::abi::{
-    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV2, OwnedBytes,
+    ABI_VERSION, ABI_VERSION_SYMBOL, BatchFn, ENTRY_SYMBOL, JobVTableV3, OwnedBytes,
     STATUS_INVALID_INPUT, STATUS_NONE, STATUS_OK, batch_from_ffi, batch_to_ffi,
 };
 use sluice_sdk::codec;
@@ -29,9 +32,12 @@ use crate::{Error, Result};
 /// A loaded job plugin.
 pub struct Plugin {
     path: PathBuf,
-    vtable: *const JobVTableV2,
+    vtable: *const JobVTableV3,
     description: JobDescription,
     input_schema: Option<SchemaRef>,
+    /// Jobs whose side inputs the plugin holds (`true`) or that are being loaded: the first
+    /// task of a job loads them while the job's other tasks wait on its lock.
+    sides: Mutex<HashMap<String, Arc<Mutex<bool>>>>,
     /// Kept for the process's lifetime (see the module docs).
     _library: Library,
 }
@@ -46,6 +52,18 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<Plugin>>> {
     static LOADED: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Plugin>>>> =
         std::sync::OnceLock::new();
     LOADED.get_or_init(Default::default)
+}
+
+/// Drops job `job`'s side inputs from every plugin this process loaded (the job ended);
+/// returns how many plugins held some.
+pub fn forget_job(job: &str) -> usize {
+    let plugins: Vec<Arc<Plugin>> = loaded()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    plugins.iter().filter(|p| p.drop_side_inputs(job)).count()
 }
 
 impl Plugin {
@@ -95,7 +113,7 @@ impl Plugin {
         // SAFETY: as above; the ABI version matched, so the table layout is ours.
         let vtable = unsafe {
             let f = library
-                .get::<extern "C" fn() -> *const JobVTableV2>(ENTRY_SYMBOL.as_bytes())
+                .get::<extern "C" fn() -> *const JobVTableV3>(ENTRY_SYMBOL.as_bytes())
                 .map_err(|_| refuse(format!("lacks the entry symbol {ENTRY_SYMBOL}")))?;
             f()
         };
@@ -115,18 +133,19 @@ impl Plugin {
                 sort_columns: Vec::new(),
             },
             input_schema: None,
+            sides: Mutex::default(),
             _library: library,
         };
         plugin.description = plugin.call_describe().map_err(|e| refuse(e.to_string()))?;
         plugin.input_schema = plugin
-            .call_input_schema()
+            .named_input_schema("")
             .map_err(|e| refuse(e.to_string()))?;
         let plugin = Arc::new(plugin);
         table.insert(canonical, plugin.clone());
         Ok(plugin)
     }
 
-    fn vtable(&self) -> &JobVTableV2 {
+    fn vtable(&self) -> &JobVTableV3 {
         // SAFETY: points at the plugin's static table; the library is never unloaded.
         unsafe { &*self.vtable }
     }
@@ -185,11 +204,14 @@ impl Plugin {
         })
     }
 
-    fn call_input_schema(&self) -> Result<Option<SchemaRef>> {
+    /// The schema the job declares for the named input (or side input) `name` (`""`: the
+    /// unnamed input), if any.
+    pub fn named_input_schema(&self, name: &str) -> Result<Option<SchemaRef>> {
         let mut out = FFI_ArrowSchema::empty();
         let mut err: *mut c_char = std::ptr::null_mut();
-        // SAFETY: both pointers are valid for writes.
-        let status = unsafe { (self.vtable().input_schema)(&mut out, &mut err) };
+        // SAFETY: the name is valid for the call; both pointers are valid for writes.
+        let status =
+            unsafe { (self.vtable().input_schema)(name.as_ptr(), name.len(), &mut out, &mut err) };
         match status {
             STATUS_NONE => Ok(None),
             STATUS_OK => {
@@ -262,6 +284,76 @@ impl Plugin {
                 })?;
         }
         Ok(batch)
+    }
+
+    /// Hands job `job`'s side inputs to the plugin unless it holds them already: the first
+    /// caller runs `load` (while the job's other callers wait for it); a failed load leaves
+    /// nothing behind, so the next task tries again.
+    pub fn ensure_side_inputs(
+        &self,
+        job: &str,
+        load: impl FnOnce() -> Result<Vec<(String, RecordBatch)>>,
+    ) -> Result<()> {
+        let cell = self
+            .sides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(job.to_string())
+            .or_default()
+            .clone();
+        let mut held = cell.lock().unwrap_or_else(|p| p.into_inner());
+        if *held {
+            return Ok(());
+        }
+        let tables = load()?;
+        for (name, table) in tables {
+            self.set_side_input(job, &name, table)?;
+        }
+        *held = true;
+        Ok(())
+    }
+
+    fn set_side_input(&self, job: &str, name: &str, table: RecordBatch) -> Result<()> {
+        let (mut array, schema) =
+            batch_to_ffi(table).map_err(|e| Error::arrow("exporting a side input", e))?;
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the names are valid for the call; the plugin takes `array`.
+        let status = unsafe {
+            (self.vtable().set_side_input)(
+                job.as_ptr(),
+                job.len(),
+                name.as_ptr(),
+                name.len(),
+                &mut array,
+                &schema,
+                &mut err,
+            )
+        };
+        if status != STATUS_OK {
+            let error = self.take_error(status, err);
+            // What it holds of the job's tables is dropped: the next load starts over.
+            self.release_side_inputs(job);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Drops job `job`'s side inputs from the plugin; whether it held any.
+    fn drop_side_inputs(&self, job: &str) -> bool {
+        let held = self
+            .sides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job);
+        if held.is_some() {
+            self.release_side_inputs(job);
+        }
+        held.is_some()
+    }
+
+    fn release_side_inputs(&self, job: &str) {
+        // SAFETY: the name is valid for the call.
+        unsafe { (self.vtable().drop_side_inputs)(job.as_ptr(), job.len()) };
     }
 
     /// Calls the job's `map` on one batch; what it counted is added to `ctx`'s counters.

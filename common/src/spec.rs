@@ -14,6 +14,9 @@ pub const DEFAULT_TASK_MEMORY: u64 = 512 << 20;
 pub const DEFAULT_TASK_TIMEOUT_SECS: u64 = 2 * 3600;
 /// The longest task timeout a job may ask for: 30 days.
 pub const MAX_TASK_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+/// Default [`JobSpec::side_max_bytes`] (64 MiB): Spark broadcasts tables this small
+/// without being asked; a bigger one is better joined in the reduce.
+pub const DEFAULT_SIDE_MAX_BYTES: u64 = 64 << 20;
 
 /// A byte count as people write it: `1048576`, `512k`, `128MiB`, `2G`, `1.5GiB`. Units are
 /// binary (`k` = KiB = 1024 bytes, as Hadoop's `io.sort.mb` and Spark's `512m` mean); case
@@ -237,9 +240,13 @@ pub struct JobSpec {
     pub control: Option<crate::control::Control>,
     /// Output columns whose values name Hive-style directories (`--partition-by`).
     pub partition_by: Vec<String>,
-    /// The format of each named input that has its own (`--format NAME=FMT`); the others
-    /// are read in `format`.
+    /// The format of each named input or side input that has its own
+    /// (`--format NAME=FMT`); the others are read in `format`.
     pub formats: BTreeMap<String, InputFormat>,
+    /// Side inputs as `NAME=PATH` (`--side`): small tables every map task is handed whole.
+    pub sides: Vec<String>,
+    /// The most bytes one side input may hold, in its files and in memory.
+    pub side_max_bytes: u64,
 }
 
 impl JobSpec {
@@ -264,7 +271,21 @@ impl JobSpec {
             control: None,
             partition_by: Vec::new(),
             formats: BTreeMap::new(),
+            sides: Vec::new(),
+            side_max_bytes: DEFAULT_SIDE_MAX_BYTES,
         }
+    }
+
+    /// The side inputs as `(name, path)`, skipping any not written `NAME=PATH` (which
+    /// [`JobSpec::validate`] refuses).
+    pub fn side_inputs(&self) -> Vec<(&str, &str)> {
+        self.sides
+            .iter()
+            .filter_map(|s| match split_input(s) {
+                (Some(name), path) => Some((name, path)),
+                (None, _) => None,
+            })
+            .collect()
     }
 
     /// The format input `name` is read in (`""` for an unnamed input).
@@ -294,13 +315,36 @@ impl JobSpec {
         if self.output.is_empty() {
             return Err("no output directory given".into());
         }
-        let named: Vec<&str> = self
+        let mut named: Vec<&str> = self
             .inputs
             .iter()
             .filter_map(|i| split_input(i).0)
             .collect();
+        let mut sides: Vec<&str> = Vec::new();
+        for side in &self.sides {
+            let name = match split_input(side) {
+                (Some(name), _) => name,
+                (None, _) => {
+                    return Err(format!(
+                        "--side {side:?}: give it as NAME=PATH, NAME being [a-z][a-z0-9_]*"
+                    ));
+                }
+            };
+            if named.contains(&name) || sides.contains(&name) {
+                return Err(format!(
+                    "--side {name}=...: the name {name} is already given to an input or side input"
+                ));
+            }
+            sides.push(name);
+        }
+        if self.side_max_bytes == 0 {
+            return Err("--side-max-bytes must be at least 1 byte".into());
+        }
+        named.extend(sides);
         if let Some(name) = self.formats.keys().find(|n| !named.contains(&n.as_str())) {
-            return Err(format!("--format {name}=...: no input is named {name}"));
+            return Err(format!(
+                "--format {name}=...: no input or side input is named {name}"
+            ));
         }
         if let Some(c) = self
             .partition_by
@@ -348,6 +392,15 @@ impl JobSpec {
             return over(
                 "--task-memory",
                 self.task_memory,
+                "max_task_memory",
+                limits.max_task_memory,
+            );
+        }
+        // A side input sits in every worker's memory as a task's working set does.
+        if self.side_max_bytes > limits.max_task_memory {
+            return over(
+                "--side-max-bytes",
+                self.side_max_bytes,
                 "max_task_memory",
                 limits.max_task_memory,
             );

@@ -212,10 +212,10 @@ pub fn assignment(a: &Assignment, runtime: &pb::JobRuntime) -> pb::TaskAssignmen
 }
 
 /// What every attempt of a job needs besides its task.
-pub fn runtime(spec: &JobSpec, schema_ipc: &[u8]) -> pb::JobRuntime {
+pub fn runtime(spec: &JobSpec, input_plan: &[u8]) -> pb::JobRuntime {
     pb::JobRuntime {
         spec: Some(pb::JobSpec::from(spec)),
-        input_schema_ipc: schema_ipc.to_vec(),
+        input_plan: input_plan.to_vec(),
     }
 }
 
@@ -356,7 +356,7 @@ pub fn resumed(stored: ResumableJob) -> Result<Resumed, StoredJobError> {
         submitted_ms: stored.info.submitted_ms,
         spec,
         description,
-        schema_ipc: stored.schema_ipc,
+        input_plan: stored.input_plan,
         splits,
         attempts,
     })

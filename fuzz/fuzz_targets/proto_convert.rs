@@ -9,7 +9,6 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sluice_common::failure::TaskFailure;
-use sluice_common::format::schema::schema_from_bytes;
 use sluice_common::spec::{JobSpec, Limits};
 use sluice_common::split::Split;
 use sluice_proto::pb;
@@ -41,8 +40,10 @@ fn assignment(a: &pb::TaskAssignment) {
         if let Some(spec) = &job.spec {
             job_spec(spec);
         }
-        if !job.input_schema_ipc.is_empty() {
-            let _ = schema_from_bytes(&job.input_schema_ipc);
+        // Plans that decode re-encode to bytes that decode to the same plan.
+        if let Ok(plan) = sluice_proto::convert::decode_input_plan(&job.input_plan) {
+            let bytes = sluice_proto::convert::encode_input_plan(&plan).unwrap();
+            assert_eq!(sluice_proto::convert::decode_input_plan(&bytes).unwrap(), plan);
         }
     }
     if let Some(pb::task_assignment::Task::Map(m)) = &a.task {

@@ -1,6 +1,8 @@
 //! Conversions between wire messages and `sluice-common` domain types.
 
 use sluice_common::failure::{FailureReason, TaskFailure};
+use sluice_common::format::schema::{schema_from_bytes, schema_to_bytes};
+use sluice_common::input_plan::{InputPlan, SideInput};
 use sluice_common::spec::{InputFormat, JobSpec, OutputFormat};
 use sluice_common::split::{Split, SplitRange};
 
@@ -68,6 +70,8 @@ impl From<&JobSpec> for pb::JobSpec {
                 .iter()
                 .map(|(name, f)| (name.clone(), pb::InputFormat::from(*f) as i32))
                 .collect(),
+            sides: s.sides.clone(),
+            side_max_bytes: s.side_max_bytes,
         }
     }
 }
@@ -125,6 +129,11 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 .iter()
                 .map(|(name, f)| Ok((name.clone(), input_format(*f)?)))
                 .collect::<Result<_, InvalidMessage>>()?,
+            sides: s.sides.clone(),
+            side_max_bytes: match s.side_max_bytes {
+                0 => sluice_common::spec::DEFAULT_SIDE_MAX_BYTES,
+                n => n,
+            },
             control: match s.control_json.as_str() {
                 "" => None,
                 json => Some(
@@ -136,6 +145,71 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
         spec.validate().map_err(|e| invalid("job spec", e))?;
         Ok(spec)
     }
+}
+
+/// The wire form of an input plan, as the bytes the coordinator stores and forwards.
+pub fn encode_input_plan(plan: &InputPlan) -> sluice_common::Result<Vec<u8>> {
+    let schemas = plan
+        .schemas
+        .iter()
+        .map(|(name, s)| Ok((name.clone(), schema_to_bytes(s)?)))
+        .collect::<sluice_common::Result<_>>()?;
+    let sides = plan
+        .sides
+        .iter()
+        .map(|side| pb::SideInput {
+            name: side.name.clone(),
+            files: side.files.iter().map(pb::Split::from).collect(),
+        })
+        .collect();
+    Ok(prost::Message::encode_to_vec(&pb::InputPlan {
+        schemas,
+        sides,
+    }))
+}
+
+/// Decodes what [`encode_input_plan`] wrote. A store written before input plans existed
+/// holds the unnamed input's schema alone (an Arrow IPC stream, which never reads as this
+/// message), and is read as a plan of that one schema.
+pub fn decode_input_plan(bytes: &[u8]) -> Result<InputPlan, InvalidMessage> {
+    let what = "input plan";
+    if bytes.is_empty() {
+        return Ok(InputPlan::default());
+    }
+    let wire = match <pb::InputPlan as prost::Message>::decode(bytes) {
+        Ok(wire) => wire,
+        Err(e) => {
+            let schema = schema_from_bytes(bytes).map_err(|_| invalid(what, e.to_string()))?;
+            return Ok(InputPlan {
+                schemas: [(String::new(), schema)].into(),
+                sides: Vec::new(),
+            });
+        }
+    };
+    let schemas = wire
+        .schemas
+        .iter()
+        .map(|(name, ipc)| {
+            let schema = schema_from_bytes(ipc)
+                .map_err(|e| invalid(what, format!("schema of input {name:?}: {e}")))?;
+            Ok((name.clone(), schema))
+        })
+        .collect::<Result<_, InvalidMessage>>()?;
+    let sides = wire
+        .sides
+        .iter()
+        .map(|side| {
+            Ok(SideInput {
+                name: side.name.clone(),
+                files: side
+                    .files
+                    .iter()
+                    .map(Split::try_from)
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, InvalidMessage>>()?;
+    Ok(InputPlan { schemas, sides })
 }
 
 impl From<&Split> for pb::Split {
@@ -270,8 +344,41 @@ mod tests {
         );
         spec.params.insert("k".into(), "v".into());
         spec.output_format = OutputFormat::Csv;
+        spec.sides = vec!["fx=rates/*.csv".into()];
+        spec.side_max_bytes = 1 << 20;
+        spec.formats.insert("fx".into(), InputFormat::JsonLines);
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn input_plan_round_trips_and_an_older_store_reads_as_one_schema() {
+        use arrow_schema::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8, true)]));
+        let plan = InputPlan {
+            schemas: [
+                ("".to_string(), schema.clone()),
+                ("fx".into(), schema.clone()),
+            ]
+            .into(),
+            sides: vec![SideInput {
+                name: "fx".into(),
+                files: vec![Split {
+                    path: "rates.csv".into(),
+                    range: SplitRange::Bytes { start: 0, end: 10 },
+                    input: "fx".into(),
+                }],
+            }],
+        };
+        let bytes = encode_input_plan(&plan).unwrap();
+        assert_eq!(decode_input_plan(&bytes).unwrap(), plan);
+        assert_eq!(decode_input_plan(&[]).unwrap(), InputPlan::default());
+        let old = schema_to_bytes(&schema).unwrap();
+        let read = decode_input_plan(&old).unwrap();
+        assert_eq!(read.schema_of(""), Some(schema));
+        assert!(read.sides.is_empty());
+        assert!(decode_input_plan(b"\xff\xfe junk").is_err());
     }
 
     #[test]

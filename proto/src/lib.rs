@@ -17,7 +17,7 @@ pub mod pb {
 }
 
 /// Version of the worker–coordinator protocol, checked at registration.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest gRPC message either side accepts (task assignments and shuffle chunks).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

@@ -2,7 +2,7 @@
 //!
 //! A plugin exports two symbols:
 //! - [`ABI_VERSION_SYMBOL`] (`sluice_abi_version`): `extern "C" fn() -> u32`, checked first;
-//! - [`ENTRY_SYMBOL`] (`sluice_job_v2`): `extern "C" fn() -> *const JobVTableV2`.
+//! - [`ENTRY_SYMBOL`] (`sluice_job_v3`): `extern "C" fn() -> *const JobVTableV3`.
 //!
 //! The job description and the task context cross as bytes in the versioned form of
 //! [`crate::codec`] (a pointer and a length, so any byte may appear in a name or a
@@ -26,11 +26,11 @@ use arrow_schema::Schema;
 use crate::{Job, JobError, TaskContext};
 
 /// The ABI version this SDK builds and this host accepts.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// Name of the `extern "C" fn() -> u32` returning the plugin's ABI version.
 pub const ABI_VERSION_SYMBOL: &str = "sluice_abi_version";
-/// Name of the `extern "C" fn() -> *const JobVTableV2` entry point.
-pub const ENTRY_SYMBOL: &str = "sluice_job_v2";
+/// Name of the `extern "C" fn() -> *const JobVTableV3` entry point.
+pub const ENTRY_SYMBOL: &str = "sluice_job_v3";
 /// Success.
 pub const STATUS_OK: i32 = 0;
 /// Failure; `*err` holds the message.
@@ -96,9 +96,25 @@ pub unsafe fn borrowed<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 
 /// `describe(out_bytes, err) -> status`: the encoded [`crate::JobDescription`].
 pub type DescribeFn = unsafe extern "C" fn(*mut OwnedBytes, *mut *mut c_char) -> i32;
-/// `input_schema(out_schema, err) -> status`: [`STATUS_NONE`] when the job lets the engine
-/// infer the input schema.
-pub type InputSchemaFn = unsafe extern "C" fn(*mut FFI_ArrowSchema, *mut *mut c_char) -> i32;
+/// `input_schema(name, name_len, out_schema, err) -> status`: the schema of the named input
+/// `name` (UTF-8; empty for the unnamed input); [`STATUS_NONE`] when the job lets the
+/// engine infer it.
+pub type InputSchemaFn =
+    unsafe extern "C" fn(*const u8, usize, *mut FFI_ArrowSchema, *mut *mut c_char) -> i32;
+/// `set_side_input(job, job_len, name, name_len, array, schema, err) -> status`: keeps the
+/// table as side input `name` of job `job` (both UTF-8) for its map calls (see
+/// [`crate::side`]). The callee takes ownership of `array` (moves it out).
+pub type SetSideInputFn = unsafe extern "C" fn(
+    *const u8,
+    usize,
+    *const u8,
+    usize,
+    *mut FFI_ArrowArray,
+    *const FFI_ArrowSchema,
+    *mut *mut c_char,
+) -> i32;
+/// `drop_side_inputs(job, job_len)`: forgets the side inputs of job `job`.
+pub type DropSideInputsFn = unsafe extern "C" fn(*const u8, usize);
 /// `call(context, context_len, in_array, in_schema, out_array, out_schema, counters, err)
 /// -> status`, used for both map and reduce; `context` is the encoded [`crate::TaskContext`],
 /// `counters` receives what the call counted (encoded; left empty when nothing). The callee
@@ -118,9 +134,9 @@ pub type FreeStringFn = unsafe extern "C" fn(*mut c_char);
 /// Releases bytes the plugin returned.
 pub type FreeBytesFn = unsafe extern "C" fn(OwnedBytes);
 
-/// Version 2 of the function table a plugin exports.
+/// Version 3 of the function table a plugin exports.
 #[repr(C)]
-pub struct JobVTableV2 {
+pub struct JobVTableV3 {
     /// Always [`ABI_VERSION`] of the SDK that built the plugin.
     pub abi_version: u32,
     /// See [`DescribeFn`].
@@ -133,6 +149,10 @@ pub struct JobVTableV2 {
     pub reduce: BatchFn,
     /// The job's own data-quality checks of one input batch; see [`crate::Job::check`].
     pub check: BatchFn,
+    /// See [`SetSideInputFn`].
+    pub set_side_input: SetSideInputFn,
+    /// See [`DropSideInputsFn`].
+    pub drop_side_inputs: DropSideInputsFn,
     /// See [`FreeStringFn`].
     pub free_string: FreeStringFn,
     /// See [`FreeBytesFn`].
@@ -226,19 +246,74 @@ pub unsafe fn export_describe<J: Job>(job: &J, out: *mut OwnedBytes, err: *mut *
 /// Pointers as in [`InputSchemaFn`].
 pub unsafe fn export_input_schema<J: Job>(
     job: &J,
+    name: *const u8,
+    name_len: usize,
     out: *mut FFI_ArrowSchema,
     err: *mut *mut c_char,
 ) -> i32 {
-    // SAFETY: the host passes writable pointers.
+    // SAFETY: the host passes a valid name and writable pointers.
     unsafe {
-        guard(err, || match job.input_schema() {
-            None => Ok(STATUS_NONE),
-            Some(schema) => {
-                let ffi = FFI_ArrowSchema::try_from(schema.as_ref() as &Schema)?;
-                out.write(ffi);
-                Ok(STATUS_OK)
+        guard(err, || {
+            match job.named_input_schema(utf8(name, name_len)?) {
+                None => Ok(STATUS_NONE),
+                Some(schema) => {
+                    let ffi = FFI_ArrowSchema::try_from(schema.as_ref() as &Schema)?;
+                    out.write(ffi);
+                    Ok(STATUS_OK)
+                }
             }
         })
+    }
+}
+
+/// The UTF-8 text of `len` bytes at `ptr`.
+///
+/// # Safety
+/// As [`borrowed`].
+unsafe fn utf8<'a>(ptr: *const u8, len: usize) -> Result<&'a str, JobError> {
+    // SAFETY: forwarded from the caller's contract.
+    std::str::from_utf8(unsafe { borrowed(ptr, len) })
+        .map_err(|e| JobError::new(format!("a name crossed the ABI as invalid UTF-8: {e}")))
+}
+
+/// Plugin side of `set_side_input`.
+///
+/// # Safety
+/// Pointers as in [`SetSideInputFn`].
+pub unsafe extern "C" fn export_set_side_input(
+    job: *const u8,
+    job_len: usize,
+    name: *const u8,
+    name_len: usize,
+    table: *mut FFI_ArrowArray,
+    schema: *const FFI_ArrowSchema,
+    err: *mut *mut c_char,
+) -> i32 {
+    // SAFETY: the host passes valid pointers and gives up `table`.
+    unsafe {
+        guard(err, || {
+            let array = FFI_ArrowArray::from_raw(table);
+            let batch = batch_from_ffi(array, &*schema)?;
+            crate::side::set(utf8(job, job_len)?, utf8(name, name_len)?, batch);
+            Ok(STATUS_OK)
+        })
+    }
+}
+
+/// Plugin side of `drop_side_inputs`.
+///
+/// # Safety
+/// As [`DropSideInputsFn`].
+pub unsafe extern "C" fn export_drop_side_inputs(job: *const u8, job_len: usize) {
+    let mut ignored: *mut c_char = std::ptr::null_mut();
+    // SAFETY: the host passes a valid name; `ignored` is writable. A name that is not
+    // UTF-8 names no job, and its error string is freed right here.
+    unsafe {
+        guard(&mut ignored, || {
+            crate::side::drop_job(utf8(job, job_len)?);
+            Ok(STATUS_OK)
+        });
+        export_free_string(ignored);
     }
 }
 
@@ -263,8 +338,9 @@ pub unsafe fn export_batch_call<J: Job>(
     // SAFETY: the host passes valid pointers and gives up `input`.
     unsafe {
         guard(err, || {
-            let ctx = TaskContext::decode(borrowed(ctx, ctx_len))
+            let mut ctx = TaskContext::decode(borrowed(ctx, ctx_len))
                 .map_err(|e| JobError::new(e.to_string()))?;
+            ctx.sides = crate::side::of(&ctx.job_id);
             let array = FFI_ArrowArray::from_raw(input);
             let batch = batch_from_ffi(array, &*input_schema)?;
             let result = f(job, batch, &ctx)?;
@@ -360,11 +436,13 @@ macro_rules! export_job {
         }
 
         unsafe extern "C" fn __sluice_input_schema(
+            name: *const u8,
+            name_len: usize,
             out: *mut $crate::arrow_array::ffi::FFI_ArrowSchema,
             err: *mut *mut ::std::ffi::c_char,
         ) -> i32 {
             // SAFETY: the host upholds the ABI contract.
-            unsafe { $crate::abi::export_input_schema(__sluice_job(), out, err) }
+            unsafe { $crate::abi::export_input_schema(__sluice_job(), name, name_len, out, err) }
         }
 
         $crate::__sluice_batch_fn!(__sluice_map, |j, b, c| <$job as $crate::Job>::map(j, b, c));
@@ -385,13 +463,15 @@ macro_rules! export_job {
             unsafe { $crate::abi::export_free_bytes(b) }
         }
 
-        static __SLUICE_VTABLE: $crate::abi::JobVTableV2 = $crate::abi::JobVTableV2 {
+        static __SLUICE_VTABLE: $crate::abi::JobVTableV3 = $crate::abi::JobVTableV3 {
             abi_version: $crate::abi::ABI_VERSION,
             describe: __sluice_describe,
             input_schema: __sluice_input_schema,
             map: __sluice_map,
             reduce: __sluice_reduce,
             check: __sluice_check,
+            set_side_input: $crate::abi::export_set_side_input,
+            drop_side_inputs: $crate::abi::export_drop_side_inputs,
             free_string: __sluice_free_string,
             free_bytes: __sluice_free_bytes,
         };
@@ -404,7 +484,7 @@ macro_rules! export_job {
 
         /// The plugin's function table.
         #[unsafe(no_mangle)]
-        pub extern "C" fn sluice_job_v2() -> *const $crate::abi::JobVTableV2 {
+        pub extern "C" fn sluice_job_v3() -> *const $crate::abi::JobVTableV3 {
             &__SLUICE_VTABLE
         }
     };

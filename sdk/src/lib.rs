@@ -36,6 +36,7 @@ pub mod codec;
 pub mod counters;
 pub mod describe;
 pub mod rules;
+pub mod side;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -159,6 +160,10 @@ pub struct TaskContext {
     /// What the call counted ([`TaskContext::counter`]); not sent to the plugin.
     #[serde(skip)]
     pub counters: counters::Counters,
+    /// The job's side inputs ([`TaskContext::side_input`]); the plugin finds them by job,
+    /// so they never cross the boundary with a call.
+    #[serde(skip)]
+    pub sides: side::SideInputs,
 }
 
 impl TaskContext {
@@ -172,6 +177,13 @@ impl TaskContext {
     /// so the job's totals (in `sluice status` and `_SUCCESS`) are exact under retries.
     pub fn counter(&self, name: &str, n: i64) {
         self.counters.add(name, n);
+    }
+
+    /// The side input `name` (`--side NAME=PATH`): the whole table, read once per worker
+    /// and shared by every map call of the job. `None` in a reduce, and when the job was
+    /// not given a side input of that name.
+    pub fn side_input(&self, name: &str) -> Option<&RecordBatch> {
+        self.sides.get(name)
     }
 
     /// The value of job parameter `key`, if given.
@@ -218,6 +230,15 @@ pub trait Job: Send + Sync + 'static {
     /// (CSV from the header and first rows, JSON from the first lines).
     fn input_schema(&self) -> Option<SchemaRef> {
         None
+    }
+
+    /// The schema to read the named input (or side input) `name` with, when it is CSV or
+    /// JSON lines (`--input NAME=PATH`, `--side NAME=PATH`); `""` is the unnamed input.
+    /// The default is [`Job::input_schema`] for every name: inputs of different shapes
+    /// (a ledger and a rate table) each declare their own here.
+    fn named_input_schema(&self, name: &str) -> Option<SchemaRef> {
+        let _ = name;
+        self.input_schema()
     }
 
     /// The input columns [`Job::map`] reads. Columnar input (Parquet) is read with only
@@ -314,6 +335,7 @@ mod tests {
             params,
             input: String::new(),
             counters: Default::default(),
+            sides: Default::default(),
         };
         assert_eq!(TaskContext::decode(&ctx.encode()).unwrap(), ctx);
     }
@@ -330,6 +352,7 @@ mod tests {
             params,
             input: String::new(),
             counters: Default::default(),
+            sides: Default::default(),
         };
         let err = ctx.param_parse::<f64>("p", 0.0).unwrap_err();
         assert!(err.message().contains("p=\"x\""), "{err}");

@@ -405,6 +405,9 @@ pub async fn run_worker(
                         tracing::info!(job = %job, attempts = stopped.len(), "job ended: attempts stopped");
                     }
                     registry.remove_job(&job);
+                    if sluice_common::plugin::forget_job(&job) > 0 {
+                        tracing::info!(job = %job, "side inputs released");
+                    }
                     let dir = shuffle_dir.join(&job);
                     if dir.exists() {
                         let _ = tokio::fs::remove_dir_all(&dir).await;

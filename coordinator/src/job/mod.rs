@@ -107,8 +107,8 @@ pub struct Job {
     pub spec: Arc<JobSpec>,
     /// What the plugin declared.
     pub description: JobDescription,
-    /// The input schema as Arrow IPC bytes, sent with every assignment.
-    schema_ipc: Vec<u8>,
+    /// The encoded input plan (schemas, side inputs), sent with every assignment unread.
+    input_plan: Vec<u8>,
     /// Maps the job's monotonic `now` to wall time for its history.
     epoch: Epoch,
     splits: Vec<Split>,
@@ -158,7 +158,7 @@ impl Job {
         id: JobId,
         spec: JobSpec,
         description: JobDescription,
-        schema_ipc: Vec<u8>,
+        input_plan: Vec<u8>,
         splits: Vec<Split>,
         submitted: Epoch,
     ) -> Self {
@@ -167,7 +167,7 @@ impl Job {
             id,
             spec: Arc::new(spec),
             description,
-            schema_ipc,
+            input_plan,
             epoch: submitted,
             maps: vec![TaskState::new(); splits.len()],
             reduces: vec![TaskState::new(); reducers],
@@ -202,9 +202,9 @@ impl Job {
         &self.splits
     }
 
-    /// The input schema IPC bytes.
-    pub fn schema_ipc(&self) -> &[u8] {
-        &self.schema_ipc
+    /// The encoded input plan (`sluice_proto::convert::encode_input_plan`).
+    pub fn input_plan(&self) -> &[u8] {
+        &self.input_plan
     }
 
     /// Journals this job's changes to the job store from now on.

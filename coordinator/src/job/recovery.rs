@@ -20,7 +20,7 @@ impl Job {
             stored.id,
             stored.spec,
             stored.description,
-            stored.schema_ipc,
+            stored.input_plan,
             stored.splits,
             now,
         )

@@ -245,8 +245,8 @@ pub struct Resumed {
     pub spec: sluice_common::spec::JobSpec,
     /// What its plugin declared.
     pub description: sluice_sdk::JobDescription,
-    /// The input schema IPC bytes.
-    pub schema_ipc: Vec<u8>,
+    /// The encoded input plan.
+    pub input_plan: Vec<u8>,
     /// Its planned splits.
     pub splits: Vec<Split>,
     /// Every attempt the store knew.

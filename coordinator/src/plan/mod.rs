@@ -7,17 +7,13 @@
 pub mod error;
 pub mod inputs;
 pub mod output;
+mod schemas;
+mod sides;
 pub mod split;
 
-use std::fs::File;
 use std::path::Path;
 
-use arrow::datatypes::SchemaRef;
-use parquet::file::reader::{FileReader, SerializedFileReader};
-use sluice_common::format::remote::read_parquet_footer;
-use sluice_common::format::schema::{
-    infer_object_schema, infer_schema, read_csv_header, read_object_csv_header,
-};
+use sluice_common::input_plan::InputPlan;
 use sluice_common::plugin::Plugin;
 use sluice_common::spec::{InputFormat, JobSpec, Limits};
 use sluice_common::split::{Split, SplitRange};
@@ -32,63 +28,10 @@ pub use output::overwrite_refusal;
 pub struct JobPlan {
     /// What the plugin declared.
     pub description: JobDescription,
-    /// The schema CSV and JSON-lines splits are read with.
-    pub input_schema: Option<SchemaRef>,
+    /// The schema each input is read with, and the side inputs.
+    pub inputs: InputPlan,
     /// One map task per split.
     pub splits: Vec<Split>,
-}
-
-/// The row-group sizes of a Parquet input, from its footer (local file or ranged reads of
-/// the object's tail); with a `declared` input schema, refuses a file holding a column the
-/// job reads (`columns`) in a type that does not convert to the declared one without loss.
-fn parquet_row_group_sizes(
-    f: &InputFile,
-    declared: Option<&SchemaRef>,
-    columns: Option<&[String]>,
-) -> Result<Vec<u64>> {
-    let path = f.name();
-    let sizes = |groups: &[parquet::file::metadata::RowGroupMetaData]| -> Vec<u64> {
-        groups
-            .iter()
-            .map(|g| g.compressed_size().max(0) as u64)
-            .collect()
-    };
-    match f {
-        InputFile::Local(p) => {
-            let reader = File::open(p)
-                .map_err(|e| PlanError::input(&path, e))
-                .and_then(|file| {
-                    SerializedFileReader::new(file)
-                        .map_err(|e| PlanError::input(&path, format!("not a Parquet file: {e}")))
-                })?;
-            check_types(&path, reader.metadata(), declared, columns)?;
-            Ok(sizes(reader.metadata().row_groups()))
-        }
-        InputFile::Object { url, size } => {
-            let (metadata, _) = read_parquet_footer(url, *size)?;
-            check_types(&path, &metadata, declared, columns)?;
-            Ok(sizes(metadata.row_groups()))
-        }
-    }
-}
-
-/// See [`parquet_row_group_sizes`].
-fn check_types(
-    path: &str,
-    metadata: &parquet::file::metadata::ParquetMetaData,
-    declared: Option<&SchemaRef>,
-    columns: Option<&[String]>,
-) -> Result<()> {
-    let Some(declared) = declared else {
-        return Ok(());
-    };
-    let file = metadata.file_metadata();
-    let found =
-        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
-            .map_err(|e| PlanError::input(path, format!("reading its schema: {e}")))?;
-    Ok(sluice_common::format::conform::check(
-        path, &found, declared, columns,
-    )?)
 }
 
 /// Plans `spec`: loads the plugin, expands and checks inputs, cuts splits, prepares the
@@ -104,15 +47,19 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
     let named = expand_named_inputs(&spec.inputs)?;
     let files: Vec<InputFile> = named.iter().map(|(_, f)| f.clone()).collect();
-    let declared = plugin.input_schema();
+    let declared =
+        schemas::declared_schemas(&plugin, named.iter().map(|(input, _)| input.as_str()))?;
     let read_columns = plugin.description().input_columns.clone();
     // Sizes first: the split size depends on the whole input.
     let mut sized = Vec::with_capacity(named.len());
     for (input, f) in &named {
         sized.push(match spec.format_of(input) {
             InputFormat::Parquet => {
-                let groups =
-                    parquet_row_group_sizes(f, declared.as_ref(), read_columns.as_deref())?;
+                let groups = schemas::parquet_row_group_sizes(
+                    f,
+                    declared.get(input),
+                    read_columns.as_deref(),
+                )?;
                 (groups.iter().sum(), groups)
             }
             _ => (f.len()?, Vec::new()),
@@ -165,35 +112,12 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
             inputs: spec.inputs.join(" "),
         });
     }
-    // One schema for the line-based inputs (CSV, JSON lines): the job's, or the one inferred
-    // from the first such file. Parquet batches are cast to the declared types, if any.
-    let line_based = named.iter().find(|(input, _)| {
-        spec.format_of(input).is_line_based() && spec.format_of(input) != InputFormat::Text
-    });
-    let input_schema = match line_based {
-        Some((input, first)) => {
-            let format = spec.format_of(input);
-            let schema = match plugin.input_schema() {
-                Some(s) => s,
-                None => match first {
-                    InputFile::Local(p) => infer_schema(p, format)?,
-                    InputFile::Object { url, size } => infer_object_schema(url, *size, format)?,
-                },
-            };
-            let csv: Vec<InputFile> = named
-                .iter()
-                .filter(|(input, _)| spec.format_of(input) == InputFormat::Csv)
-                .map(|(_, f)| f.clone())
-                .collect();
-            check_csv_headers(&csv, &schema)?;
-            Some(schema)
-        }
-        None => declared,
-    };
+    let mut schemas = schemas::input_schemas(spec, &declared, &named)?;
+    let sides = sides::plan_sides(spec, &plugin, &mut schemas)?;
     output::check_output(spec, &files)?;
     Ok(JobPlan {
         description: plugin.description().clone(),
-        input_schema,
+        inputs: InputPlan { schemas, sides },
         splits,
     })
 }
@@ -236,35 +160,6 @@ fn pack_small_files(per_file: Vec<(Vec<Split>, u64)>, split_size: u64) -> Vec<Sp
     }
     flush(&mut run, &mut out);
     out
-}
-
-/// Every CSV file must have a header with the schema's columns, in order.
-fn check_csv_headers(files: &[InputFile], schema: &SchemaRef) -> Result<()> {
-    let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    for f in files {
-        let header = match f {
-            InputFile::Local(p) => {
-                if std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) == 0 {
-                    continue;
-                }
-                read_csv_header(p)?
-            }
-            InputFile::Object { size: 0, .. } => continue,
-            InputFile::Object { url, size } => read_object_csv_header(url, *size)?,
-        };
-        let header = header
-            .iter()
-            .map(|h| h.trim_start_matches('\u{feff}'))
-            .collect::<Vec<_>>();
-        if header != expected {
-            return Err(PlanError::Header {
-                file: f.name(),
-                found: header.into_iter().map(String::from).collect(),
-                expected: expected.into_iter().map(String::from).collect(),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The calls clients make that change jobs: submitting one, and writing the `_SUCCESS` of
 //! a commit-failed one again.
 
-use sluice_common::format::schema::schema_to_bytes;
 use sluice_common::ids::JobId;
 use sluice_common::spec::JobSpec;
+use sluice_proto::convert::encode_input_plan;
 use sluice_proto::pb;
 use tonic::Status;
 
@@ -69,10 +69,7 @@ impl CoordinatorService {
                     status
                 })?
         };
-        let schema_ipc = match &planned.input_schema {
-            Some(s) => schema_to_bytes(s).map_err(CoordinatorError::from)?,
-            None => Vec::new(),
-        };
+        let input_plan = encode_input_plan(&planned.inputs).map_err(CoordinatorError::from)?;
         let id = {
             let mut state = self.lock();
             state.next_job += 1;
@@ -84,7 +81,7 @@ impl CoordinatorService {
                 id.clone(),
                 spec,
                 planned.description,
-                schema_ipc,
+                input_plan,
                 planned.splits,
                 Epoch::now(),
             )
@@ -95,7 +92,7 @@ impl CoordinatorService {
                 info: job.info(),
                 spec: wire_spec,
                 splits: job.splits().iter().map(pb::Split::from).collect(),
-                schema_ipc: job.schema_ipc().to_vec(),
+                input_plan: job.input_plan().to_vec(),
                 description: job.description.encode(),
             });
             state.jobs.insert(id.clone(), job);

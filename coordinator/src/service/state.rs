@@ -64,7 +64,7 @@ impl State {
                     continue;
                 };
                 if let Some(a) = job.next_task(now, worker, &cluster) {
-                    let runtime = crate::wire::runtime(&job.spec, job.schema_ipc());
+                    let runtime = crate::wire::runtime(&job.spec, job.input_plan());
                     assignments.push(crate::wire::assignment(&a, &runtime));
                     continue 'slots;
                 }

@@ -38,8 +38,8 @@ pub enum Event {
         spec: pb::JobSpec,
         /// The planned splits.
         splits: Vec<pb::Split>,
-        /// The input schema as IPC bytes (empty when the format carries its own).
-        schema_ipc: Vec<u8>,
+        /// The encoded input plan.
+        input_plan: Vec<u8>,
         /// The plugin's description, encoded (`JobDescription::encode`).
         description: Vec<u8>,
     },
@@ -330,7 +330,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             info,
             spec,
             splits,
-            schema_ipc,
+            input_plan,
             description,
         } => {
             let info = pb::JobInfo::from(info);
@@ -355,7 +355,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     info.reduces_total,
                     info.submitted_ms as i64,
                     splits,
-                    schema_ipc,
+                    input_plan,
                     description,
                 ],
             )?;

@@ -65,8 +65,9 @@ pub struct ResumableJob {
     pub spec: pb::JobSpec,
     /// The planned splits.
     pub splits: Vec<pb::Split>,
-    /// The input schema IPC bytes.
-    pub schema_ipc: Vec<u8>,
+    /// The encoded input plan (column `schema_ipc`, named for what it held before input
+    /// plans: the unnamed input's schema alone, which decoding still reads).
+    pub input_plan: Vec<u8>,
     /// The plugin's description, encoded (an older store holds it as text, which decoding
     /// then refuses by its format).
     pub description: Vec<u8>,
@@ -312,7 +313,7 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> rusqlite::Result<M> {
 
 fn read_resumable(conn: &Connection, info: &pb::JobInfo) -> rusqlite::Result<ResumableJob> {
     let id = info.job_id.as_str();
-    let (spec, splits, schema_ipc, description): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) = conn
+    let (spec, splits, input_plan, description): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) = conn
         .query_row(
             "SELECT spec, splits, schema_ipc, description FROM jobs WHERE id = ?1",
             [id],
@@ -342,7 +343,7 @@ fn read_resumable(conn: &Connection, info: &pb::JobInfo) -> rusqlite::Result<Res
         info: info.clone(),
         spec: decode(&spec)?,
         splits: splits.splits,
-        schema_ipc,
+        input_plan,
         description,
         attempts,
     })
@@ -377,7 +378,7 @@ mod tests {
                 info: (&info(id, pb::JobState::Running)).into(),
                 spec: pb::JobSpec::default(),
                 splits: vec![pb::Split::default(); 2],
-                schema_ipc: Vec::new(),
+                input_plan: Vec::new(),
                 description: b"wordcount".to_vec(),
             });
         }
@@ -469,7 +470,7 @@ mod tests {
             info: (&info(id, pb::JobState::Running)).into(),
             spec: pb::JobSpec::default(),
             splits: Vec::new(),
-            schema_ipc: Vec::new(),
+            input_plan: Vec::new(),
             description: Vec::new(),
         };
         journal.send(submitted("job-0001"));

@@ -567,6 +567,7 @@ mod tests {
                 .collect(),
             input: String::new(),
             counters: Default::default(),
+            sides: Default::default(),
         }
     }
 

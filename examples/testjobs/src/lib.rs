@@ -10,6 +10,10 @@
 //! Its own data-quality check `not_blank` (`Job::check`) fails blank lines when the job
 //! parameter `check=not_blank` is given, and passes every line otherwise.
 //!
+//! Given a side input `keep` (`--side keep=FILE`, CSV with the header `line,weight`, the
+//! schema it declares for that name), it counts only the lines the table lists, and counts
+//! them in the job counter `kept`.
+//!
 //! It reduces with a custom `reduce` (not declared aggregates), so the engine's sorted-group
 //! path is exercised: each call must see whole, sorted key groups, and within a group the
 //! lines in order (`sort_columns`: a secondary sort), or the reduce fails saying so.
@@ -59,12 +63,25 @@ impl Job for LineLengths {
         Ok(RecordBatch::try_new(schema, vec![Arc::new(passed)])?)
     }
 
+    fn named_input_schema(&self, name: &str) -> Option<SchemaRef> {
+        (name == "keep").then(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("line", DataType::Utf8, false),
+                Field::new("weight", DataType::Int64, true),
+            ]))
+        })
+    }
+
     fn map(&self, batch: RecordBatch, ctx: &TaskContext) -> JobResult<RecordBatch> {
         match ctx.param("fail") {
             Some("map-panic") => panic!("deliberate panic in map"),
             Some("map-error") => return Err("deliberate error in map".into()),
             _ => {}
         }
+        let batch = match ctx.side_input("keep") {
+            Some(keep) => Self::keep_listed(&batch, keep, ctx)?,
+            None => batch,
+        };
         let lines = batch
             .column_by_name("line")
             .ok_or("input has no line column")?
@@ -119,6 +136,30 @@ impl Job for LineLengths {
 sluice_sdk::export_job!(LineLengths);
 
 impl LineLengths {
+    /// The rows of `batch` whose line the side table `keep` lists.
+    fn keep_listed(
+        batch: &RecordBatch,
+        keep: &RecordBatch,
+        ctx: &TaskContext,
+    ) -> JobResult<RecordBatch> {
+        let listed = keep
+            .column_by_name("line")
+            .ok_or("side input keep has no line column")?
+            .as_string::<i32>();
+        let listed: std::collections::HashSet<&str> = listed.iter().flatten().collect();
+        let lines = batch
+            .column_by_name("line")
+            .ok_or("input has no line column")?
+            .as_string::<i32>();
+        let kept: arrow_array::StringArray = lines
+            .iter()
+            .filter(|l| l.is_some_and(|l| listed.contains(l)))
+            .collect();
+        ctx.counter("kept", kept.len() as i64);
+        let schema = Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
+        Ok(RecordBatch::try_new(schema, vec![Arc::new(kept)])?)
+    }
+
     fn reduce_groups(batch: &RecordBatch) -> JobResult<RecordBatch> {
         let lens = batch
             .column_by_name("len")

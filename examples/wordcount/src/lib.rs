@@ -403,6 +403,7 @@ mod tests {
             params: BTreeMap::new(),
             input: String::new(),
             counters: Default::default(),
+            sides: Default::default(),
         }
     }
 

@@ -179,17 +179,20 @@ fn generate() {
     };
     let split = pb::Split {
         path: String::new(),
+        input: "ledger".into(),
         range: Some(pb::split::Range::Files(pb::SplitList {
             splits: vec![
                 pb::Split {
                     path: "a.csv".into(),
                     range: Some(pb::split::Range::Bytes(pb::ByteRange { start: 0, end: 10 })),
+                    input: String::new(),
                 },
                 pb::Split {
                     path: "b.parquet".into(),
                     range: Some(pb::split::Range::RowGroups(pb::RowGroups {
                         row_groups: vec![0, 2],
                     })),
+                    input: String::new(),
                 },
             ],
         })),
@@ -200,7 +203,13 @@ fn generate() {
         attempt: 0,
         job: Some(pb::JobRuntime {
             spec: Some(spec.clone()),
-            input_schema_ipc: sluice_common::format::schema::schema_to_bytes(&schema).unwrap(),
+            input_plan: sluice_proto::convert::encode_input_plan(
+                &sluice_common::input_plan::InputPlan {
+                    schemas: [(String::new(), std::sync::Arc::new(schema))].into(),
+                    sides: Vec::new(),
+                },
+            )
+            .unwrap(),
         }),
         task: Some(pb::task_assignment::Task::Map(pb::MapTask {
             split: Some(split.clone()),

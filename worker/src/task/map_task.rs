@@ -11,6 +11,7 @@ use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
 use sluice_common::bad_records::{Limit, Policy, RejectSink};
 use sluice_common::control::ColumnSum;
 use sluice_common::format::read::{ReadChecks, read_split};
+use sluice_common::input_plan::read_side_input;
 use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
 use sluice_common::rules::{CustomChecks, RuleSet};
@@ -326,6 +327,27 @@ fn custom_checks(plugin: &Arc<Plugin>, ctx: &Arc<TaskContext>) -> Option<CustomC
     ))
 }
 
+/// Every side input of `job`, read whole (once per job and worker process: see
+/// [`Plugin::ensure_side_inputs`]).
+fn read_side_inputs(job: &JobInfo) -> Result<Vec<(String, RecordBatch)>> {
+    let spec = &job.spec;
+    job.inputs
+        .sides
+        .iter()
+        .map(|side| {
+            let table = read_side_input(
+                side,
+                spec.format_of(&side.name),
+                job.inputs.schema_of(&side.name),
+                spec.batch_rows as usize,
+                spec.side_max_bytes,
+            )?;
+            tracing::info!(job = %job.job_id, side = %side.name, rows = table.num_rows(), bytes = table.get_array_memory_size(), "side input loaded");
+            Ok((side.name.clone(), table))
+        })
+        .collect()
+}
+
 fn map_body(
     job: &JobInfo,
     index: u32,
@@ -336,6 +358,9 @@ fn map_body(
 ) -> TaskResult<MapBody> {
     let spec = &job.spec;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
+    if !job.inputs.sides.is_empty() {
+        plugin.ensure_side_inputs(&job.job_id, || read_side_inputs(job))?;
+    }
     let desc = plugin.description();
     let mut ctx = job.context(TaskKind::Map, index, attempt);
     ctx.input = split.input.clone();
@@ -364,7 +389,7 @@ fn map_body(
     for batch in read_split(
         split,
         spec.format_of(&split.input),
-        job.input_schema.clone(),
+        job.inputs.schema_of(&split.input),
         spec.batch_rows as usize,
         desc.input_columns.as_deref(),
         ReadChecks {

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::datatypes::SchemaRef;
 use sluice_common::failure::TaskFailure;
-use sluice_common::format::schema::schema_from_bytes;
+use sluice_common::input_plan::InputPlan;
 use sluice_common::spec::JobSpec;
 use sluice_common::split::Split;
+use sluice_proto::convert::decode_input_plan;
 use sluice_proto::pb;
 use sluice_proto::transport::{CoordinatorClient, Security};
 use sluice_sdk::{TaskContext, TaskKind};
@@ -63,8 +63,8 @@ pub struct JobInfo {
     pub job_id: String,
     /// The spec as submitted.
     pub spec: Arc<JobSpec>,
-    /// The input schema for CSV and JSON lines.
-    pub input_schema: Option<SchemaRef>,
+    /// The schema of each input and side input, and the side inputs.
+    pub inputs: Arc<InputPlan>,
 }
 
 impl JobInfo {
@@ -82,6 +82,7 @@ impl JobInfo {
                 .collect::<BTreeMap<_, _>>(),
             input: String::new(),
             counters: Default::default(),
+            sides: Default::default(),
         }
     }
 }
@@ -104,15 +105,12 @@ async fn decode_job(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult<JobInfo
             .await?;
         spec.plugin = path.to_string_lossy().into_owned();
     }
-    let input_schema = if runtime.input_schema_ipc.is_empty() {
-        None
-    } else {
-        Some(schema_from_bytes(&runtime.input_schema_ipc)?)
-    };
+    let inputs =
+        decode_input_plan(&runtime.input_plan).map_err(|e| TaskError::Assignment(e.to_string()))?;
     Ok(JobInfo {
         job_id: a.job_id.clone(),
         spec: Arc::new(spec),
-        input_schema,
+        inputs: Arc::new(inputs),
     })
 }
 

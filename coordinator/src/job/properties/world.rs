@@ -76,7 +76,7 @@ impl World {
             info: job.info(),
             spec: pb::JobSpec::from(&*job.spec),
             splits: job.splits().iter().map(pb::Split::from).collect(),
-            schema_ipc: Vec::new(),
+            input_plan: Vec::new(),
             description: job.description.encode(),
         });
         let mut world = World {
