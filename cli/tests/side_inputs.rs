@@ -190,3 +190,37 @@ fn a_cluster_reads_a_side_table_once_per_worker_and_releases_it_when_the_job_end
         assert_eq!(log.matches("side inputs released").count(), 1, "{log}");
     }
 }
+
+/// A named input is read with the schema the job declares for its name: the test plugin
+/// declares `keep` as `line: Utf8, weight: Int64`, so a `keep` CSV whose lines are all
+/// digits (which inference would read as integers) still gives the map text lines.
+#[test]
+fn a_named_input_is_read_with_the_schema_the_job_declares_for_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("words.txt"), "ab\nabc\nabcd\n").unwrap();
+    std::fs::write(
+        dir.path().join("numbers.csv"),
+        "line,weight\n123,1\n4567,2\n89,3\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let words = format!("words={}", dir.path().join("words.txt").display());
+    let keep = format!("keep={}", dir.path().join("numbers.csv").display());
+    let result = run(&[
+        "--local",
+        "1",
+        "--format",
+        "words=text",
+        "--format",
+        "keep=csv",
+        "--plugin",
+        plugin("sluice_testjobs").to_str().unwrap(),
+        "--input",
+        &words,
+        &keep,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_ok(&result);
+    assert_eq!(lengths(&out), BTreeMap::from([(2, 2), (3, 2), (4, 2)]));
+}
