@@ -177,9 +177,9 @@ fn quarantine_and_partitioned_output_commit_to_s3_as_they_do_locally() {
     }
     local_rows.sort();
     assert_eq!(local_rows, rows, "the same rejects locally and on S3");
-    let manifest: serde_json::Value = serde_json::from_slice(&get(&store, "eod/_SUCCESS")).unwrap();
-    assert_eq!(manifest["bad_records"], 2, "{manifest}");
-    assert_eq!(manifest["rows"], manifest(&local_out)["rows"]);
+    let remote: serde_json::Value = serde_json::from_slice(&get(&store, "eod/_SUCCESS")).unwrap();
+    assert_eq!(remote["bad_records"], 2, "{remote}");
+    assert_eq!(remote["rows"], manifest(&local_out)["rows"]);
 }
 
 #[test]
