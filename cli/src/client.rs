@@ -80,18 +80,35 @@ pub async fn upload_plugin(client: &mut CoordinatorClient, path: &Path) -> Resul
     Ok(sha)
 }
 
-/// Uploads the plugin and submits `spec`; the error is the coordinator's message (missing
-/// input, bad plugin, ...). Returns the job id.
-pub async fn submit(client: &mut CoordinatorClient, spec: &JobSpec) -> Result<String> {
+/// What a submission gave.
+pub struct Submitted {
+    /// The job.
+    pub job_id: String,
+    /// It is an earlier job with the spec's run key (running or succeeded), not a new one.
+    pub reused: bool,
+}
+
+/// Uploads the plugin and submits `spec` (`rerun`: even if its run key already
+/// succeeded); the error is the coordinator's message (missing input, bad plugin, ...).
+pub async fn submit(
+    client: &mut CoordinatorClient,
+    spec: &JobSpec,
+    rerun: bool,
+) -> Result<Submitted> {
     let mut spec = spec.clone();
     spec.plugin_sha256 = upload_plugin(client, Path::new(&spec.plugin)).await?;
     let r = client
         .submit_job(pb::SubmitJobRequest {
             spec: Some(pb::JobSpec::from(&spec)),
+            rerun,
         })
         .await
-        .map_err(|s| anyhow!("{}", s.message()))?;
-    Ok(r.into_inner().job_id)
+        .map_err(|s| anyhow!("{}", s.message()))?
+        .into_inner();
+    Ok(Submitted {
+        job_id: r.job_id,
+        reused: r.reused,
+    })
 }
 
 /// Waits until `count` workers are registered, so the job is planned for all of them (its

@@ -15,6 +15,7 @@ use sluice_proto::transport::CoordinatorClient;
 use crate::JobArgs;
 use crate::client;
 use crate::settings::ClientArgs;
+use sluice_common::spec::JobSpec;
 
 /// `sluice submit`.
 #[derive(Args, Clone)]
@@ -94,6 +95,7 @@ pub fn job_json(j: &pb::JobInfo) -> Value {
         "plugin_sha256": j.plugin_sha256,
         "submitted_ms": j.submitted_ms,
         "finished_ms": j.finished_ms,
+        "run_key": j.run_key,
     })
 }
 
@@ -137,6 +139,9 @@ fn duration(j: &pb::JobInfo) -> String {
 
 fn print_job(j: &pb::JobInfo) {
     println!("{}  {}  {}", j.job_id, j.name, state_name(j.state));
+    if !j.run_key.is_empty() {
+        println!("  run key {}", j.run_key);
+    }
     println!(
         "  map {}/{}  reduce {}/{}  rows in {}  rows out {}  shuffle {:.1} MiB  attempts {} ({} failed)",
         j.maps_done,
@@ -182,8 +187,12 @@ fn print_json(v: &Value) -> Result<()> {
 pub async fn submit(args: SubmitArgs) -> Result<()> {
     let spec = args.job.to_spec()?;
     let mut c = connect(&args.client)?;
-    let job_id = client::submit(&mut c, &spec).await?;
+    let submitted = client::submit(&mut c, &spec, args.job.rerun).await?;
+    let job_id = submitted.job_id;
     println!("{job_id}");
+    if submitted.reused {
+        say_reused(&mut c, &spec, &job_id).await?;
+    }
     if !args.wait {
         return Ok(());
     }
@@ -199,6 +208,25 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
             info.job_id,
             state_name(info.state),
             info.error
+        );
+    }
+    Ok(())
+}
+
+/// Says on stderr (stdout's first line is the job id) that the run key's earlier job
+/// answered the submission, and how it stands.
+pub async fn say_reused(c: &mut CoordinatorClient, spec: &JobSpec, job_id: &str) -> Result<()> {
+    let info = client::status(c, job_id, std::time::Duration::ZERO).await?;
+    if info.state == pb::JobState::Succeeded as i32 {
+        eprintln!(
+            "run key {}: {job_id} already succeeded (output {}); not run again (--rerun runs it anyway)",
+            spec.run_key, info.output
+        );
+    } else {
+        eprintln!(
+            "run key {}: {job_id} is {}; not submitted twice",
+            spec.run_key,
+            state_name(info.state)
         );
     }
     Ok(())

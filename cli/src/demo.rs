@@ -68,7 +68,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     spec.reducers = 4;
     spec.split_size = 256 * 1024;
-    let (info, secs) = run_local(args.local, None, &spec, false).await?;
+    let run = crate::LocalRun {
+        workers: args.local,
+        ..Default::default()
+    };
+    let (info, secs) = run_local(&run, &spec).await?;
     report(&info, secs)?;
     let first = output.join("part-00000.parquet");
     let file =

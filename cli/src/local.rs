@@ -47,8 +47,9 @@ fn random_token() -> Result<Security> {
 }
 
 impl LocalCluster {
-    /// Starts a coordinator and `workers` workers of `slots` slots each on 127.0.0.1.
-    pub async fn start(workers: usize, slots: usize) -> Result<Self> {
+    /// Starts a coordinator and `workers` workers of `slots` slots each on 127.0.0.1; the
+    /// job store is kept in `state_dir` when given.
+    pub async fn start(workers: usize, slots: usize, state_dir: Option<PathBuf>) -> Result<Self> {
         let work = tempfile::Builder::new()
             .prefix("sluice-local-")
             .tempdir()
@@ -61,9 +62,10 @@ impl LocalCluster {
             .context("binding the coordinator")?;
         let url = format!("http://{}", listener.local_addr()?);
         let shutdown = stopped(&coordinator_rx);
-        // A laptop run keeps no history: the job store lives in the temporary directory.
-        // Heartbeats are faster than a cluster's, as stage changes wait for one.
-        let mut config = CoordinatorConfig::new(work.path().join("coordinator"));
+        // A laptop run keeps no history unless asked: the job store lives in the temporary
+        // directory. Heartbeats are faster than a cluster's, as stage changes wait for one.
+        let state_dir = state_dir.unwrap_or_else(|| work.path().join("coordinator"));
+        let mut config = CoordinatorConfig::new(state_dir);
         config.heartbeat = LOCAL_HEARTBEAT;
         config.security = security.clone();
         let coordinator = tokio::spawn(async move {

@@ -143,6 +143,13 @@ pub struct JobArgs {
     /// The most a side input may hold, in its files and in memory (`64MiB`, `1G`, ...).
     #[arg(long, default_value_t = DEFAULT_SIDE_MAX_BYTES, value_parser = parse_bytes)]
     pub side_max_bytes: u64,
+    /// The run this job is, e.g. `eod@2026-11-28`: a key that already succeeded is not run
+    /// again (the earlier job is shown, exit 0), one whose job is running is waited for.
+    #[arg(long, default_value = "")]
+    pub run_key: String,
+    /// With --run-key: run even if the key already succeeded.
+    #[arg(long)]
+    pub rerun: bool,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -236,6 +243,7 @@ impl JobArgs {
             })
             .collect::<Result<Vec<_>>>()?;
         spec.side_max_bytes = self.side_max_bytes;
+        spec.run_key = self.run_key.clone();
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)
@@ -260,6 +268,10 @@ struct RunArgs {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// Keep the job store here (default: a temporary directory), so a later run sees this
+    /// one's jobs: needed for --run-key.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     #[command(flatten)]
     job: JobArgs,
 }
@@ -277,25 +289,44 @@ fn default_slots(workers: usize) -> usize {
     cores.div_ceil(workers.max(1)).max(1)
 }
 
+/// How `run` starts its local cluster.
+#[derive(Debug, Clone, Default)]
+pub struct LocalRun {
+    /// Workers to start (at least 1).
+    pub workers: usize,
+    /// Slots per worker (default: the cores shared among them).
+    pub slots: Option<usize>,
+    /// Where the job store lives (default: a temporary directory).
+    pub state_dir: Option<PathBuf>,
+    /// Run even if the spec's run key already succeeded.
+    pub rerun: bool,
+    /// No progress display.
+    pub quiet: bool,
+}
+
 /// Runs a job on a fresh local cluster; returns its final info and wall time.
-pub async fn run_local(
-    workers: usize,
-    slots: Option<usize>,
-    spec: &JobSpec,
-    quiet: bool,
-) -> Result<(pb::JobInfo, f64)> {
+pub async fn run_local(run: &LocalRun, spec: &JobSpec) -> Result<(pb::JobInfo, f64)> {
+    let workers = run.workers;
     if workers == 0 {
         bail!("--local needs at least 1 worker");
     }
+    if !spec.run_key.is_empty() && run.state_dir.is_none() {
+        bail!(
+            "--run-key needs --state-dir: without a job store kept between runs, every run \
+             would be the first of its key"
+        );
+    }
     let started = Instant::now();
-    let cluster =
-        local::LocalCluster::start(workers, slots.unwrap_or_else(|| default_slots(workers)))
-            .await?;
+    let slots = run.slots.unwrap_or_else(|| default_slots(workers));
+    let cluster = local::LocalCluster::start(workers, slots, run.state_dir.clone()).await?;
     let outcome = async {
         let mut client = client::connect(&cluster.url, &cluster.security)?;
         client::wait_for_workers(&mut client, workers, Duration::from_secs(30)).await?;
-        let job_id = client::submit(&mut client, spec).await?;
-        client::wait(&mut client, &job_id, quiet).await
+        let submitted = client::submit(&mut client, spec, run.rerun).await?;
+        if submitted.reused {
+            commands::say_reused(&mut client, spec, &submitted.job_id).await?;
+        }
+        client::wait(&mut client, &submitted.job_id, run.quiet).await
     }
     .await;
     cluster.shutdown().await;
@@ -357,7 +388,14 @@ async fn main_async(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             let spec = args.job.to_spec()?;
-            let (info, secs) = run_local(args.local, args.slots, &spec, args.quiet).await?;
+            let run = LocalRun {
+                workers: args.local,
+                slots: args.slots,
+                state_dir: args.state_dir.clone(),
+                rerun: args.job.rerun,
+                quiet: args.quiet,
+            };
+            let (info, secs) = run_local(&run, &spec).await?;
             report(&info, secs)
         }
         Command::Demo(args) => demo::run(args).await,

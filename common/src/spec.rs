@@ -201,6 +201,26 @@ pub fn split_input(input: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// The longest run key.
+pub const MAX_RUN_KEY_LEN: usize = 256;
+
+/// Refuses a run key too long, or holding control characters, to be shown and stored.
+pub fn check_run_key(key: &str) -> Result<(), String> {
+    if key.len() > MAX_RUN_KEY_LEN {
+        return Err(format!(
+            "--run-key of {} bytes is over the {MAX_RUN_KEY_LEN} allowed",
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(format!("--run-key {key:?} holds a control character"));
+    }
+    if key != key.trim() {
+        return Err(format!("--run-key {key:?} starts or ends with a space"));
+    }
+    Ok(())
+}
+
 /// A job as the user submitted it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
@@ -247,6 +267,9 @@ pub struct JobSpec {
     pub sides: Vec<String>,
     /// The most bytes one side input may hold, in its files and in memory.
     pub side_max_bytes: u64,
+    /// The run this job is (`--run-key`): a key that already succeeded, or whose job is
+    /// running, is not run again (empty: none).
+    pub run_key: String,
 }
 
 impl JobSpec {
@@ -273,6 +296,7 @@ impl JobSpec {
             formats: BTreeMap::new(),
             sides: Vec::new(),
             side_max_bytes: DEFAULT_SIDE_MAX_BYTES,
+            run_key: String::new(),
         }
     }
 
@@ -337,6 +361,7 @@ impl JobSpec {
             }
             sides.push(name);
         }
+        check_run_key(&self.run_key)?;
         if self.side_max_bytes == 0 {
             return Err("--side-max-bytes must be at least 1 byte".into());
         }

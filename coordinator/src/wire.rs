@@ -258,6 +258,7 @@ impl From<&JobInfo> for pb::JobInfo {
             bad_records: i.bad_records,
             bad_by_kind: i.bad_by_kind.clone().into_iter().collect(),
             counters: i.counters.clone().into_iter().collect(),
+            run_key: i.run_key.clone(),
         }
     }
 }
@@ -301,6 +302,7 @@ impl From<&pb::JobInfo> for JobInfo {
             bad_records: i.bad_records,
             bad_by_kind: i.bad_by_kind.clone().into_iter().collect(),
             counters: i.counters.clone().into_iter().collect(),
+            run_key: i.run_key.clone(),
         }
     }
 }

@@ -72,6 +72,7 @@ impl From<&JobSpec> for pb::JobSpec {
                 .collect(),
             sides: s.sides.clone(),
             side_max_bytes: s.side_max_bytes,
+            run_key: s.run_key.clone(),
         }
     }
 }
@@ -130,6 +131,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 .map(|(name, f)| Ok((name.clone(), input_format(*f)?)))
                 .collect::<Result<_, InvalidMessage>>()?,
             sides: s.sides.clone(),
+            run_key: s.run_key.clone(),
             side_max_bytes: match s.side_max_bytes {
                 0 => sluice_common::spec::DEFAULT_SIDE_MAX_BYTES,
                 n => n,
@@ -346,6 +348,7 @@ mod tests {
         spec.output_format = OutputFormat::Csv;
         spec.sides = vec!["fx=rates/*.csv".into()];
         spec.side_max_bytes = 1 << 20;
+        spec.run_key = "eod@2026-11-28".into();
         spec.formats.insert("fx".into(), InputFormat::JsonLines);
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
         assert_eq!(back, spec);

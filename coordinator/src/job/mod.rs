@@ -575,6 +575,7 @@ impl Job {
             bad_records: self.bad.total(),
             bad_by_kind: self.bad.by_kind(),
             counters: self.counters(),
+            run_key: self.spec.run_key.clone(),
         }
     }
 }

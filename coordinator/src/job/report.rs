@@ -220,6 +220,8 @@ pub struct JobInfo {
     pub bad_by_kind: std::collections::BTreeMap<String, u64>,
     /// The job's own counters, from the attempt that finished each task.
     pub counters: std::collections::BTreeMap<String, i64>,
+    /// Its run key (empty: none).
+    pub run_key: String,
 }
 
 /// One attempt of a job as the job store kept it, to resume the job.

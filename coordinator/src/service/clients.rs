@@ -8,6 +8,7 @@ use sluice_proto::pb;
 use tonic::Status;
 
 use super::CoordinatorService;
+use super::run_keys::{self, KeyDecision};
 use crate::error::CoordinatorError;
 use crate::job::{Epoch, Job};
 use crate::plan::plan_job;
@@ -33,6 +34,18 @@ impl CoordinatorService {
         if let Some(reason) = self.lock().workers.refuse_task_memory(spec.task_memory) {
             return Err(CoordinatorError::NoRoom { reason }.into());
         }
+        // Claimed until the job is in the table (or the submission fails): a second
+        // submission of the key waits for it, then finds the job.
+        let _claim = match self.claim_run_key(&spec.run_key, req.rerun).await {
+            Ok(claim) => claim,
+            Err(job_id) => {
+                tracing::info!(run_key = %spec.run_key, job = %job_id, "run key already has a job; not submitted again");
+                return Ok(pb::SubmitJobResponse {
+                    job_id,
+                    reused: true,
+                });
+            }
+        };
         let stored = self.plugins.path(&spec.plugin_sha256)?;
         if !stored.is_file() {
             return Err(CoordinatorError::PluginNotStored {
@@ -116,7 +129,40 @@ impl CoordinatorService {
         }
         Ok(pb::SubmitJobResponse {
             job_id: id.into_string(),
+            reused: false,
         })
+    }
+
+    /// Claims run key `key` for a new job, or returns the earlier job to answer with
+    /// (see [`run_keys`]); an empty key claims nothing.
+    async fn claim_run_key(&self, key: &str, rerun: bool) -> Result<KeyClaim<'_>, String> {
+        if key.is_empty() {
+            return Ok(KeyClaim {
+                service: self,
+                key: None,
+            });
+        }
+        loop {
+            {
+                let mut state = self.lock();
+                let jobs = state.jobs_with_key(key);
+                let claimed = state.claimed_keys.contains(key);
+                match run_keys::decide(jobs.iter().map(|(id, s)| (id.as_str(), *s)), claimed, rerun)
+                {
+                    KeyDecision::Reuse(job) => return Err(job),
+                    KeyDecision::Run => {
+                        state.claimed_keys.insert(key.to_string());
+                        return Ok(KeyClaim {
+                            service: self,
+                            key: Some(key.to_string()),
+                        });
+                    }
+                    KeyDecision::Wait => {}
+                }
+            }
+            // Planning takes a moment (it reads the inputs' sizes and headers).
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Writes `_SUCCESS` again for a commit-failed job and returns the job after the try:
@@ -150,5 +196,19 @@ impl CoordinatorService {
             .map(|j| pb::JobInfo::from(&j.info()))
             .or_else(|| state.history.get(job_id).cloned())
             .ok_or_else(|| CoordinatorError::UnknownJob(job_id.to_string()).into())
+    }
+}
+
+/// A run key held while its job is planned; released when dropped.
+struct KeyClaim<'a> {
+    service: &'a CoordinatorService,
+    key: Option<String>,
+}
+
+impl Drop for KeyClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.service.lock().claimed_keys.remove(&key);
+        }
     }
 }

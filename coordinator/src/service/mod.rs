@@ -21,6 +21,7 @@ use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
 
 mod clients;
+mod run_keys;
 mod state;
 mod workers;
 
@@ -57,6 +58,7 @@ impl CoordinatorService {
             policy,
             assigned_by_heartbeat: 0,
             assigned_by_report: 0,
+            claimed_keys: Default::default(),
         };
         for info in history.jobs {
             state.record_ended(info);
@@ -248,7 +250,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let state = self.lock();
         let mut jobs: Vec<pb::JobInfo> = state.history.values().cloned().collect();
         jobs.extend(state.jobs.values().map(|j| pb::JobInfo::from(&j.info())));
-        jobs.sort_by_key(|j| (j.submitted_ms, j.job_id.clone()));
+        jobs.sort_by(|a, b| {
+            a.submitted_ms
+                .cmp(&b.submitted_ms)
+                .then_with(|| sluice_common::ids::natural_cmp(&a.job_id, &b.job_id))
+        });
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
 

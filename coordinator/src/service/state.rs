@@ -34,9 +34,32 @@ pub struct State {
     /// Attempts handed out in heartbeat replies and in report replies.
     pub(super) assigned_by_heartbeat: u64,
     pub(super) assigned_by_report: u64,
+    /// Run keys a submission is planning a job for (see `run_keys`).
+    pub(super) claimed_keys: std::collections::HashSet<String>,
 }
 
 impl State {
+    /// The jobs carrying run key `key`, running and ended, in submission order.
+    pub(super) fn jobs_with_key(&self, key: &str) -> Vec<(String, pb::JobState)> {
+        let mut found: Vec<(String, pb::JobState)> = self
+            .history
+            .values()
+            .filter(|i| i.run_key == key)
+            .map(|i| {
+                let state = pb::JobState::try_from(i.state).unwrap_or(pb::JobState::Unspecified);
+                (i.job_id.clone(), state)
+            })
+            .chain(
+                self.jobs
+                    .values()
+                    .filter(|j| j.spec.run_key == key)
+                    .map(|j| (j.id.to_string(), crate::wire::state(&j.status).0)),
+            )
+            .collect();
+        found.sort_by(|a, b| sluice_common::ids::natural_cmp(&a.0, &b.0));
+        found
+    }
+
     /// Up to `slots` new attempts for `worker`, from the jobs whose task memory fits in its
     /// slots, in job order.
     pub(super) fn assign(&mut self, worker: &WorkerId, slots: usize) -> Vec<pb::TaskAssignment> {

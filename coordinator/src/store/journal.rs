@@ -341,8 +341,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             .encode_to_vec();
             tx.execute(
                 "INSERT OR REPLACE INTO jobs (id, seq, name, state, spec, plugin_sha256, output,
-                        maps_total, reduces_total, submitted_ms, splits, schema_ipc, description)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        maps_total, reduces_total, submitted_ms, splits, schema_ipc, description,
+                        run_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     info.job_id,
                     seq as i64,
@@ -357,6 +358,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     splits,
                     input_plan,
                     description,
+                    info.run_key,
                 ],
             )?;
             update_job(tx, &info)

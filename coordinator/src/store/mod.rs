@@ -114,7 +114,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_ms INTEGER NOT NULL DEFAULT 0,
     splits BLOB NOT NULL DEFAULT x'',
     schema_ipc BLOB NOT NULL DEFAULT x'',
-    description TEXT NOT NULL DEFAULT ''
+    description TEXT NOT NULL DEFAULT '',
+    run_key TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tasks (
     job_id TEXT NOT NULL,
@@ -227,6 +228,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(1))
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    add_missing_columns(&conn).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
     read_counters(&conn, &mut history.jobs).map_err(err)?;
     for info in history.jobs.iter_mut() {
@@ -257,11 +259,28 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     Ok((history, Journal(Some(tx))))
 }
 
+/// Columns added to `jobs` since the first stores: a store written before them gains them
+/// (empty), so an upgraded coordinator keeps its history.
+const ADDED_JOB_COLUMNS: &[(&str, &str)] = &[("run_key", "TEXT NOT NULL DEFAULT ''")];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let present = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (name, decl) in ADDED_JOB_COLUMNS {
+        if !present.iter().any(|p| p == name) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn read_history(conn: &Connection) -> rusqlite::Result<History> {
     let mut stmt = conn.prepare(
         "SELECT id, name, state, error, maps_total, maps_done, reduces_total, reduces_done,
                 rows_in, rows_out, output, submitted_ms, finished_ms, shuffle_bytes,
-                plugin_sha256, attempts, failed_attempts, seq
+                plugin_sha256, attempts, failed_attempts, seq, run_key
          FROM jobs ORDER BY seq",
     )?;
     let mut next_seq = 1;
@@ -288,6 +307,7 @@ fn read_history(conn: &Connection) -> rusqlite::Result<History> {
                     plugin_sha256: r.get(14)?,
                     attempts: r.get(15)?,
                     failed_attempts: r.get(16)?,
+                    run_key: r.get(18)?,
                     ..Default::default()
                 },
                 seq as u64,
