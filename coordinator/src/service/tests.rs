@@ -18,6 +18,7 @@ fn state() -> State {
         policy: Policy::default(),
         assigned_by_heartbeat: 0,
         assigned_by_report: 0,
+        claimed_keys: Default::default(),
     }
 }
 
