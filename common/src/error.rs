@@ -105,6 +105,15 @@ pub enum Error {
         /// The counts and the limit.
         reason: String,
     },
+    /// An input file is not what it was when the job was planned (see
+    /// `format::snapshot`).
+    #[error("input changed during the job: {file}: {change}")]
+    InputChanged {
+        /// The file.
+        file: String,
+        /// How.
+        change: String,
+    },
     /// A side input is bigger than the job allows (`--side-max-bytes`).
     #[error(
         "side input {name}: {held} bytes{counted} are over the cap of {limit} bytes \

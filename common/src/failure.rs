@@ -75,7 +75,8 @@ impl From<&Error> for TaskFailure {
             | Error::Overflow { .. }
             | Error::BadLocation { .. }
             | Error::TooManyBadRecords { .. }
-            | Error::SideInputTooLarge { .. } => (FailureReason::Plugin, false),
+            | Error::SideInputTooLarge { .. }
+            | Error::InputChanged { .. } => (FailureReason::Plugin, false),
             Error::Io { .. }
             | Error::Storage { .. }
             | Error::Arrow { .. }

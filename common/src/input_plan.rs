@@ -114,6 +114,7 @@ mod tests {
                         end: text.len() as u64,
                     },
                     input: "fx".into(),
+                    stamp: None,
                 }
             })
             .collect();

@@ -34,6 +34,19 @@ pub struct Split {
     pub range: SplitRange,
     /// The named input it belongs to (`--input NAME=PATH`); empty for an unnamed one.
     pub input: String,
+    /// What the file was at planning; a map finding it otherwise fails the job rather than
+    /// read a second version of it (`None`: not checked).
+    pub stamp: Option<FileStamp>,
+}
+
+/// What a file was when its job was planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its version: the modification time (local files) or the ETag (objects; their
+    /// last-modified time where the store gives none); empty when the file system has none.
+    pub version: String,
 }
 
 impl fmt::Display for Split {

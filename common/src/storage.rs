@@ -219,6 +219,16 @@ pub struct ObjectInfo {
     pub url: ObjectUrl,
     /// Its size in bytes.
     pub size: u64,
+    /// Its version: the ETag, or the last-modified time where the store gives none.
+    pub version: String,
+}
+
+/// The version of an object: what changes when it is written again.
+fn object_version(meta: &object_store::ObjectMeta) -> String {
+    match &meta.e_tag {
+        Some(tag) => format!("etag {tag}"),
+        None => format!("modified {}", meta.last_modified.to_rfc3339()),
+    }
 }
 
 impl ObjectUrl {
@@ -278,9 +288,18 @@ impl ObjectUrl {
 
     /// The size of the object, or `None` when there is no object with exactly this key.
     pub fn size(&self) -> Result<Option<u64>> {
+        Ok(self.info()?.map(|i| i.size))
+    }
+
+    /// The object with exactly this key, or `None` when there is none.
+    pub fn info(&self) -> Result<Option<ObjectInfo>> {
         let (store, path) = (store(self)?, self.path());
         match block_on(async move { store.head(&path).await })? {
-            Ok(meta) => Ok(Some(meta.size)),
+            Ok(meta) => Ok(Some(ObjectInfo {
+                url: self.clone(),
+                size: meta.size,
+                version: object_version(&meta),
+            })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error("reading object metadata", e)),
         }
@@ -315,6 +334,7 @@ impl ObjectUrl {
             .map(|m| ObjectInfo {
                 url: self.with_key(m.location.as_ref()),
                 size: m.size,
+                version: object_version(&m),
             })
             .collect();
         out.sort_by(|a, b| a.url.key.cmp(&b.url.key));
@@ -333,6 +353,7 @@ impl ObjectUrl {
             .map(|m| ObjectInfo {
                 url: self.with_key(m.location.as_ref()),
                 size: m.size,
+                version: object_version(&m),
             })
             .filter(|o| is_data_name(o.url.file_name()))
             .collect();

@@ -4,7 +4,7 @@ use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::format::schema::{schema_from_bytes, schema_to_bytes};
 use sluice_common::input_plan::{InputPlan, SideInput};
 use sluice_common::spec::{InputFormat, JobSpec, OutputFormat};
-use sluice_common::split::{Split, SplitRange};
+use sluice_common::split::{FileStamp, Split, SplitRange};
 
 use crate::pb;
 
@@ -219,6 +219,10 @@ impl From<&Split> for pb::Split {
         pb::Split {
             path: s.path.clone(),
             input: s.input.clone(),
+            stamp: s.stamp.as_ref().map(|st| pb::FileStamp {
+                size: st.size,
+                version: st.version.clone(),
+            }),
             range: Some(match &s.range {
                 SplitRange::Bytes { start, end } => pb::split::Range::Bytes(pb::ByteRange {
                     start: *start,
@@ -264,6 +268,10 @@ impl TryFrom<&pb::Split> for Split {
             path: s.path.clone(),
             range,
             input: s.input.clone(),
+            stamp: s.stamp.as_ref().map(|st| FileStamp {
+                size: st.size,
+                version: st.version.clone(),
+            }),
         })
     }
 }
@@ -371,6 +379,10 @@ mod tests {
                     path: "rates.csv".into(),
                     range: SplitRange::Bytes { start: 0, end: 10 },
                     input: "fx".into(),
+                    stamp: Some(FileStamp {
+                        size: 10,
+                        version: "etag \"x\"".into(),
+                    }),
                 }],
             }],
         };

@@ -219,6 +219,7 @@ mod tests {
                 end: std::fs::metadata(&path).unwrap().len(),
             },
             input: String::new(),
+            stamp: None,
         };
         let sink = RejectSink::new(true);
         let read = |rows, rejects: Option<RejectSink>| {

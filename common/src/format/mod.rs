@@ -18,5 +18,6 @@ pub mod lines;
 pub mod read;
 pub mod remote;
 pub mod schema;
+pub mod snapshot;
 mod source;
 pub mod write;

@@ -72,6 +72,9 @@ pub fn read_split(
         }));
     }
     let location = Location::parse(&split.path)?;
+    if let Some(stamp) = &split.stamp {
+        super::snapshot::check(&location, &split.path, stamp)?;
+    }
     match (&split.range, format) {
         (SplitRange::RowGroups(groups), InputFormat::Parquet) => {
             let batches: BatchIter = match location {
@@ -443,6 +446,7 @@ mod tests {
             path: path.to_string_lossy().into_owned(),
             range: SplitRange::RowGroups(groups),
             input: String::new(),
+            stamp: None,
         };
         let rows = |groups| {
             read_split(

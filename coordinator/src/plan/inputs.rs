@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sluice_common::storage::{Location, ObjectInfo, ObjectUrl, is_data_name, is_glob};
+use sluice_common::split::FileStamp;
+use sluice_common::storage::{Location, ObjectUrl, is_data_name, is_glob};
 
 use super::error::{PlanError, Result};
 
@@ -12,12 +13,14 @@ use super::error::{PlanError, Result};
 pub enum InputFile {
     /// A local file, read with `std::fs`.
     Local(PathBuf),
-    /// An object, with the size its listing gave.
+    /// An object, with the size and version its listing gave.
     Object {
         /// The object.
         url: ObjectUrl,
         /// Its size in bytes.
         size: u64,
+        /// Its ETag (or last-modified time).
+        version: String,
     },
 }
 
@@ -36,6 +39,21 @@ impl InputFile {
                 .map_err(|e| PlanError::input(p.to_string_lossy(), e))?
                 .len()),
             InputFile::Object { size, .. } => Ok(*size),
+        }
+    }
+
+    /// What the file is now, for the map that reads it to check (see `FileStamp`).
+    pub(super) fn stamp(&self) -> Result<FileStamp> {
+        match self {
+            InputFile::Local(p) => {
+                let meta =
+                    std::fs::metadata(p).map_err(|e| PlanError::input(p.to_string_lossy(), e))?;
+                Ok(sluice_common::format::snapshot::local_stamp(&meta))
+            }
+            InputFile::Object { size, version, .. } => Ok(FileStamp {
+                size: *size,
+                version: version.clone(),
+            }),
         }
     }
 
@@ -143,19 +161,17 @@ fn expand_object(input: &str, url: &ObjectUrl, files: &mut Vec<InputFile>) -> Re
         let exact = if url.key().is_empty() || input.ends_with('/') {
             None
         } else {
-            url.size().map_err(context)?
+            url.info().map_err(context)?
         };
         match exact {
-            Some(size) => vec![ObjectInfo {
-                url: url.clone(),
-                size,
-            }],
+            Some(object) => vec![object],
             None => url.list_files().map_err(context)?,
         }
     };
     files.extend(found.into_iter().map(|o| InputFile::Object {
         url: o.url,
         size: o.size,
+        version: o.version,
     }));
     Ok(())
 }

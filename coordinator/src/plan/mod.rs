@@ -50,9 +50,15 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     let declared =
         schemas::declared_schemas(&plugin, named.iter().map(|(input, _)| input.as_str()))?;
     let read_columns = plugin.description().input_columns.clone();
+    // Each file as it is now, before anything of it is read: splits are cut from this size,
+    // and a map finding the file otherwise fails the job (see `format::snapshot`).
+    let stamps = named
+        .iter()
+        .map(|(_, f)| f.stamp())
+        .collect::<Result<Vec<_>>>()?;
     // Sizes first: the split size depends on the whole input.
     let mut sized = Vec::with_capacity(named.len());
-    for (input, f) in &named {
+    for ((input, f), stamp) in named.iter().zip(&stamps) {
         sized.push(match spec.format_of(input) {
             InputFormat::Parquet => {
                 let groups = schemas::parquet_row_group_sizes(
@@ -62,7 +68,7 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
                 )?;
                 (groups.iter().sum(), groups)
             }
-            _ => (f.len()?, Vec::new()),
+            _ => (stamp.size, Vec::new()),
         });
     }
     let split_size = split::split_size_for(
@@ -85,11 +91,12 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
         .check_maps(at_least, split_size)
         .map_err(PlanError::spec)?;
     let mut per_file = Vec::with_capacity(named.len());
-    for ((input, f), (len, groups)) in named.iter().zip(sized) {
+    for (((input, f), (len, groups)), stamp) in named.iter().zip(sized).zip(stamps) {
         let split = |range| Split {
             path: f.name(),
             range,
             input: input.clone(),
+            stamp: Some(stamp.clone()),
         };
         let splits: Vec<Split> = match spec.format_of(input) {
             InputFormat::Parquet => split::row_group_splits(&groups, split_size)
@@ -139,6 +146,7 @@ fn pack_small_files(per_file: Vec<(Vec<Split>, u64)>, split_size: u64) -> Vec<Sp
                     path: String::new(),
                     input: files.first().map(|f| f.input.clone()).unwrap_or_default(),
                     range: SplitRange::Files(files),
+                    stamp: None,
                 },
             });
         }
@@ -173,6 +181,7 @@ mod tests {
                 path: name.into(),
                 range: SplitRange::Bytes { start, end },
                 input: String::new(),
+                stamp: None,
             })
             .collect();
         (splits, len)

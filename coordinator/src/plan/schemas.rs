@@ -57,7 +57,7 @@ pub(super) fn input_schemas(
             (InputFormat::Parquet, None) => continue,
             (_, None) => match first {
                 InputFile::Local(p) => infer_schema(p, format)?,
-                InputFile::Object { url, size } => infer_object_schema(url, *size, format)?,
+                InputFile::Object { url, size, .. } => infer_object_schema(url, *size, format)?,
             },
         };
         if format == InputFormat::Csv {
@@ -95,7 +95,7 @@ pub(super) fn parquet_row_group_sizes(
             check_types(&path, reader.metadata(), declared, columns)?;
             Ok(sizes(reader.metadata().row_groups()))
         }
-        InputFile::Object { url, size } => {
+        InputFile::Object { url, size, .. } => {
             let (metadata, _) = read_parquet_footer(url, *size)?;
             check_types(&path, &metadata, declared, columns)?;
             Ok(sizes(metadata.row_groups()))
@@ -137,7 +137,7 @@ fn check_csv_headers<'a>(
                 read_csv_header(p)?
             }
             InputFile::Object { size: 0, .. } => continue,
-            InputFile::Object { url, size } => read_object_csv_header(url, *size)?,
+            InputFile::Object { url, size, .. } => read_object_csv_header(url, *size)?,
         };
         let header = header
             .iter()

@@ -52,6 +52,7 @@ pub(super) fn plan_sides(
         let format = spec.format_of(name);
         let mut splits = Vec::with_capacity(files.len());
         for (_, f) in &files {
+            let stamp = f.stamp()?;
             let range = match format {
                 InputFormat::Parquet => {
                     let groups = schemas::parquet_row_group_sizes(f, declared.get(name), None)?;
@@ -59,13 +60,14 @@ pub(super) fn plan_sides(
                 }
                 _ => SplitRange::Bytes {
                     start: 0,
-                    end: f.len()?,
+                    end: stamp.size,
                 },
             };
             splits.push(Split {
                 path: f.name(),
                 range,
                 input: name.to_string(),
+                stamp: Some(stamp),
             });
         }
         sides.push(SideInput {

@@ -34,6 +34,7 @@ fn job(id: &str, output: &str) -> Job {
         path: "f".into(),
         range: SplitRange::Bytes { start: 0, end: 1 },
         input: String::new(),
+        stamp: None,
     }];
     let description = JobDescription {
         name: "t".into(),

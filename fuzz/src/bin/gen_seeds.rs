@@ -180,12 +180,14 @@ fn generate() {
     let split = pb::Split {
         path: String::new(),
         input: "ledger".into(),
+        stamp: None,
         range: Some(pb::split::Range::Files(pb::SplitList {
             splits: vec![
                 pb::Split {
                     path: "a.csv".into(),
                     range: Some(pb::split::Range::Bytes(pb::ByteRange { start: 0, end: 10 })),
                     input: String::new(),
+                    stamp: None,
                 },
                 pb::Split {
                     path: "b.parquet".into(),
@@ -193,6 +195,7 @@ fn generate() {
                         row_groups: vec![0, 2],
                     })),
                     input: String::new(),
+                    stamp: None,
                 },
             ],
         })),

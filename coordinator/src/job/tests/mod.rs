@@ -62,6 +62,7 @@ pub(super) fn job(maps: usize, reducers: u32, output: &std::path::Path) -> Job {
             path: format!("f{i}"),
             range: SplitRange::Bytes { start: 0, end: 1 },
             input: String::new(),
+            stamp: None,
         })
         .collect();
     let description = JobDescription {
