@@ -230,8 +230,8 @@ fn a_panicking_map_fails_the_job_with_the_message_and_the_process_survives() {
 fn a_plugin_built_for_another_abi_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("old.c");
-    // Version 1 is the ABI of earlier SDKs (descriptions as text, not bincode).
-    std::fs::write(&src, "unsigned sluice_abi_version(void) { return 1; }\n").unwrap();
+    // Version 2 is the ABI of earlier SDKs (no side inputs, one input schema).
+    std::fs::write(&src, "unsigned sluice_abi_version(void) { return 2; }\n").unwrap();
     let lib = dir.path().join("libold.so");
     let built = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-o"])
@@ -252,7 +252,7 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
     ));
     let stderr = assert_failed(&result);
     assert!(
-        stderr.contains("ABI version 1;") && stderr.contains("supports version 2"),
+        stderr.contains("ABI version 2;") && stderr.contains("supports version 3"),
         "{stderr}"
     );
     assert_no_success(&out);

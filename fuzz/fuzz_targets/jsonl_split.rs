@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::Bytes { start, end },
         input: String::new(),
+        stamp: None,
     };
     sluice_fuzz::read_both_ways(&split, InputFormat::JsonLines, Some(schema), rows, None);
 });

@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         path: path.to_string_lossy().into_owned(),
         range: SplitRange::RowGroups(groups),
         input: String::new(),
+        stamp: None,
     };
     if let Ok(batches) = read_split(
         &split,

@@ -240,6 +240,7 @@ fn generate() {
         &msg(0, &|| {
             pb::SubmitJobRequest {
                 spec: Some(spec.clone()),
+                rerun: false,
             }
             .encode_to_vec()
         }),
