@@ -150,6 +150,10 @@ pub struct JobArgs {
     /// With --run-key: run even if the key already succeeded.
     #[arg(long)]
     pub rerun: bool,
+    /// The job fails once it has run this long since submission (`6h`, `90m`, `600s`); its
+    /// output is removed. `0`: no limit.
+    #[arg(long, default_value = "0", value_parser = parse_secs)]
+    pub timeout: u64,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -244,6 +248,7 @@ impl JobArgs {
             .collect::<Result<Vec<_>>>()?;
         spec.side_max_bytes = self.side_max_bytes;
         spec.run_key = self.run_key.clone();
+        spec.job_timeout_secs = self.timeout;
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)

@@ -270,6 +270,9 @@ pub struct JobSpec {
     /// The run this job is (`--run-key`): a key that already succeeded, or whose job is
     /// running, is not run again (empty: none).
     pub run_key: String,
+    /// The job fails once it has run this long since submission (`--timeout`); 0: no
+    /// limit.
+    pub job_timeout_secs: u64,
 }
 
 impl JobSpec {
@@ -297,6 +300,7 @@ impl JobSpec {
             sides: Vec::new(),
             side_max_bytes: DEFAULT_SIDE_MAX_BYTES,
             run_key: String::new(),
+            job_timeout_secs: 0,
         }
     }
 
@@ -315,6 +319,11 @@ impl JobSpec {
     /// The format input `name` is read in (`""` for an unnamed input).
     pub fn format_of(&self, name: &str) -> InputFormat {
         self.formats.get(name).copied().unwrap_or(self.format)
+    }
+
+    /// How long the job may run, when limited.
+    pub fn job_timeout(&self) -> Option<std::time::Duration> {
+        (self.job_timeout_secs > 0).then(|| std::time::Duration::from_secs(self.job_timeout_secs))
     }
 
     /// How long an attempt may run, when limited.
@@ -378,6 +387,13 @@ impl JobSpec {
         {
             return Err(format!(
                 "--partition-by {c:?}: a column name, without '/', '=' or '\\'"
+            ));
+        }
+        if self.job_timeout_secs > MAX_TASK_TIMEOUT_SECS {
+            return Err(format!(
+                "--timeout of {} s is over the 30 days ({MAX_TASK_TIMEOUT_SECS} s) allowed; \
+                 0 means no limit",
+                self.job_timeout_secs
             ));
         }
         if self.task_timeout_secs > MAX_TASK_TIMEOUT_SECS {

@@ -73,6 +73,7 @@ impl From<&JobSpec> for pb::JobSpec {
             sides: s.sides.clone(),
             side_max_bytes: s.side_max_bytes,
             run_key: s.run_key.clone(),
+            job_timeout_secs: s.job_timeout_secs,
         }
     }
 }
@@ -132,6 +133,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 .collect::<Result<_, InvalidMessage>>()?,
             sides: s.sides.clone(),
             run_key: s.run_key.clone(),
+            job_timeout_secs: s.job_timeout_secs,
             side_max_bytes: match s.side_max_bytes {
                 0 => sluice_common::spec::DEFAULT_SIDE_MAX_BYTES,
                 n => n,
@@ -357,6 +359,7 @@ mod tests {
         spec.sides = vec!["fx=rates/*.csv".into()];
         spec.side_max_bytes = 1 << 20;
         spec.run_key = "eod@2026-11-28".into();
+        spec.job_timeout_secs = 4 * 3600;
         spec.formats.insert("fx".into(), InputFormat::JsonLines);
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
         assert_eq!(back, spec);

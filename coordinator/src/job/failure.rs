@@ -334,6 +334,32 @@ impl Job {
         }
     }
 
+    /// Fails the job if it has run longer than its `--timeout` at `now` (counted from its
+    /// submission, across coordinator restarts); a job writing `_SUCCESS` is let finish.
+    /// Returns whether it failed.
+    pub fn expire_job(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.spec.job_timeout() else {
+            return false;
+        };
+        if self.status != super::JobStatus::Running {
+            return false;
+        }
+        let ran_ms = self.epoch.unix_ms_at(now).saturating_sub(self.submitted_ms);
+        if u128::from(ran_ms) <= limit.as_millis() {
+            return false;
+        }
+        let message = format!(
+            "the job ran longer than its --timeout of {} s ({} of {} maps and {} of {} reduces done)",
+            limit.as_secs(),
+            self.maps.iter().filter(|t| t.is_done()).count(),
+            self.maps.len(),
+            self.reduces.iter().filter(|t| t.is_done()).count(),
+            self.reduces.len(),
+        );
+        self.fail(now, message);
+        true
+    }
+
     /// Attempts that have run longer than the job's task timeout at `now` fail (they are
     /// stopped on their worker and retried, elsewhere if possible): a hung plugin or a stuck
     /// disk must not hold the job forever. Returns how many.

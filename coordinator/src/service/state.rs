@@ -187,8 +187,14 @@ impl State {
                 job.on_worker_lost(now, &worker);
             }
         }
+        let overdue = self
+            .jobs
+            .values_mut()
+            .map(|j| j.expire_job(now))
+            .filter(|&failed| failed)
+            .count();
         let expired: usize = self.jobs.values_mut().map(|j| j.expire_attempts(now)).sum();
-        if expired > 0 {
+        if expired + overdue > 0 {
             self.collect_cancels();
         }
         self.retire_ended();

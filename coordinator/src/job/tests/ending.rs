@@ -213,3 +213,33 @@ fn a_task_is_given_up_for_losing_workers_alone_not_for_its_neighbours() {
         j.status
     );
 }
+
+/// A job past its `--timeout` fails, its running attempts stopped, counted from its
+/// submission; without one, or within it, it runs on.
+#[test]
+fn a_job_past_its_timeout_fails_saying_how_far_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(2, 1, dir.path());
+    Arc::make_mut(&mut j.spec).job_timeout_secs = 3600;
+    let w1 = WorkerId::new("w1");
+    let a = j.next_task(now(), &w1, &live(2)).unwrap();
+    finish_map(&mut j, &w1, 0, a.attempt);
+    let _b = j.next_task(now(), &w1, &live(2)).unwrap();
+    advance(Duration::from_secs(3599));
+    assert!(!j.expire_job(now()));
+    assert_eq!(j.status, JobStatus::Running);
+    advance(Duration::from_secs(2));
+    assert!(j.expire_job(now()));
+    match &j.status {
+        JobStatus::Failed(m) => assert!(
+            m.contains("--timeout of 3600 s") && m.contains("1 of 2 maps"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(j.take_cancels().len(), 1, "the running map is stopped");
+    assert!(!j.expire_job(now()), "an ended job does not fail twice");
+    let mut k = job(1, 1, dir.path());
+    advance(Duration::from_secs(1_000_000));
+    assert!(!k.expire_job(now()), "no timeout, no limit");
+}
