@@ -20,6 +20,7 @@ pub mod http;
 pub mod job;
 pub mod metrics;
 pub mod output;
+pub mod pipeline;
 pub mod plan;
 pub mod plugins;
 pub mod service;
@@ -130,6 +131,17 @@ pub async fn run_coordinator(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+
+    // Pipeline runs go on from where the store left them, and start steps as jobs end.
+    let driver = service.clone();
+    let driver_stop = stopped();
+    let heartbeat = config.heartbeat;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = driver.drive_pipelines_every(heartbeat) => {}
+            _ = driver_stop => {}
+        }
+    });
 
     let ready = Arc::new(AtomicBool::new(false));
     let http_task = http.map(|listener| {

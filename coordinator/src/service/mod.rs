@@ -21,6 +21,7 @@ use crate::plugins::PluginStore;
 use crate::store::{Event, History, Journal};
 
 mod clients;
+mod pipelines;
 mod run_keys;
 mod state;
 mod workers;
@@ -59,7 +60,15 @@ impl CoordinatorService {
             assigned_by_heartbeat: 0,
             assigned_by_report: 0,
             claimed_keys: Default::default(),
+            pipelines: BTreeMap::new(),
+            next_pipeline: 0,
         };
+        for stored in history.pipelines {
+            state.next_pipeline = state.next_pipeline.max(stored.seq);
+            if let Some(run) = pipelines::restore(stored) {
+                state.pipelines.insert(run.id.clone(), run);
+            }
+        }
         for info in history.jobs {
             state.record_ended(info);
         }
@@ -224,6 +233,25 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         Ok(Response::new(self.submit(request.into_inner()).await?))
+    }
+
+    async fn submit_pipeline(
+        &self,
+        request: Request<pb::SubmitPipelineRequest>,
+    ) -> Result<Response<pb::SubmitPipelineResponse>, Status> {
+        Ok(Response::new(
+            self.submit_pipeline(request.into_inner()).await?,
+        ))
+    }
+
+    async fn pipeline_status(
+        &self,
+        request: Request<pb::PipelineStatusRequest>,
+    ) -> Result<Response<pb::PipelineStatusResponse>, Status> {
+        let info = self.pipeline_info(&request.into_inner().run_id)?;
+        Ok(Response::new(pb::PipelineStatusResponse {
+            pipeline: Some(info),
+        }))
     }
 
     async fn job_status(

@@ -36,6 +36,10 @@ pub struct State {
     pub(super) assigned_by_report: u64,
     /// Run keys a submission is planning a job for (see `run_keys`).
     pub(super) claimed_keys: std::collections::HashSet<String>,
+    /// Pipeline runs, running and ended, by id.
+    pub(super) pipelines: BTreeMap<String, crate::pipeline::PipelineRun>,
+    /// The last pipeline run's sequence number.
+    pub(super) next_pipeline: u64,
 }
 
 impl State {

@@ -19,6 +19,8 @@ fn state() -> State {
         assigned_by_heartbeat: 0,
         assigned_by_report: 0,
         claimed_keys: Default::default(),
+        pipelines: BTreeMap::new(),
+        next_pipeline: 0,
     }
 }
 

@@ -71,6 +71,8 @@ pub enum Event {
         /// What it finished with.
         outcome: Outcome,
     },
+    /// A pipeline run changed.
+    Pipeline(super::pipelines::PipelineEvent),
     /// Answers [`Journal::sync`] once everything before it is committed, or failed.
     Sync(mpsc::Sender<Result<(), JournalError>>),
 }
@@ -415,6 +417,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             )?;
             Ok(())
         }
+        Event::Pipeline(e) => super::pipelines::apply(tx, e),
         Event::Sync(_) => Ok(()),
     }
 }

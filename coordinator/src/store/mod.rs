@@ -33,6 +33,7 @@ use prost::Message;
 use rusqlite::{Connection, params};
 
 mod journal;
+pub mod pipelines;
 pub use journal::{Event, Journal, JournalError};
 use sluice_proto::pb;
 
@@ -55,6 +56,8 @@ pub struct History {
     pub resumable: Vec<ResumableJob>,
     /// The next job's sequence number.
     pub next_seq: u64,
+    /// Every pipeline run, oldest first.
+    pub pipelines: Vec<pipelines::StoredPipeline>,
 }
 
 /// A job that was running when the coordinator stopped, as the store holds it.
@@ -228,8 +231,10 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(1))
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    conn.execute_batch(pipelines::SCHEMA).map_err(err)?;
     add_missing_columns(&conn).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
+    history.pipelines = pipelines::read(&conn).map_err(err)?;
     read_counters(&conn, &mut history.jobs).map_err(err)?;
     for info in history.jobs.iter_mut() {
         if !unfinished(info) {
@@ -324,6 +329,7 @@ fn read_history(conn: &Connection) -> rusqlite::Result<History> {
         jobs,
         resumable: Vec::new(),
         next_seq,
+        pipelines: Vec::new(),
     })
 }
 
