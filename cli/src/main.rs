@@ -4,6 +4,7 @@
 //! - `sluice coordinator`, `sluice worker`: the cluster's processes ([`server`]).
 //! - `sluice submit`, `status`, `jobs`, `cancel`, `commit`, `workers`: client commands
 //!   ([`commands`]).
+//! - `sluice pipeline run FILE`, `pipeline status RUN`: pipelines of jobs ([`pipeline`]).
 //! - `sluice demo`: the EOD example on generated data ([`demo`]).
 //! - `sluice bench`: EOD and word count on generated data, with figures ([`bench`]).
 //!
@@ -15,6 +16,7 @@ mod client;
 mod commands;
 mod demo;
 mod local;
+mod pipeline;
 mod server;
 mod settings;
 
@@ -61,6 +63,8 @@ enum Command {
     Coordinator(server::CoordinatorArgs),
     /// Run a worker of a cluster.
     Worker(server::WorkerArgs),
+    /// Run a pipeline of jobs (a TOML file of steps) on a cluster or locally, or show a run.
+    Pipeline(pipeline::PipelineArgs),
     /// Submit a job to a cluster; prints its id on the first line.
     Submit(commands::SubmitArgs),
     /// Show one job.
@@ -408,6 +412,7 @@ async fn main_async(cli: Cli) -> Result<()> {
         Command::Coordinator(args) => server::coordinator(args).await,
         Command::Worker(args) => server::worker(args).await,
         Command::Submit(args) => commands::submit(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
         Command::Status(args) => commands::status(args).await,
         Command::Jobs(args) => commands::jobs(args).await,
         Command::Cancel(args) => commands::cancel(args).await,

@@ -234,14 +234,19 @@ pub fn validate(name: &str, steps: &[StepSpec]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_common::spec::InputFormat;
     use JobState::*;
+    use sluice_common::spec::InputFormat;
 
     fn step(name: &str, deps: &[&str]) -> StepSpec {
         StepSpec {
             name: name.into(),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            spec: JobSpec::new("p.so".into(), vec!["in".into()], InputFormat::Text, "out".into()),
+            spec: JobSpec::new(
+                "p.so".into(),
+                vec!["in".into()],
+                InputFormat::Text,
+                "out".into(),
+            ),
         }
     }
 
@@ -281,10 +286,22 @@ mod tests {
         assert_eq!(states(&r, &[]), [Waiting, Ready, Ready, Waiting]);
         r.jobs.insert("validate".into(), "job-1".into());
         r.jobs.insert("aggregate".into(), "job-2".into());
-        let s = states(&r, &[("job-1", JobState::Succeeded), ("job-2", JobState::Running)]);
-        assert_eq!(s, [Waiting, StepState::Succeeded, StepState::Running, Waiting]);
+        let s = states(
+            &r,
+            &[("job-1", JobState::Succeeded), ("job-2", JobState::Running)],
+        );
+        assert_eq!(
+            s,
+            [Waiting, StepState::Succeeded, StepState::Running, Waiting]
+        );
         assert_eq!(r.outcome(&s), None);
-        let s = states(&r, &[("job-1", JobState::Succeeded), ("job-2", JobState::Succeeded)]);
+        let s = states(
+            &r,
+            &[
+                ("job-1", JobState::Succeeded),
+                ("job-2", JobState::Succeeded),
+            ],
+        );
         assert_eq!(s[3], Ready, "the fan-in starts when both succeeded");
         r.jobs.insert("reconcile".into(), "job-3".into());
         r.jobs.insert("publish".into(), "job-4".into());
@@ -306,17 +323,26 @@ mod tests {
         r.jobs.insert("validate".into(), "job-1".into());
         r.jobs.insert("aggregate".into(), "job-2".into());
         let s = states(&r, &[("job-1", Failed), ("job-2", Running)]);
-        assert_eq!(s[0], StepState::Blocked("step reconcile did not succeed".into()));
-        assert_eq!(s[3], StepState::Blocked("step validate did not succeed".into()));
+        assert_eq!(
+            s[0],
+            StepState::Blocked("step reconcile did not succeed".into())
+        );
+        assert_eq!(
+            s[3],
+            StepState::Blocked("step validate did not succeed".into())
+        );
         assert_eq!(r.outcome(&s), None, "aggregate still runs");
         let s = states(&r, &[("job-1", Failed), ("job-2", Succeeded)]);
         assert_eq!(
             r.outcome(&s),
-            Some(RunEnd::Failed("step validate failed: job job-1: boom".into()))
+            Some(RunEnd::Failed(
+                "step validate failed: job job-1: boom".into()
+            ))
         );
         // A step whose job could not be submitted fails the same way.
         let mut r = run();
-        r.refused.insert("validate".into(), "input x matches no file".into());
+        r.refused
+            .insert("validate".into(), "input x matches no file".into());
         let s = states(&r, &[]);
         assert_eq!(s[1], StepState::Failed("input x matches no file".into()));
         assert_eq!(s[3].name(), "blocked");
@@ -329,8 +355,11 @@ mod tests {
         assert!(e.contains("step a is given twice"), "{e}");
         let e = validate("eod", &[step("a", &["b"])]).unwrap_err();
         assert!(e.contains("depends on b, which is no step"), "{e}");
-        let e = validate("eod", &[step("a", &["b"]), step("b", &["a"]), step("c", &[])])
-            .unwrap_err();
+        let e = validate(
+            "eod",
+            &[step("a", &["b"]), step("b", &["a"]), step("c", &[])],
+        )
+        .unwrap_err();
         assert!(e.contains("a, b depend on each other in a cycle"), "{e}");
         let e = validate("eod", &[step("Load", &[])]).unwrap_err();
         assert!(e.contains("[a-z][a-z0-9_]*"), "{e}");

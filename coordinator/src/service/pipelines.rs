@@ -27,9 +27,8 @@ fn steps_of(spec: &pb::PipelineSpec) -> Result<Vec<StepSpec>, Status> {
                 request: "pipeline step",
                 missing: "a job spec",
             })?;
-            let job = JobSpec::try_from(job).map_err(|e| {
-                Status::invalid_argument(format!("step {}: {}", s.name, e.reason))
-            })?;
+            let job = JobSpec::try_from(job)
+                .map_err(|e| Status::invalid_argument(format!("step {}: {}", s.name, e.reason)))?;
             Ok(StepSpec {
                 name: s.name.clone(),
                 depends_on: s.depends_on.clone(),
