@@ -23,6 +23,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod plugins;
+pub mod schedule;
 pub mod service;
 pub mod store;
 pub mod wire;

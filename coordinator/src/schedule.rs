@@ -1,0 +1,253 @@
+//! Schedules: a job or a pipeline started by the coordinator at the times of a cron
+//! expression (5 fields, or 6 with seconds first) in a time zone, as cron and Airflow do.
+//!
+//! Each firing gets the run key `NAME@<scheduled time>` (`2026-11-28T02:00:00` in the
+//! schedule's zone), so a time is run at most once however often it is fired: after a
+//! coordinator restart, or when two ticks see it. Times missed while the coordinator was
+//! down (older than [`ON_TIME`]) follow the schedule's catch-up policy: `none` skips them,
+//! `last` runs the latest, `all` runs each (at most [`MAX_CATCH_UP`]).
+//!
+//! Paths may hold placeholders filled per firing ([`fill`]): `{run_key}`, `{date}` (the
+//! scheduled business date, `YYYY-MM-DD`, in the schedule's zone) and `{time}`
+//! (`HH-MM-SS`).
+//!
+//! This module is the pure part: parsing, which times are due, the placeholders.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+
+/// A time this close to now is on time; an older one was missed.
+pub const ON_TIME: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// The most missed times `catch_up = "all"` runs at once.
+pub const MAX_CATCH_UP: usize = 1000;
+/// The most times looked at to find the latest missed one.
+const MAX_STEPS: usize = 1_000_000;
+
+/// What to do with times missed while the coordinator was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatchUp {
+    /// Skip them.
+    #[default]
+    None,
+    /// Run the latest of them.
+    Last,
+    /// Run each of them.
+    All,
+}
+
+impl FromStr for CatchUp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "" => Ok(CatchUp::None),
+            "last" => Ok(CatchUp::Last),
+            "all" => Ok(CatchUp::All),
+            other => Err(format!("catch_up {other:?}: use none, last or all")),
+        }
+    }
+}
+
+impl CatchUp {
+    /// `none`, `last` or `all`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::None => "none",
+            CatchUp::Last => "last",
+            CatchUp::All => "all",
+        }
+    }
+}
+
+/// A parsed cron expression in its zone.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    cron: Cron,
+    tz: Tz,
+}
+
+impl Timing {
+    /// Parses `expr` (5 fields, or 6 with seconds first) in zone `tz` (an IANA name such
+    /// as `Europe/Paris`; empty: UTC).
+    pub fn parse(expr: &str, tz: &str) -> Result<Timing, String> {
+        let cron = Cron::new(expr)
+            .with_seconds_optional()
+            .parse()
+            .map_err(|e| format!("cron expression {expr:?}: {e}"))?;
+        let tz = if tz.is_empty() {
+            Tz::UTC
+        } else {
+            tz.parse::<Tz>()
+                .map_err(|_| format!("time zone {tz:?}: not an IANA zone such as Europe/Paris"))?
+        };
+        Ok(Timing { cron, tz })
+    }
+
+    /// The first time after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The last time after `after` and at or before `edge`, looking at most
+    /// [`MAX_STEPS`] times ahead (a schedule of every second down for a week).
+    fn latest_between(&self, after: DateTime<Utc>, edge: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (mut t, mut latest) = (after, None);
+        for _ in 0..MAX_STEPS {
+            match self.next_after(t) {
+                Some(next) if next <= edge => {
+                    latest = Some(next);
+                    t = next;
+                }
+                _ => break,
+            }
+        }
+        latest
+    }
+
+    /// The times to fire at `now`, oldest first, when the schedule last fired (or was
+    /// made) at `last`: those on time, and the missed ones its `catch_up` asks for.
+    pub fn due(
+        &self,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+        catch_up: CatchUp,
+    ) -> Vec<DateTime<Utc>> {
+        let edge = now - ON_TIME;
+        let mut out = Vec::new();
+        match catch_up {
+            CatchUp::None => {}
+            CatchUp::Last => out.extend(self.latest_between(last, edge)),
+            CatchUp::All => {
+                let mut t = last;
+                while out.len() < MAX_CATCH_UP {
+                    match self.next_after(t) {
+                        Some(next) if next <= edge => {
+                            out.push(next);
+                            t = next;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        let mut on_time = Vec::new();
+        let mut t = last.max(edge);
+        while let Some(next) = self.next_after(t).filter(|&n| n <= now) {
+            on_time.push(next);
+            t = next;
+        }
+        if catch_up == CatchUp::Last && !on_time.is_empty() {
+            out.clear(); // the latest time is on time: nothing older to catch up
+        }
+        out.extend(on_time);
+        out
+    }
+
+    /// The run key of the firing at `at`: `NAME@2026-11-28T02:00:00` in the zone.
+    pub fn run_key(&self, name: &str, at: DateTime<Utc>) -> String {
+        format!(
+            "{name}@{}",
+            at.with_timezone(&self.tz).format("%Y-%m-%dT%H:%M:%S")
+        )
+    }
+
+    /// `text` with the placeholders of the firing at `at` filled.
+    pub fn fill(&self, text: &str, run_key: &str, at: DateTime<Utc>) -> String {
+        let local = at.with_timezone(&self.tz);
+        text.replace("{run_key}", run_key)
+            .replace("{date}", &local.format("%Y-%m-%d").to_string())
+            .replace("{time}", &local.format("%H-%M-%S").to_string())
+    }
+}
+
+/// `ms` since the Unix epoch as a UTC time.
+pub fn utc_ms(ms: u64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(i64::try_from(ms).unwrap_or(i64::MAX))
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_nightly_schedule_fires_at_its_local_time_with_its_date() {
+        let t = Timing::parse("0 2 * * *", "Europe/Paris").unwrap();
+        // 02:00 in Paris is 01:00 UTC in winter.
+        let due = t.due(
+            at("2026-11-27T12:00:00Z"),
+            at("2026-11-28T01:00:30Z"),
+            CatchUp::None,
+        );
+        assert_eq!(due, [at("2026-11-28T01:00:00Z")]);
+        assert_eq!(t.run_key("eod", due[0]), "eod@2026-11-28T02:00:00");
+        assert_eq!(
+            t.fill("/data/eod/{date}/{time}-{run_key}", "k", due[0]),
+            "/data/eod/2026-11-28/02-00-00-k"
+        );
+        assert!(
+            t.due(due[0], at("2026-11-28T01:00:31Z"), CatchUp::All)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn missed_times_follow_the_catch_up_policy() {
+        let t = Timing::parse("0 2 * * *", "").unwrap();
+        let (last, now) = (at("2026-11-24T03:00:00Z"), at("2026-11-28T12:00:00Z"));
+        assert!(t.due(last, now, CatchUp::None).is_empty());
+        assert_eq!(
+            t.due(last, now, CatchUp::Last),
+            [at("2026-11-28T02:00:00Z")]
+        );
+        assert_eq!(t.due(last, now, CatchUp::All).len(), 4);
+        // An on-time firing makes `last` skip the missed ones.
+        let now = at("2026-11-28T02:00:10Z");
+        assert_eq!(
+            t.due(last, now, CatchUp::Last),
+            [at("2026-11-28T02:00:00Z")]
+        );
+        assert_eq!(t.due(last, now, CatchUp::All).len(), 4);
+    }
+
+    #[test]
+    fn a_seconds_field_fires_every_few_seconds_and_catch_up_is_capped() {
+        let t = Timing::parse("*/2 * * * * *", "").unwrap();
+        let last = at("2026-11-28T00:00:00Z");
+        assert_eq!(
+            t.due(last, at("2026-11-28T00:00:05Z"), CatchUp::None).len(),
+            2
+        );
+        let day_later = at("2026-11-29T00:00:00Z");
+        assert_eq!(
+            t.due(last, day_later, CatchUp::All).len(),
+            MAX_CATCH_UP + 30
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_zones_are_refused_by_name() {
+        assert!(
+            Timing::parse("61 * * * *", "")
+                .unwrap_err()
+                .contains("\"61 * * * *\"")
+        );
+        assert!(
+            Timing::parse("0 2 * * *", "Mars/Base")
+                .unwrap_err()
+                .contains("Mars/Base")
+        );
+        assert_eq!("all".parse::<CatchUp>(), Ok(CatchUp::All));
+        assert!("sometimes".parse::<CatchUp>().is_err());
+    }
+}
