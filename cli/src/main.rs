@@ -5,6 +5,7 @@
 //! - `sluice submit`, `status`, `jobs`, `cancel`, `commit`, `workers`: client commands
 //!   ([`commands`]).
 //! - `sluice pipeline run FILE`, `pipeline status RUN`: pipelines of jobs ([`pipeline`]).
+//! - `sluice schedule add|list|pause|resume|remove`: cron schedules ([`schedule`]).
 //! - `sluice demo`: the EOD example on generated data ([`demo`]).
 //! - `sluice bench`: EOD and word count on generated data, with figures ([`bench`]).
 //!
@@ -17,6 +18,7 @@ mod commands;
 mod demo;
 mod local;
 mod pipeline;
+mod schedule;
 mod server;
 mod settings;
 
@@ -65,6 +67,8 @@ enum Command {
     Worker(server::WorkerArgs),
     /// Run a pipeline of jobs (a TOML file of steps) on a cluster or locally, or show a run.
     Pipeline(pipeline::PipelineArgs),
+    /// Start a job or pipeline on a cron schedule, on a cluster; list, pause, resume, remove.
+    Schedule(schedule::ScheduleArgs),
     /// Submit a job to a cluster; prints its id on the first line.
     Submit(commands::SubmitArgs),
     /// Show one job.
@@ -413,6 +417,7 @@ async fn main_async(cli: Cli) -> Result<()> {
         Command::Worker(args) => server::worker(args).await,
         Command::Submit(args) => commands::submit(args).await,
         Command::Pipeline(args) => pipeline::run(args).await,
+        Command::Schedule(args) => schedule::run(args).await,
         Command::Status(args) => commands::status(args).await,
         Command::Jobs(args) => commands::jobs(args).await,
         Command::Cancel(args) => commands::cancel(args).await,

@@ -266,7 +266,10 @@ fn resolve(name: &str, extra: &[(&str, &str)]) -> Result<sluice_common::spec::Jo
 }
 
 /// Uploads each step's plugin and names it by hash in the step's spec.
-async fn upload_plugins(c: &mut CoordinatorClient, spec: &mut pb::PipelineSpec) -> Result<()> {
+pub(crate) async fn upload_plugins(
+    c: &mut CoordinatorClient,
+    spec: &mut pb::PipelineSpec,
+) -> Result<()> {
     let mut done: BTreeMap<String, String> = BTreeMap::new();
     for step in &mut spec.steps {
         let Some(job) = step.spec.as_mut() else {

@@ -23,6 +23,7 @@ use crate::store::{Event, History, Journal};
 mod clients;
 mod pipelines;
 mod run_keys;
+mod schedules;
 mod state;
 mod workers;
 
@@ -62,6 +63,7 @@ impl CoordinatorService {
             claimed_keys: Default::default(),
             pipelines: BTreeMap::new(),
             next_pipeline: 0,
+            schedules: schedules::restore(history.schedules),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -252,6 +254,40 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         Ok(Response::new(pb::PipelineStatusResponse {
             pipeline: Some(info),
         }))
+    }
+
+    async fn add_schedule(
+        &self,
+        request: Request<pb::AddScheduleRequest>,
+    ) -> Result<Response<pb::AddScheduleResponse>, Status> {
+        Ok(Response::new(
+            self.add_schedule(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_schedules(
+        &self,
+        _request: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        Ok(Response::new(self.list_schedules()))
+    }
+
+    async fn remove_schedule(
+        &self,
+        request: Request<pb::ScheduleNameRequest>,
+    ) -> Result<Response<pb::ScheduleChangeResponse>, Status> {
+        let name = request.into_inner().name;
+        Ok(Response::new(self.change_schedule(&name, None).await?))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::PauseScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleChangeResponse>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(
+            self.change_schedule(&req.name, Some(req.paused)).await?,
+        ))
     }
 
     async fn job_status(

@@ -219,9 +219,11 @@ impl CoordinatorService {
         })
     }
 
-    /// Drives the pipeline runs every `tick` (after a restart too) until the service stops.
+    /// Fires the due schedules and drives the pipeline runs every `tick` (after a restart
+    /// too) until the service stops.
     pub async fn drive_pipelines_every(&self, tick: Duration) {
         loop {
+            self.fire_schedules().await;
             self.drive_pipelines().await;
             tokio::time::sleep(tick).await;
         }

@@ -40,6 +40,8 @@ pub struct State {
     pub(super) pipelines: BTreeMap<String, crate::pipeline::PipelineRun>,
     /// The last pipeline run's sequence number.
     pub(super) next_pipeline: u64,
+    /// Schedules, by name.
+    pub(super) schedules: BTreeMap<String, super::schedules::Entry>,
 }
 
 impl State {

@@ -21,6 +21,7 @@ fn state() -> State {
         claimed_keys: Default::default(),
         pipelines: BTreeMap::new(),
         next_pipeline: 0,
+        schedules: BTreeMap::new(),
     }
 }
 

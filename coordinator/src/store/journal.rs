@@ -73,6 +73,8 @@ pub enum Event {
     },
     /// A pipeline run changed.
     Pipeline(super::pipelines::PipelineEvent),
+    /// A schedule changed or fired.
+    Schedule(super::schedules::ScheduleEvent),
     /// Answers [`Journal::sync`] once everything before it is committed, or failed.
     Sync(mpsc::Sender<Result<(), JournalError>>),
 }
@@ -418,6 +420,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
             Ok(())
         }
         Event::Pipeline(e) => super::pipelines::apply(tx, e),
+        Event::Schedule(e) => super::schedules::apply(tx, e),
         Event::Sync(_) => Ok(()),
     }
 }

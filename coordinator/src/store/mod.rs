@@ -34,6 +34,7 @@ use rusqlite::{Connection, params};
 
 mod journal;
 pub mod pipelines;
+pub mod schedules;
 pub use journal::{Event, Journal, JournalError};
 use sluice_proto::pb;
 
@@ -58,6 +59,8 @@ pub struct History {
     pub next_seq: u64,
     /// Every pipeline run, oldest first.
     pub pipelines: Vec<pipelines::StoredPipeline>,
+    /// Every schedule.
+    pub schedules: Vec<schedules::StoredSchedule>,
 }
 
 /// A job that was running when the coordinator stopped, as the store holds it.
@@ -232,9 +235,11 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     conn.execute_batch(pipelines::SCHEMA).map_err(err)?;
+    conn.execute_batch(schedules::SCHEMA).map_err(err)?;
     add_missing_columns(&conn).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
     history.pipelines = pipelines::read(&conn).map_err(err)?;
+    history.schedules = schedules::read(&conn).map_err(err)?;
     read_counters(&conn, &mut history.jobs).map_err(err)?;
     for info in history.jobs.iter_mut() {
         if !unfinished(info) {
@@ -330,6 +335,7 @@ fn read_history(conn: &Connection) -> rusqlite::Result<History> {
         resumable: Vec::new(),
         next_seq,
         pipelines: Vec::new(),
+        schedules: Vec::new(),
     })
 }
 
