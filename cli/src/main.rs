@@ -162,6 +162,10 @@ pub struct JobArgs {
     /// output is removed. `0`: no limit.
     #[arg(long, default_value = "0", value_parser = parse_secs)]
     pub timeout: u64,
+    /// A webhook (http:// or https:// URL) that gets a JSON POST when the job ends,
+    /// however it ends (repeatable).
+    #[arg(long)]
+    pub notify: Vec<String>,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -257,6 +261,7 @@ impl JobArgs {
         spec.side_max_bytes = self.side_max_bytes;
         spec.run_key = self.run_key.clone();
         spec.job_timeout_secs = self.timeout;
+        spec.notify = self.notify.clone();
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)

@@ -197,6 +197,12 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .or(c.max_batch_rows)
         .unwrap_or(limits.max_batch_rows);
     config.security = args.security.resolve(&file)?;
+    config.alerts = file
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| alert_target(a).with_context(|| format!("[[alerts]] number {}", i + 1)))
+        .collect::<Result<_>>()?;
 
     let grpc = bind("gRPC", &listen).await?;
     config.security.check_exposure(
@@ -306,4 +312,40 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         .map_err(|e| anyhow!("worker: {e}"))?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// An `[[alerts]]` section as the coordinator's target: a webhook or a command, the ends
+/// it wants (known ones only), its signing secret read from its file.
+fn alert_target(
+    a: &sluice_common::config::AlertSection,
+) -> Result<sluice_coordinator::alerts::AlertTarget> {
+    use sluice_coordinator::alerts::{AlertTarget, DEFAULT_ON, ENDS};
+    let on: Vec<String> =
+        a.on.clone()
+            .unwrap_or_else(|| DEFAULT_ON.iter().map(|s| s.to_string()).collect());
+    if let Some(bad) = on.iter().find(|o| !ENDS.contains(&o.as_str())) {
+        anyhow::bail!("on = {bad:?}: use {}", ENDS.join(", "));
+    }
+    let command = a.command.clone().unwrap_or_default();
+    match (&a.url, command.is_empty()) {
+        (Some(url), true) if url.starts_with("http://") || url.starts_with("https://") => {}
+        (Some(url), true) => anyhow::bail!("url = {url:?}: an http:// or https:// URL"),
+        (None, false) => {}
+        _ => anyhow::bail!("give either url or command"),
+    }
+    let secret = match &a.secret_file {
+        Some(f) => Some(
+            std::fs::read(f)
+                .with_context(|| format!("reading the alert secret {}", f.display()))?
+                .trim_ascii()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    Ok(AlertTarget {
+        url: a.url.clone(),
+        command,
+        on: on.into_iter().collect(),
+        secret,
+    })
 }

@@ -89,6 +89,24 @@ pub struct ConfigFile {
     /// Client command settings.
     #[serde(default)]
     pub client: ClientSection,
+    /// Where the coordinator sends alerts (`[[alerts]]`).
+    #[serde(default)]
+    pub alerts: Vec<AlertSection>,
+}
+
+/// One `[[alerts]]` target: a webhook `url` or a `command`, for the job and pipeline ends
+/// named in `on` (`failed`, `cancelled`, `succeeded`; default `["failed"]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSection {
+    /// A webhook URL, POSTed the alert as JSON.
+    pub url: Option<String>,
+    /// A command and its arguments, given the alert's JSON on stdin.
+    pub command: Option<Vec<String>>,
+    /// The ends to alert on.
+    pub on: Option<Vec<String>>,
+    /// A file holding the secret webhook bodies are signed with (HMAC-SHA256).
+    pub secret_file: Option<PathBuf>,
 }
 
 /// `[tls]`.

@@ -273,6 +273,8 @@ pub struct JobSpec {
     /// The job fails once it has run this long since submission (`--timeout`); 0: no
     /// limit.
     pub job_timeout_secs: u64,
+    /// Webhooks told when the job ends, however it ends (`--notify URL`).
+    pub notify: Vec<String>,
 }
 
 impl JobSpec {
@@ -301,6 +303,7 @@ impl JobSpec {
             side_max_bytes: DEFAULT_SIDE_MAX_BYTES,
             run_key: String::new(),
             job_timeout_secs: 0,
+            notify: Vec::new(),
         }
     }
 
@@ -371,6 +374,13 @@ impl JobSpec {
             sides.push(name);
         }
         check_run_key(&self.run_key)?;
+        if let Some(url) = self
+            .notify
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(format!("--notify {url:?}: an http:// or https:// URL"));
+        }
         if self.side_max_bytes == 0 {
             return Err("--side-max-bytes must be at least 1 byte".into());
         }

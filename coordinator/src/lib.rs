@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod clock;
 pub mod cluster;
 pub mod error;
@@ -72,6 +73,8 @@ pub struct CoordinatorConfig {
     pub security: Security,
     /// Upper bounds on job settings, checked at submission.
     pub limits: sluice_common::spec::Limits,
+    /// Where alerts go.
+    pub alerts: Vec<alerts::AlertTarget>,
 }
 
 impl CoordinatorConfig {
@@ -86,6 +89,7 @@ impl CoordinatorConfig {
             policy: job::Policy::default(),
             security: Security::none(),
             limits: sluice_common::spec::Limits::default(),
+            alerts: Vec::new(),
         }
     }
 }
@@ -118,7 +122,8 @@ pub async fn run_coordinator(
         config.heartbeat,
         config.policy,
     )
-    .with_limits(config.limits);
+    .with_limits(config.limits)
+    .with_alerts(config.alerts);
     service.spawn_worker_expiry(config.worker_timeout);
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -74,6 +74,7 @@ impl From<&JobSpec> for pb::JobSpec {
             side_max_bytes: s.side_max_bytes,
             run_key: s.run_key.clone(),
             job_timeout_secs: s.job_timeout_secs,
+            notify: s.notify.clone(),
         }
     }
 }
@@ -134,6 +135,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
             sides: s.sides.clone(),
             run_key: s.run_key.clone(),
             job_timeout_secs: s.job_timeout_secs,
+            notify: s.notify.clone(),
             side_max_bytes: match s.side_max_bytes {
                 0 => sluice_common::spec::DEFAULT_SIDE_MAX_BYTES,
                 n => n,
@@ -360,6 +362,7 @@ mod tests {
         spec.side_max_bytes = 1 << 20;
         spec.run_key = "eod@2026-11-28".into();
         spec.job_timeout_secs = 4 * 3600;
+        spec.notify = vec!["https://hooks.example/eod".into()];
         spec.formats.insert("fx".into(), InputFormat::JsonLines);
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
         assert_eq!(back, spec);

@@ -38,6 +38,8 @@ pub struct CoordinatorService {
     journal: Journal,
     heartbeat: Duration,
     limits: Limits,
+    /// Where the ends of jobs and pipeline runs are sent (`[[alerts]]`).
+    alerts: Arc<Vec<crate::alerts::AlertTarget>>,
 }
 
 impl CoordinatorService {
@@ -64,6 +66,7 @@ impl CoordinatorService {
             pipelines: BTreeMap::new(),
             next_pipeline: 0,
             schedules: schedules::restore(history.schedules),
+            alerts_out: Vec::new(),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -111,6 +114,30 @@ impl CoordinatorService {
             journal,
             heartbeat,
             limits: Limits::default(),
+            alerts: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Sends alerts to `targets` (besides each job's own `--notify`).
+    pub fn with_alerts(mut self, targets: Vec<crate::alerts::AlertTarget>) -> Self {
+        self.alerts = Arc::new(targets);
+        self
+    }
+
+    /// Sends the alerts of the jobs and runs that ended since the last call, each on a
+    /// task of its own.
+    fn send_alerts(&self) {
+        let pending = std::mem::take(&mut self.lock().alerts_out);
+        for (alert, notify) in pending {
+            let targets = self
+                .alerts
+                .iter()
+                .filter(|t| t.wants(&alert.state))
+                .cloned()
+                .chain(notify.iter().map(|u| crate::alerts::AlertTarget::notify(u)));
+            for target in targets {
+                tokio::spawn(crate::alerts::deliver(target, alert.clone()));
+            }
         }
     }
 

@@ -225,6 +225,7 @@ impl CoordinatorService {
         loop {
             self.fire_schedules().await;
             self.drive_pipelines().await;
+            self.send_alerts();
             tokio::time::sleep(tick).await;
         }
     }
@@ -237,6 +238,7 @@ impl CoordinatorService {
             let state = &mut *guard;
             let now = crate::clock::now_ms();
             let mut ended = Vec::new();
+            let mut alerts = Vec::new();
             for run in state.pipelines.values() {
                 if run.ended.is_some() {
                     continue;
@@ -283,6 +285,20 @@ impl CoordinatorService {
                 tracing::info!(run = %id, state = name, error = %error, "pipeline run ended");
                 run.ended = Some(end);
                 run.finished_ms = now;
+                let alert = crate::alerts::Alert {
+                    kind: "pipeline",
+                    id: id.clone(),
+                    name: run.name.clone(),
+                    run_key: run.run_key.clone(),
+                    state: name.to_string(),
+                    error: error.clone(),
+                    started_ms: run.submitted_ms,
+                    finished_ms: now,
+                    rows_out: 0,
+                    bad_records: 0,
+                    output: String::new(),
+                };
+                alerts.push(alert);
                 self.journal.send(Event::Pipeline(PipelineEvent::Ended {
                     run: id,
                     state: name,
@@ -290,6 +306,9 @@ impl CoordinatorService {
                     finished_ms: now,
                 }));
             }
+            state
+                .alerts_out
+                .extend(alerts.into_iter().map(|a| (a, Vec::new())));
         }
         for t in to_start {
             self.start_step(t).await;

@@ -42,6 +42,8 @@ pub struct State {
     pub(super) next_pipeline: u64,
     /// Schedules, by name.
     pub(super) schedules: BTreeMap<String, super::schedules::Entry>,
+    /// Ends to alert on, with the job's own `--notify` URLs, until they are sent.
+    pub(super) alerts_out: Vec<(crate::alerts::Alert, Vec<String>)>,
 }
 
 impl State {
@@ -159,7 +161,10 @@ impl State {
             for (_, info) in self.workers.iter_mut() {
                 info.to_drop.push(id.to_string());
             }
-            self.record_ended(pb::JobInfo::from(&job.info()));
+            let info = pb::JobInfo::from(&job.info());
+            self.alerts_out
+                .push((job_alert(&info), job.spec.notify.clone()));
+            self.record_ended(info);
         }
     }
 
@@ -231,4 +236,21 @@ pub(super) async fn carry_out_effects(state: &Arc<Mutex<State>>) {
         }
     }
     state.retire_ended();
+}
+
+/// The alert of an ended job.
+fn job_alert(info: &pb::JobInfo) -> crate::alerts::Alert {
+    crate::alerts::Alert {
+        kind: "job",
+        id: info.job_id.clone(),
+        name: info.name.clone(),
+        run_key: info.run_key.clone(),
+        state: crate::state_name(info.state).to_string(),
+        error: info.error.clone(),
+        started_ms: info.submitted_ms,
+        finished_ms: info.finished_ms,
+        rows_out: info.rows_out,
+        bad_records: info.bad_records,
+        output: info.output.clone(),
+    }
 }

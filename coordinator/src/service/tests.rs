@@ -22,6 +22,7 @@ fn state() -> State {
         pipelines: BTreeMap::new(),
         next_pipeline: 0,
         schedules: BTreeMap::new(),
+        alerts_out: Vec::new(),
     }
 }
 
