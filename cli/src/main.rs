@@ -166,6 +166,10 @@ pub struct JobArgs {
     /// however it ends (repeatable).
     #[arg(long)]
     pub notify: Vec<String>,
+    /// Read only the input files that earlier successful runs with this name did not read
+    /// (or that changed since); with none new, the job succeeds with no rows.
+    #[arg(long, default_value = "")]
+    pub incremental: String,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -262,6 +266,7 @@ impl JobArgs {
         spec.run_key = self.run_key.clone();
         spec.job_timeout_secs = self.timeout;
         spec.notify = self.notify.clone();
+        spec.incremental = self.incremental.clone();
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)

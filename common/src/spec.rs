@@ -275,6 +275,9 @@ pub struct JobSpec {
     pub job_timeout_secs: u64,
     /// Webhooks told when the job ends, however it ends (`--notify URL`).
     pub notify: Vec<String>,
+    /// Reads only the input files the successful runs of this name have not read, as they
+    /// were then (`--incremental NAME`); empty: every file.
+    pub incremental: String,
 }
 
 impl JobSpec {
@@ -304,6 +307,7 @@ impl JobSpec {
             run_key: String::new(),
             job_timeout_secs: 0,
             notify: Vec::new(),
+            incremental: String::new(),
         }
     }
 
@@ -374,6 +378,12 @@ impl JobSpec {
             sides.push(name);
         }
         check_run_key(&self.run_key)?;
+        if !self.incremental.is_empty() && !is_input_name(&self.incremental) {
+            return Err(format!(
+                "--incremental {:?}: a name of [a-z][a-z0-9_]*",
+                self.incremental
+            ));
+        }
         if let Some(url) = self
             .notify
             .iter()

@@ -75,6 +75,7 @@ impl From<&JobSpec> for pb::JobSpec {
             run_key: s.run_key.clone(),
             job_timeout_secs: s.job_timeout_secs,
             notify: s.notify.clone(),
+            incremental: s.incremental.clone(),
         }
     }
 }
@@ -136,6 +137,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
             run_key: s.run_key.clone(),
             job_timeout_secs: s.job_timeout_secs,
             notify: s.notify.clone(),
+            incremental: s.incremental.clone(),
             side_max_bytes: match s.side_max_bytes {
                 0 => sluice_common::spec::DEFAULT_SIDE_MAX_BYTES,
                 n => n,
@@ -363,6 +365,7 @@ mod tests {
         spec.run_key = "eod@2026-11-28".into();
         spec.job_timeout_secs = 4 * 3600;
         spec.notify = vec!["https://hooks.example/eod".into()];
+        spec.incremental = "txns".into();
         spec.formats.insert("fx".into(), InputFormat::JsonLines);
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
         assert_eq!(back, spec);

@@ -540,7 +540,29 @@ impl Job {
     pub fn counters(&self) -> std::collections::BTreeMap<String, i64> {
         let mut all = self.bad.counters();
         sluice_sdk::counters::merge(&mut all, self.commits.counters());
+        if !self.spec.incremental.is_empty() {
+            // An incremental run says how many new or changed files it read.
+            let files = self.input_files().len();
+            all.insert("incremental.files_read".into(), files as i64);
+        }
         all
+    }
+
+    /// Every input file the job's splits read, with what it was at planning.
+    pub fn input_files(&self) -> Vec<(String, sluice_common::split::FileStamp)> {
+        let mut files = std::collections::BTreeMap::new();
+        let mut stack: Vec<&Split> = self.splits.iter().collect();
+        while let Some(s) = stack.pop() {
+            match &s.range {
+                sluice_common::split::SplitRange::Files(inner) => stack.extend(inner),
+                _ => {
+                    if let Some(stamp) = &s.stamp {
+                        files.insert(s.path.clone(), stamp.clone());
+                    }
+                }
+            }
+        }
+        files.into_iter().collect()
     }
 
     /// The job as clients see it.

@@ -13,9 +13,12 @@ pub mod split;
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use sluice_common::input_plan::InputPlan;
 use sluice_common::plugin::Plugin;
 use sluice_common::spec::{InputFormat, JobSpec, Limits};
+use sluice_common::split::FileStamp;
 use sluice_common::split::{Split, SplitRange};
 use sluice_sdk::JobDescription;
 
@@ -41,7 +44,15 @@ pub struct JobPlan {
 /// made no bigger than the input's share of one slot, so a small input still keeps every
 /// slot busy ([`split::split_size_for`]). Settings and the number of map tasks are checked
 /// against `limits` before anything of that size is allocated.
-pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<JobPlan> {
+/// `already` holds the files earlier successful runs of the spec's incremental name read
+/// (empty for a job that is not incremental): those still as they were are left out, and
+/// an incremental job with nothing new is planned with no splits (it succeeds with no rows).
+pub fn plan_job(
+    spec: &JobSpec,
+    parallelism: u32,
+    limits: &Limits,
+    already: &BTreeMap<String, FileStamp>,
+) -> Result<JobPlan> {
     spec.validate().map_err(PlanError::spec)?;
     spec.check_limits(limits).map_err(PlanError::spec)?;
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
@@ -56,6 +67,7 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
         .iter()
         .map(|(_, f)| f.stamp())
         .collect::<Result<Vec<_>>>()?;
+    let (named, stamps) = new_files(named, stamps, already);
     // Sizes first: the split size depends on the whole input.
     let mut sized = Vec::with_capacity(named.len());
     for ((input, f), stamp) in named.iter().zip(&stamps) {
@@ -114,7 +126,7 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
     limits
         .check_maps(splits.len() as u64, split_size)
         .map_err(PlanError::spec)?;
-    if splits.is_empty() {
+    if splits.is_empty() && spec.incremental.is_empty() {
         return Err(PlanError::Empty {
             inputs: spec.inputs.join(" "),
         });
@@ -127,6 +139,29 @@ pub fn plan_job(spec: &JobSpec, parallelism: u32, limits: &Limits) -> Result<Job
         inputs: InputPlan { schemas, sides },
         splits,
     })
+}
+
+/// The files not read before as they are now (all of them when `already` is empty).
+fn new_files(
+    named: Vec<(String, InputFile)>,
+    stamps: Vec<FileStamp>,
+    already: &BTreeMap<String, FileStamp>,
+) -> (Vec<(String, InputFile)>, Vec<FileStamp>) {
+    if already.is_empty() {
+        return (named, stamps);
+    }
+    let total = named.len();
+    let (named, stamps): (Vec<_>, Vec<_>) = named
+        .into_iter()
+        .zip(stamps)
+        .filter(|((_, f), stamp)| already.get(&f.name()) != Some(stamp))
+        .unzip();
+    tracing::info!(
+        new = named.len(),
+        already_read = total - named.len(),
+        "incremental run: reading only new or changed files"
+    );
+    (named, stamps)
 }
 
 /// The splits of every file, in order, with runs of consecutive small files (each one

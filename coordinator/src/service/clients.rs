@@ -60,9 +60,17 @@ impl CoordinatorService {
                 std::mem::replace(&mut spec.plugin, stored.to_string_lossy().into_owned());
             let spec_sha = spec.plugin_sha256.clone();
             let stored = stored.clone();
-            let parallelism = self.lock().workers.active_slots();
+            let (parallelism, already) = {
+                let state = self.lock();
+                let already = state
+                    .incremental
+                    .get(&spec.incremental)
+                    .cloned()
+                    .unwrap_or_default();
+                (state.workers.active_slots(), already)
+            };
             let limits = self.limits;
-            tokio::task::spawn_blocking(move || plan_job(&spec, parallelism, &limits))
+            tokio::task::spawn_blocking(move || plan_job(&spec, parallelism, &limits, &already))
                 .await
                 .map_err(|e| CoordinatorError::Internal {
                     doing: "planning",

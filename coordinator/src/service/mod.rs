@@ -67,6 +67,8 @@ impl CoordinatorService {
             next_pipeline: 0,
             schedules: schedules::restore(history.schedules),
             alerts_out: Vec::new(),
+            incremental: history.incremental,
+            journal: journal.clone(),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);

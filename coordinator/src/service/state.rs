@@ -44,6 +44,10 @@ pub struct State {
     pub(super) schedules: BTreeMap<String, super::schedules::Entry>,
     /// Ends to alert on, with the job's own `--notify` URLs, until they are sent.
     pub(super) alerts_out: Vec<(crate::alerts::Alert, Vec<String>)>,
+    /// The files the successful runs of each incremental name read.
+    pub(super) incremental: crate::store::incremental::ReadFiles,
+    /// Where changes to `incremental` are recorded.
+    pub(super) journal: crate::store::Journal,
 }
 
 impl State {
@@ -162,10 +166,31 @@ impl State {
                 info.to_drop.push(id.to_string());
             }
             let info = pb::JobInfo::from(&job.info());
+            if info.state == pb::JobState::Succeeded as i32 && !job.spec.incremental.is_empty() {
+                self.record_files_read(&job);
+            }
             self.alerts_out
                 .push((job_alert(&info), job.spec.notify.clone()));
             self.record_ended(info);
         }
+    }
+
+    /// Remembers the files a successful incremental job read, so later runs of its name
+    /// leave them out while they stay as they were.
+    fn record_files_read(&mut self, job: &Job) {
+        let files = job.input_files();
+        let name = job.spec.incremental.clone();
+        self.incremental
+            .entry(name.clone())
+            .or_default()
+            .extend(files.iter().cloned());
+        self.journal.send(crate::store::Event::FilesRead(
+            crate::store::incremental::FilesRead {
+                name,
+                job: job.id.to_string(),
+                files,
+            },
+        ));
     }
 
     /// Keeps an ended job's info for status queries and counts it in the totals.

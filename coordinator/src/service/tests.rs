@@ -23,6 +23,8 @@ fn state() -> State {
         next_pipeline: 0,
         schedules: BTreeMap::new(),
         alerts_out: Vec::new(),
+        incremental: Default::default(),
+        journal: Default::default(),
     }
 }
 

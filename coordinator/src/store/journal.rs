@@ -75,6 +75,8 @@ pub enum Event {
     Pipeline(super::pipelines::PipelineEvent),
     /// A schedule changed or fired.
     Schedule(super::schedules::ScheduleEvent),
+    /// A successful incremental job read these files.
+    FilesRead(super::incremental::FilesRead),
     /// Answers [`Journal::sync`] once everything before it is committed, or failed.
     Sync(mpsc::Sender<Result<(), JournalError>>),
 }
@@ -421,6 +423,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
         }
         Event::Pipeline(e) => super::pipelines::apply(tx, e),
         Event::Schedule(e) => super::schedules::apply(tx, e),
+        Event::FilesRead(e) => super::incremental::apply(tx, e),
         Event::Sync(_) => Ok(()),
     }
 }

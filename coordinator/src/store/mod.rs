@@ -32,6 +32,7 @@ use std::sync::mpsc;
 use prost::Message;
 use rusqlite::{Connection, params};
 
+pub mod incremental;
 mod journal;
 pub mod pipelines;
 pub mod schedules;
@@ -61,6 +62,8 @@ pub struct History {
     pub pipelines: Vec<pipelines::StoredPipeline>,
     /// Every schedule.
     pub schedules: Vec<schedules::StoredSchedule>,
+    /// The files incremental jobs read.
+    pub incremental: incremental::ReadFiles,
 }
 
 /// A job that was running when the coordinator stopped, as the store holds it.
@@ -236,10 +239,12 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     conn.execute_batch(SCHEMA).map_err(err)?;
     conn.execute_batch(pipelines::SCHEMA).map_err(err)?;
     conn.execute_batch(schedules::SCHEMA).map_err(err)?;
+    conn.execute_batch(incremental::SCHEMA).map_err(err)?;
     add_missing_columns(&conn).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
     history.pipelines = pipelines::read(&conn).map_err(err)?;
     history.schedules = schedules::read(&conn).map_err(err)?;
+    history.incremental = incremental::read(&conn).map_err(err)?;
     read_counters(&conn, &mut history.jobs).map_err(err)?;
     for info in history.jobs.iter_mut() {
         if !unfinished(info) {
@@ -336,6 +341,7 @@ fn read_history(conn: &Connection) -> rusqlite::Result<History> {
         next_seq,
         pipelines: Vec::new(),
         schedules: Vec::new(),
+        incremental: Default::default(),
     })
 }
 
