@@ -173,7 +173,7 @@ pub struct JobArgs {
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
-fn parse_secs(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<u64, String> {
     let (digits, unit) = match s.trim().char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => s.trim().split_at(i),
         None => (s.trim(), "s"),

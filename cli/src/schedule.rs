@@ -52,8 +52,18 @@ struct AddArgs {
     /// Its name (`[a-z][a-z0-9_]*`): each firing's run key is `NAME@<scheduled time>`.
     name: String,
     /// When: 5 cron fields (`0 2 * * *`), or 6 with seconds first (`*/30 * * * * *`).
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     cron: String,
+    /// Instead of --cron: fire once per new set of files matching this path or glob (local
+    /// or object store), e.g. the day's `_READY` marker; the run key is `NAME@<set id>`.
+    #[arg(long, default_value = "")]
+    when_present: String,
+    /// With --when-present: fire only once at least this many files match.
+    #[arg(long, default_value_t = 1)]
+    min_files: u32,
+    /// With --when-present: how often to look (`10s`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = crate::parse_secs)]
+    poll: u64,
     /// The time zone the times are in (`Europe/Paris`) [default: UTC].
     #[arg(long, default_value = "")]
     tz: String,
@@ -130,17 +140,24 @@ pub async fn run(args: ScheduleArgs) -> Result<()> {
                         catch_up: add.catch_up.clone(),
                         paused: false,
                         target: Some(target),
+                        when_present: add.when_present.clone(),
+                        min_files: add.min_files,
+                        poll_ms: add.poll.saturating_mul(1000),
                     }),
                     replace: add.replace,
                 })
                 .await
                 .map_err(|s| anyhow!("{}", s.message()))?
                 .into_inner();
-            println!(
-                "schedule {} added; next run at {}",
-                add.name,
-                when(r.next_ms)
-            );
+            if add.when_present.is_empty() {
+                println!(
+                    "schedule {} added; next run at {}",
+                    add.name,
+                    when(r.next_ms)
+                );
+            } else {
+                println!("schedule {} added; watching {}", add.name, add.when_present);
+            }
         }
         ScheduleCommand::List { json } => {
             let list = c
@@ -161,6 +178,7 @@ pub async fn run(args: ScheduleArgs) -> Result<()> {
                             "catch_up": s.catch_up,
                             "paused": s.paused,
                             "pipeline": matches!(s.target, Some(pb::schedule::Target::Pipeline(_))),
+                            "when_present": s.when_present,
                             "last_ms": i.last_ms,
                             "next_ms": i.next_ms,
                             "last_run": i.last_run,
@@ -176,10 +194,15 @@ pub async fn run(args: ScheduleArgs) -> Result<()> {
                 for i in &list {
                     let Some(s) = &i.schedule else { continue };
                     let zone = if s.tz.is_empty() { "UTC" } else { &s.tz };
+                    let fires = if s.cron.is_empty() {
+                        format!("files {}", s.when_present)
+                    } else {
+                        s.cron.clone()
+                    };
                     println!(
                         "{:<16} {:<18} {:<14} {:<6} {:<21} {}",
                         s.name,
-                        s.cron,
+                        fires,
                         zone,
                         s.paused,
                         when(i.next_ms),

@@ -128,3 +128,67 @@ fn a_schedule_fires_on_time_through_a_coordinator_restart_and_can_be_paused() {
     let e = schedule(&cluster, &["remove", "wc"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("no schedule wc"));
 }
+
+/// A file trigger fires once per new set of `_READY` markers: not before one lands, once
+/// when one does, not again while the set stays, once more for the next day's.
+#[test]
+fn a_file_trigger_fires_once_per_arrival() {
+    let cluster = Cluster::start(1, options(10_000));
+    let landing = cluster.path("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let input = cluster.path("in.txt");
+    std::fs::write(&input, "alpha beta\n").unwrap();
+    let wc = plugin("sluice_wordcount");
+    let add = schedule(
+        &cluster,
+        &[
+            "add",
+            "ready",
+            "--when-present",
+            &format!("{}/day-*/_READY", landing.display()),
+            "--poll",
+            "1s",
+            "--",
+            "--plugin",
+            wc.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            "text",
+            "--output",
+            &format!("{}/{{run_key}}", cluster.path("out").display()),
+        ],
+    );
+    assert!(add.status.success(), "{add:?}");
+    let runs = |c: &Cluster| -> Vec<String> {
+        let out = c.run_client("jobs", &["--json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|j| j["run_key"].as_str().map(str::to_string))
+            .filter(|k| k.starts_with("ready@"))
+            .collect()
+    };
+    let wait_runs = |c: &Cluster, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runs(c).len() < n {
+            assert!(Instant::now() < deadline, "{:?}\n{}", runs(c), c.logs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(runs(&cluster).is_empty(), "fired with nothing landed");
+    std::fs::create_dir_all(landing.join("day-1")).unwrap();
+    std::fs::write(landing.join("day-1/_READY"), "").unwrap();
+    wait_runs(&cluster, 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&cluster).len(), 1, "the same arrival fired twice");
+    std::fs::create_dir_all(landing.join("day-2")).unwrap();
+    std::fs::write(landing.join("day-2/_READY"), "").unwrap();
+    wait_runs(&cluster, 2);
+    let keys = runs(&cluster);
+    assert_ne!(keys[0], keys[1]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&cluster).len(), 2);
+}

@@ -198,18 +198,29 @@ pub fn glob_dir(key: &str) -> &str {
 
 /// Whether listed key `key`, found below `dir` (the pattern's [`glob_dir`]), is kept by a
 /// glob: it matches `pattern` (`*` and `?` do not cross `/`) and no segment of it below
-/// `dir` starts with `_` or `.`.
+/// `dir` starts with `_` or `.`, unless the pattern's segment does too (`day-*/_READY`
+/// asks for the markers).
 pub fn glob_keeps(pattern: &glob::Pattern, dir: &str, key: &str) -> bool {
     let options = glob::MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
         require_literal_leading_dot: true,
     };
+    let wanted: Vec<&str> = pattern
+        .as_str()
+        .get(dir.len()..)
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     pattern.matches_with(key, options)
         && key[dir.len()..]
             .split('/')
             .filter(|s| !s.is_empty())
-            .all(is_data_name)
+            .enumerate()
+            .all(|(i, seg)| {
+                is_data_name(seg) || wanted.get(i).is_some_and(|w| w.starts_with(['_', '.']))
+            })
 }
 
 /// An object found by listing, with its size.
@@ -619,6 +630,21 @@ fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_glob_skips_hidden_names_unless_it_names_them() {
+        let keeps = |pattern: &str, key: &str| {
+            glob_keeps(
+                &glob::Pattern::new(pattern).unwrap(),
+                glob_dir(pattern),
+                key,
+            )
+        };
+        assert!(keeps("in/day-*/*.csv", "in/day-1/a.csv"));
+        assert!(!keeps("in/day-*/*", "in/day-1/_READY"));
+        assert!(keeps("in/day-*/_READY", "in/day-1/_READY"));
+        assert!(!keeps("in/*/_READY", "in/_tmp/_READY"));
+    }
 
     fn object(s: &str) -> ObjectUrl {
         match Location::parse(s).unwrap() {

@@ -76,13 +76,10 @@ impl Timing {
             .with_seconds_optional()
             .parse()
             .map_err(|e| format!("cron expression {expr:?}: {e}"))?;
-        let tz = if tz.is_empty() {
-            Tz::UTC
-        } else {
-            tz.parse::<Tz>()
-                .map_err(|_| format!("time zone {tz:?}: not an IANA zone such as Europe/Paris"))?
-        };
-        Ok(Timing { cron, tz })
+        Ok(Timing {
+            cron,
+            tz: zone(tz)?,
+        })
     }
 
     /// The first time after `t`.
@@ -158,11 +155,41 @@ impl Timing {
 
     /// `text` with the placeholders of the firing at `at` filled.
     pub fn fill(&self, text: &str, run_key: &str, at: DateTime<Utc>) -> String {
-        let local = at.with_timezone(&self.tz);
-        text.replace("{run_key}", run_key)
-            .replace("{date}", &local.format("%Y-%m-%d").to_string())
-            .replace("{time}", &local.format("%H-%M-%S").to_string())
+        fill(text, run_key, at, self.tz)
     }
+}
+
+/// `text` with the placeholders of a firing at `at` filled, the date and time in `tz`.
+pub fn fill(text: &str, run_key: &str, at: DateTime<Utc>, tz: Tz) -> String {
+    let local = at.with_timezone(&tz);
+    text.replace("{run_key}", run_key)
+        .replace("{date}", &local.format("%Y-%m-%d").to_string())
+        .replace("{time}", &local.format("%H-%M-%S").to_string())
+}
+
+/// Parses an IANA zone name (empty: UTC).
+pub fn zone(tz: &str) -> Result<Tz, String> {
+    if tz.is_empty() {
+        return Ok(Tz::UTC);
+    }
+    tz.parse::<Tz>()
+        .map_err(|_| format!("time zone {tz:?}: not an IANA zone such as Europe/Paris"))
+}
+
+/// What identifies a set of arrived files (`(path, size, version)`, any order): the first
+/// 16 hex digits of the sha256 of their sorted lines. A file trigger fires once per set,
+/// with the run key `NAME@<this>`.
+pub fn arrival_set(files: &[(String, u64, String)]) -> String {
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|(p, size, version)| format!("{p}\t{size}\t{version}\n"))
+        .collect();
+    lines.sort();
+    let mut h = sluice_common::digest::Sha256Hasher::default();
+    for l in &lines {
+        h.update(l.as_bytes());
+    }
+    h.finish_hex()[..16].to_string()
 }
 
 /// `ms` since the Unix epoch as a UTC time.
@@ -233,6 +260,17 @@ mod tests {
             t.due(last, day_later, CatchUp::All).len(),
             MAX_CATCH_UP + 30
         );
+    }
+
+    #[test]
+    fn an_arrival_set_is_named_by_its_files_in_any_order() {
+        let a = ("/in/a.csv".to_string(), 10, "v1".to_string());
+        let b = ("/in/_READY".to_string(), 0, "v1".to_string());
+        let one = arrival_set(&[a.clone(), b.clone()]);
+        assert_eq!(one, arrival_set(&[b.clone(), a.clone()]));
+        assert_eq!(one.len(), 16);
+        let rewritten = ("/in/a.csv".to_string(), 12, "v2".to_string());
+        assert_ne!(one, arrival_set(&[rewritten, b]));
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl InputFile {
     }
 
     /// What the file is now, for the map that reads it to check (see `FileStamp`).
-    pub(super) fn stamp(&self) -> Result<FileStamp> {
+    pub fn stamp(&self) -> Result<FileStamp> {
         match self {
             InputFile::Local(p) => {
                 let meta =
@@ -128,9 +128,13 @@ fn expand_local(input: &str, path: &Path, files: &mut Vec<InputFile>) -> Result<
     if is_glob(&text) {
         let paths =
             glob::glob(&text).map_err(|e| PlanError::input(input, format!("bad glob: {e}")))?;
+        // A pattern whose last segment starts with `_` or `.` asks for such files.
+        let hidden_asked = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(['_', '.']));
         for p in paths {
             let p = p.map_err(|e| PlanError::input(input, e))?;
-            if is_data_file(&p) {
+            if hidden_asked || is_data_file(&p) {
                 files.push(InputFile::Local(p));
             }
         }

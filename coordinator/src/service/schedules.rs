@@ -1,6 +1,7 @@
 //! The schedule calls, and firing the schedules that are due (see [`crate::schedule`]).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -12,11 +13,27 @@ use crate::schedule::{CatchUp, Timing, utc_ms};
 use crate::store::Event;
 use crate::store::schedules::{ScheduleEvent, StoredSchedule};
 
+/// Default time between two looks at a file trigger's glob.
+const DEFAULT_POLL: Duration = Duration::from_secs(10);
+
+/// A file trigger's polling.
+#[derive(Debug, Clone)]
+struct Poll {
+    every: Duration,
+    last: Option<Instant>,
+    /// The arrival set it last fired for (in memory: after a restart the same set fires
+    /// again under the same run key, which the run key's job answers).
+    last_set: String,
+}
+
 /// A schedule as the service holds it.
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
     spec: pb::Schedule,
-    timing: Timing,
+    /// A cron schedule's times; `None` for a file trigger.
+    timing: Option<Timing>,
+    zone: chrono_tz::Tz,
+    poll: Option<Poll>,
     catch_up: CatchUp,
     /// The scheduled time it last fired for (or was made at), ms since the Unix epoch.
     last_ms: u64,
@@ -32,7 +49,28 @@ fn entry(spec: pb::Schedule, last_ms: u64, last_run: String) -> Result<Entry, St
             spec.name
         ));
     }
-    let timing = Timing::parse(&spec.cron, &spec.tz)?;
+    let (timing, poll) = match (spec.cron.is_empty(), spec.when_present.is_empty()) {
+        (false, true) => (Some(Timing::parse(&spec.cron, &spec.tz)?), None),
+        (true, false) => {
+            let every = match spec.poll_ms {
+                0 => DEFAULT_POLL,
+                ms => Duration::from_millis(ms.max(100)),
+            };
+            let poll = Poll {
+                every,
+                last: None,
+                last_set: String::new(),
+            };
+            (None, Some(poll))
+        }
+        _ => {
+            return Err(format!(
+                "schedule {}: give either --cron or --when-present",
+                spec.name
+            ));
+        }
+    };
+    let zone = crate::schedule::zone(&spec.tz)?;
     let catch_up = spec.catch_up.parse::<CatchUp>()?;
     if spec.target.is_none() {
         return Err(format!(
@@ -43,6 +81,8 @@ fn entry(spec: pb::Schedule, last_ms: u64, last_run: String) -> Result<Entry, St
     Ok(Entry {
         spec,
         timing,
+        zone,
+        poll,
         catch_up,
         last_ms,
         last_run,
@@ -67,8 +107,8 @@ pub(super) fn restore(stored: Vec<StoredSchedule>) -> BTreeMap<String, Entry> {
 }
 
 /// `spec` with the placeholders of a firing filled in its paths and parameters.
-fn fill_job(spec: &mut pb::JobSpec, timing: &Timing, key: &str, at: DateTime<Utc>) {
-    let fill = |s: &mut String| *s = timing.fill(s, key, at);
+fn fill_job(spec: &mut pb::JobSpec, zone: chrono_tz::Tz, key: &str, at: DateTime<Utc>) {
+    let fill = |s: &mut String| *s = crate::schedule::fill(s, key, at, zone);
     spec.inputs.iter_mut().for_each(fill);
     spec.sides.iter_mut().for_each(fill);
     spec.params.values_mut().for_each(fill);
@@ -109,7 +149,10 @@ impl CoordinatorService {
             }
             let e = entry(spec, kept.unwrap_or(now_ms), String::new())
                 .map_err(Status::invalid_argument)?;
-            let next = e.timing.next_after(utc_ms(now_ms.max(e.last_ms)));
+            let next = e
+                .timing
+                .as_ref()
+                .and_then(|t| t.next_after(utc_ms(now_ms.max(e.last_ms))));
             self.journal.send(Event::Schedule(ScheduleEvent::Saved {
                 name: e.spec.name.clone(),
                 schedule: e.spec.encode_to_vec(),
@@ -134,12 +177,11 @@ impl CoordinatorService {
             .map(|e| pb::ScheduleInfo {
                 schedule: Some(e.spec.clone()),
                 last_ms: e.last_ms,
-                next_ms: if e.spec.paused {
-                    0
-                } else {
-                    e.timing
+                next_ms: match (&e.timing, e.spec.paused) {
+                    (Some(t), false) => t
                         .next_after(now.max(utc_ms(e.last_ms)))
-                        .map_or(0, |t| t.timestamp_millis().max(0) as u64)
+                        .map_or(0, |t| t.timestamp_millis().max(0) as u64),
+                    _ => 0,
                 },
                 last_run: e.last_run.clone(),
             })
@@ -188,68 +230,139 @@ impl CoordinatorService {
     pub(super) async fn fire_schedules(&self) {
         let now = utc_ms(crate::clock::now_ms());
         let mut firings = Vec::new();
+        let mut polls = Vec::new();
         {
             let mut state = self.lock();
             for e in state.schedules.values_mut() {
                 if e.spec.paused {
                     continue;
                 }
-                for at in e.timing.due(utc_ms(e.last_ms), now, e.catch_up) {
-                    firings.push((e.spec.clone(), e.timing.clone(), at));
-                }
-                // Marked now, so the next tick does not fire them again while these start.
-                if let Some((_, _, at)) = firings.last() {
-                    e.last_ms = e.last_ms.max(at.timestamp_millis().max(0) as u64);
+                if let Some(timing) = &e.timing {
+                    let mut last = None;
+                    for at in timing.due(utc_ms(e.last_ms), now, e.catch_up) {
+                        firings.push((
+                            e.spec.clone(),
+                            e.zone,
+                            at,
+                            timing.run_key(&e.spec.name, at),
+                        ));
+                        last = Some(at);
+                    }
+                    // Marked now, so the next tick does not fire them again while they start.
+                    if let Some(at) = last {
+                        e.last_ms = e.last_ms.max(at.timestamp_millis().max(0) as u64);
+                    }
+                } else if let Some(poll) = &mut e.poll
+                    && poll.last.is_none_or(|t| t.elapsed() >= poll.every)
+                {
+                    poll.last = Some(Instant::now());
+                    polls.push((e.spec.name.clone(), e.spec.when_present.clone()));
                 }
             }
         }
-        for (spec, timing, at) in firings {
-            let key = timing.run_key(&spec.name, at);
-            let started = match spec.target {
-                Some(pb::schedule::Target::Job(mut job)) => {
-                    fill_job(&mut job, &timing, &key, at);
-                    job.run_key = key.clone();
-                    self.submit(pb::SubmitJobRequest {
-                        spec: Some(job),
-                        rerun: false,
-                    })
-                    .await
-                    .map(|r| r.job_id)
-                }
-                Some(pb::schedule::Target::Pipeline(mut p)) => {
-                    for step in &mut p.steps {
-                        if let Some(job) = step.spec.as_mut() {
-                            fill_job(job, &timing, &key, at);
-                        }
-                    }
-                    self.submit_pipeline(pb::SubmitPipelineRequest {
-                        pipeline: Some(p),
-                        run_key: key.clone(),
-                    })
-                    .await
-                    .map(|r| r.run_id)
-                }
-                None => continue,
+        for (name, glob) in polls {
+            let Some(set) = arrivals(glob).await else {
+                continue;
             };
-            let run = match started {
-                Ok(id) => {
-                    tracing::info!(schedule = %spec.name, run_key = %key, run = %id, "schedule fired");
-                    id
-                }
-                Err(status) => {
-                    tracing::warn!(schedule = %spec.name, run_key = %key, error = %status.message(), "schedule fired but its run was refused");
-                    format!("refused: {}", status.message())
-                }
+            let mut state = self.lock();
+            let Some(e) = state.schedules.get_mut(&name) else {
+                continue;
             };
-            let at_ms = at.timestamp_millis().max(0) as u64;
-            if let Some(e) = self.lock().schedules.get_mut(&spec.name) {
-                e.last_run = run.clone();
+            let min = e.spec.min_files.max(1) as usize;
+            let Some(poll) = e.poll.as_mut() else {
+                continue;
+            };
+            if set.len() < min {
+                continue;
             }
-            self.journal.send(Event::Schedule(ScheduleEvent::Fired {
-                name: spec.name.clone(),
-                at_ms,
-                run,
-            }));
+            let id = crate::schedule::arrival_set(&set);
+            if id != poll.last_set {
+                poll.last_set = id.clone();
+                firings.push((e.spec.clone(), e.zone, now, format!("{name}@{id}")));
+            }
+        }
+        for (spec, zone, at, key) in firings {
+            self.fire(spec, zone, at, key).await;
+        }
+    }
+
+    /// Starts one firing of `spec` and records it.
+    async fn fire(&self, spec: pb::Schedule, zone: chrono_tz::Tz, at: DateTime<Utc>, key: String) {
+        let started = match spec.target {
+            Some(pb::schedule::Target::Job(mut job)) => {
+                fill_job(&mut job, zone, &key, at);
+                job.run_key = key.clone();
+                self.submit(pb::SubmitJobRequest {
+                    spec: Some(job),
+                    rerun: false,
+                })
+                .await
+                .map(|r| r.job_id)
+            }
+            Some(pb::schedule::Target::Pipeline(mut p)) => {
+                for step in &mut p.steps {
+                    if let Some(job) = step.spec.as_mut() {
+                        fill_job(job, zone, &key, at);
+                    }
+                }
+                self.submit_pipeline(pb::SubmitPipelineRequest {
+                    pipeline: Some(p),
+                    run_key: key.clone(),
+                })
+                .await
+                .map(|r| r.run_id)
+            }
+            None => return,
+        };
+        let run = match started {
+            Ok(id) => {
+                tracing::info!(schedule = %spec.name, run_key = %key, run = %id, "schedule fired");
+                id
+            }
+            Err(status) => {
+                tracing::warn!(schedule = %spec.name, run_key = %key, error = %status.message(), "schedule fired but its run was refused");
+                format!("refused: {}", status.message())
+            }
+        };
+        let at_ms = at.timestamp_millis().max(0) as u64;
+        if let Some(e) = self.lock().schedules.get_mut(&spec.name) {
+            e.last_run = run.clone();
+        }
+        self.journal.send(Event::Schedule(ScheduleEvent::Fired {
+            name: spec.name.clone(),
+            at_ms,
+            run,
+        }));
+    }
+}
+
+/// The files matching `glob` now, as `(path, size, version)`; empty when none match,
+/// `None` when they cannot be listed (the next poll tries again).
+async fn arrivals(glob: String) -> Option<Vec<(String, u64, String)>> {
+    let listed = tokio::task::spawn_blocking(move || {
+        let files = match crate::plan::expand_inputs(std::slice::from_ref(&glob)) {
+            Ok(files) => files,
+            Err(crate::plan::PlanError::NoMatch { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
+        };
+        files
+            .iter()
+            .map(|f| {
+                let stamp = f.stamp().map_err(|e| e.to_string())?;
+                Ok((f.name(), stamp.size, stamp.version))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await;
+    match listed {
+        Ok(Ok(set)) => Some(set),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "a file trigger could not list its files");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a file trigger's listing stopped");
+            None
         }
     }
 }
