@@ -70,6 +70,10 @@ struct AddArgs {
     /// Times missed while the coordinator was down: `none` (skip), `last` or `all`.
     #[arg(long, default_value = "none")]
     catch_up: String,
+    /// When each run must have succeeded, else a `deadline_missed` alert goes out: a time
+    /// of day in the zone (`06:00`) or a delay after the scheduled time (`+2h`).
+    #[arg(long, default_value = "")]
+    deadline: String,
     /// Replace a schedule of the same name.
     #[arg(long)]
     replace: bool,
@@ -143,6 +147,7 @@ pub async fn run(args: ScheduleArgs) -> Result<()> {
                         when_present: add.when_present.clone(),
                         min_files: add.min_files,
                         poll_ms: add.poll.saturating_mul(1000),
+                        deadline: add.deadline.clone(),
                     }),
                     replace: add.replace,
                 })

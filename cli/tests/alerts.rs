@@ -165,3 +165,64 @@ fn a_failure_alert_reaches_a_webhook_signed_and_after_a_retry() {
         "no success alert to the failure hook"
     );
 }
+
+/// A scheduled run still going at its deadline raises `deadline_missed`.
+#[test]
+fn a_scheduled_run_past_its_deadline_raises_an_alert() {
+    let (hook, got) = receiver(0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!("[[alerts]]\nurl = \"{hook}/late\"\non = [\"deadline_missed\"]\n"),
+    )
+    .unwrap();
+    let mut opts: ClusterOptions = options(10_000);
+    opts.coordinator_args
+        .extend(["--config".into(), config.to_string_lossy().into_owned()]);
+    let cluster = Cluster::start(1, opts);
+    let input = cluster.path("in.txt");
+    std::fs::write(&input, "slow words\n").unwrap();
+    let out = format!("{}/{{run_key}}", cluster.path("out").display());
+    let chaos = plugin("sluice_chaos");
+    let add = cluster
+        .client("schedule")
+        .args([
+            "add",
+            "late",
+            "--cron",
+            "*/5 * * * * *",
+            "--deadline",
+            "+1s",
+            "--",
+        ])
+        .args(["--plugin", chaos.to_str().unwrap(), "--format", "text"])
+        .args(["--input", input.to_str().unwrap(), "--output", &out])
+        .args(["--param", "fixed_sleep_map_ms=4000"])
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{add:?}");
+    let alerts = wait_for(&got, 1);
+    let removed = cluster
+        .client("schedule")
+        .args(["remove", "late"])
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+    let alert: serde_json::Value = serde_json::from_slice(&alerts[0].2).unwrap();
+    assert_eq!(alert["kind"], "schedule", "{alert}");
+    assert_eq!(alert["state"], "deadline_missed", "{alert}");
+    assert_eq!(alert["name"], "late");
+    assert!(
+        alert["run_key"].as_str().unwrap().starts_with("late@"),
+        "{alert}"
+    );
+    assert!(alert["id"].as_str().unwrap().starts_with("job-"), "{alert}");
+    assert!(
+        alert["error"]
+            .as_str()
+            .unwrap()
+            .contains("had not succeeded by its deadline +1s"),
+        "{alert}"
+    );
+}

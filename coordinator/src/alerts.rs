@@ -18,8 +18,9 @@ pub const ATTEMPTS: u32 = 5;
 pub const SIGNATURE_HEADER: &str = "x-sluice-signature";
 /// The ends an alert target gets when it names none.
 pub const DEFAULT_ON: &[&str] = &["failed"];
-/// The ends a target may ask for.
-pub const ENDS: &[&str] = &["failed", "cancelled", "succeeded"];
+/// The ends a target may ask for (`deadline_missed`: a schedule's run had not succeeded
+/// by its deadline).
+pub const ENDS: &[&str] = &["failed", "cancelled", "succeeded", "deadline_missed"];
 
 /// Where alerts go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -167,6 +167,64 @@ pub fn fill(text: &str, run_key: &str, at: DateTime<Utc>, tz: Tz) -> String {
         .replace("{time}", &local.format("%H-%M-%S").to_string())
 }
 
+/// A deadline: a time of day, or a delay after the scheduled time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The first such time of day in the zone at or after the scheduled time.
+    TimeOfDay(chrono::NaiveTime),
+    /// This long after the scheduled time.
+    After(chrono::TimeDelta),
+}
+
+impl Deadline {
+    /// Parses `06:00`, `06:00:30`, `+2h`, `+90m` or `+30s`.
+    pub fn parse(text: &str) -> Result<Deadline, String> {
+        let refuse = || format!("deadline {text:?}: a time of day (06:00) or a delay (+2h, +90s)");
+        if let Some(delay) = text.strip_prefix('+') {
+            let (digits, unit) = delay.split_at(delay.len().saturating_sub(1));
+            let n: i64 = digits.parse().map_err(|_| refuse())?;
+            let secs = match unit {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                _ => return Err(refuse()),
+            };
+            if !(0..=7 * 24 * 3600).contains(&secs) {
+                return Err(format!(
+                    "deadline {text:?}: at most a week after the scheduled time"
+                ));
+            }
+            return Ok(Deadline::After(chrono::TimeDelta::seconds(secs)));
+        }
+        chrono::NaiveTime::parse_from_str(text, "%H:%M:%S")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(text, "%H:%M"))
+            .map(Deadline::TimeOfDay)
+            .map_err(|_| refuse())
+    }
+
+    /// The deadline of the firing scheduled at `at`, in zone `tz`.
+    pub fn for_firing(self, at: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+        match self {
+            Deadline::After(d) => at + d,
+            Deadline::TimeOfDay(t) => {
+                let local = at.with_timezone(&tz);
+                let mut day = local.date_naive();
+                if local.time() > t {
+                    day = day.succ_opt().unwrap_or(day);
+                }
+                // A time skipped by a clock change falls an hour later, as cron's do.
+                tz.from_local_datetime(&day.and_time(t))
+                    .earliest()
+                    .or_else(|| {
+                        tz.from_local_datetime(&(day.and_time(t) + chrono::TimeDelta::hours(1)))
+                            .earliest()
+                    })
+                    .map_or(at, |d| d.with_timezone(&Utc))
+            }
+        }
+    }
+}
+
 /// Parses an IANA zone name (empty: UTC).
 pub fn zone(tz: &str) -> Result<Tz, String> {
     if tz.is_empty() {
@@ -260,6 +318,24 @@ mod tests {
             t.due(last, day_later, CatchUp::All).len(),
             MAX_CATCH_UP + 30
         );
+    }
+
+    #[test]
+    fn a_deadline_is_the_next_such_time_of_day_or_a_delay() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let d = Deadline::parse("06:00").unwrap();
+        // Fired at 02:00 Paris (01:00 UTC): due at 06:00 Paris the same day.
+        let fired = at("2026-11-28T01:00:00Z");
+        assert_eq!(d.for_firing(fired, paris), at("2026-11-28T05:00:00Z"));
+        // Fired at 22:00 Paris: the next morning.
+        assert_eq!(
+            d.for_firing(at("2026-11-28T21:00:00Z"), paris),
+            at("2026-11-29T05:00:00Z")
+        );
+        let d = Deadline::parse("+90s").unwrap();
+        assert_eq!(d.for_firing(fired, paris), at("2026-11-28T01:01:30Z"));
+        assert!(Deadline::parse("6 o'clock").is_err());
+        assert!(Deadline::parse("+9999h").unwrap_err().contains("a week"));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub(super) fn restore(stored: StoredPipeline) -> Option<PipelineRun> {
 
 impl State {
     /// A job's state and error, running or ended.
-    fn job_outcome(&self, id: &str) -> Option<(pb::JobState, String)> {
+    pub(super) fn job_outcome(&self, id: &str) -> Option<(pb::JobState, String)> {
         if let Some(job) = self.jobs.get(&sluice_common::ids::JobId::new(id)) {
             return Some(crate::wire::state(&job.status));
         }

@@ -9,7 +9,7 @@ use sluice_proto::pb;
 use tonic::Status;
 
 use super::CoordinatorService;
-use crate::schedule::{CatchUp, Timing, utc_ms};
+use crate::schedule::{CatchUp, Deadline, Timing, utc_ms};
 use crate::store::Event;
 use crate::store::schedules::{ScheduleEvent, StoredSchedule};
 
@@ -26,6 +26,15 @@ struct Poll {
     last_set: String,
 }
 
+/// A run a schedule started, watched until it succeeds or its deadline passes (in memory:
+/// a coordinator restart forgets the deadlines of the runs it had started).
+#[derive(Debug, Clone)]
+struct Watch {
+    run: String,
+    run_key: String,
+    due: DateTime<Utc>,
+}
+
 /// A schedule as the service holds it.
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
@@ -35,6 +44,9 @@ pub(super) struct Entry {
     zone: chrono_tz::Tz,
     poll: Option<Poll>,
     catch_up: CatchUp,
+    deadline: Option<Deadline>,
+    /// Runs it started that must succeed by their deadline.
+    watching: Vec<Watch>,
     /// The scheduled time it last fired for (or was made at), ms since the Unix epoch.
     last_ms: u64,
     /// What that firing started.
@@ -72,6 +84,10 @@ fn entry(spec: pb::Schedule, last_ms: u64, last_run: String) -> Result<Entry, St
     };
     let zone = crate::schedule::zone(&spec.tz)?;
     let catch_up = spec.catch_up.parse::<CatchUp>()?;
+    let deadline = match spec.deadline.as_str() {
+        "" => None,
+        d => Some(Deadline::parse(d)?),
+    };
     if spec.target.is_none() {
         return Err(format!(
             "schedule {}: no job or pipeline to start",
@@ -84,6 +100,8 @@ fn entry(spec: pb::Schedule, last_ms: u64, last_run: String) -> Result<Entry, St
         zone,
         poll,
         catch_up,
+        deadline,
+        watching: Vec::new(),
         last_ms,
         last_run,
     })
@@ -284,6 +302,61 @@ impl CoordinatorService {
         for (spec, zone, at, key) in firings {
             self.fire(spec, zone, at, key).await;
         }
+        self.check_deadlines(now);
+    }
+
+    /// Alerts `deadline_missed` for each watched run not succeeded by its deadline.
+    fn check_deadlines(&self, now: DateTime<Utc>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut missed = Vec::new();
+        for e in state.schedules.values_mut() {
+            e.watching.retain(|w| {
+                let (succeeded, where_) = match state.pipelines.get(&w.run) {
+                    Some(run) => (
+                        run.ended == Some(crate::pipeline::RunEnd::Succeeded),
+                        if run.ended.is_some() {
+                            "ended"
+                        } else {
+                            "running"
+                        },
+                    ),
+                    None => match state_of_job(&state.jobs, &state.history, &w.run) {
+                        Some(s) => (s == pb::JobState::Succeeded, crate::state_name(s as i32)),
+                        None => (false, "unknown"),
+                    },
+                };
+                if succeeded {
+                    return false;
+                }
+                if now < w.due {
+                    return true;
+                }
+                missed.push(crate::alerts::Alert {
+                    kind: "schedule",
+                    id: w.run.clone(),
+                    name: e.spec.name.clone(),
+                    run_key: w.run_key.clone(),
+                    state: "deadline_missed".into(),
+                    error: format!(
+                        "{} had not succeeded by its deadline {} ({}; it is {where_})",
+                        w.run,
+                        e.spec.deadline,
+                        w.due.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                    started_ms: 0,
+                    finished_ms: now.timestamp_millis().max(0) as u64,
+                    rows_out: 0,
+                    bad_records: 0,
+                    output: String::new(),
+                });
+                false
+            });
+        }
+        for alert in missed {
+            tracing::warn!(schedule = %alert.name, run = %alert.id, "{}", alert.error);
+            state.alerts_out.push((alert, Vec::new()));
+        }
     }
 
     /// Starts one firing of `spec` and records it.
@@ -317,6 +390,16 @@ impl CoordinatorService {
         let run = match started {
             Ok(id) => {
                 tracing::info!(schedule = %spec.name, run_key = %key, run = %id, "schedule fired");
+                let mut state = self.lock();
+                if let Some(e) = state.schedules.get_mut(&spec.name)
+                    && let Some(d) = e.deadline
+                {
+                    e.watching.push(Watch {
+                        run: id.clone(),
+                        run_key: key.clone(),
+                        due: d.for_firing(at, zone),
+                    });
+                }
                 id
             }
             Err(status) => {
@@ -365,4 +448,18 @@ async fn arrivals(glob: String) -> Option<Vec<(String, u64, String)>> {
             None
         }
     }
+}
+
+/// A job's state, running or ended.
+fn state_of_job(
+    jobs: &BTreeMap<sluice_common::ids::JobId, crate::job::Job>,
+    history: &BTreeMap<String, pb::JobInfo>,
+    id: &str,
+) -> Option<pb::JobState> {
+    if let Some(job) = jobs.get(&sluice_common::ids::JobId::new(id)) {
+        return Some(crate::wire::state(&job.status).0);
+    }
+    history
+        .get(id)
+        .map(|i| pb::JobState::try_from(i.state).unwrap_or(pb::JobState::Unspecified))
 }
