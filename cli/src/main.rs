@@ -170,6 +170,12 @@ pub struct JobArgs {
     /// (or that changed since); with none new, the job succeeds with no rows.
     #[arg(long, default_value = "")]
     pub incremental: String,
+    /// The coordinator queue the job waits and shares slots in (its `[queues]`).
+    #[arg(long, default_value = "")]
+    pub queue: String,
+    /// Its priority within its queue: higher runs first (negative allowed).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
 }
 
 /// Seconds from `600`, `600s`, `90m` or `2h`.
@@ -267,6 +273,8 @@ impl JobArgs {
         spec.job_timeout_secs = self.timeout;
         spec.notify = self.notify.clone();
         spec.incremental = self.incremental.clone();
+        spec.queue = self.queue.clone();
+        spec.priority = self.priority;
         spec.max_bad_records = self.max_bad_records;
         if let Some(path) = &self.control {
             let text = std::fs::read_to_string(path)

@@ -197,6 +197,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .or(c.max_batch_rows)
         .unwrap_or(limits.max_batch_rows);
     config.security = args.security.resolve(&file)?;
+    config.queues = queues(&file)?;
     config.alerts = file
         .alerts
         .iter()
@@ -348,4 +349,32 @@ fn alert_target(
         on: on.into_iter().collect(),
         secret,
     })
+}
+
+/// The `[queues.NAME]` sections, checked.
+fn queues(
+    file: &sluice_common::config::ConfigFile,
+) -> Result<sluice_coordinator::cluster::queues::Queues> {
+    use sluice_coordinator::cluster::queues::{Queue, Queues};
+    let mut out = Queues::default();
+    for (name, q) in &file.queues {
+        if !sluice_common::spec::is_input_name(name) {
+            anyhow::bail!("[queues.{name}]: a queue name is [a-z][a-z0-9_]*");
+        }
+        let weight = q.weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            anyhow::bail!("[queues.{name}] weight = {weight}: use 1 to 1000");
+        }
+        if q.max_running == Some(0) {
+            anyhow::bail!("[queues.{name}] max_running = 0 would run nothing: at least 1");
+        }
+        out.0.insert(
+            name.clone(),
+            Queue {
+                weight,
+                max_running: q.max_running,
+            },
+        );
+    }
+    Ok(out)
 }

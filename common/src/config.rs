@@ -92,6 +92,19 @@ pub struct ConfigFile {
     /// Where the coordinator sends alerts (`[[alerts]]`).
     #[serde(default)]
     pub alerts: Vec<AlertSection>,
+    /// The coordinator's queues (`[queues.NAME]`).
+    #[serde(default)]
+    pub queues: std::collections::BTreeMap<String, QueueSection>,
+}
+
+/// One `[queues.NAME]`: its share of the slots and how many jobs it runs at once.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Its share of the slots relative to the other queues' (default 1).
+    pub weight: Option<u32>,
+    /// Jobs it runs at once (default: no limit); the others wait.
+    pub max_running: Option<u32>,
 }
 
 /// One `[[alerts]]` target: a webhook `url` or a `command`, for the job and pipeline ends

@@ -278,6 +278,10 @@ pub struct JobSpec {
     /// Reads only the input files the successful runs of this name have not read, as they
     /// were then (`--incremental NAME`); empty: every file.
     pub incremental: String,
+    /// The queue it waits and shares slots in (`--queue`; empty: `default`).
+    pub queue: String,
+    /// Its priority in its queue (`--priority`, higher first).
+    pub priority: i32,
 }
 
 impl JobSpec {
@@ -308,6 +312,8 @@ impl JobSpec {
             job_timeout_secs: 0,
             notify: Vec::new(),
             incremental: String::new(),
+            queue: String::new(),
+            priority: 0,
         }
     }
 
@@ -378,6 +384,12 @@ impl JobSpec {
             sides.push(name);
         }
         check_run_key(&self.run_key)?;
+        if !self.queue.is_empty() && !is_input_name(&self.queue) {
+            return Err(format!(
+                "--queue {:?}: a name of [a-z][a-z0-9_]*",
+                self.queue
+            ));
+        }
         if !self.incremental.is_empty() && !is_input_name(&self.incremental) {
             return Err(format!(
                 "--incremental {:?}: a name of [a-z][a-z0-9_]*",

@@ -75,6 +75,8 @@ pub struct CoordinatorConfig {
     pub limits: sluice_common::spec::Limits,
     /// Where alerts go.
     pub alerts: Vec<alerts::AlertTarget>,
+    /// The queues jobs share the slots in.
+    pub queues: cluster::queues::Queues,
 }
 
 impl CoordinatorConfig {
@@ -90,6 +92,7 @@ impl CoordinatorConfig {
             security: Security::none(),
             limits: sluice_common::spec::Limits::default(),
             alerts: Vec::new(),
+            queues: Default::default(),
         }
     }
 }
@@ -123,7 +126,8 @@ pub async fn run_coordinator(
         config.policy,
     )
     .with_limits(config.limits)
-    .with_alerts(config.alerts);
+    .with_alerts(config.alerts)
+    .with_queues(config.queues);
     service.spawn_worker_expiry(config.worker_timeout);
 
     let (stop_tx, stop_rx) = watch::channel(false);

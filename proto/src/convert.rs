@@ -76,6 +76,8 @@ impl From<&JobSpec> for pb::JobSpec {
             job_timeout_secs: s.job_timeout_secs,
             notify: s.notify.clone(),
             incremental: s.incremental.clone(),
+            queue: s.queue.clone(),
+            priority: s.priority,
         }
     }
 }
@@ -138,6 +140,8 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
             job_timeout_secs: s.job_timeout_secs,
             notify: s.notify.clone(),
             incremental: s.incremental.clone(),
+            queue: s.queue.clone(),
+            priority: s.priority,
             side_max_bytes: match s.side_max_bytes {
                 0 => sluice_common::spec::DEFAULT_SIDE_MAX_BYTES,
                 n => n,
@@ -366,6 +370,8 @@ mod tests {
         spec.job_timeout_secs = 4 * 3600;
         spec.notify = vec!["https://hooks.example/eod".into()];
         spec.incremental = "txns".into();
+        spec.queue = "nightly".into();
+        spec.priority = -3;
         spec.formats.insert("fx".into(), InputFormat::JsonLines);
         let back = JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap();
         assert_eq!(back, spec);

@@ -1,3 +1,4 @@
 //! Cluster membership.
 
+pub mod queues;
 pub mod workers;

@@ -548,6 +548,15 @@ impl Job {
         all
     }
 
+    /// Attempts of the job running now.
+    pub fn running_attempts(&self) -> usize {
+        self.maps
+            .iter()
+            .chain(&self.reduces)
+            .map(|t| t.running().len())
+            .sum()
+    }
+
     /// Every input file the job's splits read, with what it was at planning.
     pub fn input_files(&self) -> Vec<(String, sluice_common::split::FileStamp)> {
         let mut files = std::collections::BTreeMap::new();

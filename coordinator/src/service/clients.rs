@@ -31,6 +31,15 @@ impl CoordinatorService {
             }
             .into());
         }
+        let queue = if spec.queue.is_empty() {
+            crate::cluster::queues::DEFAULT_QUEUE
+        } else {
+            spec.queue.as_str()
+        };
+        self.lock()
+            .queues
+            .check(queue)
+            .map_err(Status::invalid_argument)?;
         if let Some(reason) = self.lock().workers.refuse_task_memory(spec.task_memory) {
             return Err(CoordinatorError::NoRoom { reason }.into());
         }

@@ -69,6 +69,7 @@ impl CoordinatorService {
             alerts_out: Vec::new(),
             incremental: history.incremental,
             journal: journal.clone(),
+            queues: Default::default(),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -118,6 +119,12 @@ impl CoordinatorService {
             limits: Limits::default(),
             alerts: Arc::new(Vec::new()),
         }
+    }
+
+    /// Shares the slots between `queues` (besides `default`).
+    pub fn with_queues(self, queues: crate::cluster::queues::Queues) -> Self {
+        self.lock().queues = queues;
+        self
     }
 
     /// Sends alerts to `targets` (besides each job's own `--notify`).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sluice_common::ids::{JobId, WorkerId};
 use sluice_proto::pb;
 
+use crate::cluster::queues::{DEFAULT_QUEUE, Load, offer_order};
 use crate::cluster::workers::Workers;
 use crate::job::{ClusterView, Job, OutputEffect, Policy};
 use crate::metrics::JobTotals;
@@ -48,6 +49,8 @@ pub struct State {
     pub(super) incremental: crate::store::incremental::ReadFiles,
     /// Where changes to `incremental` are recorded.
     pub(super) journal: crate::store::Journal,
+    /// The queues jobs share the slots in.
+    pub(super) queues: crate::cluster::queues::Queues,
 }
 
 impl State {
@@ -82,25 +85,38 @@ impl State {
         if slots == 0 || info.draining || info.suspect {
             return assignments;
         }
-        let fitting: Vec<JobId> = self
+        let mut loads: Vec<Load> = self
             .jobs
             .values()
             .filter(|j| !j.is_finished() && info.fits(j.spec.task_memory))
-            .map(|j| j.id.clone())
+            .map(|j| Load {
+                id: j.id.clone(),
+                queue: if j.spec.queue.is_empty() {
+                    DEFAULT_QUEUE.to_string()
+                } else {
+                    j.spec.queue.clone()
+                },
+                priority: j.spec.priority,
+                running: j.running_attempts(),
+            })
             .collect();
         let cluster = ClusterView {
             live_workers: self.workers.active(),
             suspects: self.workers.suspects(),
         };
         let now = Instant::now();
+        // Each slot goes to the job its queue's share says (see `cluster::queues`).
         'slots: while assignments.len() < slots {
-            for id in &fitting {
-                let Some(job) = self.jobs.get_mut(id) else {
+            for id in offer_order(&loads, &self.queues) {
+                let Some(job) = self.jobs.get_mut(&id) else {
                     continue;
                 };
                 if let Some(a) = job.next_task(now, worker, &cluster) {
                     let runtime = crate::wire::runtime(&job.spec, job.input_plan());
                     assignments.push(crate::wire::assignment(&a, &runtime));
+                    if let Some(l) = loads.iter_mut().find(|l| l.id == id) {
+                        l.running += 1;
+                    }
                     continue 'slots;
                 }
             }

@@ -25,6 +25,7 @@ fn state() -> State {
         alerts_out: Vec::new(),
         incremental: Default::default(),
         journal: Default::default(),
+        queues: Default::default(),
     }
 }
 
