@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::chaos::*;
 use common::cluster::{Cluster, ClusterOptions};
-use common::*;
 
 #[test]
 fn two_queues_of_weights_three_and_one_share_the_slots_three_to_one() {
