@@ -126,18 +126,19 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
     let outcome = execute(&env, &a).instrument(span).await;
     if env.cancelled.load(Ordering::SeqCst) {
         // Nobody waits for this attempt: drop what it wrote instead of reporting it.
-        if let (true, Ok(_)) = (is_map, &outcome) {
-            env.registry.remove(&MapOutputId {
-                job_id: a.job_id.clone(),
-                map_index: index,
-                attempt: a.attempt,
-            });
-            let dir = env
-                .work_dir
-                .join("shuffle")
-                .join(&a.job_id)
-                .join(format!("{index}-{}", a.attempt));
-            let _ = tokio::fs::remove_dir_all(dir).await;
+        if is_map {
+            if outcome.is_ok() {
+                env.registry.remove(&MapOutputId {
+                    job_id: a.job_id.clone(),
+                    map_index: index,
+                    attempt: a.attempt,
+                });
+            }
+            let job_dir = env.work_dir.join("shuffle").join(&a.job_id);
+            let _ = tokio::fs::remove_dir_all(job_dir.join(format!("{index}-{}", a.attempt))).await;
+            // Cancelled because its job ended, it may have made the job's directory again
+            // after the job's files were removed: an empty one goes too.
+            let _ = tokio::fs::remove_dir(&job_dir).await;
         }
         tracing::info!(job = %a.job_id, index, attempt = a.attempt, "cancelled attempt ended");
         return false;
