@@ -91,11 +91,14 @@ fn a_failure_alert_reaches_a_webhook_signed_and_after_a_retry() {
     let secret = dir.path().join("alert-secret");
     std::fs::write(&secret, "s3cret\n").unwrap();
     let config = dir.path().join("sluice.toml");
+    let paged = dir.path().join("paged.json");
     std::fs::write(
         &config,
         format!(
-            "[[alerts]]\nurl = \"{hook}/sluice\"\non = [\"failed\"]\nsecret_file = \"{}\"\n",
-            secret.display()
+            "[[alerts]]\nurl = \"{hook}/sluice\"\non = [\"failed\"]\nsecret_file = \"{}\"\n\
+             [[alerts]]\ncommand = [\"sh\", \"-c\", \"cat > {}\"]\n",
+            secret.display(),
+            paged.display()
         ),
     )
     .unwrap();
@@ -140,6 +143,15 @@ fn a_failure_alert_reaches_a_webhook_signed_and_after_a_retry() {
         .map(|(_, v)| v.clone())
         .expect("signed");
     assert_eq!(sig, sluice_coordinator::alerts::signature(b"s3cret", body));
+    // The command hook got the same alert on its standard input.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !paged.is_file() {
+        assert!(Instant::now() < deadline, "the command hook never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let piped: serde_json::Value = serde_json::from_slice(&std::fs::read(&paged).unwrap()).unwrap();
+    assert_eq!(piped, alert);
 
     // A job of its own with --notify: told of its success; the failure hook is not.
     let mut args = job_args(
