@@ -178,15 +178,16 @@ fn a_failure_alert_reaches_a_webhook_signed_and_after_a_retry() {
     );
 }
 
-/// A scheduled run still going at its deadline raises `deadline_missed`.
+/// A scheduled run still going at its deadline raises `deadline_missed`; a firing whose
+/// run is refused (its input is not there) raises `failed`.
 #[test]
-fn a_scheduled_run_past_its_deadline_raises_an_alert() {
+fn a_scheduled_run_past_its_deadline_or_refused_raises_an_alert() {
     let (hook, got) = receiver(0);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluice.toml");
     std::fs::write(
         &config,
-        format!("[[alerts]]\nurl = \"{hook}/late\"\non = [\"deadline_missed\"]\n"),
+        format!("[[alerts]]\nurl = \"{hook}/late\"\non = [\"deadline_missed\", \"failed\"]\n"),
     )
     .unwrap();
     let mut opts: ClusterOptions = options(10_000);
@@ -214,14 +215,46 @@ fn a_scheduled_run_past_its_deadline_raises_an_alert() {
         .output()
         .unwrap();
     assert!(add.status.success(), "{add:?}");
-    let alerts = wait_for(&got, 1);
-    let removed = cluster
+    let broken = cluster
         .client("schedule")
-        .args(["remove", "late"])
+        .args(["add", "broken", "--cron", "*/5 * * * * *", "--"])
+        .args(["--plugin", chaos.to_str().unwrap(), "--format", "text"])
+        .args(["--input", "/nowhere/{date}.txt", "--output", &out])
         .output()
         .unwrap();
-    assert!(removed.status.success());
-    let alert: serde_json::Value = serde_json::from_slice(&alerts[0].2).unwrap();
+    assert!(broken.status.success(), "{broken:?}");
+    let alerts: Vec<serde_json::Value> = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all: Vec<serde_json::Value> = got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| serde_json::from_slice(&r.2).unwrap())
+                .collect();
+            let has = |name: &str| all.iter().any(|a| a["name"] == name);
+            if has("late") && has("broken") {
+                break all;
+            }
+            assert!(Instant::now() < deadline, "{all:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for name in ["late", "broken"] {
+        let removed = cluster
+            .client("schedule")
+            .args(["remove", name])
+            .output()
+            .unwrap();
+        assert!(removed.status.success());
+    }
+    let refused = alerts.iter().find(|a| a["name"] == "broken").unwrap();
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("/nowhere/"),
+        "{refused}"
+    );
+    let alert = alerts.iter().find(|a| a["name"] == "late").unwrap();
     assert_eq!(alert["kind"], "schedule", "{alert}");
     assert_eq!(alert["state"], "deadline_missed", "{alert}");
     assert_eq!(alert["name"], "late");

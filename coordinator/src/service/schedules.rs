@@ -404,6 +404,21 @@ impl CoordinatorService {
             }
             Err(status) => {
                 tracing::warn!(schedule = %spec.name, run_key = %key, error = %status.message(), "schedule fired but its run was refused");
+                // Nothing runs, so nothing would end and alert: the refusal is the failure.
+                let alert = crate::alerts::Alert {
+                    kind: "schedule",
+                    id: String::new(),
+                    name: spec.name.clone(),
+                    run_key: key.clone(),
+                    state: "failed".into(),
+                    error: format!("the run was refused: {}", status.message()),
+                    started_ms: at.timestamp_millis().max(0) as u64,
+                    finished_ms: crate::clock::now_ms(),
+                    rows_out: 0,
+                    bad_records: 0,
+                    output: String::new(),
+                };
+                self.lock().alerts_out.push((alert, Vec::new()));
                 format!("refused: {}", status.message())
             }
         };
