@@ -371,6 +371,11 @@ pub async fn run_worker(
     let running = Running::default();
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
+        // Attempts a report's reply handed over are started before the free slots are
+        // counted: their slot is taken, and offering it again would run one too many.
+        while let Ok(a) = next_rx.try_recv() {
+            start(a, &env, &me, &running);
+        }
         let busy = running.len();
         let reply = client
             .heartbeat(pb::HeartbeatRequest {

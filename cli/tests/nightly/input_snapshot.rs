@@ -1,7 +1,7 @@
 //! Input snapshots: a file rewritten after the job was planned, before its map read it,
 //! fails the job naming the file, instead of one output mixing two versions of the input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

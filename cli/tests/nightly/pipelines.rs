@@ -3,7 +3,7 @@
 //! succeed (the others' job ids unchanged), and a run going on through a coordinator
 //! restart on a cluster.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

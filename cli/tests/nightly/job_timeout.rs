@@ -1,7 +1,7 @@
 //! `--timeout`: a job that runs longer than it allows fails, saying how far it got, and
 //! leaves no output behind.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! in local mode with a kept job store and on a cluster, across a coordinator restart and
 //! under concurrent submissions; a failed key runs again, `--rerun` forces a new run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

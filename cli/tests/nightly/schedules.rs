@@ -2,7 +2,7 @@
 //! each firing a job with its own run key and output; a SIGKILLed and restarted coordinator
 //! neither repeats nor skips a time; pause stops the firings, remove forgets the schedule.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! job with the right fields and signature, after first answering 500 (the coordinator
 //! retries), and a job's own `--notify` URL gets its success.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! successful runs of NAME did not read, or that changed since; a run with nothing new
 //! succeeds with no rows.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
