@@ -309,10 +309,13 @@ impl CoordinatorService {
     fn check_deadlines(&self, now: DateTime<Utc>) {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let mut missed = Vec::new();
-        for e in state.schedules.values_mut() {
-            e.watching.retain(|w| {
-                let (succeeded, where_) = match state.pipelines.get(&w.run) {
+        // How each watched run stands, looked up before the watches are changed.
+        let standing: BTreeMap<String, (bool, &'static str)> = state
+            .schedules
+            .values()
+            .flat_map(|e| &e.watching)
+            .map(|w| {
+                let stands = match state.pipelines.get(&w.run) {
                     Some(run) => (
                         run.ended == Some(crate::pipeline::RunEnd::Succeeded),
                         if run.ended.is_some() {
@@ -321,11 +324,19 @@ impl CoordinatorService {
                             "running"
                         },
                     ),
-                    None => match state_of_job(&state.jobs, &state.history, &w.run) {
-                        Some(s) => (s == pb::JobState::Succeeded, crate::state_name(s as i32)),
+                    None => match state.job_outcome(&w.run) {
+                        Some((s, _)) => (s == pb::JobState::Succeeded, crate::state_name(s as i32)),
                         None => (false, "unknown"),
                     },
                 };
+                (w.run.clone(), stands)
+            })
+            .collect();
+        let mut missed = Vec::new();
+        for e in state.schedules.values_mut() {
+            e.watching.retain(|w| {
+                let (succeeded, where_) =
+                    standing.get(&w.run).copied().unwrap_or((false, "unknown"));
                 if succeeded {
                     return false;
                 }
@@ -463,18 +474,4 @@ async fn arrivals(glob: String) -> Option<Vec<(String, u64, String)>> {
             None
         }
     }
-}
-
-/// A job's state, running or ended.
-fn state_of_job(
-    jobs: &BTreeMap<sluice_common::ids::JobId, crate::job::Job>,
-    history: &BTreeMap<String, pb::JobInfo>,
-    id: &str,
-) -> Option<pb::JobState> {
-    if let Some(job) = jobs.get(&sluice_common::ids::JobId::new(id)) {
-        return Some(crate::wire::state(&job.status).0);
-    }
-    history
-        .get(id)
-        .map(|i| pb::JobState::try_from(i.state).unwrap_or(pb::JobState::Unspecified))
 }
