@@ -17,6 +17,7 @@ mod client;
 mod commands;
 mod demo;
 mod local;
+mod observe;
 mod pipeline;
 mod schedule;
 mod server;
@@ -81,6 +82,10 @@ enum Command {
     Commit(commands::JobIdArgs),
     /// List the workers registered with the coordinator.
     Workers(commands::ListArgs),
+    /// Print what happened to a job: tasks started, finished, failed, workers lost, re-runs.
+    Events(observe::EventsArgs),
+    /// Print the logs of a job's attempts (kept on the workers that ran them).
+    Logs(observe::LogsArgs),
 }
 
 /// The job options shared by `run` and `submit`.
@@ -186,12 +191,13 @@ pub(crate) fn parse_secs(s: &str) -> Result<u64, String> {
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 600s, 90m or 2h"))?;
+        .map_err(|_| format!("{s:?} is not a duration such as 600s, 90m, 2h or 7d"))?;
     let scale = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("{s:?} is too long"))
@@ -404,15 +410,22 @@ fn init_logging(format: LogFormat, daemon: bool) {
     let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // Colours only for a terminal: log files and scripts reading `grpc=` get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let stderr = match format {
+        LogFormat::Text => stderr.with_filter(filter).boxed(),
+        LogFormat::Json => stderr.json().with_filter(filter).boxed(),
+    };
+    // Each attempt's own log keeps `info` whatever stderr shows (see sluice_worker::logs).
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(sluice_worker::logs::layer())
+        .init();
 }
 
 async fn main_async(cli: Cli) -> Result<()> {
@@ -441,6 +454,8 @@ async fn main_async(cli: Cli) -> Result<()> {
         Command::Cancel(args) => commands::cancel(args).await,
         Command::Commit(args) => commands::commit(args).await,
         Command::Workers(args) => commands::workers(args).await,
+        Command::Events(args) => observe::events(args).await,
+        Command::Logs(args) => observe::logs(args).await,
     }
 }
 

@@ -106,6 +106,10 @@ pub struct WorkerArgs {
     /// Listen on a non-loopback address without a cluster token: for a network you trust.
     #[arg(long, env = "SLUICE_INSECURE")]
     insecure: bool,
+    /// How long each job's attempt logs are kept in the work dir after their last line
+    /// (`7d`, `12h`) [default: 7d].
+    #[arg(long, env = "SLUICE_LOG_RETENTION", value_parser = crate::parse_secs)]
+    log_retention: Option<u64>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -268,6 +272,9 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .or(w.drain_timeout_secs)
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
     );
+    if let Some(secs) = args.log_retention {
+        config.log_retention = Duration::from_secs(secs);
+    }
     if let Some(memory) = args.memory.or(w.memory) {
         config.memory = memory;
     }

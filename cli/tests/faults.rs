@@ -116,11 +116,41 @@ fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
     assert_job_ok(&c, &out);
     assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
     let m = markers(&marks);
-    let rerun = m
+    let rerun: Vec<String> = m
         .iter()
         .filter(|((kind, _), n)| kind == "map" && **n > 1)
-        .count();
-    assert!(rerun > 0, "the lost map outputs were re-run: {m:?}");
+        .map(|((_, i), _)| format!("map-{i}"))
+        .collect();
+    assert!(!rerun.is_empty(), "the lost map outputs were re-run: {m:?}");
+
+    // The job's events tell the same story: the worker lost (or found unreachable first),
+    // and each map re-run is one that ran twice (backups of slow maps ran twice too).
+    let out = c.run_client("events", &["job-0001", "--json"]);
+    assert_ok(&out);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lost: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "worker-lost" || e["kind"] == "worker-unreachable")
+        .collect();
+    assert!(!lost.is_empty(), "{events:?}");
+    let mut rerun_events: Vec<String> = events
+        .iter()
+        .filter(|e| e["kind"] == "map-rerun")
+        .map(|e| e["task"].as_str().unwrap().to_string())
+        .collect();
+    rerun_events.sort();
+    rerun_events.dedup();
+    assert!(!rerun_events.is_empty(), "{events:?}");
+    for task in &rerun_events {
+        assert!(
+            rerun.contains(task),
+            "{task} re-run but ran once: {rerun:?} {events:?}"
+        );
+    }
+    assert_eq!(events.last().unwrap()["kind"], "succeeded", "{events:?}");
 }
 
 #[test]
@@ -383,7 +413,7 @@ fn a_slow_worker_gets_its_task_backed_up() {
 }
 
 #[test]
-fn a_task_failing_every_attempt_fails_the_job_with_its_message() {
+fn a_task_failing_every_attempt_fails_the_job_and_its_events_and_logs_say_why() {
     let c = Cluster::start(2, ClusterOptions::default());
     let input = c.path("in.txt");
     std::fs::write(&input, "one line\n").unwrap();
@@ -405,4 +435,76 @@ fn a_task_failing_every_attempt_fails_the_job_with_its_message() {
     assert_eq!(s["state"], "failed");
     assert_eq!(s["attempts"], 4, "{s}");
     assert!(!out_dir.join("_SUCCESS").exists());
+
+    // `sluice events`: planned, four attempts started and failed with the plugin's error,
+    // then the job's failure; in order.
+    let out = c.run_client("events", &["job-0001", "--json"]);
+    assert_ok(&out);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"planned"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"job-failed"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "started").count(),
+        4,
+        "{kinds:?}"
+    );
+    let failed: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "failed").collect();
+    assert_eq!(failed.len(), 4, "{events:?}");
+    for e in &failed {
+        assert_eq!(e["task"], "map-0", "{e}");
+        assert!(
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("deliberate error in map"),
+            "{e}"
+        );
+        assert!(e["worker"].as_str().unwrap().starts_with("worker-"), "{e}");
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let text = c.run_client("events", &["job-0001"]);
+    assert_ok(&text);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("failed") && l.contains("map-0 #1")),
+        "{text}"
+    );
+
+    // `sluice logs`: the failing attempt's own log, read from its worker, holds its error.
+    let out = c.run_client("logs", &["job-0001", "--task", "map-0", "--attempt", "1"]);
+    assert_ok(&out);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.starts_with("==> map-0 attempt 1 on worker-"), "{log}");
+    assert!(log.contains("attempt started"), "{log}");
+    assert!(
+        log.contains("task attempt failed") && log.contains("deliberate error in map"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("attempt 0 on"),
+        "only the attempt asked for: {log}"
+    );
+    let out = c.run_client("logs", &["job-0001"]);
+    assert_ok(&out);
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(all.matches("==> map-0 attempt ").count(), 4, "{all}");
+    assert_eq!(
+        all.matches("deliberate error in map").count(),
+        4 * 2,
+        "header and line: {all}"
+    );
+
+    // Refusals name what is wrong.
+    let err = assert_failed(&c.run_client("logs", &["job-0001", "--task", "map-x"]));
+    assert!(err.contains("map-N or reduce-N"), "{err}");
+    let err = assert_failed(&c.run_client("logs", &["job-0001", "--task", "reduce-7"]));
+    assert!(err.contains("job-0001 has no attempt of reduce-7"), "{err}");
+    let err = assert_failed(&c.run_client("events", &["job-0099"]));
+    assert!(err.contains("no job job-0099"), "{err}");
 }

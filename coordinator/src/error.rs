@@ -12,6 +12,9 @@ pub enum CoordinatorError {
     /// No such job.
     #[error("no job {0}")]
     UnknownJob(String),
+    /// The job store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A task report the coordinator will not record.
     #[error("job {job}: {source}")]
     BadReport {
@@ -96,7 +99,9 @@ impl From<CoordinatorError> for tonic::Status {
             CoordinatorError::NothingToCommit { .. } => {
                 tonic::Status::failed_precondition(e.to_string())
             }
-            CoordinatorError::Journal(_) => tonic::Status::unavailable(e.to_string()),
+            CoordinatorError::Journal(_) | CoordinatorError::Store(_) => {
+                tonic::Status::unavailable(e.to_string())
+            }
             CoordinatorError::Protocol { .. } | CoordinatorError::PluginNotStored { .. } => {
                 tonic::Status::failed_precondition(e.to_string())
             }

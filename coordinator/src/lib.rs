@@ -125,6 +125,8 @@ pub async fn run_coordinator(
         config.heartbeat,
         config.policy,
     )
+    .with_reader(store::Reader::new(&config.state_dir))
+    .with_security(config.security.clone())
     .with_limits(config.limits)
     .with_alerts(config.alerts)
     .with_queues(config.queues);

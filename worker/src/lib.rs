@@ -13,11 +13,13 @@
 //! - [`task::reduce_task`]: fetch, aggregate or reduce, write the part file, commit.
 //! - [`runner`]: registration, the heartbeat loop, task dispatch and draining on stop.
 //! - [`plugin_cache`]: plugins downloaded from the coordinator, verified by sha256.
+//! - [`logs`]: each attempt's log lines, kept in the work dir and served to the coordinator.
 
 #![warn(missing_docs)]
 
 pub mod cpu;
 pub mod error;
+pub mod logs;
 pub mod plugin_cache;
 pub mod runner;
 pub mod shuffle;

@@ -22,6 +22,7 @@ use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::cpu::CpuPool;
+use crate::logs::files::is_safe_id;
 use crate::plugin_cache::PluginCache;
 use crate::shuffle::serve::ShuffleService;
 use crate::shuffle::{MapOutputId, ShuffleRegistry};
@@ -51,7 +52,16 @@ pub struct WorkerConfig {
     /// Memory for all slots together: each task gets `memory / slots` at most, and the
     /// coordinator assigns only jobs whose `task_memory` fits.
     pub memory: u64,
+    /// How long attempt logs are kept after a job's last one was written.
+    pub log_retention: Duration,
 }
+
+/// How often the worker looks for attempt logs past their retention.
+const LOG_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Attempt logs are kept this long by default (a week: last night's failure is still there
+/// on Monday).
+pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Minimum memory share of a slot: below it no job could run usefully.
 pub const MIN_SLOT_MEMORY: u64 = 16 << 20;
@@ -97,6 +107,7 @@ impl WorkerConfig {
             security: Security::none(),
             host_id: hostname(),
             memory: default_memory(),
+            log_retention: DEFAULT_LOG_RETENTION,
         }
     }
 }
@@ -219,14 +230,6 @@ impl Running {
 
 /// Job ids name directories under the work dir: only plain names (`job-0001`) are used as
 /// paths, so even a misbehaving coordinator cannot make a worker touch `..` or `/`.
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 fn held_outputs(registry: &ShuffleRegistry) -> Vec<pb::AttemptRef> {
     registry
         .ids()
@@ -318,8 +321,11 @@ pub async fn run_worker(
     }
     let server = builder
         .add_service(InterceptedService::new(
-            ShuffleServer::new(ShuffleService::new(registry.clone()))
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ShuffleServer::new(ShuffleService::new(
+                registry.clone(),
+                config.work_dir.join("logs"),
+            ))
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
             security.check_token("shuffle"),
         ))
         .serve_with_incoming_shutdown(sluice_proto::transport::incoming(listener), async move {
@@ -370,7 +376,18 @@ pub async fn run_worker(
     };
     let running = Running::default();
     let mut draining: Option<tokio::time::Instant> = None;
+    let mut next_sweep = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_sweep {
+            next_sweep += LOG_SWEEP_EVERY;
+            let (logs, keep) = (config.work_dir.join("logs"), config.log_retention);
+            tokio::task::spawn_blocking(move || {
+                let removed = crate::logs::files::sweep(&logs, std::time::SystemTime::now(), keep);
+                if removed > 0 {
+                    tracing::info!(jobs = removed, "attempt logs past their retention removed");
+                }
+            });
+        }
         // Attempts a report's reply handed over are started before the free slots are
         // counted: their slot is taken, and offering it again would run one too many.
         while let Ok(a) = next_rx.try_recv() {

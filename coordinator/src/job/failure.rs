@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use sluice_common::failure::{FailureReason, TaskFailure};
 use sluice_common::ids::WorkerId;
 
+use super::events::EventKind;
 use super::report::{AttemptRef, Outcome};
 use super::tasks::{TaskKind, TaskState, TaskStatus};
 use super::{Cancel, Job};
@@ -221,6 +222,11 @@ impl Job {
             FetchVerdict::Stale => {}
             FetchVerdict::OutputLost => {
                 tracing::info!(job = %self.id, map = m, worker = report.worker, error = report.message, "map output unreadable on a live worker, re-running the map");
+                let detail = format!("its output is unreadable: {}", report.message);
+                let on = WorkerId::new(report.worker);
+                let task = Some((TaskKind::Map, m));
+                let attempt = report.map_attempt;
+                self.event(now, EventKind::MapRerun, task, attempt, Some(&on), detail);
                 let map = &mut self.maps[m];
                 map.failures += 1;
                 map.failed_on.insert(WorkerId::new(report.worker));
@@ -229,6 +235,15 @@ impl Job {
             }
             FetchVerdict::WorkerUnreachable(worker) => {
                 tracing::warn!(job = %self.id, %worker, error = report.message, "worker unreachable from a reducer: all its map outputs re-run");
+                let detail = report.message.to_string();
+                self.event(
+                    now,
+                    EventKind::WorkerUnreachable,
+                    None,
+                    0,
+                    Some(&worker),
+                    detail,
+                );
                 *self.unreachable.entry(worker.clone()).or_default() += 1;
                 self.found_unreachable.push(worker);
             }
@@ -239,12 +254,12 @@ impl Job {
     /// A reducer could not reach `worker`: every map output it holds is re-created from its
     /// split if an unfinished reduce still needs it, preferably elsewhere. Its running
     /// attempts stay until it is lost (they get backups meanwhile, see [`ClusterView`](super::ClusterView)).
-    pub fn on_worker_unreachable(&mut self, worker: &WorkerId) {
+    pub fn on_worker_unreachable(&mut self, now: Instant, worker: &WorkerId) {
         if self.is_finished() {
             return;
         }
         // It may be alive but unable to serve: the re-runs go elsewhere while they can.
-        let rerun = self.forget_outputs_on(worker, true);
+        let rerun = self.forget_outputs_on(now, worker, true);
         if rerun > 0 {
             tracing::info!(job = %self.id, %worker, rerun, "map outputs of an unreachable worker re-run at once");
         }
@@ -252,22 +267,44 @@ impl Job {
 
     /// Forgets every map output held by `worker`, while a reduce still needs them, and
     /// returns how many maps run again; with `avoid`, not on that worker while others can.
-    pub(super) fn forget_outputs_on(&mut self, worker: &WorkerId, avoid: bool) -> usize {
+    pub(super) fn forget_outputs_on(
+        &mut self,
+        now: Instant,
+        worker: &WorkerId,
+        avoid: bool,
+    ) -> usize {
         if self.reduces.iter().all(TaskState::is_done) {
             return 0;
         }
-        let mut rerun = 0;
+        let mut rerun = Vec::new();
         for (i, t) in self.maps.iter_mut().enumerate() {
-            if t.done_attempt().is_some_and(|(_, w)| w == worker) {
+            if let Some((attempt, _)) = t.done_attempt().filter(|(_, w)| *w == worker) {
+                rerun.push((i, attempt));
                 t.status = TaskStatus::Pending;
                 if avoid {
                     t.failed_on.insert(worker.clone());
                 }
                 self.lineage.forget(i as u32);
-                rerun += 1;
             }
         }
-        rerun
+        let why = if avoid {
+            "its worker is unreachable"
+        } else {
+            "its worker was lost"
+        };
+        for &(i, attempt) in &rerun {
+            let task = Some((TaskKind::Map, i));
+            let detail = format!("the output of attempt {attempt} is lost: {why}");
+            self.event(
+                now,
+                EventKind::MapRerun,
+                task,
+                attempt,
+                Some(worker),
+                detail,
+            );
+        }
+        rerun.len()
     }
 
     /// Frees commit grants held by attempts that no longer run (a lost worker, a failure):
@@ -416,6 +453,7 @@ impl Job {
             .chain(&self.reduces)
             .map(|t| t.running().iter().filter(|a| a.worker == *worker).count())
             .sum();
+        let mut lost_attempts = Vec::new();
         for (kind, tasks) in [
             (TaskKind::Map, &mut self.maps),
             (TaskKind::Reduce, &mut self.reduces),
@@ -426,6 +464,9 @@ impl Job {
                 t.failed_on.remove(worker);
                 if let TaskStatus::Running(r) = &mut t.status {
                     let before = r.len();
+                    for a in r.iter().filter(|a| a.worker == *worker) {
+                        lost_attempts.push((kind, i, a.attempt));
+                    }
                     r.retain(|a| a.worker != *worker);
                     let lost = (before - r.len()) as u32;
                     t.lost += lost;
@@ -445,7 +486,25 @@ impl Job {
                 }
             }
         }
-        let rerun = self.forget_outputs_on(worker, false);
+        for &(kind, i, attempt) in &lost_attempts {
+            let detail = "lost with its worker".to_string();
+            self.event(
+                now,
+                EventKind::Lost,
+                Some((kind, i)),
+                attempt,
+                Some(worker),
+                detail,
+            );
+        }
+        let rerun = self.forget_outputs_on(now, worker, false);
+        if rerun > 0 || !lost_attempts.is_empty() {
+            let detail = format!(
+                "{} running attempt(s) lost, {rerun} map output(s) to re-run",
+                lost_attempts.len()
+            );
+            self.event(now, EventKind::WorkerLost, None, 0, Some(worker), detail);
+        }
         if rerun > 0 {
             tracing::info!(job = %self.id, %worker, rerun, "map outputs lost with their worker, re-running the maps");
         }

@@ -29,6 +29,7 @@
 pub mod bad_records;
 pub mod commit;
 mod effects;
+pub mod events;
 pub mod failure;
 pub mod lineage;
 mod recovery;
@@ -62,6 +63,7 @@ pub use schedule::{
 pub use tasks::{RunningAttempt, TaskKind, TaskState, TaskStatus};
 
 use crate::store::{Event, Journal};
+use events::EventKind;
 
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +326,9 @@ impl Job {
             attempt,
             outcome: outcome.clone(),
         });
+        let (event, detail) = events::describe(&outcome);
+        let task = Some((kind, index as usize));
+        self.event(now, event, task, attempt, Some(worker), detail);
         let all_done = self.apply_outcome(now, kind, index, attempt, worker, shuffle_addr, outcome);
         self.unjournaled_reports += 1;
         let tasks = self.maps.len() + self.reduces.len();
@@ -360,6 +365,18 @@ impl Job {
             worker: worker.clone(),
             took,
         };
+        for c in &cancels {
+            let detail = format!("attempt {attempt} finished first");
+            let task = Some((kind, i));
+            self.event(
+                now,
+                EventKind::Killed,
+                task,
+                c.attempt.attempt,
+                Some(&c.worker),
+                detail,
+            );
+        }
         self.cancels.extend(cancels);
     }
 
@@ -442,24 +459,39 @@ impl Job {
         }
     }
 
-    /// Cancels every running attempt (the job ended).
-    fn cancel_running(&mut self) {
+    /// Cancels every running attempt (the job ended at `now`).
+    fn cancel_running(&mut self, now: Instant) {
+        let mut cancels = Vec::new();
         for (kind, tasks) in [
             (TaskKind::Map, &self.maps),
             (TaskKind::Reduce, &self.reduces),
         ] {
             for (i, t) in tasks.iter().enumerate() {
                 for r in t.running() {
-                    self.cancels.push(Cancel::of(&self.id, kind, i, r));
+                    cancels.push((kind, i, Cancel::of(&self.id, kind, i, r)));
                 }
             }
+        }
+        for (kind, i, c) in cancels {
+            let detail = "the job ended".to_string();
+            let task = Some((kind, i));
+            self.event(
+                now,
+                EventKind::Killed,
+                task,
+                c.attempt.attempt,
+                Some(&c.worker),
+                detail,
+            );
+            self.cancels.push(c);
         }
     }
 
     /// Ends the job as failed at `now`, cancels its running attempts and removes its output.
     pub fn fail(&mut self, now: Instant, message: String) {
         tracing::warn!(job = %self.id, error = %message, "job failed");
-        self.cancel_running();
+        self.cancel_running(now);
+        self.job_event(now, EventKind::JobFailed, message.clone());
         self.status = JobStatus::Failed(message);
         self.finished_ms = self.epoch.unix_ms_at(now);
         self.abort_output();
@@ -471,7 +503,8 @@ impl Job {
         if self.is_finished() && !matches!(self.status, JobStatus::CommitFailed(_)) {
             return false;
         }
-        self.cancel_running();
+        self.cancel_running(now);
+        self.job_event(now, EventKind::Cancelled, String::new());
         self.status = JobStatus::Cancelled;
         self.finished_ms = self.epoch.unix_ms_at(now);
         self.abort_output();
@@ -522,6 +555,8 @@ impl Job {
             Ok(()) => {
                 self.status = JobStatus::Succeeded;
                 tracing::info!(job = %self.id, "job succeeded");
+                let detail = format!("_SUCCESS written in {}", self.spec.output);
+                self.job_event(now, EventKind::Succeeded, detail);
             }
             Err(e) => {
                 let message = format!(
@@ -531,6 +566,7 @@ impl Job {
                     self.id
                 );
                 tracing::error!(job = %self.id, error = %message, "job commit failed");
+                self.job_event(now, EventKind::CommitFailed, message.clone());
                 self.status = JobStatus::CommitFailed(message);
             }
         }

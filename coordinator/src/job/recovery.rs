@@ -64,6 +64,16 @@ impl Job {
         job
     }
 
+    /// Journals that the job was resumed, at `now` (once its journal is attached).
+    pub fn record_resumed(&self, now: std::time::Instant) {
+        let detail = format!(
+            "after a coordinator restart: {} map output(s) to claim back, {} partition(s) committed",
+            self.claimable.iter().flatten().count(),
+            self.reduces.iter().filter(|t| t.is_done()).count()
+        );
+        self.job_event(now, super::events::EventKind::Resumed, detail);
+    }
+
     /// A worker re-registered holding `held` map outputs: those of this job finished before
     /// a coordinator restart are done again, at the worker's new id and address. Returns how
     /// many it claimed.

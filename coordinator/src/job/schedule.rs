@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_common::ids::WorkerId;
 
 use super::Job;
+use super::events::EventKind;
 use super::report::{AssignedTask, Assignment};
 use super::tasks::{RunningAttempt, TaskKind, TaskState, TaskStatus};
 use crate::store::Event;
@@ -130,6 +131,19 @@ impl Job {
             t.status = TaskStatus::Running(vec![run]);
         }
         self.journal_start(kind, i, attempt, worker);
+        let event = if backup {
+            EventKind::Backup
+        } else {
+            EventKind::Started
+        };
+        self.event(
+            now,
+            event,
+            Some((kind, i)),
+            attempt,
+            Some(worker),
+            String::new(),
+        );
         Some(self.assignment(kind, i, attempt))
     }
 

@@ -18,9 +18,10 @@ use crate::error::CoordinatorError;
 use crate::job::{Epoch, Job, Policy};
 use crate::metrics::{JobTotals, Snapshot};
 use crate::plugins::PluginStore;
-use crate::store::{Event, History, Journal};
+use crate::store::{Event, History, Journal, Reader};
 
 mod clients;
+mod history;
 mod pipelines;
 mod run_keys;
 mod schedules;
@@ -36,6 +37,10 @@ pub struct CoordinatorService {
     state: Arc<Mutex<State>>,
     plugins: PluginStore,
     journal: Journal,
+    /// Reads the job store (events, history) off the scheduler's lock.
+    reader: Reader,
+    /// Token and TLS for calls to workers (attempt logs).
+    security: sluice_proto::transport::Security,
     heartbeat: Duration,
     limits: Limits,
     /// Where the ends of jobs and pipeline runs are sent (`[[alerts]]`).
@@ -90,6 +95,7 @@ impl CoordinatorService {
                     let job = Job::resume(Epoch::now(), stored, policy, grace);
                     crate::output::prepare_resumed(&job.spec.output);
                     let mut job = job.with_journal(journal.clone());
+                    job.record_resumed(Instant::now());
                     // Committed before the stop but for `_SUCCESS`: write it now, before
                     // the service takes requests (so no lock to hold off).
                     if job.begin_success() {
@@ -115,10 +121,24 @@ impl CoordinatorService {
             state: Arc::new(Mutex::new(state)),
             plugins,
             journal,
+            reader: Reader::disabled(),
+            security: sluice_proto::transport::Security::none(),
             heartbeat,
             limits: Limits::default(),
             alerts: Arc::new(Vec::new()),
         }
+    }
+
+    /// Reads history from the job store through `reader`.
+    pub fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// Calls workers with `security`'s token and TLS.
+    pub fn with_security(mut self, security: sluice_proto::transport::Security) -> Self {
+        self.security = security;
+        self
     }
 
     /// Shares the slots between `queues` (besides `default`).
@@ -387,6 +407,30 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CommitJobResponse>, Status> {
         let info = self.commit_again(&request.into_inner().job_id).await?;
         Ok(Response::new(pb::CommitJobResponse { info: Some(info) }))
+    }
+
+    async fn job_events(
+        &self,
+        request: Request<pb::JobEventsRequest>,
+    ) -> Result<Response<pb::JobEventsResponse>, Status> {
+        Ok(Response::new(self.read_events(request.into_inner()).await?))
+    }
+
+    async fn list_attempts(
+        &self,
+        request: Request<pb::ListAttemptsRequest>,
+    ) -> Result<Response<pb::ListAttemptsResponse>, Status> {
+        let attempts = self.read_attempts(&request.into_inner().job_id).await?;
+        Ok(Response::new(pb::ListAttemptsResponse { attempts }))
+    }
+
+    async fn attempt_log(
+        &self,
+        request: Request<pb::AttemptLogRequest>,
+    ) -> Result<Response<pb::AttemptLogResponse>, Status> {
+        Ok(Response::new(
+            self.read_attempt_log(request.into_inner()).await?,
+        ))
     }
 
     async fn list_workers(

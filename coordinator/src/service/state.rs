@@ -142,12 +142,12 @@ impl State {
     /// again, and every job re-runs the map outputs it holds (Spark unregisters all outputs
     /// of an executor on a `FetchFailed` the same way), so reducers stop failing on it one
     /// output at a time.
-    pub(super) fn worker_unreachable(&mut self, worker: &WorkerId) {
+    pub(super) fn worker_unreachable(&mut self, now: Instant, worker: &WorkerId) {
         if self.workers.mark_suspect(worker) {
             tracing::warn!(%worker, "worker suspect: a reducer could not reach it; no new tasks until it heartbeats");
         }
         for job in self.jobs.values_mut() {
-            job.on_worker_unreachable(worker);
+            job.on_worker_unreachable(now, worker);
         }
     }
 
@@ -222,8 +222,9 @@ impl State {
             .values_mut()
             .flat_map(Job::take_unreachable)
             .collect();
+        let now = Instant::now();
         for worker in found {
-            self.worker_unreachable(&worker);
+            self.worker_unreachable(now, &worker);
         }
     }
 

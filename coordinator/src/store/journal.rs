@@ -77,6 +77,8 @@ pub enum Event {
     Schedule(super::schedules::ScheduleEvent),
     /// A successful incremental job read these files.
     FilesRead(super::incremental::FilesRead),
+    /// Something happened to a job (its event journal).
+    Job(crate::job::events::JobEvent),
     /// Answers [`Journal::sync`] once everything before it is committed, or failed.
     Sync(mpsc::Sender<Result<(), JournalError>>),
 }
@@ -367,6 +369,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
                     info.run_key,
                 ],
             )?;
+            let (maps, reduces) = (info.maps_total, info.reduces_total);
+            super::events::planned(tx, &info.job_id, info.submitted_ms, maps, reduces)?;
             update_job(tx, &info)
         }
         Event::JobUpdated(info) => update_job(tx, &pb::JobInfo::from(info)),
@@ -424,6 +428,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
         Event::Pipeline(e) => super::pipelines::apply(tx, e),
         Event::Schedule(e) => super::schedules::apply(tx, e),
         Event::FilesRead(e) => super::incremental::apply(tx, e),
+        Event::Job(e) => super::events::apply(tx, e),
         Event::Sync(_) => Ok(()),
     }
 }

@@ -13,6 +13,7 @@
 //! - `tasks`: one row per map or reduce task: state and attempts started.
 //! - `attempts`: one row per attempt: worker, state, error, start and end times.
 //! - `counters`: per job, name → value (rows in/out, shuffle bytes, attempts, failures).
+//! - `job_events`: what happened to each job, in order (`events`); read back by [`Reader`].
 //!
 //! A job still `running` when the coordinator starts was interrupted by a stop or crash. The
 //! store holds what resuming it needs: the spec, the planned splits, the input schema, the
@@ -32,11 +33,14 @@ use std::sync::mpsc;
 use prost::Message;
 use rusqlite::{Connection, params};
 
+mod events;
 pub mod incremental;
 mod journal;
 pub mod pipelines;
+mod read;
 pub mod schedules;
 pub use journal::{Event, Journal, JournalError};
+pub use read::{MAX_EVENTS, Reader};
 use sluice_proto::pb;
 
 use crate::clock::now_ms;
@@ -240,6 +244,7 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     conn.execute_batch(pipelines::SCHEMA).map_err(err)?;
     conn.execute_batch(schedules::SCHEMA).map_err(err)?;
     conn.execute_batch(incremental::SCHEMA).map_err(err)?;
+    conn.execute_batch(events::SCHEMA).map_err(err)?;
     add_missing_columns(&conn).map_err(err)?;
     let mut history = read_history(&conn).map_err(err)?;
     history.pipelines = pipelines::read(&conn).map_err(err)?;

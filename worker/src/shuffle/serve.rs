@@ -22,6 +22,8 @@ pub const PIECE_BYTES: u64 = 1 << 20;
 /// Implements `sluice.v1.Shuffle` over a [`ShuffleRegistry`].
 pub struct ShuffleService {
     registry: ShuffleRegistry,
+    /// Where attempt logs are (`crate::logs`).
+    logs: std::path::PathBuf,
     /// One permit per fetch being served: each holds a blocking thread reading files, so
     /// fetches past [`MAX_SERVING`] wait for a permit instead of taking more threads.
     serving: Arc<tokio::sync::Semaphore>,
@@ -31,10 +33,11 @@ pub struct ShuffleService {
 pub const MAX_SERVING: usize = 64;
 
 impl ShuffleService {
-    /// A service serving the outputs in `registry`.
-    pub fn new(registry: ShuffleRegistry) -> Self {
+    /// A service serving the outputs in `registry` and the attempt logs under `logs`.
+    pub fn new(registry: ShuffleRegistry, logs: std::path::PathBuf) -> Self {
         ShuffleService {
             registry,
+            logs,
             serving: Arc::new(tokio::sync::Semaphore::new(MAX_SERVING)),
         }
     }
@@ -154,6 +157,42 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::OutputChunk, Status>> + 
 #[tonic::async_trait]
 impl pb::shuffle_server::Shuffle for ShuffleService {
     type FetchOutputsStream = ChunkStream;
+
+    async fn attempt_log(
+        &self,
+        request: Request<pb::AttemptLogRequest>,
+    ) -> Result<Response<pb::AttemptLogResponse>, Status> {
+        let req = request.into_inner();
+        let logs = self.logs.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            crate::logs::files::read(
+                &logs,
+                &req.job_id,
+                &req.task,
+                req.attempt,
+                req.offset,
+                if req.max_bytes == 0 {
+                    crate::logs::files::MAX_READ_BYTES
+                } else {
+                    req.max_bytes
+                },
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(format!("reading an attempt log: {e}")))?;
+        use crate::logs::files::LogError;
+        match read {
+            Ok(piece) => Ok(Response::new(pb::AttemptLogResponse {
+                data: piece.data,
+                next_offset: piece.next_offset,
+                size: piece.size,
+                worker_id: String::new(),
+            })),
+            Err(e @ LogError::NotFound { .. }) => Err(Status::not_found(e.to_string())),
+            Err(e @ LogError::BadName { .. }) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ LogError::Io { .. }) => Err(Status::internal(e.to_string())),
+        }
+    }
 
     async fn fetch_outputs(
         &self,

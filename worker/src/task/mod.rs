@@ -122,8 +122,28 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
         Some(pb::task_assignment::Task::Reduce(r)) => (false, r.partition),
         None => (true, 0),
     };
-    let span = tracing::info_span!("task", job = %a.job_id, kind = if is_map { "map" } else { "reduce" }, index, attempt = a.attempt);
-    let outcome = execute(&env, &a).instrument(span).await;
+    // The span's `log` field is the attempt's own log file (see `crate::logs`); job ids
+    // that cannot name a file were refused before the attempt started.
+    let log = crate::logs::files::attempt_path(
+        &env.work_dir.join("logs"),
+        &a.job_id,
+        is_map,
+        index,
+        a.attempt,
+    );
+    let span = tracing::info_span!(
+        crate::logs::SPAN,
+        job = %a.job_id,
+        kind = if is_map { "map" } else { "reduce" },
+        index,
+        attempt = a.attempt,
+        log = %log.display()
+    );
+    span.in_scope(|| tracing::info!(worker = %env.worker_id, "attempt started"));
+    let outcome = execute(&env, &a).instrument(span.clone()).await;
+    if outcome.is_ok() {
+        span.in_scope(|| tracing::info!("attempt finished"));
+    }
     if env.cancelled.load(Ordering::SeqCst) {
         // Nobody waits for this attempt: drop what it wrote instead of reporting it.
         if is_map {
@@ -146,7 +166,7 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(job = %a.job_id, index, attempt = a.attempt, error = %e, "task attempt failed");
+            span.in_scope(|| tracing::warn!(job = %a.job_id, index, attempt = a.attempt, error = %e, "task attempt failed"));
             pb::report_task_request::Outcome::Failed(pb::TaskFailure::from(&TaskFailure::from(&e)))
         }
     };

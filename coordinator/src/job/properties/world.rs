@@ -383,7 +383,7 @@ impl World {
             }
         }
         for w in self.job.take_unreachable() {
-            self.job.on_worker_unreachable(&w);
+            self.job.on_worker_unreachable(self.now, &w);
             self.suspects.insert(w);
         }
         self.job.take_effects();

@@ -236,7 +236,7 @@ fn an_unreachable_worker_has_every_output_rerun_at_once_and_the_reducer_is_not_c
         fetch_failed_from("w1", 0, 0, true),
     );
     assert_eq!(j.take_unreachable(), vec![w1.clone()]);
-    j.on_worker_unreachable(&w1);
+    j.on_worker_unreachable(now(), &w1);
     // The other reducer names another output of the same worker: already being re-run.
     j.on_report(
         now(),
@@ -290,7 +290,7 @@ fn machines_lost_one_after_another_never_use_up_a_reducers_attempts() {
             failed,
         );
         for w in j.take_unreachable() {
-            j.on_worker_unreachable(&w);
+            j.on_worker_unreachable(now(), &w);
         }
         assert!(!j.is_finished(), "round {round}: {:?}", j.status);
     }
@@ -317,7 +317,7 @@ fn a_worker_that_keeps_coming_back_unreachable_fails_the_job() {
             fetch_failed_from("w1", 0, a.attempt, true),
         );
         for w in j.take_unreachable() {
-            j.on_worker_unreachable(&w);
+            j.on_worker_unreachable(now(), &w);
         }
     }
     assert!(
