@@ -110,6 +110,10 @@ pub struct WorkerArgs {
     /// (`7d`, `12h`) [default: 7d].
     #[arg(long, env = "SLUICE_LOG_RETENTION", value_parser = crate::parse_secs)]
     log_retention: Option<u64>,
+    /// HTTP address for /healthz, /readyz and /metrics (e.g. `0.0.0.0:7781`) [default:
+    /// none, no HTTP port].
+    #[arg(long, env = "SLUICE_WORKER_HTTP")]
+    http: Option<String>,
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
@@ -272,7 +276,14 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .or(w.drain_timeout_secs)
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
     );
-    if let Some(secs) = args.log_retention {
+    let retention = match (args.log_retention, &w.log_retention) {
+        (Some(secs), _) => Some(secs),
+        (None, Some(text)) => {
+            Some(crate::parse_secs(text).map_err(|e| anyhow!("[worker] log_retention: {e}"))?)
+        }
+        (None, None) => None,
+    };
+    if let Some(secs) = retention {
         config.log_retention = Duration::from_secs(secs);
     }
     if let Some(memory) = args.memory.or(w.memory) {
@@ -299,13 +310,22 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
 
     let listener = bind("shuffle", &listen).await?;
     let bound = listener.local_addr()?;
+    let http = match args.http.or_else(|| w.http.clone()) {
+        Some(addr) => Some(bind("HTTP", &addr).await?),
+        None => None,
+    };
+    let http_addr = http
+        .as_ref()
+        .map(|h| h.local_addr().map(|a| a.to_string()))
+        .transpose()?
+        .unwrap_or_else(|| "off".into());
     config.security.check_exposure(
         "the worker's shuffle service",
         bound,
         args.insecure || file.insecure.unwrap_or(false),
     )?;
     tracing::info!(
-        "worker listening shuffle={bound} advertise={} coordinator={coordinator} work_dir={} slots={slots}",
+        "worker listening shuffle={bound} http={http_addr} advertise={} coordinator={coordinator} work_dir={} slots={slots}",
         config.advertise.as_deref().unwrap_or("(bound address)"),
         work_dir.display()
     );
@@ -315,9 +335,24 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
              which only works on one machine"
         );
     }
-    sluice_worker::run_worker(config, listener, stop_signal())
-        .await
-        .map_err(|e| anyhow!("worker: {e}"))?;
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let http_task = http.map(|listener| {
+        let mut rx = stopped_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(sluice_worker::http::serve(
+            listener,
+            config.ready.clone(),
+            stop,
+        ))
+    });
+    let ran = sluice_worker::run_worker(config, listener, stop_signal()).await;
+    let _ = stopped_tx.send(true);
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    ran.map_err(|e| anyhow!("worker: {e}"))?;
     tracing::info!("worker stopped");
     Ok(())
 }

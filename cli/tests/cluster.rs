@@ -485,3 +485,108 @@ fn a_finished_task_gets_its_slots_next_task_in_the_reports_reply() {
         "report {report}, heartbeat {heartbeat}"
     );
 }
+
+/// A `/metrics` page, parsed as Prometheus parses it.
+fn scrape(addr: &str) -> prometheus_parse::Scrape {
+    let text = common::cluster::http_get(addr, "/metrics");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The sum of the samples of `name` whose labels include `labels` (0 when none).
+fn sum(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(v)))
+        .map(|x| match &x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{name} is {other:?}"),
+        })
+        .sum()
+}
+
+#[test]
+fn every_process_serves_metrics_and_the_histograms_move_when_a_job_runs() {
+    let mut c = Cluster::start(2, ClusterOptions::default());
+    let worker_http: Vec<String> = c
+        .workers
+        .iter_mut()
+        .map(|w| w.wait_for_field("http"))
+        .collect();
+    for addr in &worker_http {
+        assert_eq!(common::cluster::http_get(addr, "/healthz"), "ok\n");
+        assert_eq!(common::cluster::http_get(addr, "/readyz"), "ready\n");
+    }
+    let before = scrape(&c.http);
+    assert_eq!(sum(&before, "sluice_job_duration_seconds_count", &[]), 0.0);
+    assert_eq!(sum(&before, "sluice_workers", &[]), 2.0);
+    for addr in &worker_http {
+        let w = scrape(addr);
+        assert_eq!(sum(&w, "sluice_worker_slots", &[]), 2.0);
+        assert_eq!(sum(&w, "sluice_task_duration_seconds_count", &[]), 0.0);
+    }
+
+    let corpus = c.path("corpus");
+    let texts = write_corpus(&corpus, 3);
+    let input_bytes: usize = texts.iter().map(String::len).sum();
+    let out_dir = c.path("out");
+    let out = c.submit_word_count(
+        &corpus,
+        &out_dir,
+        &["--split-size", "256", "--reducers", "3"],
+    );
+    assert_ok(&out);
+    let out = c.run_client("status", &["job-0001", "--json"]);
+    assert_ok(&out);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let maps = s["maps_total"].as_f64().unwrap();
+
+    let after = scrape(&c.http);
+    let job = [("state", "succeeded")];
+    assert_eq!(sum(&after, "sluice_job_duration_seconds_count", &job), 1.0);
+    assert!(sum(&after, "sluice_job_duration_seconds_sum", &job) > 0.0);
+    let delays = |kind| {
+        sum(
+            &after,
+            "sluice_scheduling_delay_seconds_count",
+            &[("kind", kind)],
+        )
+    };
+    assert_eq!(delays("map"), maps, "one first attempt per map");
+    assert_eq!(delays("reduce"), 3.0);
+
+    // Summed over the workers (backups of slow tasks may add attempts).
+    let workers: Vec<_> = worker_http.iter().map(|a| scrape(a)).collect();
+    let total = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        workers.iter().map(|w| sum(w, name, labels)).sum()
+    };
+    let map = [("kind", "map")];
+    assert!(total("sluice_task_duration_seconds_count", &map) >= maps);
+    assert!(total("sluice_task_duration_seconds_count", &[("kind", "reduce")]) >= 3.0);
+    let ok = [("kind", "map"), ("outcome", "succeeded")];
+    assert!(total("sluice_attempts_total", &ok) >= maps);
+    assert!(total("sluice_input_bytes_total", &[]) >= input_bytes as f64);
+    assert!(total("sluice_spilled_bytes_total", &[]) > 0.0);
+    // Every reduce read every map output, from disk or over the network.
+    assert!(total("sluice_shuffle_read_outputs_total", &[]) >= maps * 3.0);
+    assert!(
+        total("sluice_fetch_duration_seconds_count", &[]) > 0.0,
+        "two workers fetch"
+    );
+    assert_eq!(total("sluice_slots_busy", &[]), 0.0, "nothing runs now");
+    // Labels stay bounded: no job id anywhere.
+    for sample in after
+        .samples
+        .iter()
+        .chain(workers.iter().flat_map(|w| &w.samples))
+    {
+        assert!(
+            !format!("{}", sample.labels).contains("job-"),
+            "{}: {}",
+            sample.metric,
+            sample.labels
+        );
+    }
+}

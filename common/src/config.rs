@@ -29,6 +29,8 @@
 //! [worker]
 //! coordinator = "http://coordinator:7700"
 //! listen = "0.0.0.0:7701"               # shuffle service
+//! http = "0.0.0.0:7781"                 # /healthz, /readyz, /metrics (off when not set)
+//! log_retention = "7d"                  # attempt logs kept after a job's last line
 //! advertise = "worker-1:7701"           # what other workers dial
 //! work_dir = "/var/lib/sluice/worker"
 //! slots = 2
@@ -188,6 +190,10 @@ pub struct WorkerSection {
     pub host_id: Option<String>,
     /// Memory for all task slots together, in bytes.
     pub memory: Option<u64>,
+    /// HTTP address for /healthz, /readyz, /metrics; none: no HTTP port.
+    pub http: Option<String>,
+    /// How long attempt logs are kept (`7d`, `12h`).
+    pub log_retention: Option<String>,
 }
 
 /// `[client]`.

@@ -33,6 +33,7 @@ pub mod failure;
 pub mod format;
 pub mod ids;
 pub mod input_plan;
+pub mod metrics;
 pub mod partition;
 pub mod plugin;
 pub mod rules;

@@ -49,6 +49,19 @@ pub struct FileStamp {
     pub version: String,
 }
 
+impl Split {
+    /// The bytes of input it covers as planned: a byte range's length, the sum of a
+    /// packed split's files; a Parquet split's row groups count 0 (their size is in the
+    /// file's footer, read only by the map).
+    pub fn planned_bytes(&self) -> u64 {
+        match &self.range {
+            SplitRange::Bytes { start, end } => end.saturating_sub(*start),
+            SplitRange::RowGroups(_) => 0,
+            SplitRange::Files(files) => files.iter().map(Split::planned_bytes).sum(),
+        }
+    }
+}
+
 impl fmt::Display for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.range {

@@ -40,7 +40,7 @@ async fn readyz(State(h): State<Http>) -> impl IntoResponse {
 
 async fn metrics(State(h): State<Http>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, sluice_common::metrics::CONTENT_TYPE)],
         h.service.metrics_text(),
     )
 }

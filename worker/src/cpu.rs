@@ -35,7 +35,10 @@ impl CpuPool {
     {
         let (tx, rx) = oneshot::channel();
         let span = tracing::Span::current();
+        let queue = &crate::metrics::METRICS.cpu_queue;
+        queue.inc();
         self.pool.spawn(move || {
+            crate::metrics::METRICS.cpu_queue.dec();
             let _entered = span.enter();
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
             let _ = tx.send(out);

@@ -19,7 +19,9 @@
 
 pub mod cpu;
 pub mod error;
+pub mod http;
 pub mod logs;
+pub mod metrics;
 pub mod plugin_cache;
 pub mod runner;
 pub mod shuffle;

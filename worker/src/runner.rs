@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     pub memory: u64,
     /// How long attempt logs are kept after a job's last one was written.
     pub log_retention: Duration,
+    /// Set while the worker is registered and not draining (its `/readyz`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How often the worker looks for attempt logs past their retention.
@@ -108,6 +110,7 @@ impl WorkerConfig {
             host_id: hostname(),
             memory: default_memory(),
             log_retention: DEFAULT_LOG_RETENTION,
+            ready: Arc::default(),
         }
     }
 }
@@ -357,6 +360,11 @@ pub async fn run_worker(
         }
     };
     tracing::info!(worker_id = %me.id, shuffle = %advertise, slots = config.slots, "worker registered");
+    let ready = &config.ready;
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::metrics::METRICS
+        .slots
+        .inc_by(i64::try_from(config.slots).unwrap_or(i64::MAX));
 
     // Assignments that came with a report's reply, started by this loop.
     let (next_tasks, mut next_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -484,6 +492,7 @@ pub async fn run_worker(
                 _ = stop_rx.wait_for(|s| *s), if draining.is_none() => {
                     tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
                     draining = Some(tokio::time::Instant::now());
+                    ready.store(false, std::sync::atomic::Ordering::SeqCst);
                     break; // tell the coordinator at once
                 }
                 _ = &mut tick => break,

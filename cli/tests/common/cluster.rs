@@ -230,7 +230,8 @@ impl Cluster {
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("worker-{index}")))
             // Each worker plays a machine of its own: no reads of another's disk.
-            .args(["--host-id", &format!("host-{index}")]);
+            .args(["--host-id", &format!("host-{index}")])
+            .args(["--http", "127.0.0.1:0"]);
         self.common_args(&mut cmd);
         cmd
     }

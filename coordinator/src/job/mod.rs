@@ -144,6 +144,8 @@ pub struct Job {
     /// Until then, maps with a claimable output are not re-run: their worker may be about to
     /// re-register.
     hold_claimable_until: Option<Instant>,
+    /// When the last map finished (reduces could run from then): for scheduling delays.
+    maps_done_at: Option<Instant>,
     journal: Journal,
 }
 
@@ -190,6 +192,7 @@ impl Job {
             found_unreachable: Vec::new(),
             claimable: Vec::new(),
             hold_claimable_until: None,
+            maps_done_at: None,
             journal: Journal::disabled(),
         }
     }
@@ -411,6 +414,9 @@ impl Job {
         match outcome {
             Outcome::MapDone(done) => {
                 self.finish_task(now, TaskKind::Map, i, attempt, worker);
+                if self.maps.iter().all(TaskState::is_done) {
+                    self.maps_done_at = Some(now);
+                }
                 self.bad.record(index, &done);
                 self.lineage
                     .record(index, attempt, worker, shuffle_addr, done);

@@ -134,6 +134,9 @@ pub struct Assignment {
     pub attempt: u32,
     /// What to run.
     pub task: AssignedTask,
+    /// For a task's first attempt, how long the task could have run before it was assigned
+    /// (the scheduling delay).
+    pub waited: Option<std::time::Duration>,
 }
 
 /// The task of an [`Assignment`].

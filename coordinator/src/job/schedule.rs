@@ -64,7 +64,16 @@ fn median(mut xs: Vec<Duration>) -> Option<Duration> {
 }
 
 impl Job {
-    fn assignment(&self, kind: TaskKind, i: usize, attempt: u32) -> Assignment {
+    fn assignment(&self, now: Instant, kind: TaskKind, i: usize, attempt: u32) -> Assignment {
+        // Retries and backups wait for reasons of their own; only first attempts measure
+        // how long a runnable task waited for a slot.
+        let ready = match kind {
+            TaskKind::Map => Some(self.epoch.at),
+            TaskKind::Reduce => self.maps_done_at,
+        };
+        let waited = ready
+            .filter(|_| attempt == 0)
+            .map(|t| now.saturating_duration_since(t));
         let task = match kind {
             TaskKind::Map => AssignedTask::Map {
                 index: i as u32,
@@ -79,6 +88,7 @@ impl Job {
             job: self.id.clone(),
             attempt,
             task,
+            waited,
         }
     }
 
@@ -144,7 +154,7 @@ impl Job {
             Some(worker),
             String::new(),
         );
-        Some(self.assignment(kind, i, attempt))
+        Some(self.assignment(now, kind, i, attempt))
     }
 
     /// A running task of the stage that deserves a backup on `worker`: first one whose only

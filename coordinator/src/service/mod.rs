@@ -75,6 +75,7 @@ impl CoordinatorService {
             incremental: history.incremental,
             journal: journal.clone(),
             queues: Default::default(),
+            metrics: Default::default(),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -220,13 +221,13 @@ impl CoordinatorService {
 
     /// Prometheus text-format metrics; the lock is held only to copy a few counts.
     pub fn metrics_text(&self) -> String {
-        let snapshot = {
+        let (snapshot, metrics) = {
             let state = self.lock();
             let mut running = JobTotals::default();
             for job in state.jobs.values() {
                 running.add(&pb::JobInfo::from(&job.info()));
             }
-            Snapshot {
+            let snapshot = Snapshot {
                 jobs: state.ended.plus(&running),
                 workers: state.workers.iter().count() as u64,
                 slots: state.workers.iter().map(|(_, w)| u64::from(w.slots)).sum(),
@@ -237,9 +238,10 @@ impl CoordinatorService {
                     .sum(),
                 assigned_by_heartbeat: state.assigned_by_heartbeat,
                 assigned_by_report: state.assigned_by_report,
-            }
+            };
+            (snapshot, state.metrics.clone())
         };
-        crate::metrics::render(&snapshot)
+        metrics.render(snapshot)
     }
 }
 

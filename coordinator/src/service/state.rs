@@ -51,6 +51,8 @@ pub struct State {
     pub(super) journal: crate::store::Journal,
     /// The queues jobs share the slots in.
     pub(super) queues: crate::cluster::queues::Queues,
+    /// Histograms observed as tasks are assigned and jobs end.
+    pub(super) metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl State {
@@ -112,6 +114,9 @@ impl State {
                     continue;
                 };
                 if let Some(a) = job.next_task(now, worker, &cluster) {
+                    if let Some(waited) = a.waited {
+                        self.metrics.assigned(a.kind().name(), waited);
+                    }
                     let runtime = crate::wire::runtime(&job.spec, job.input_plan());
                     assignments.push(crate::wire::assignment(&a, &runtime));
                     if let Some(l) = loads.iter_mut().find(|l| l.id == id) {
@@ -182,6 +187,9 @@ impl State {
                 info.to_drop.push(id.to_string());
             }
             let info = pb::JobInfo::from(&job.info());
+            let took = info.finished_ms.saturating_sub(info.submitted_ms);
+            let took = std::time::Duration::from_millis(took);
+            self.metrics.job_ended(crate::state_name(info.state), took);
             if info.state == pb::JobState::Succeeded as i32 && !job.spec.incremental.is_empty() {
                 self.record_files_read(&job);
             }

@@ -26,6 +26,7 @@ fn state() -> State {
         incremental: Default::default(),
         journal: Default::default(),
         queues: Default::default(),
+        metrics: Default::default(),
     }
 }
 
@@ -102,7 +103,7 @@ fn ended_jobs_move_to_history_and_keep_what_they_owe() {
         expected.add(info);
     }
     assert_eq!(s.ended, expected);
-    let text = crate::metrics::render(&crate::metrics::Snapshot {
+    let text = s.metrics.render(crate::metrics::Snapshot {
         jobs: s.ended.clone(),
         ..Default::default()
     });

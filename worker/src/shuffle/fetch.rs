@@ -113,7 +113,10 @@ pub async fn fetch_stream(
     outputs: Vec<pb::MapOutputLocation>,
     tx: mpsc::Sender<Piece>,
 ) {
-    if let Err(e) = stream_outputs(&security, &job_id, partition, &outputs, &tx).await {
+    let started = std::time::Instant::now();
+    let streamed = stream_outputs(&security, &job_id, partition, &outputs, &tx).await;
+    crate::metrics::METRICS.fetched(started.elapsed());
+    if let Err(e) = streamed {
         let _ = tx.send(Piece::Failed(e)).await;
     }
 }
@@ -201,6 +204,7 @@ async fn stream_outputs(
             cur.buf.reserve(len as usize);
         }
         cur.buf.extend_from_slice(&chunk.data);
+        crate::metrics::METRICS.shuffle_read("remote", chunk.data.len() as u64);
         if (cur.buf.len() as u64) < len {
             continue;
         }

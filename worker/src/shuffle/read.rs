@@ -235,7 +235,13 @@ fn locate(
         map_index: loc.map_index,
         attempt: loc.attempt,
     };
-    let local = |path: PathBuf, row_groups: Vec<usize>| {
+    let local = |path: PathBuf, row_groups: Vec<usize>, meta: &ArrowReaderMetadata| {
+        let bytes = row_groups
+            .iter()
+            .filter_map(|&g| meta.metadata().row_groups().get(g))
+            .map(|g| u64::try_from(g.compressed_size()).unwrap_or(0))
+            .sum();
+        crate::metrics::METRICS.shuffle_read("local", bytes);
         Source::Local(Fetched::Local {
             path,
             row_groups,
@@ -261,7 +267,7 @@ fn locate(
                 loc.expected_rows
             )));
         }
-        return Ok(local(path, groups));
+        return Ok(local(path, groups, &meta));
     }
     let path = Path::new(&loc.path);
     if loc.host_id != host_id
@@ -284,7 +290,7 @@ fn locate(
     if rows_in(&meta, &groups) != Some(loc.expected_rows) {
         return Ok(Source::Remote);
     }
-    Ok(local(path.to_path_buf(), groups))
+    Ok(local(path.to_path_buf(), groups, &meta))
 }
 
 /// Sends partition `partition` of every output in `locs` into `tx`, in order; returns how

@@ -140,7 +140,21 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
         log = %log.display()
     );
     span.in_scope(|| tracing::info!(worker = %env.worker_id, "attempt started"));
+    let metrics = &crate::metrics::METRICS;
+    let kind = if is_map { "map" } else { "reduce" };
+    let started = std::time::Instant::now();
+    let reserved = i64::try_from(env.slot_memory).unwrap_or(i64::MAX);
+    metrics.slots_busy.inc();
+    metrics.memory_reserved.inc_by(reserved);
     let outcome = execute(&env, &a).instrument(span.clone()).await;
+    metrics.slots_busy.dec();
+    metrics.memory_reserved.dec_by(reserved);
+    let ended = match (&outcome, env.cancelled.load(Ordering::SeqCst)) {
+        (_, true) => "cancelled",
+        (Ok(_), false) => "succeeded",
+        (Err(_), false) => "failed",
+    };
+    metrics.attempt_ended(kind, ended, started.elapsed());
     if outcome.is_ok() {
         span.in_scope(|| tracing::info!("attempt finished"));
     }
@@ -221,11 +235,21 @@ async fn execute(
                 .and_then(|s| {
                     Split::try_from(s).map_err(|e| TaskError::Assignment(e.to_string()))
                 })?;
+            let bytes = split.planned_bytes();
             let done = map_task::run(env, &job, m.index, a.attempt, split).await?;
+            let m = &crate::metrics::METRICS;
+            m.input_bytes.inc_by(bytes);
+            m.spilled_bytes
+                .inc_by(done.partitions.iter().map(|p| p.bytes).sum());
+            m.rejected_records.inc_by(done.bad_records);
             Ok(pb::report_task_request::Outcome::MapDone(done))
         }
         Some(pb::task_assignment::Task::Reduce(r)) => {
             let done = reduce_task::run(env, &job, r.partition, a.attempt, &r.map_outputs).await?;
+            crate::metrics::METRICS.outputs_read(
+                u64::from(done.local_outputs),
+                u64::from(done.remote_outputs),
+            );
             Ok(pb::report_task_request::Outcome::ReduceDone(done))
         }
         None => Err(TaskError::Assignment("assignment without a task".into())),
