@@ -27,6 +27,7 @@ pub mod plugins;
 pub mod schedule;
 pub mod service;
 pub mod store;
+pub mod ui;
 pub mod wire;
 
 use std::future::Future;
@@ -157,12 +158,9 @@ pub async fn run_coordinator(
 
     let ready = Arc::new(AtomicBool::new(false));
     let http_task = http.map(|listener| {
-        tokio::spawn(http::serve(
-            listener,
-            service.clone(),
-            ready.clone(),
-            stopped(),
-        ))
+        let (service, ready, security) = (service.clone(), ready.clone(), config.security.clone());
+        let stop = stopped();
+        tokio::spawn(async move { http::serve(listener, service, ready, &security, stop).await })
     });
 
     // Requests are small (plugin uploads come in 1 MiB chunks); replies carry assignments.

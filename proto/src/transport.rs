@@ -241,6 +241,12 @@ impl Security {
         self.token.is_some()
     }
 
+    /// The token itself: for the web UI, which checks a login against it and derives its
+    /// session cookie and CSRF value from it. Never log it.
+    pub fn token_bytes(&self) -> Option<&[u8]> {
+        self.token.as_deref()
+    }
+
     /// A token given as bytes: local mode's random per-run token.
     pub fn with_token(token: &[u8]) -> Result<Self, SecurityError> {
         let token = token.trim_ascii();

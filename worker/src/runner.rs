@@ -415,6 +415,11 @@ pub async fn run_worker(
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
+                if r.drain && draining.is_none() {
+                    tracing::info!(worker_id = %me.id, running = running.len(), "the coordinator asked this worker to drain");
+                    draining = Some(tokio::time::Instant::now());
+                    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
                 if r.reregister && draining.is_none() {
                     // The coordinator restarted or declared us lost. Attempts started under
                     // the old id will be refused; what we still serve is offered again.

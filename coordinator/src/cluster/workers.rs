@@ -20,6 +20,8 @@ pub struct WorkerInfo {
     pub running: u32,
     /// It is stopping: no new tasks.
     pub draining: bool,
+    /// An operator asked it to drain (`drain` in its heartbeat replies until it stops).
+    pub drain_requested: bool,
     /// When it registered (ms since the epoch).
     pub registered_ms: u64,
     /// Ended jobs whose shuffle files it may hold, to drop: told with its next heartbeat.
@@ -102,6 +104,7 @@ impl Workers {
                 last_seen: Instant::now(),
                 running: 0,
                 draining: false,
+                drain_requested: false,
                 registered_ms: crate::clock::now_ms(),
                 to_drop: Vec::new(),
                 suspect: false,

@@ -64,7 +64,7 @@ impl CoordinatorService {
     }
 
     /// A piece of an attempt's log, from the worker that ran it.
-    pub(super) async fn read_attempt_log(
+    pub(crate) async fn read_attempt_log(
         &self,
         req: pb::AttemptLogRequest,
     ) -> Result<pb::AttemptLogResponse, Status> {

@@ -26,6 +26,7 @@ mod pipelines;
 mod run_keys;
 mod schedules;
 mod state;
+mod views;
 mod workers;
 
 pub use state::State;
@@ -76,6 +77,7 @@ impl CoordinatorService {
             journal: journal.clone(),
             queues: Default::default(),
             metrics: Default::default(),
+            lost_workers: Default::default(),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -439,23 +441,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        let state = self.lock();
-        let mut workers: Vec<pb::WorkerInfo> = state
-            .workers
-            .iter()
-            .map(|(id, w)| pb::WorkerInfo {
-                worker_id: id.to_string(),
-                shuffle_addr: w.shuffle_addr.clone(),
-                slots: w.slots,
-                running: w.running,
-                draining: w.draining,
-                last_heartbeat_ms_ago: w.last_seen.elapsed().as_millis() as u64,
-                registered_ms: w.registered_ms,
-                suspect: w.suspect,
-                memory: w.memory,
-            })
-            .collect();
-        workers.sort_by_key(|w| (w.registered_ms, w.worker_id.clone()));
+        let workers = self.lock().workers_info();
         Ok(Response::new(pb::ListWorkersResponse { workers }))
     }
 

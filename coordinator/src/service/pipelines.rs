@@ -175,7 +175,7 @@ impl CoordinatorService {
         })
     }
 
-    pub(super) fn pipeline_info(&self, run_id: &str) -> Result<pb::PipelineInfo, Status> {
+    pub(crate) fn pipeline_info(&self, run_id: &str) -> Result<pb::PipelineInfo, Status> {
         let state = self.lock();
         let run = state
             .pipelines

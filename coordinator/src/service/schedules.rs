@@ -186,7 +186,7 @@ impl CoordinatorService {
         })
     }
 
-    pub(super) fn list_schedules(&self) -> pb::ListSchedulesResponse {
+    pub(crate) fn list_schedules(&self) -> pb::ListSchedulesResponse {
         let state = self.lock();
         let now = utc_ms(crate::clock::now_ms());
         let schedules = state

@@ -53,7 +53,12 @@ pub struct State {
     pub(super) queues: crate::cluster::queues::Queues,
     /// Histograms observed as tasks are assigned and jobs end.
     pub(super) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The workers lost most recently, newest last (at most [`LOST_WORKERS_KEPT`]).
+    pub(super) lost_workers: std::collections::VecDeque<pb::WorkerInfo>,
 }
+
+/// Lost workers the web UI still lists.
+pub const LOST_WORKERS_KEPT: usize = 50;
 
 impl State {
     /// The jobs carrying run key `key`, running and ended, in submission order.
@@ -236,13 +241,49 @@ impl State {
         }
     }
 
+    /// The registered workers, oldest first.
+    pub(super) fn workers_info(&self) -> Vec<pb::WorkerInfo> {
+        let mut workers: Vec<pb::WorkerInfo> = self
+            .workers
+            .iter()
+            .map(|(id, w)| pb::WorkerInfo {
+                worker_id: id.to_string(),
+                shuffle_addr: w.shuffle_addr.clone(),
+                slots: w.slots,
+                running: w.running,
+                draining: w.draining,
+                last_heartbeat_ms_ago: w.last_seen.elapsed().as_millis() as u64,
+                registered_ms: w.registered_ms,
+                suspect: w.suspect,
+                memory: w.memory,
+                ..Default::default()
+            })
+            .collect();
+        workers.sort_by_key(|w| (w.registered_ms, w.worker_id.clone()));
+        workers
+    }
+
     /// Declares workers silent for longer than `timeout` lost: their attempts are re-queued
     /// and the map outputs they held re-created where still needed. Attempts past their
     /// job's task timeout fail.
     pub(super) fn expire_workers(&mut self, timeout: Duration) {
         let now = Instant::now();
+        let before = self.workers_info();
         for worker in self.workers.expire(timeout) {
             tracing::warn!(%worker, ?timeout, "worker lost: no heartbeat within the timeout");
+            if let Some(mut info) = before
+                .iter()
+                .find(|w| w.worker_id == worker.as_str())
+                .cloned()
+            {
+                info.lost = true;
+                info.lost_ms = crate::clock::now_ms();
+                info.running = 0;
+                if self.lost_workers.len() >= LOST_WORKERS_KEPT {
+                    self.lost_workers.pop_front();
+                }
+                self.lost_workers.push_back(info);
+            }
             self.outbox.remove(&worker);
             for job in self.jobs.values_mut() {
                 job.on_worker_lost(now, &worker);

@@ -27,6 +27,7 @@ fn state() -> State {
         journal: Default::default(),
         queues: Default::default(),
         metrics: Default::default(),
+        lost_workers: Default::default(),
     }
 }
 

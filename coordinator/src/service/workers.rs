@@ -95,14 +95,15 @@ impl CoordinatorService {
         if req.draining && !info.draining {
             tracing::info!(%worker, "worker draining: no new tasks for it");
         }
-        info.draining = req.draining;
+        info.draining = req.draining || info.drain_requested;
+        let drain = info.drain_requested;
         // A suspect worker's first heartbeat clears it but gets no task: the heartbeat may
         // have been sent before the worker died. The next one proves it alive.
         let was_suspect = std::mem::take(&mut info.suspect);
         if was_suspect {
             tracing::info!(%worker, "suspect worker heartbeats again");
         }
-        let free_slots = if req.draining || was_suspect {
+        let free_slots = if req.draining || drain || was_suspect {
             0
         } else {
             req.free_slots
@@ -123,6 +124,7 @@ impl CoordinatorService {
             finished_jobs,
             reregister: false,
             cancel,
+            drain,
         })
     }
 

@@ -36,6 +36,7 @@ use rusqlite::{Connection, params};
 mod events;
 pub mod incremental;
 mod journal;
+pub mod listing;
 pub mod pipelines;
 mod read;
 pub mod schedules;
@@ -159,7 +160,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 ";
 
-fn state_from_name(name: &str) -> pb::JobState {
+pub(crate) fn state_from_name(name: &str) -> pb::JobState {
     match name {
         "running" => pb::JobState::Running,
         "succeeded" => pb::JobState::Succeeded,
@@ -209,16 +210,22 @@ fn read_counters(conn: &Connection, jobs: &mut [pb::JobInfo]) -> rusqlite::Resul
         let Some(info) = index.get(&job).and_then(|&i| jobs.get_mut(i)) else {
             continue;
         };
-        if name == "bad_records" {
-            info.bad_records = u64::try_from(value).unwrap_or(0);
-        } else if let Some(k) = name.strip_prefix(JOB_COUNTER) {
-            info.counters.insert(k.to_string(), value);
-        } else if let Some(k) = name.strip_prefix(BAD_KIND) {
-            info.bad_by_kind
-                .insert(k.to_string(), u64::try_from(value).unwrap_or(0));
-        }
+        apply_counter(info, &name, value);
     }
     Ok(())
+}
+
+/// Puts a stored counter into the job it belongs to (engine counters other than bad
+/// records are the job's own fields already).
+fn apply_counter(info: &mut pb::JobInfo, name: &str, value: i64) {
+    if name == "bad_records" {
+        info.bad_records = u64::try_from(value).unwrap_or(0);
+    } else if let Some(k) = name.strip_prefix(JOB_COUNTER) {
+        info.counters.insert(k.to_string(), value);
+    } else if let Some(k) = name.strip_prefix(BAD_KIND) {
+        info.bad_by_kind
+            .insert(k.to_string(), u64::try_from(value).unwrap_or(0));
+    }
 }
 
 /// The message given to jobs a stop or crash interrupted.
@@ -297,42 +304,13 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn read_history(conn: &Connection) -> rusqlite::Result<History> {
-    let mut stmt = conn.prepare(
-        "SELECT id, name, state, error, maps_total, maps_done, reduces_total, reduces_done,
-                rows_in, rows_out, output, submitted_ms, finished_ms, shuffle_bytes,
-                plugin_sha256, attempts, failed_attempts, seq, run_key
-         FROM jobs ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {} FROM jobs ORDER BY seq",
+        listing::JOB_COLUMNS
+    ))?;
     let mut next_seq = 1;
     let jobs = stmt
-        .query_map([], |r| {
-            let state: String = r.get(2)?;
-            let seq: i64 = r.get(17)?;
-            Ok((
-                pb::JobInfo {
-                    job_id: r.get(0)?,
-                    name: r.get(1)?,
-                    state: state_from_name(&state) as i32,
-                    error: r.get(3)?,
-                    maps_total: r.get(4)?,
-                    maps_done: r.get(5)?,
-                    reduces_total: r.get(6)?,
-                    reduces_done: r.get(7)?,
-                    rows_in: r.get::<_, i64>(8)? as u64,
-                    rows_out: r.get::<_, i64>(9)? as u64,
-                    output: r.get(10)?,
-                    submitted_ms: r.get::<_, i64>(11)? as u64,
-                    finished_ms: r.get::<_, i64>(12)? as u64,
-                    shuffle_bytes: r.get::<_, i64>(13)? as u64,
-                    plugin_sha256: r.get(14)?,
-                    attempts: r.get(15)?,
-                    failed_attempts: r.get(16)?,
-                    run_key: r.get(18)?,
-                    ..Default::default()
-                },
-                seq as u64,
-            ))
-        })?
+        .query_map([], listing::job_row)?
         .map(|row| {
             row.map(|(info, seq)| {
                 next_seq = next_seq.max(seq + 1);

@@ -90,4 +90,21 @@ impl Reader {
         })?;
         Ok(read.flatten())
     }
+
+    /// One page of the jobs matching `filter`, newest first.
+    pub fn jobs(
+        &self,
+        filter: &super::listing::JobFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<super::listing::JobPage, StoreError> {
+        Ok(self
+            .with(|conn| super::listing::jobs(conn, filter, offset, limit))?
+            .unwrap_or_default())
+    }
+
+    /// A job as the store holds it, with its counters and spec.
+    pub fn job(&self, id: &str) -> Result<Option<(pb::JobInfo, pb::JobSpec)>, StoreError> {
+        Ok(self.with(|conn| super::listing::job(conn, id))?.flatten())
+    }
 }
