@@ -47,6 +47,10 @@ pub struct CoordinatorArgs {
     /// Milliseconds without a heartbeat after which a worker is lost [default: 10000].
     #[arg(long, env = "SLUICE_WORKER_TIMEOUT_MS")]
     worker_timeout_ms: Option<u64>,
+    /// How long ended jobs stay in the history, with their events and attempts (`90d`,
+    /// `12h`; `0`: forever) [default: 90d].
+    #[arg(long, env = "SLUICE_RETENTION", value_parser = crate::parse_secs)]
+    retention: Option<u64>,
     /// Attempts a task gets before the job fails [default: 4].
     #[arg(long, env = "SLUICE_MAX_ATTEMPTS")]
     max_attempts: Option<u32>,
@@ -120,6 +124,17 @@ pub struct WorkerArgs {
     config: ConfigArg,
 }
 
+/// A duration in seconds from its flag, else from the config file's text (`90d`), else none.
+fn secs_setting(flag: Option<u64>, file: &Option<String>, key: &str) -> Result<Option<u64>> {
+    match (flag, file) {
+        (Some(secs), _) => Ok(Some(secs)),
+        (None, Some(text)) => crate::parse_secs(text)
+            .map(Some)
+            .map_err(|e| anyhow!("{key}: {e}")),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -176,6 +191,9 @@ pub async fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .max_stored_plugin_bytes
         .or(c.max_stored_plugin_bytes)
         .unwrap_or(DEFAULT_MAX_STORED_PLUGIN_BYTES);
+    if let Some(secs) = secs_setting(args.retention, &c.retention, "[coordinator] retention")? {
+        config.retention = (secs > 0).then(|| Duration::from_secs(secs));
+    }
     config.worker_timeout = Duration::from_millis(
         args.worker_timeout_ms
             .or(c.worker_timeout_ms)
@@ -276,14 +294,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
             .or(w.drain_timeout_secs)
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
     );
-    let retention = match (args.log_retention, &w.log_retention) {
-        (Some(secs), _) => Some(secs),
-        (None, Some(text)) => {
-            Some(crate::parse_secs(text).map_err(|e| anyhow!("[worker] log_retention: {e}"))?)
-        }
-        (None, None) => None,
-    };
-    if let Some(secs) = retention {
+    if let Some(secs) = secs_setting(
+        args.log_retention,
+        &w.log_retention,
+        "[worker] log_retention",
+    )? {
         config.log_retention = Duration::from_secs(secs);
     }
     if let Some(memory) = args.memory.or(w.memory) {

@@ -26,6 +26,7 @@
 //! max_tasks_per_job = 100000            # map tasks an input may be cut into
 //! max_task_memory = 1099511627776       # bytes a job may ask per task
 //! max_batch_rows = 1048576
+//! retention = "90d"                     # ended jobs' history, events, attempts; "0": forever
 //! [worker]
 //! coordinator = "http://coordinator:7700"
 //! listen = "0.0.0.0:7701"               # shuffle service
@@ -168,6 +169,8 @@ pub struct CoordinatorSection {
     pub max_task_memory: Option<u64>,
     /// Most rows per record batch.
     pub max_batch_rows: Option<u32>,
+    /// How long ended jobs are kept (`90d`; `0`: forever).
+    pub retention: Option<String>,
 }
 
 /// `[worker]`.

@@ -78,7 +78,12 @@ pub struct CoordinatorConfig {
     pub alerts: Vec<alerts::AlertTarget>,
     /// The queues jobs share the slots in.
     pub queues: cluster::queues::Queues,
+    /// Ended jobs are kept this long (history, events, attempts); `None`: forever.
+    pub retention: Option<Duration>,
 }
+
+/// Ended jobs are kept 90 days by default: a quarter of nightly runs to look back on.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 impl CoordinatorConfig {
     /// The defaults, with state in `state_dir` and no token or TLS.
@@ -94,6 +99,7 @@ impl CoordinatorConfig {
             limits: sluice_common::spec::Limits::default(),
             alerts: Vec::new(),
             queues: Default::default(),
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }
@@ -132,6 +138,9 @@ pub async fn run_coordinator(
     .with_alerts(config.alerts)
     .with_queues(config.queues);
     service.spawn_worker_expiry(config.worker_timeout);
+    if let Some(keep) = config.retention {
+        service.spawn_retention(keep);
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -23,6 +23,7 @@ use crate::store::{Event, History, Journal, Reader};
 mod clients;
 mod history;
 mod pipelines;
+mod retention;
 mod run_keys;
 mod schedules;
 mod state;

@@ -118,6 +118,21 @@ pub(super) fn read(
     rows.collect()
 }
 
+/// Removes everything the store keeps of `jobs` (ended jobs past the retention): their
+/// events, attempts, tasks, counters and row.
+pub(super) fn prune(tx: &Transaction<'_>, jobs: &[String]) -> rusqlite::Result<()> {
+    for job in jobs {
+        for table in ["job_events", "attempts", "tasks", "counters"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE job_id = ?1"),
+                params![job],
+            )?;
+        }
+        tx.execute("DELETE FROM jobs WHERE id = ?1", params![job])?;
+    }
+    Ok(())
+}
+
 /// Whether the store knows job `job`.
 pub(super) fn job_known(conn: &Connection, job: &str) -> rusqlite::Result<bool> {
     conn.query_row("SELECT 1 FROM jobs WHERE id = ?1", params![job], |_| Ok(()))

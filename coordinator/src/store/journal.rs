@@ -79,6 +79,8 @@ pub enum Event {
     FilesRead(super::incremental::FilesRead),
     /// Something happened to a job (its event journal).
     Job(crate::job::events::JobEvent),
+    /// Ended jobs past the retention: everything kept of them goes.
+    Prune(Vec<String>),
     /// Answers [`Journal::sync`] once everything before it is committed, or failed.
     Sync(mpsc::Sender<Result<(), JournalError>>),
 }
@@ -429,6 +431,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> rusqlite::Result<()> 
         Event::Schedule(e) => super::schedules::apply(tx, e),
         Event::FilesRead(e) => super::incremental::apply(tx, e),
         Event::Job(e) => super::events::apply(tx, e),
+        Event::Prune(jobs) => super::events::prune(tx, jobs),
         Event::Sync(_) => Ok(()),
     }
 }
