@@ -27,25 +27,15 @@ fn token_cluster(workers: usize) -> Cluster {
     )
 }
 
-async fn log_in(b: &Browser, http: &str) {
+/// Opens the UI, which sends the browser to its login form, and submits `token`.
+async fn submit_login(b: &Browser, http: &str, token: &str) {
     b.client.goto(&format!("http://{http}/ui")).await.unwrap();
     let url = b.client.current_url().await.unwrap();
     assert!(url.path().ends_with("/ui/login"), "{url}");
-    b.client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    b.client
-        .find(Locator::Css("#login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.text("table#jobs").await;
+    let field = b.client.find(Locator::Css("#token")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    let button = b.client.find(Locator::Css("#login")).await.unwrap();
+    button.click().await.unwrap();
 }
 
 #[test]
@@ -67,29 +57,16 @@ async fn follow_jobs() {
     let http = c.http.clone();
 
     // A wrong token is refused on the login page.
-    b.client.goto(&format!("http://{http}/ui")).await.unwrap();
-    b.client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys("not-the-token")
-        .await
-        .unwrap();
-    b.client
-        .find(Locator::Css("#login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_login(&b, &http, "not-the-token").await;
     assert!(
         b.text("#login-error")
             .await
             .contains("not the cluster token")
     );
     b.shot("login").await;
+    submit_login(&b, &http, TOKEN).await;
+    b.text("table#jobs").await;
     step("login");
-    log_in(&b, &http).await;
 
     // A job parked in its shuffle: its maps are done, its reduces wait for the gate.
     let input = c.path("in");

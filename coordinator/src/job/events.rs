@@ -175,6 +175,26 @@ impl Job {
         }));
     }
 
+    /// Journals that the attempt `cancel` stops (of task `i` of stage `kind`) was killed.
+    pub(super) fn killed(
+        &self,
+        now: Instant,
+        kind: TaskKind,
+        i: usize,
+        cancel: &super::Cancel,
+        why: String,
+    ) {
+        let (attempt, worker) = (cancel.attempt.attempt, Some(&cancel.worker));
+        self.event(
+            now,
+            EventKind::Killed,
+            Some((kind, i)),
+            attempt,
+            worker,
+            why,
+        );
+    }
+
     /// Journals an event about the job as a whole.
     pub(super) fn job_event(&self, now: Instant, kind: EventKind, detail: String) {
         self.event(now, kind, None, 0, None, detail);

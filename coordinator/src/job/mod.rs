@@ -369,16 +369,7 @@ impl Job {
             took,
         };
         for c in &cancels {
-            let detail = format!("attempt {attempt} finished first");
-            let task = Some((kind, i));
-            self.event(
-                now,
-                EventKind::Killed,
-                task,
-                c.attempt.attempt,
-                Some(&c.worker),
-                detail,
-            );
+            self.killed(now, kind, i, c, format!("attempt {attempt} finished first"));
         }
         self.cancels.extend(cancels);
     }
@@ -479,16 +470,7 @@ impl Job {
             }
         }
         for (kind, i, c) in cancels {
-            let detail = "the job ended".to_string();
-            let task = Some((kind, i));
-            self.event(
-                now,
-                EventKind::Killed,
-                task,
-                c.attempt.attempt,
-                Some(&c.worker),
-                detail,
-            );
+            self.killed(now, kind, i, &c, "the job ended".into());
             self.cancels.push(c);
         }
     }

@@ -274,8 +274,8 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Response {
-    if !ui.auth.csrf_ok(&form.csrf) {
-        return error_page(StatusCode::FORBIDDEN, "the form is stale: reload the page");
+    if let Some(refused) = super::refuse_forged(&ui, &form) {
+        return refused;
     }
     match ui.service.cancel_from_ui(&id).await {
         Ok(_) => Redirect::to(&format!("/ui/jobs/{id}")).into_response(),

@@ -265,9 +265,15 @@ pub(crate) struct ActionForm {
     pub csrf: String,
 }
 
+/// The refusal of an action whose CSRF value is wrong, or `None` when it is right.
+pub(crate) fn refuse_forged(ui: &Ui, form: &ActionForm) -> Option<Response> {
+    (!ui.auth.csrf_ok(&form.csrf))
+        .then(|| error_page(StatusCode::FORBIDDEN, "the form is stale: reload the page"))
+}
+
 async fn logout(State(ui): State<Ui>, axum::Form(form): axum::Form<ActionForm>) -> Response {
-    if !ui.auth.csrf_ok(&form.csrf) {
-        return error_page(StatusCode::FORBIDDEN, "the form is stale: reload the page");
+    if let Some(refused) = refuse_forged(&ui, &form) {
+        return refused;
     }
     let mut response = Redirect::to("/ui/login").into_response();
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/ui; Max-Age=0");

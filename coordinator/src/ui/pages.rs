@@ -174,8 +174,8 @@ pub(super) async fn drain(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> Response {
-    if !ui.auth.csrf_ok(&form.csrf) {
-        return error_page(StatusCode::FORBIDDEN, "the form is stale: reload the page");
+    if let Some(refused) = super::refuse_forged(&ui, &form) {
+        return refused;
     }
     if !ui.service.drain_worker(&id) {
         return error_page(StatusCode::NOT_FOUND, &format!("no registered worker {id}"));
