@@ -94,12 +94,7 @@ fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
     });
     assert_eq!(s["reduces_done"], 0, "{s}");
     // Kill a worker that holds map outputs.
-    let victim = (0..3)
-        .find(|i| {
-            std::fs::read_dir(c.path(&format!("worker-{i}/shuffle/job-0001")))
-                .is_ok_and(|mut d| d.next().is_some())
-        })
-        .expect("some worker holds map outputs");
+    let victim = worker_holding_outputs(&c, "job-0001");
     c.workers[victim].child.kill().unwrap();
     let out = {
         let status = submit.wait().unwrap();

@@ -87,12 +87,7 @@ async fn follow_jobs() {
         .unwrap();
 
     // Kill a worker that holds map outputs; the workers page shows it lost, live.
-    let victim = (0..3)
-        .find(|i| {
-            std::fs::read_dir(c.path(&format!("worker-{i}/shuffle/job-0001")))
-                .is_ok_and(|mut d| d.next().is_some())
-        })
-        .expect("some worker holds map outputs");
+    let victim = worker_holding_outputs(&c, "job-0001");
     c.workers[victim].child.kill().unwrap();
     std::fs::write(&gated.gate, "").unwrap();
     let status = gated.submit.wait().unwrap();

@@ -204,3 +204,13 @@ pub fn submit_gated(c: &Cluster, input: &Path, reducers: u32) -> Gated {
         status,
     }
 }
+
+/// The index (in `c.workers`, none killed yet) of a worker holding map outputs of `job`.
+pub fn worker_holding_outputs(c: &Cluster, job: &str) -> usize {
+    (0..c.workers.len())
+        .find(|i| {
+            std::fs::read_dir(c.path(&format!("worker-{i}/shuffle/{job}")))
+                .is_ok_and(|mut d| d.next().is_some())
+        })
+        .expect("some worker holds map outputs")
+}
