@@ -72,6 +72,22 @@ async fn follow_jobs() {
     let input = c.path("in");
     let texts = write_corpus(&input, 4, 2500);
     let mut gated = submit_gated(&c, &input, 4);
+    // The workers hold the job's map outputs now, and the workers page says how much.
+    b.client
+        .goto(&format!("http://{http}/ui/workers"))
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for cell in b
+        .client
+        .find_all(Locator::Css("td.shuffle-held"))
+        .await
+        .unwrap()
+    {
+        held.push(cell.text().await.unwrap());
+    }
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held.iter().any(|h| h.ends_with("KiB")), "{held:?}");
     step("gated");
     b.client
         .goto(&format!("http://{http}/ui/jobs/job-0001"))

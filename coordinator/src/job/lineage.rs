@@ -82,6 +82,14 @@ impl Lineage {
         self.outputs.iter().flatten().map(|o| o.done.rows_in).sum()
     }
 
+    /// Adds the shuffle bytes each worker holds for these outputs to `held`.
+    pub fn add_bytes_by_worker(&self, held: &mut std::collections::HashMap<WorkerId, u64>) {
+        for o in self.outputs.iter().flatten() {
+            let bytes: u64 = o.done.partitions.iter().map(|p| p.bytes).sum();
+            *held.entry(o.location.worker.clone()).or_default() += bytes;
+        }
+    }
+
     /// Shuffle bytes held by the finished maps.
     pub fn shuffle_bytes(&self) -> u64 {
         self.outputs

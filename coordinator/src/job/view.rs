@@ -17,6 +17,14 @@ impl Job {
         all
     }
 
+    /// Adds the shuffle bytes each worker holds for this job to `held`.
+    pub fn add_shuffle_bytes_by_worker(
+        &self,
+        held: &mut std::collections::HashMap<sluice_common::ids::WorkerId, u64>,
+    ) {
+        self.lineage.add_bytes_by_worker(held);
+    }
+
     /// Attempts of the job running now.
     pub fn running_attempts(&self) -> usize {
         self.maps

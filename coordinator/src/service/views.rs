@@ -32,10 +32,22 @@ impl CoordinatorService {
             .map(|j| pb::JobInfo::from(&j.info()))
     }
 
-    /// The registered workers, then the ones lost lately (newest first).
+    /// The registered workers with the shuffle bytes they hold (summed over the running
+    /// jobs' lineage: ended jobs' outputs are dropped), then the ones lost lately (newest
+    /// first).
     pub fn workers_view(&self) -> Vec<pb::WorkerInfo> {
         let state = self.lock();
+        let mut held = std::collections::HashMap::new();
+        for job in state.jobs.values() {
+            job.add_shuffle_bytes_by_worker(&mut held);
+        }
         let mut all = state.workers_info();
+        for w in &mut all {
+            w.shuffle_bytes = held
+                .get(&WorkerId::new(w.worker_id.clone()))
+                .copied()
+                .unwrap_or(0);
+        }
         all.extend(state.lost_workers.iter().rev().cloned());
         all
     }

@@ -143,7 +143,7 @@ pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Respons
             table #workers {
                 thead { tr {
                     th { "Worker" } th { "State" } th { "Slots" } th { "Running" } th { "Last heartbeat" }
-                    th.hide-narrow { "Shuffle address" } th.hide-narrow { "Memory" } th.hide-narrow { "Registered" } th {}
+                    th { "Shuffle held" } th.hide-narrow { "Shuffle address" } th.hide-narrow { "Memory" } th.hide-narrow { "Registered" } th {}
                 } }
                 tbody {
                     @for w in &workers {
@@ -153,6 +153,7 @@ pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Respons
                             td { (w.slots) }
                             td { (w.running) }
                             td { @if w.lost { "lost at " (when(w.lost_ms)) } @else { (format!("{:.1} s ago", w.last_heartbeat_ms_ago as f64 / 1000.0)) } }
+                            td.shuffle-held { (bytes(w.shuffle_bytes)) }
                             td.hide-narrow { (w.shuffle_addr) }
                             td.hide-narrow { @if w.memory > 0 { (bytes(w.memory)) } }
                             td.hide-narrow { (when(w.registered_ms)) }
