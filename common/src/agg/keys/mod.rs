@@ -29,7 +29,9 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::acc::{as_i64, widens_to_i64};
 use crate::{Error, Result};
 use overflow::{Overflow, array_of};
-use packed::{Kind, PACKED, UNPACKED, Value, cmp_packed, nth, pack};
+use packed::{
+    Kind, PACKED, UNPACKED, Value, cmp_packed, nth, pack, packed_words, same_packed, words_packed,
+};
 
 /// Hash of a null key value.
 const NULL_HASH: u64 = 0x6E75_6C6C_6E75_6C6C;
@@ -243,7 +245,7 @@ impl GroupKeys {
     pub(super) fn equals(&self, g: usize, batch: &BatchKeys, i: usize) -> bool {
         let (stored, row) = (&self.packed[g], &batch.packed[i]);
         match (stored[0] == UNPACKED, row[0] == UNPACKED) {
-            (false, false) => stored == row,
+            (false, false) => same_packed(stored, row),
             (true, true) => {
                 let k = Self::overflow_row(stored).unwrap_or_default();
                 self.overflow
@@ -277,14 +279,31 @@ impl GroupKeys {
     /// The groups in key order, and their key columns in that order.
     pub(super) fn sorted(&self) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
         // Sorting copies of the packed keys reads them in one pass and keeps every
-        // comparison in the vector being sorted, not scattered over the groups.
-        let mut rows: Vec<([u8; PACKED], u32)> = self
-            .packed
-            .iter()
-            .enumerate()
-            .map(|(g, k)| (*k, g as u32))
-            .collect();
-        rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
+        // comparison in the vector being sorted, not scattered over the groups. When every
+        // key packed, each is sorted as its three big-endian words: integer comparisons,
+        // no decoding per comparison.
+        let rows: Vec<([u8; PACKED], u32)> = if self.overflow_rows == 0 {
+            let mut words: Vec<([u64; 3], u32)> = self
+                .packed
+                .iter()
+                .enumerate()
+                .map(|(g, k)| (packed_words(k), g as u32))
+                .collect();
+            words.sort_unstable();
+            words
+                .into_iter()
+                .map(|(w, g)| (words_packed(&w), g))
+                .collect()
+        } else {
+            let mut rows: Vec<([u8; PACKED], u32)> = self
+                .packed
+                .iter()
+                .enumerate()
+                .map(|(g, k)| (*k, g as u32))
+                .collect();
+            rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
+            rows
+        };
         let columns = (0..self.kinds.len())
             .map(|c| {
                 let values = rows.iter().map(|(k, _)| self.value(k, c));
