@@ -93,6 +93,17 @@ fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
         s["maps_total"].as_u64() > Some(0) && s["maps_done"] == s["maps_total"]
     });
     assert_eq!(s["reduces_done"], 0, "{s}");
+    // Followers of the job's events and of a reduce's log, started while it runs.
+    let follow = |command: &str, extra: &[&str]| {
+        c.client(command)
+            .args(["job-0001", "--follow"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let events = follow("events", &[]);
+    let logs = follow("logs", &["--task", "reduce-0"]);
     // Kill a worker that holds map outputs.
     let victim = worker_holding_outputs(&c, "job-0001");
     c.workers[victim].child.kill().unwrap();
@@ -122,30 +133,40 @@ fn a_worker_killed_during_the_shuffle_has_its_map_outputs_rerun() {
     // and each map re-run is one that ran twice (backups of slow maps ran twice too).
     let out = c.run_client("events", &["job-0001", "--json"]);
     assert_ok(&out);
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    let all: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let lost: Vec<&serde_json::Value> = events
+    let lost: Vec<&serde_json::Value> = all
         .iter()
         .filter(|e| e["kind"] == "worker-lost" || e["kind"] == "worker-unreachable")
         .collect();
-    assert!(!lost.is_empty(), "{events:?}");
-    let mut rerun_events: Vec<String> = events
+    assert!(!lost.is_empty(), "{all:?}");
+    let mut rerun_events: Vec<String> = all
         .iter()
         .filter(|e| e["kind"] == "map-rerun")
         .map(|e| e["task"].as_str().unwrap().to_string())
         .collect();
     rerun_events.sort();
     rerun_events.dedup();
-    assert!(!rerun_events.is_empty(), "{events:?}");
+    assert!(!rerun_events.is_empty(), "{all:?}");
+    // The followers stop by themselves once the job has ended, having printed its end.
+    let followed = wait_output(events, Duration::from_secs(30));
+    assert!(
+        followed.lines().last().unwrap_or("").contains("succeeded"),
+        "{followed}"
+    );
+    assert!(followed.contains("map-rerun"), "{followed}");
+    let followed = wait_output(logs, Duration::from_secs(30));
+    assert!(followed.contains("==> reduce-0 attempt 0 on"), "{followed}");
+    assert!(followed.contains("attempt started"), "{followed}");
     for task in &rerun_events {
         assert!(
             rerun.contains(task),
-            "{task} re-run but ran once: {rerun:?} {events:?}"
+            "{task} re-run but ran once: {rerun:?} {all:?}"
         );
     }
-    assert_eq!(events.last().unwrap()["kind"], "succeeded", "{events:?}");
+    assert_eq!(all.last().unwrap()["kind"], "succeeded", "{all:?}");
 }
 
 #[test]
@@ -502,4 +523,21 @@ fn a_task_failing_every_attempt_fails_the_job_and_its_events_and_logs_say_why() 
     assert!(err.contains("job-0001 has no attempt of reduce-7"), "{err}");
     let err = assert_failed(&c.run_client("events", &["job-0099"]));
     assert!(err.contains("no job job-0099"), "{err}");
+}
+
+/// The stdout of `child` once it exits by itself, which it must within `limit`.
+fn wait_output(mut child: std::process::Child, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running {limit:?} after the job ended");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+    }
+    text
 }
