@@ -135,6 +135,14 @@ async fn follow_jobs() {
     assert!(b.count("svg.timeline line.mark").await >= 1);
     assert!(b.count("svg.timeline rect.bar.re-run").await >= 1);
     assert!(b.count("table#reruns tbody tr").await >= 1);
+    // Each finished attempt says what it read and wrote.
+    let result = b
+        .text("table#attempts tr[data-task=map-0][data-state=done] td.result")
+        .await;
+    assert!(
+        result.contains("rows read") && result.contains("bytes"),
+        "{result}"
+    );
     b.shot("job-lost-worker").await;
     step("lost shot");
     b.client

@@ -1,6 +1,6 @@
 //! One job's page: what it is, its progress by stage, counters and bad records, its
-//! `_SUCCESS` manifest, the task timeline, every attempt (with its worker, duration, error
-//! and log), its lineage (what each reduce read, which map outputs were re-run) and its
+//! `_SUCCESS` manifest, the task timeline, every attempt (with its worker, duration, rows
+//! and bytes or error, and log), its lineage (what each reduce read, which map outputs were re-run) and its
 //! events; an attempt's log; cancelling it.
 
 use axum::extract::{Path, Query, State};
@@ -122,7 +122,7 @@ pub(super) async fn page(
             span { i.running {} "running" } span { "outlined: re-run of a lost map output" }
         }
         (super::timeline::svg(&timeline))
-        (attempts(&info.job_id, &stored.attempts))
+        (attempts(&info.job_id, &stored.attempts, &stored.events))
         (lineage(&stored.events))
         @if let Some(m) = &stored.manifest { h2 { "_SUCCESS" } pre #manifest { (m) } }
         h2 { "Events" }
@@ -167,7 +167,14 @@ fn counters(info: &pb::JobInfo) -> Markup {
     }
 }
 
-fn attempts(job: &str, attempts: &[pb::AttemptInfo]) -> Markup {
+/// Every attempt, with what it read and wrote (its `finished` event's detail: rows and
+/// bytes) or its error.
+fn attempts(job: &str, attempts: &[pb::AttemptInfo], events: &[pb::JobEvent]) -> Markup {
+    let results: std::collections::HashMap<(&str, u32), &str> = events
+        .iter()
+        .filter(|e| e.kind == "finished")
+        .map(|e| ((e.task.as_str(), e.attempt), e.detail.as_str()))
+        .collect();
     let mut sorted: Vec<&pb::AttemptInfo> = attempts.iter().collect();
     sorted.sort_by(|a, b| {
         sluice_common::ids::natural_cmp(&a.task, &b.task).then(a.attempt.cmp(&b.attempt))
@@ -175,13 +182,17 @@ fn attempts(job: &str, attempts: &[pb::AttemptInfo]) -> Markup {
     html! {
         h2 { "Attempts" }
         div.scroll { table #attempts {
-            thead { tr { th { "Task" } th { "#" } th { "Worker" } th { "State" } th { "Took" } th { "Error" } th { "Log" } } }
+            thead { tr { th { "Task" } th { "#" } th { "Worker" } th { "State" } th { "Took" } th { "Result or error" } th { "Log" } } }
             tbody { @for a in sorted {
                 tr data-task=(a.task) data-attempt=(a.attempt) data-state=(a.state) {
                     td { (a.task) } td { (a.attempt) } td { (a.worker) }
                     td { span class=(format!("badge {}", a.state)) { (a.state) } }
                     td { (if a.finished_ms > 0 { took(a.started_ms, a.finished_ms) } else { "running".into() }) }
-                    td.error { (a.error) }
+                    @if a.error.is_empty() {
+                        td.result { (results.get(&(a.task.as_str(), a.attempt)).copied().unwrap_or("")) }
+                    } @else {
+                        td.error { (a.error) }
+                    }
                     td { a.log href=(format!("/ui/jobs/{job}/log?task={}&attempt={}", a.task, a.attempt)) { "log" } }
                 }
             } }
