@@ -140,7 +140,7 @@ fn attempt_header(a: &pb::AttemptInfo) -> String {
 /// Prints the logs of a job's attempts, read through the coordinator from their workers.
 pub async fn logs(args: LogsArgs) -> Result<()> {
     if let Some(t) = &args.task
-        && !valid_task(t)
+        && sluice_worker::logs::files::parse_task(t).is_none()
     {
         anyhow::bail!("--task {t:?}: a task is map-N or reduce-N");
     }
@@ -209,12 +209,6 @@ pub async fn logs(args: LogsArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn valid_task(t: &str) -> bool {
-    t.split_once('-').is_some_and(|(k, i)| {
-        matches!(k, "map" | "reduce") && !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())
-    })
 }
 
 /// Whether the job has ended (any way).
