@@ -3,7 +3,7 @@
 //! of every map ([`AggMode::Final`]).
 //!
 //! A batch's key columns are hashed once, column by column, and each row looked up in a
-//! `hashbrown::HashTable` of group ids, comparing typed key values ([`keys`]): no row
+//! table of group ids ([`table`]), comparing typed key values ([`keys`]): no row
 //! encoding, no byte-string compare of whole keys. Accumulators ([`acc`]) are columnar
 //! vectors indexed by group id, updated in one loop per aggregate per batch.
 //!
@@ -21,23 +21,32 @@
 
 mod acc;
 mod keys;
+mod states;
+mod table;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::take;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use hashbrown::HashTable;
 use sluice_sdk::Aggregate;
 
 use crate::{Error, Result};
-use acc::{Acc, Plan};
+use acc::{Plan, place_plans};
 use keys::GroupKeys;
+use states::States;
+use table::GroupTable;
 
 /// Rows a combiner folds before it decides whether grouping pays (DataFusion's
 /// `skip_partial_aggregation_probe_rows_threshold`); smaller when batches are small, see
 /// [`probe_rows`].
 pub const PROBE_ROWS: u64 = 100_000;
+/// How many rows ahead of its probe the aggregator prefetches a row's table entry: enough
+/// for the misses of several rows to overlap, few enough that the entries are still cached.
+const PREFETCH_ROWS: usize = 16;
+/// Rows whose groups' states every aggregate folds in turn before the next rows: their
+/// state rows (two cache lines each for EOD) stay in a core's cache from the first fold to
+/// the last.
+const FOLD_ROWS: usize = 2048;
 /// Groups per row at or above which grouping does not pay (DataFusion's probe ratio).
 pub const SKIP_RATIO: f64 = 0.8;
 
@@ -103,9 +112,10 @@ pub enum AggMode {
 pub struct HashAggregator {
     key_indices: Vec<usize>,
     keys: GroupKeys,
-    table: HashTable<u32>,
+    table: GroupTable,
     hashes: Vec<u64>,
     plans: Vec<Plan>,
+    states: States,
     output_schema: SchemaRef,
     /// The schema every batch must have (the first batch's): a batch of other types would
     /// be misread, for example decimals of another scale summed as raw integers.
@@ -140,10 +150,11 @@ impl HashAggregator {
                 .map(|f| f.data_type().clone())
                 .collect::<Vec<_>>(),
         )?;
-        let plans = aggregates
+        let mut plans = aggregates
             .iter()
             .map(|a| Plan::new(a, input, mode))
             .collect::<Result<Vec<_>>>()?;
+        let stride = place_plans(&mut plans);
         let fields: Vec<Field> = key_fields
             .into_iter()
             .chain(plans.iter().map(|p| p.output.clone()))
@@ -151,9 +162,10 @@ impl HashAggregator {
         Ok(HashAggregator {
             key_indices,
             keys,
-            table: HashTable::new(),
+            table: GroupTable::new(),
             hashes: Vec::new(),
             plans,
+            states: States::new(stride),
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: Arc::new(input.clone()),
             mode,
@@ -170,17 +182,14 @@ impl HashAggregator {
         self.hashes.len()
     }
 
-    /// A rough estimate of the memory held, for spilling decisions.
+    /// The memory held, for spilling decisions.
     pub fn memory_bytes(&self) -> usize {
-        let per_group: usize = 8
-            + 8
-            + 4
-            + self
-                .plans
-                .iter()
-                .map(|p| p.acc.bytes_per_group())
-                .sum::<usize>();
-        self.keys.memory_bytes() + self.groups() * per_group + self.table.capacity() * 8
+        let outside: usize = self.plans.iter().map(|p| p.acc.bytes_per_group()).sum();
+        self.keys.memory_bytes()
+            + self.hashes.capacity() * 8
+            + self.states.memory_bytes()
+            + self.groups() * outside
+            + self.table.memory_bytes()
     }
 
     /// Each row of `batch` as a partial of its own, in the schema of
@@ -243,32 +252,38 @@ impl HashAggregator {
             .collect();
         let keys = self.keys.batch(&keys)?;
         let hashes = keys.hashes(batch.num_rows());
+        self.table.reserve(batch.num_rows(), &self.hashes);
         let mut group_ids = Vec::with_capacity(batch.num_rows());
         for (i, &hash) in hashes.iter().enumerate() {
-            let (stored, group_hashes) = (&self.keys, &self.hashes);
-            let found = self
+            if let Some(&ahead) = hashes.get(i + PREFETCH_ROWS) {
+                self.table.prefetch(ahead);
+            }
+            let next = self.hashes.len() as u32;
+            let stored = &self.keys;
+            let (group, new) = self
                 .table
-                .find(hash, |&g| stored.equals(g as usize, &keys, i));
-            let group = match found {
-                Some(&g) => g,
-                None => {
-                    let g = group_hashes.len() as u32;
-                    self.keys.push(&keys, i);
-                    self.hashes.push(hash);
-                    let group_hashes = &self.hashes;
-                    self.table
-                        .insert_unique(hash, g, |&g| group_hashes[g as usize]);
-                    for p in &mut self.plans {
-                        p.acc.push_group();
-                    }
-                    g
+                .find_or_insert(hash, next, |g| stored.equals(g as usize, &keys, i));
+            if new {
+                self.keys.push(&keys, i);
+                self.hashes.push(hash);
+                self.states.push_group();
+                for p in &mut self.plans {
+                    p.acc.push_group();
                 }
-            };
+            }
             group_ids.push(group);
         }
-        for p in &mut self.plans {
-            let col = p.input.map(|i| batch.column(i));
-            p.acc.update(&group_ids, col, p.output.name())?;
+        let inputs = self
+            .plans
+            .iter()
+            .map(|p| p.input_of(batch))
+            .collect::<Result<Vec<_>>>()?;
+        // A chunk's rows stay in the cache from the first aggregate's fold to the last's.
+        for (c, groups) in group_ids.chunks(FOLD_ROWS).enumerate() {
+            let rows = c * FOLD_ROWS..c * FOLD_ROWS + groups.len();
+            for (p, input) in self.plans.iter_mut().zip(&inputs) {
+                p.fold(&mut self.states, input, rows.clone(), groups)?;
+            }
         }
         Ok(())
     }
@@ -279,15 +294,10 @@ impl HashAggregator {
             return Ok(None);
         }
         let (order, mut columns) = self.keys.sorted()?;
-        let order = UInt32Array::from(order);
         for plan in &mut self.plans {
-            let acc = std::mem::replace(&mut plan.acc, Acc::Count(Vec::new()));
-            let fresh = acc.emptied();
-            let values = acc.finish(plan.output.data_type(), &plan.input_type)?;
-            plan.acc = fresh;
-            columns
-                .push(take(&values, &order, None).map_err(|e| Error::arrow("ordering groups", e))?);
+            columns.push(plan.finish(&self.states, &order)?);
         }
+        self.states.clear();
         self.table.clear();
         self.hashes.clear();
         self.keys.clear();
