@@ -1,20 +1,18 @@
-//! Accumulators: one aggregate's running state per group, kept in the groups' state rows
-//! ([`super::states`]) and updated column-wise.
+//! Accumulators: one aggregate's running state, a slot per group, updated column-wise.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, Decimal128Array, Float64Array, Int64Array,
     PrimitiveArray, RecordBatch, StringArray,
 };
-use arrow::buffer::NullBuffer;
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::compute::cast;
+use arrow::datatypes::ArrowNativeType;
 use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema};
 use sluice_sdk::{AggFunc, Aggregate};
 
 use super::AggMode;
-use super::states::{Place, Slot, States, layout};
 use crate::{Error, Result};
 
 /// How values of an aggregate are held.
@@ -56,29 +54,80 @@ fn repr_of(t: &DataType) -> Option<Repr> {
     })
 }
 
-/// One aggregate's running state: in the groups' state rows ([`States`]), at the plan's
-/// [`Place`], except string minimums and maximums, kept in a vector of their own.
-pub(super) enum Acc {
-    Count,
-    SumI64,
-    SumI128,
-    SumF64,
-    MinMaxI64(bool),
-    MinMaxI128(bool),
-    MinMaxF64(bool),
-    MinMaxStr(Vec<Option<Box<str>>>, bool),
+/// One value per group, and whether the group has one yet (an aggregate over no non-null
+/// value is null). Values and flags in separate vectors: an `Option<i128>` takes 32 bytes,
+/// these 17, and the update loops touch only what they need.
+pub(super) struct Slots<T> {
+    values: Vec<T>,
+    set: Vec<bool>,
 }
 
-/// One aggregate's input column of a batch, converted once to the type its state folds.
-pub(super) enum Input {
-    /// `count(*)`: no column.
-    Rows,
-    /// A counted column: only its nulls matter.
-    Counted(ArrayRef),
-    I64(Int64Array),
-    I128(Decimal128Array),
-    F64(Float64Array),
-    Str(StringArray),
+impl<T: ArrowNativeType> Slots<T> {
+    fn new() -> Self {
+        Slots {
+            values: Vec::new(),
+            set: Vec::new(),
+        }
+    }
+
+    fn push(&mut self) {
+        self.values.push(T::default());
+        self.set.push(false);
+    }
+
+    /// Folds `v` into group `g` with `f`; the group's first value is taken as it is.
+    #[inline]
+    fn fold(&mut self, g: usize, v: T, f: impl Fn(T, T) -> Option<T>) -> Option<()> {
+        if self.set[g] {
+            self.values[g] = f(self.values[g], v)?;
+        } else {
+            self.values[g] = v;
+            self.set[g] = true;
+        }
+        Some(())
+    }
+
+    /// Folds the non-null values of `a` into `groups` (one group per row).
+    fn fold_column<P>(
+        &mut self,
+        a: &PrimitiveArray<P>,
+        groups: &[u32],
+        f: impl Fn(T, T) -> Option<T>,
+    ) -> Option<()>
+    where
+        P: ArrowPrimitiveType<Native = T>,
+    {
+        if a.null_count() == 0 {
+            for (&g, &v) in groups.iter().zip(a.values().iter()) {
+                self.fold(g as usize, v, &f)?;
+            }
+        } else {
+            for (i, &g) in groups.iter().enumerate() {
+                if a.is_valid(i) {
+                    self.fold(g as usize, a.value(i), &f)?;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// The values and, unless every group has one, which are null.
+    fn into_parts(self) -> (ScalarBuffer<T>, Option<NullBuffer>) {
+        let nulls = (!self.set.iter().all(|s| *s)).then(|| NullBuffer::from(self.set));
+        (ScalarBuffer::from(self.values), nulls)
+    }
+}
+
+/// One aggregate's running state, one slot per group.
+pub(super) enum Acc {
+    Count(Vec<i64>),
+    SumI64(Slots<i64>),
+    SumI128(Slots<i128>),
+    SumF64(Slots<f64>),
+    MinMaxI64(Slots<i64>, bool),
+    MinMaxI128(Slots<i128>, bool),
+    MinMaxF64(Slots<f64>, bool),
+    MinMaxStr(Vec<Option<Box<str>>>, bool),
 }
 
 /// One planned aggregate: what it reads and how it accumulates.
@@ -90,18 +139,6 @@ pub(super) struct Plan {
     /// Type of the output column.
     pub(super) output: Field,
     pub(super) acc: Acc,
-    /// Where its state sits in a group's row (set by [`place_plans`]).
-    pub(super) place: Place,
-}
-
-/// Gives each plan its place in the groups' state rows; returns the rows' width in words.
-pub(super) fn place_plans(plans: &mut [Plan]) -> usize {
-    let words: Vec<usize> = plans.iter().map(|p| p.acc.words()).collect();
-    let (places, stride) = layout(&words);
-    for (plan, place) in plans.iter_mut().zip(places) {
-        plan.place = place;
-    }
-    stride
 }
 
 impl Plan {
@@ -141,34 +178,35 @@ impl Plan {
         };
         let is_min = func == AggFunc::Min;
         let (acc, out_type) = match (func, repr) {
-            (AggFunc::Count, _) => (Acc::Count, DataType::Int64),
-            (AggFunc::Sum, Repr::I64) => (Acc::SumI64, DataType::Int64),
+            (AggFunc::Count, _) => (Acc::Count(Vec::new()), DataType::Int64),
+            (AggFunc::Sum, Repr::I64) => (Acc::SumI64(Slots::new()), DataType::Int64),
             (AggFunc::Sum, Repr::I128) => {
                 let DataType::Decimal128(_, s) = input_type else {
                     return Err(unsupported());
                 };
-                (Acc::SumI128, DataType::Decimal128(38, s))
+                (Acc::SumI128(Slots::new()), DataType::Decimal128(38, s))
             }
-            (AggFunc::Sum, Repr::F64) => (Acc::SumF64, DataType::Float64),
+            (AggFunc::Sum, Repr::F64) => (Acc::SumF64(Slots::new()), DataType::Float64),
             (AggFunc::Sum, Repr::Str) => return Err(unsupported()),
             (AggFunc::Min | AggFunc::Max, Repr::I64) => {
-                (Acc::MinMaxI64(is_min), input_type.clone())
+                (Acc::MinMaxI64(Slots::new(), is_min), input_type.clone())
             }
             (AggFunc::Min | AggFunc::Max, Repr::I128) => {
-                (Acc::MinMaxI128(is_min), input_type.clone())
+                (Acc::MinMaxI128(Slots::new(), is_min), input_type.clone())
             }
-            (AggFunc::Min | AggFunc::Max, Repr::F64) => (Acc::MinMaxF64(is_min), DataType::Float64),
+            (AggFunc::Min | AggFunc::Max, Repr::F64) => {
+                (Acc::MinMaxF64(Slots::new(), is_min), DataType::Float64)
+            }
             (AggFunc::Min | AggFunc::Max, Repr::Str) => {
                 (Acc::MinMaxStr(Vec::new(), is_min), DataType::Utf8)
             }
         };
-        let nullable = !matches!(acc, Acc::Count);
+        let nullable = !matches!(acc, Acc::Count(_));
         Ok(Plan {
             input,
             input_type,
             output: Field::new(&agg.output, out_type, nullable),
             acc,
-            place: Place::default(),
         })
     }
 }
@@ -182,14 +220,14 @@ impl Plan {
         let col = self.input.map(|i| batch.column(i));
         let err = |e| Error::arrow(format!("partial of {}", self.output.name()), e);
         Ok(match (&self.acc, col) {
-            (Acc::Count, None) => Arc::new(Int64Array::from_value(1, rows)),
-            (Acc::Count, Some(c)) => Arc::new(
+            (Acc::Count(_), None) => Arc::new(Int64Array::from_value(1, rows)),
+            (Acc::Count(_), Some(c)) => Arc::new(
                 (0..rows)
                     .map(|i| i64::from(c.is_valid(i)))
                     .collect::<Int64Array>(),
             ),
-            (Acc::SumI64, Some(c)) => Arc::new(as_i64(c)?),
-            (Acc::SumI128, Some(c)) => {
+            (Acc::SumI64(_), Some(c)) => Arc::new(as_i64(c)?),
+            (Acc::SumI128(_), Some(c)) => {
                 let DataType::Decimal128(p, s) = self.output.data_type() else {
                     return Err(Error::Internal {
                         what: "a decimal sum of another type".into(),
@@ -203,10 +241,10 @@ impl Plan {
                         .map_err(err)?,
                 )
             }
-            (Acc::SumF64 | Acc::MinMaxF64(_), Some(c)) => {
+            (Acc::SumF64(_) | Acc::MinMaxF64(_, _), Some(c)) => {
                 cast(c, &DataType::Float64).map_err(err)?
             }
-            (Acc::MinMaxI64(_) | Acc::MinMaxI128(_) | Acc::MinMaxStr(_, _), Some(c)) => {
+            (Acc::MinMaxI64(_, _) | Acc::MinMaxI128(_, _) | Acc::MinMaxStr(_, _), Some(c)) => {
                 Arc::clone(c)
             }
             (_, None) => {
@@ -218,90 +256,106 @@ impl Plan {
     }
 }
 
-impl Plan {
-    /// This aggregate's input column of `batch`, converted once for every fold of it.
-    pub(super) fn input_of(&self, batch: &RecordBatch) -> Result<Input> {
-        let Some(col) = self.input.map(|i| batch.column(i)) else {
-            return Ok(Input::Rows);
-        };
-        let err = |e| Error::arrow(self.output.name().to_string(), e);
-        Ok(match &self.acc {
-            Acc::Count => Input::Counted(Arc::clone(col)),
-            Acc::SumI64 | Acc::MinMaxI64(_) => Input::I64(as_i64(col)?),
-            Acc::SumI128 | Acc::MinMaxI128(_) => {
-                Input::I128(col.as_primitive::<Decimal128Type>().clone())
-            }
-            Acc::SumF64 | Acc::MinMaxF64(_) => Input::F64(
-                cast(col, &DataType::Float64)
-                    .map_err(err)?
-                    .as_primitive::<Float64Type>()
-                    .clone(),
-            ),
-            Acc::MinMaxStr(_, _) => Input::Str(col.as_string::<i32>().clone()),
-        })
+impl Acc {
+    pub(super) fn push_group(&mut self) {
+        match self {
+            Acc::Count(v) => v.push(0),
+            Acc::SumI64(v) | Acc::MinMaxI64(v, _) => v.push(),
+            Acc::SumI128(v) | Acc::MinMaxI128(v, _) => v.push(),
+            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => v.push(),
+            Acc::MinMaxStr(v, _) => v.push(None),
+        }
     }
 
-    /// Folds rows `rows` of `input` into the groups `groups` (one per row).
-    pub(super) fn fold(
+    /// The same accumulator with no groups.
+    pub(super) fn emptied(&self) -> Acc {
+        match self {
+            Acc::Count(_) => Acc::Count(Vec::new()),
+            Acc::SumI64(_) => Acc::SumI64(Slots::new()),
+            Acc::SumI128(_) => Acc::SumI128(Slots::new()),
+            Acc::SumF64(_) => Acc::SumF64(Slots::new()),
+            Acc::MinMaxI64(_, m) => Acc::MinMaxI64(Slots::new(), *m),
+            Acc::MinMaxI128(_, m) => Acc::MinMaxI128(Slots::new(), *m),
+            Acc::MinMaxF64(_, m) => Acc::MinMaxF64(Slots::new(), *m),
+            Acc::MinMaxStr(_, m) => Acc::MinMaxStr(Vec::new(), *m),
+        }
+    }
+
+    pub(super) fn bytes_per_group(&self) -> usize {
+        match self {
+            Acc::Count(_) => 8,
+            Acc::SumI64(_) | Acc::MinMaxI64(_, _) | Acc::SumF64(_) | Acc::MinMaxF64(_, _) => 9,
+            Acc::SumI128(_) | Acc::MinMaxI128(_, _) => 17,
+            Acc::MinMaxStr(_, _) => 40,
+        }
+    }
+
+    /// Folds `column` (or, for `count(*)`, just the rows) into the groups in `groups`.
+    pub(super) fn update(
         &mut self,
-        states: &mut States,
-        input: &Input,
-        rows: Range<usize>,
         groups: &[u32],
+        column: Option<&ArrayRef>,
+        output: &str,
     ) -> Result<()> {
-        let place = self.place;
-        let output = self.output.name();
-        let overflow = |detail| Error::Overflow {
-            aggregate: output.to_string(),
-            detail,
+        let Some(col) = column else {
+            if let Acc::Count(v) = self {
+                for &g in groups {
+                    v[g as usize] += 1;
+                }
+            }
+            return Ok(());
         };
-        let at = rows.start;
-        match (&mut self.acc, input) {
-            (Acc::Count, Input::Rows) => states.add_counts(place, groups, |_| 1),
-            (Acc::Count, Input::Counted(c)) => {
-                states.add_counts(place, groups, |i| i64::from(c.is_valid(at + i)))
-            }
-            (Acc::SumI64, Input::I64(a)) => states
-                .fold(
-                    place,
-                    groups,
-                    &a.values()[rows],
-                    nulls(a, at),
-                    i64::checked_add,
-                )
-                .ok_or_else(|| overflow(""))?,
-            (Acc::SumI128, Input::I128(a)) => states
-                .fold(
-                    place,
-                    groups,
-                    &a.values()[rows],
-                    nulls(a, at),
-                    add_decimal38,
-                )
-                .ok_or_else(|| overflow(": the sum needs more than the 38 digits of a decimal"))?,
-            (Acc::SumF64, Input::F64(a)) => {
-                let values = &a.values()[rows];
-                states.fold(place, groups, values, nulls(a, at), |x, y| Some(x + y));
-            }
-            (Acc::MinMaxI64(is_min), Input::I64(a)) => {
-                let pick = if *is_min { i64::min } else { i64::max };
-                let values = &a.values()[rows];
-                states.fold(place, groups, values, nulls(a, at), |x, y| Some(pick(x, y)));
-            }
-            (Acc::MinMaxI128(is_min), Input::I128(a)) => {
-                let pick = if *is_min { i128::min } else { i128::max };
-                let values = &a.values()[rows];
-                states.fold(place, groups, values, nulls(a, at), |x, y| Some(pick(x, y)));
-            }
-            (Acc::MinMaxF64(is_min), Input::F64(a)) => {
-                let pick = if *is_min { f64::min } else { f64::max };
-                let values = &a.values()[rows];
-                states.fold(place, groups, values, nulls(a, at), |x, y| Some(pick(x, y)));
-            }
-            (Acc::MinMaxStr(v, is_min), Input::Str(a)) => {
+        let overflow = || Error::Overflow {
+            aggregate: output.to_string(),
+            detail: "",
+        };
+        match self {
+            Acc::Count(v) => {
                 for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(at + i) {
-                        let x = a.value(at + i);
+                    v[g as usize] += i64::from(col.is_valid(i));
+                }
+            }
+            Acc::SumI64(v) => {
+                let a = as_i64(col)?;
+                v.fold_column(&a, groups, i64::checked_add)
+                    .ok_or_else(overflow)?;
+            }
+            Acc::SumI128(v) => {
+                let a = col.as_primitive::<Decimal128Type>();
+                v.fold_column(a, groups, add_decimal38)
+                    .ok_or_else(|| Error::Overflow {
+                        aggregate: output.to_string(),
+                        detail: ": the sum needs more than the 38 digits of a decimal",
+                    })?;
+            }
+            Acc::SumF64(v) => {
+                let a = cast(col, &DataType::Float64)
+                    .map_err(|e| Error::arrow(output.to_string(), e))?;
+                v.fold_column(a.as_primitive::<Float64Type>(), groups, |x, y| Some(x + y));
+            }
+            Acc::MinMaxI64(v, is_min) => {
+                let a = as_i64(col)?;
+                let pick = if *is_min { i64::min } else { i64::max };
+                v.fold_column(&a, groups, |x, y| Some(pick(x, y)));
+            }
+            Acc::MinMaxI128(v, is_min) => {
+                let a = col.as_primitive::<Decimal128Type>();
+                let pick = if *is_min { i128::min } else { i128::max };
+                v.fold_column(a, groups, |x, y| Some(pick(x, y)));
+            }
+            Acc::MinMaxF64(v, is_min) => {
+                let a = cast(col, &DataType::Float64)
+                    .map_err(|e| Error::arrow(output.to_string(), e))?;
+                let pick = if *is_min { f64::min } else { f64::max };
+                v.fold_column(a.as_primitive::<Float64Type>(), groups, |x, y| {
+                    Some(pick(x, y))
+                });
+            }
+            Acc::MinMaxStr(v, is_min) => {
+                let a = col.as_string::<i32>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if a.is_valid(i) {
+                        let x = a.value(i);
                         let slot = &mut v[g as usize];
                         let replace = match slot {
                             None => true,
@@ -313,87 +367,46 @@ impl Plan {
                     }
                 }
             }
-            _ => {
-                return Err(Error::Internal {
-                    what: format!("aggregate {output} was given an input of another type"),
-                });
-            }
         }
         Ok(())
     }
 
-    /// The values of the groups in `order`, as an array of the output's type; forgets the
-    /// groups kept outside `states`.
-    pub(super) fn finish(&mut self, states: &States, order: &[u32]) -> Result<ArrayRef> {
+    /// The accumulated values, in group order, as an array of `out_type`.
+    pub(super) fn finish(self, out_type: &DataType, input_type: &DataType) -> Result<ArrayRef> {
         let err = |e| Error::arrow("finishing an aggregate", e);
-        let place = self.place;
-        Ok(match &mut self.acc {
-            Acc::Count => Arc::new(Int64Array::from(states.counts(place, order))),
-            Acc::SumI64 => {
-                let (values, nulls) = states.column::<i64>(place, order);
-                Arc::new(Int64Array::new(values.into(), nulls))
+        Ok(match self {
+            Acc::Count(v) => Arc::new(Int64Array::from(v)),
+            Acc::SumI64(v) => {
+                let (values, nulls) = v.into_parts();
+                Arc::new(Int64Array::new(values, nulls))
             }
-            Acc::SumF64 | Acc::MinMaxF64(_) => {
-                let (values, nulls) = states.column::<f64>(place, order);
-                Arc::new(Float64Array::new(values.into(), nulls))
+            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => {
+                let (values, nulls) = v.into_parts();
+                Arc::new(Float64Array::new(values, nulls))
             }
-            Acc::SumI128 | Acc::MinMaxI128(_) => {
-                let DataType::Decimal128(p, s) = self.output.data_type() else {
+            Acc::SumI128(v) | Acc::MinMaxI128(v, _) => {
+                let DataType::Decimal128(p, s) = out_type else {
                     return Err(Error::Internal {
-                        what: format!("a decimal aggregate typed {}", self.output.data_type()),
+                        what: format!("a decimal aggregate typed {out_type}"),
                     });
                 };
-                let (values, nulls) = states.column::<i128>(place, order);
+                let (values, nulls) = v.into_parts();
                 Arc::new(
-                    Decimal128Array::new(values.into(), nulls)
+                    Decimal128Array::new(values, nulls)
                         .with_precision_and_scale(*p, *s)
                         .map_err(err)?,
                 )
             }
-            Acc::MinMaxI64(_) => {
-                let (values, nulls) = states.column::<i64>(place, order);
-                let wide: ArrayRef = Arc::new(Int64Array::new(values.into(), nulls));
-                from_i64(&wide, &self.input_type)?
+            Acc::MinMaxI64(v, _) => {
+                let (values, nulls) = v.into_parts();
+                let wide: ArrayRef = Arc::new(Int64Array::new(values, nulls));
+                from_i64(&wide, input_type)?
             }
             Acc::MinMaxStr(v, _) => {
-                let out: StringArray = order.iter().map(|&g| v[g as usize].as_deref()).collect();
-                v.clear();
-                Arc::new(out)
+                Arc::new(v.iter().map(|s| s.as_deref()).collect::<StringArray>())
             }
         })
     }
-}
-
-impl Acc {
-    /// Words its state takes in a group's row.
-    fn words(&self) -> usize {
-        match self {
-            Acc::Count | Acc::SumI64 | Acc::MinMaxI64(_) => i64::WORDS,
-            Acc::SumF64 | Acc::MinMaxF64(_) => f64::WORDS,
-            Acc::SumI128 | Acc::MinMaxI128(_) => i128::WORDS,
-            Acc::MinMaxStr(_, _) => 0,
-        }
-    }
-
-    /// A new group, for the state kept outside the rows.
-    pub(super) fn push_group(&mut self) {
-        if let Acc::MinMaxStr(v, _) = self {
-            v.push(None);
-        }
-    }
-
-    /// Bytes per group held outside the rows.
-    pub(super) fn bytes_per_group(&self) -> usize {
-        match self {
-            Acc::MinMaxStr(_, _) => 40,
-            _ => 0,
-        }
-    }
-}
-
-/// The nulls of `a` from row `at` on, when it has any.
-fn nulls<P: ArrowPrimitiveType>(a: &PrimitiveArray<P>, at: usize) -> Option<(&NullBuffer, usize)> {
-    a.nulls().filter(|n| n.null_count() > 0).map(|n| (n, at))
 }
 
 /// The largest unscaled value of a 38-digit decimal.

@@ -21,19 +21,18 @@
 
 mod acc;
 mod keys;
-mod states;
 mod table;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::take;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use sluice_sdk::Aggregate;
 
 use crate::{Error, Result};
-use acc::{Plan, place_plans};
+use acc::{Acc, Plan};
 use keys::GroupKeys;
-use states::States;
 use table::GroupTable;
 
 /// Rows a combiner folds before it decides whether grouping pays (DataFusion's
@@ -43,10 +42,6 @@ pub const PROBE_ROWS: u64 = 100_000;
 /// How many rows ahead of its probe the aggregator prefetches a row's table entry: enough
 /// for the misses of several rows to overlap, few enough that the entries are still cached.
 const PREFETCH_ROWS: usize = 16;
-/// Rows whose groups' states every aggregate folds in turn before the next rows: their
-/// state rows (two cache lines each for EOD) stay in a core's cache from the first fold to
-/// the last.
-const FOLD_ROWS: usize = 2048;
 /// Groups per row at or above which grouping does not pay (DataFusion's probe ratio).
 pub const SKIP_RATIO: f64 = 0.8;
 
@@ -115,7 +110,6 @@ pub struct HashAggregator {
     table: GroupTable,
     hashes: Vec<u64>,
     plans: Vec<Plan>,
-    states: States,
     output_schema: SchemaRef,
     /// The schema every batch must have (the first batch's): a batch of other types would
     /// be misread, for example decimals of another scale summed as raw integers.
@@ -150,11 +144,10 @@ impl HashAggregator {
                 .map(|f| f.data_type().clone())
                 .collect::<Vec<_>>(),
         )?;
-        let mut plans = aggregates
+        let plans = aggregates
             .iter()
             .map(|a| Plan::new(a, input, mode))
             .collect::<Result<Vec<_>>>()?;
-        let stride = place_plans(&mut plans);
         let fields: Vec<Field> = key_fields
             .into_iter()
             .chain(plans.iter().map(|p| p.output.clone()))
@@ -165,7 +158,6 @@ impl HashAggregator {
             table: GroupTable::new(),
             hashes: Vec::new(),
             plans,
-            states: States::new(stride),
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: Arc::new(input.clone()),
             mode,
@@ -182,14 +174,17 @@ impl HashAggregator {
         self.hashes.len()
     }
 
-    /// The memory held, for spilling decisions.
+    /// A rough estimate of the memory held, for spilling decisions.
     pub fn memory_bytes(&self) -> usize {
-        let outside: usize = self.plans.iter().map(|p| p.acc.bytes_per_group()).sum();
-        self.keys.memory_bytes()
-            + self.hashes.capacity() * 8
-            + self.states.memory_bytes()
-            + self.groups() * outside
-            + self.table.memory_bytes()
+        let per_group: usize = 8
+            + 8
+            + 4
+            + self
+                .plans
+                .iter()
+                .map(|p| p.acc.bytes_per_group())
+                .sum::<usize>();
+        self.keys.memory_bytes() + self.groups() * per_group + self.table.memory_bytes()
     }
 
     /// Each row of `batch` as a partial of its own, in the schema of
@@ -255,8 +250,16 @@ impl HashAggregator {
         self.table.reserve(batch.num_rows(), &self.hashes);
         let mut group_ids = Vec::with_capacity(batch.num_rows());
         for (i, &hash) in hashes.iter().enumerate() {
+            // Two stages: a row's table entry PREFETCH_ROWS ahead, then, once that entry
+            // is cached, the key of the group it names, half as far ahead.
             if let Some(&ahead) = hashes.get(i + PREFETCH_ROWS) {
                 self.table.prefetch(ahead);
+            }
+            if let Some(g) = hashes
+                .get(i + PREFETCH_ROWS / 2)
+                .and_then(|&h| self.table.candidate(h))
+            {
+                self.keys.prefetch(g);
             }
             let next = self.hashes.len() as u32;
             let stored = &self.keys;
@@ -266,24 +269,15 @@ impl HashAggregator {
             if new {
                 self.keys.push(&keys, i);
                 self.hashes.push(hash);
-                self.states.push_group();
                 for p in &mut self.plans {
                     p.acc.push_group();
                 }
             }
             group_ids.push(group);
         }
-        let inputs = self
-            .plans
-            .iter()
-            .map(|p| p.input_of(batch))
-            .collect::<Result<Vec<_>>>()?;
-        // A chunk's rows stay in the cache from the first aggregate's fold to the last's.
-        for (c, groups) in group_ids.chunks(FOLD_ROWS).enumerate() {
-            let rows = c * FOLD_ROWS..c * FOLD_ROWS + groups.len();
-            for (p, input) in self.plans.iter_mut().zip(&inputs) {
-                p.fold(&mut self.states, input, rows.clone(), groups)?;
-            }
+        for p in &mut self.plans {
+            let col = p.input.map(|i| batch.column(i));
+            p.acc.update(&group_ids, col, p.output.name())?;
         }
         Ok(())
     }
@@ -294,10 +288,15 @@ impl HashAggregator {
             return Ok(None);
         }
         let (order, mut columns) = self.keys.sorted()?;
+        let order = UInt32Array::from(order);
         for plan in &mut self.plans {
-            columns.push(plan.finish(&self.states, &order)?);
+            let acc = std::mem::replace(&mut plan.acc, Acc::Count(Vec::new()));
+            let fresh = acc.emptied();
+            let values = acc.finish(plan.output.data_type(), &plan.input_type)?;
+            plan.acc = fresh;
+            columns
+                .push(take(&values, &order, None).map_err(|e| Error::arrow("ordering groups", e))?);
         }
-        self.states.clear();
         self.table.clear();
         self.hashes.clear();
         self.keys.clear();

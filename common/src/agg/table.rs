@@ -85,6 +85,14 @@ impl GroupTable {
         prefetch_read(&self.entries[at]);
     }
 
+    /// The group at the entry `hash` starts at, when its tag is the hash's: most likely
+    /// the row's own group, whose key the caller may prefetch before it probes.
+    #[inline]
+    pub(super) fn candidate(&self, hash: u64) -> Option<u32> {
+        let entry = *self.entries.get(home(hash, self.entries.len().wrapping_sub(1)))?;
+        (entry != EMPTY && entry & 0xFFFF_FFFF_0000_0000 == tag(hash)).then_some(entry as u32)
+    }
+
     /// The group of `hash` for which `same(group)` holds, or the new group `next` after
     /// recording it; `true` with a new group. [`GroupTable::reserve`] must have made room.
     #[inline]
@@ -130,6 +138,17 @@ pub(super) fn prefetch_read<T>(value: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_candidate_is_the_group_at_the_home_entry_with_the_same_tag() {
+        let mut table = GroupTable::new();
+        assert_eq!(table.candidate(7), None, "an empty table has none");
+        table.reserve(2, &[]);
+        table.find_or_insert(5 << 32 | 3, 0, |_| false);
+        assert_eq!(table.candidate(5 << 32 | 3), Some(0));
+        assert_eq!(table.candidate(6 << 32 | 3), None, "another tag");
+        assert_eq!(table.candidate(5 << 32 | 4), None, "another home");
+    }
 
     /// Keys with colliding homes and tags find their own groups, across growth and clear.
     #[test]

@@ -258,6 +258,14 @@ impl GroupKeys {
         }
     }
 
+    /// A hint that group `g`'s key will be compared soon.
+    #[inline]
+    pub(super) fn prefetch(&self, g: u32) {
+        if let Some(key) = self.packed.get(g as usize) {
+            super::table::prefetch_read(key);
+        }
+    }
+
     /// Appends row `i` of `batch` as a new group's key. Overflow rows count in `u32`, as
     /// group ids do: a task's memory bound keeps both far below it.
     pub(super) fn push(&mut self, batch: &BatchKeys, i: usize) {
