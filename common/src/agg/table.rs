@@ -89,7 +89,9 @@ impl GroupTable {
     /// the row's own group, whose key the caller may prefetch before it probes.
     #[inline]
     pub(super) fn candidate(&self, hash: u64) -> Option<u32> {
-        let entry = *self.entries.get(home(hash, self.entries.len().wrapping_sub(1)))?;
+        let entry = *self
+            .entries
+            .get(home(hash, self.entries.len().wrapping_sub(1)))?;
         (entry != EMPTY && entry & 0xFFFF_FFFF_0000_0000 == tag(hash)).then_some(entry as u32)
     }
 
