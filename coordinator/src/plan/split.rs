@@ -57,9 +57,13 @@ pub fn split_size_for(requested: u64, sizes: impl Iterator<Item = u64>, parallel
     let size = requested.min(share.max(OPEN_COST_BYTES)).max(1);
     let waves = total.div_ceil(size).div_ceil(slots).max(1);
     let even = total.div_ceil(waves.saturating_mul(slots));
-    // A thirty-second over the average: files of nearly one size, packed greedily, would
-    // otherwise leave alone each one whose pair is a few bytes over it.
-    (even + even / 32).clamp(OPEN_COST_BYTES.min(size), size)
+    // A thirty-second over the average (a slot's share included, never over what was
+    // asked): files of nearly one size, packed greedily, would otherwise leave alone each
+    // one that comes a few bytes over it, and the splits fill no whole waves.
+    (even + even / 32)
+        .min(requested)
+        .max(OPEN_COST_BYTES.min(size))
+        .max(1)
 }
 
 /// Packs consecutive files of the given sizes into groups (Hadoop's
@@ -94,7 +98,7 @@ mod tests {
         let mb = 1u64 << 20;
         // One 100 MB file on two slots: two splits of about 52 MB.
         let s = split_size_for(128 * mb, [100 * mb].into_iter(), 2);
-        assert_eq!(s, 52 * mb);
+        assert_eq!(s, 52 * mb + 52 * mb / 32);
         assert_eq!(byte_ranges(100 * mb, s).len(), 2);
         // A big input keeps the requested size; so does an unknown cluster.
         assert_eq!(
@@ -109,6 +113,10 @@ mod tests {
         let size = split_size_for(128 * mb, files.iter().copied(), 2);
         assert_eq!(pack_files(&files, size, OPEN_COST_BYTES).len(), 4);
         assert_eq!(pack_files(&files, 128 * mb, OPEN_COST_BYTES).len(), 3);
+        // 57 small files on two slots: two splits, not 28 + 28 + 1.
+        let small = [30_000u64; 57];
+        let size = split_size_for(128 * mb, small.iter().copied(), 2);
+        assert_eq!(pack_files(&small, size, OPEN_COST_BYTES).len(), 2);
         assert_eq!(split_size_for(128 * mb, [mb].into_iter(), 0), 128 * mb);
         // Never below the open cost, and never above what was asked.
         assert_eq!(
