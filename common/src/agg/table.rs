@@ -92,7 +92,7 @@ impl GroupTable {
         let entry = *self
             .entries
             .get(home(hash, self.entries.len().wrapping_sub(1)))?;
-        (entry != EMPTY && entry & 0xFFFF_FFFF_0000_0000 == tag(hash)).then_some(entry as u32)
+        (entry != EMPTY && tag(entry) == tag(hash)).then_some(entry as u32)
     }
 
     /// The group of `hash` for which `same(group)` holds, or the new group `next` after
@@ -105,17 +105,17 @@ impl GroupTable {
         mut same: impl FnMut(u32) -> bool,
     ) -> (u32, bool) {
         let mask = self.entries.len().wrapping_sub(1);
-        let tag = tag(hash);
+        let row_tag = tag(hash);
         let mut at = home(hash, mask);
         loop {
             let entry = self.entries[at];
             if entry == EMPTY {
-                self.entries[at] = tag | u64::from(next);
+                self.entries[at] = row_tag | u64::from(next);
                 self.len += 1;
                 return (next, true);
             }
             let group = entry as u32;
-            if entry & 0xFFFF_FFFF_0000_0000 == tag && same(group) {
+            if tag(entry) == row_tag && same(group) {
                 return (group, false);
             }
             at = (at + 1) & mask;
