@@ -1,7 +1,7 @@
 //! Helpers for tests that run the real `sluice` binary with the real example plugins.
 //!
-//! The plugins are `cdylib`s that `cargo test` does not build: run `cargo build --workspace`
-//! first (the README's test command and `.ci/run` do).
+//! The plugins are `cdylib`s that `cargo test` does not build: run
+//! `cargo build --workspace --all-targets` first (the README's test command and `.ci/run` do).
 
 #![allow(dead_code)]
 
@@ -36,7 +36,7 @@ pub fn plugin(name: &str) -> PathBuf {
         .join(format!("lib{name}.so"));
     assert!(
         p.is_file(),
-        "{} is missing: run `cargo build --workspace` before the tests",
+        "{} is missing: run `cargo build --workspace --all-targets` before the tests",
         p.display()
     );
     p
