@@ -28,9 +28,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::acc::{as_i64, widens_to_i64};
 use crate::{Error, Result};
-use overflow::{Overflow, array_of};
+use overflow::{KeyColumn, Overflow};
 use packed::{
-    Kind, PACKED, UNPACKED, Value, cmp_packed, nth, pack, packed_words, same_packed, words_packed,
+    Kind, PACKED, UNPACKED, Value, cmp_packed, nth, pack, packed_words, same_packed, unpack,
+    words_packed,
 };
 
 /// Hash of a null key value.
@@ -312,11 +313,25 @@ impl GroupKeys {
             rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
             rows
         };
-        let columns = (0..self.kinds.len())
-            .map(|c| {
-                let values = rows.iter().map(|(k, _)| self.value(k, c));
-                array_of(&self.types[c], self.kinds[c], values)
-            })
+        let mut builders: Vec<KeyColumn> = self
+            .kinds
+            .iter()
+            .map(|&kind| KeyColumn::with_capacity(kind, rows.len()))
+            .collect();
+        for (key, _) in &rows {
+            match Self::overflow_row(key) {
+                Some(r) => {
+                    for (b, o) in builders.iter_mut().zip(&self.overflow) {
+                        b.append(o.value(r));
+                    }
+                }
+                None => unpack(key, &self.kinds, |c, v| builders[c].append(v)),
+            }
+        }
+        let columns = builders
+            .into_iter()
+            .zip(&self.types)
+            .map(|(b, t)| b.finish(t))
             .collect::<Result<Vec<_>>>()?;
         Ok((rows.into_iter().map(|(_, g)| g).collect(), columns))
     }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryArray, Decimal128Array, Int64Array, StringArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Decimal128Builder, Int64Builder, StringArray, UInt64Builder,
+};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 
@@ -104,47 +106,68 @@ impl Overflow {
     }
 }
 
-/// An array of type `data_type` (held as `kind`) from `values`.
-pub(super) fn array_of<'a>(
-    data_type: &DataType,
-    kind: Kind,
-    values: impl Iterator<Item = Value<'a>>,
-) -> Result<ArrayRef> {
-    let err = |e| Error::arrow("building key column", e);
-    let wide: ArrayRef = match kind {
-        Kind::Bytes => {
-            let values = values.map(Value::bytes);
-            if *data_type == DataType::Binary {
-                return Ok(Arc::new(values.collect::<BinaryArray>()));
+/// One key column rebuilt as an array, a value at a time in group order.
+pub(super) enum KeyColumn {
+    Bytes(BinaryBuilder),
+    I64(Int64Builder),
+    U64(UInt64Builder),
+    I128(Decimal128Builder),
+}
+
+impl KeyColumn {
+    /// A column of `kind` with room for `rows` values.
+    pub(super) fn with_capacity(kind: Kind, rows: usize) -> Self {
+        match kind {
+            // Keys that pack hold at most a packed key's bytes; a guess, not a bound.
+            Kind::Bytes => KeyColumn::Bytes(BinaryBuilder::with_capacity(rows, rows * 8)),
+            Kind::I32 | Kind::I64 => KeyColumn::I64(Int64Builder::with_capacity(rows)),
+            Kind::U64 => KeyColumn::U64(UInt64Builder::with_capacity(rows)),
+            Kind::I128 => KeyColumn::I128(Decimal128Builder::with_capacity(rows)),
+        }
+    }
+
+    /// Appends `v`; a value of another kind (impossible in keys of one column) is a null.
+    pub(super) fn append(&mut self, v: Value) {
+        match self {
+            KeyColumn::Bytes(b) => b.append_option(v.bytes()),
+            KeyColumn::I64(b) => b.append_option(v.i64()),
+            KeyColumn::U64(b) => b.append_option(v.u64()),
+            KeyColumn::I128(b) => b.append_option(v.i128()),
+        }
+    }
+
+    /// The array of type `data_type` the column was held for.
+    pub(super) fn finish(self, data_type: &DataType) -> Result<ArrayRef> {
+        let err = |e| Error::arrow("building key column", e);
+        let wide: ArrayRef = match self {
+            KeyColumn::Bytes(mut b) => {
+                let values = b.finish();
+                if *data_type == DataType::Binary {
+                    return Ok(Arc::new(values));
+                }
+                // The bytes were UTF-8 when stored: one check over the whole buffer, not one
+                // per value.
+                let (offsets, bytes, nulls) = values.into_parts();
+                Arc::new(StringArray::try_new(offsets, bytes, nulls).map_err(err)?)
             }
-            // The bytes were UTF-8 when stored: one check over the whole buffer, not one per
-            // value.
-            let (offsets, bytes, nulls) = values.collect::<BinaryArray>().into_parts();
-            Arc::new(StringArray::try_new(offsets, bytes, nulls).map_err(err)?)
+            KeyColumn::I64(mut b) => Arc::new(b.finish()),
+            KeyColumn::U64(mut b) => return Ok(Arc::new(b.finish())),
+            KeyColumn::I128(mut b) => {
+                let DataType::Decimal128(p, s) = *data_type else {
+                    return Err(Error::Internal {
+                        what: "a decimal key of another type".into(),
+                    });
+                };
+                return Ok(Arc::new(
+                    b.finish().with_precision_and_scale(p, s).map_err(err)?,
+                ));
+            }
+        };
+        match data_type {
+            DataType::Utf8 | DataType::Int64 => Ok(wide),
+            DataType::Boolean => cast(&wide, &DataType::Boolean).map_err(err),
+            DataType::LargeUtf8 | DataType::Utf8View => cast(&wide, data_type).map_err(err),
+            _ => from_i64(&wide, data_type),
         }
-        Kind::I32 | Kind::I64 => Arc::new(values.map(Value::i64).collect::<Int64Array>()),
-        Kind::U64 => {
-            return Ok(Arc::new(values.map(Value::u64).collect::<UInt64Array>()));
-        }
-        Kind::I128 => {
-            let DataType::Decimal128(p, s) = *data_type else {
-                return Err(Error::Internal {
-                    what: "a decimal key of another type".into(),
-                });
-            };
-            return Ok(Arc::new(
-                values
-                    .map(Value::i128)
-                    .collect::<Decimal128Array>()
-                    .with_precision_and_scale(p, s)
-                    .map_err(err)?,
-            ));
-        }
-    };
-    match data_type {
-        DataType::Utf8 | DataType::Int64 => Ok(wide),
-        DataType::Boolean => cast(&wide, &DataType::Boolean).map_err(err),
-        DataType::LargeUtf8 | DataType::Utf8View => cast(&wide, data_type).map_err(err),
-        _ => from_i64(&wide, data_type),
     }
 }

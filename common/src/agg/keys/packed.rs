@@ -132,6 +132,19 @@ pub(super) fn nth<'a>(key: &'a [u8; PACKED], kinds: &[Kind], column: usize) -> V
     value
 }
 
+/// Every value of a packed key, in column order, read in one pass over its bytes (reading
+/// each column with [`nth`] starts over from the first and costs quadratically in columns).
+pub(super) fn unpack<'a>(
+    key: &'a [u8; PACKED],
+    kinds: &[Kind],
+    mut each: impl FnMut(usize, Value<'a>),
+) {
+    let mut at = 0usize;
+    for (c, &kind) in kinds.iter().enumerate() {
+        each(c, read(key, &mut at, kind));
+    }
+}
+
 /// Reads the value at `*at` and moves past it. Malformed bytes (impossible in what [`pack`]
 /// wrote) read as short values rather than panicking.
 fn read<'a>(key: &'a [u8; PACKED], at: &mut usize, kind: Kind) -> Value<'a> {
@@ -245,6 +258,10 @@ mod tests {
         for (c, v) in values.iter().enumerate() {
             assert_eq!(nth(&key, kinds, c), *v, "column {c} of {values:?}");
         }
+        let mut all = Vec::new();
+        unpack(&key, kinds, |c, v| all.push((c, v)));
+        let expected: Vec<_> = values.iter().copied().enumerate().collect();
+        assert_eq!(all, expected, "unpacking {values:?}");
     }
 
     #[test]
