@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_common::spec::{
-    DEFAULT_BATCH_ROWS, DEFAULT_SIDE_MAX_BYTES, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY,
-    InputFormat, JobSpec, OutputFormat, parse_bytes,
+    DEFAULT_BATCH_ROWS, DEFAULT_REDUCERS, DEFAULT_SIDE_MAX_BYTES, DEFAULT_SPLIT_SIZE,
+    DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat, parse_bytes,
 };
 use sluice_common::storage::Location;
 use sluice_proto::pb;
@@ -108,7 +108,7 @@ pub struct JobArgs {
     #[arg(long)]
     pub output: String,
     /// Number of reduce partitions (part files).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DEFAULT_REDUCERS)]
     pub reducers: u32,
     /// A job parameter, passed to the plugin (repeatable).
     #[arg(long = "param", value_parser = parse_param)]
