@@ -291,34 +291,16 @@ impl GroupKeys {
         // comparison in the vector being sorted, not scattered over the groups. When every
         // key packed, each is sorted as its three big-endian words: integer comparisons,
         // no decoding per comparison.
-        let rows: Vec<([u8; PACKED], u32)> = if self.overflow_rows == 0 {
-            let mut words: Vec<([u64; 3], u32)> = self
-                .packed
-                .iter()
-                .enumerate()
-                .map(|(g, k)| (packed_words(k), g as u32))
-                .collect();
-            words.sort_unstable();
-            words
-                .into_iter()
-                .map(|(w, g)| (words_packed(&w), g))
-                .collect()
-        } else {
-            let mut rows: Vec<([u8; PACKED], u32)> = self
-                .packed
-                .iter()
-                .enumerate()
-                .map(|(g, k)| (*k, g as u32))
-                .collect();
-            rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
-            rows
-        };
+        let groups = self.packed.len();
         let mut builders: Vec<KeyColumn> = self
             .kinds
             .iter()
-            .map(|&kind| KeyColumn::with_capacity(kind, rows.len()))
+            .map(|&kind| KeyColumn::with_capacity(kind, groups))
             .collect();
-        for (key, _) in &rows {
+        let mut order = Vec::with_capacity(groups);
+        // Each sorted key is decoded as it is read back, in the sorted copy's order.
+        let mut output = |key: &[u8; PACKED], g: u32| {
+            order.push(g);
             match Self::overflow_row(key) {
                 Some(r) => {
                     for (b, o) in builders.iter_mut().zip(&self.overflow) {
@@ -327,13 +309,36 @@ impl GroupKeys {
                 }
                 None => unpack(key, &self.kinds, |c, v| builders[c].append(v)),
             }
+        };
+        if self.overflow_rows == 0 {
+            let mut words: Vec<([u64; 3], u32)> = self
+                .packed
+                .iter()
+                .enumerate()
+                .map(|(g, k)| (packed_words(k), g as u32))
+                .collect();
+            words.sort_unstable();
+            for (w, g) in &words {
+                output(&words_packed(w), *g);
+            }
+        } else {
+            let mut rows: Vec<([u8; PACKED], u32)> = self
+                .packed
+                .iter()
+                .enumerate()
+                .map(|(g, k)| (*k, g as u32))
+                .collect();
+            rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
+            for (k, g) in &rows {
+                output(k, *g);
+            }
         }
         let columns = builders
             .into_iter()
             .zip(&self.types)
             .map(|(b, t)| b.finish(t))
             .collect::<Result<Vec<_>>>()?;
-        Ok((rows.into_iter().map(|(_, g)| g).collect(), columns))
+        Ok((order, columns))
     }
 
     /// Bytes held.
