@@ -112,8 +112,6 @@ pub struct ClusterOptions {
 
 /// A coordinator and its workers.
 pub struct Cluster {
-    /// Holds logs, state, work dirs; tests may put inputs and outputs here.
-    pub dir: tempfile::TempDir,
     /// The coordinator's gRPC URL.
     pub url: String,
     /// The coordinator's HTTP address.
@@ -129,6 +127,10 @@ pub struct Cluster {
     options: ClusterOptions,
     restarts: usize,
     spawned: usize,
+    /// Holds logs, state, work dirs; tests may put inputs and outputs here. Declared last
+    /// so that it is removed after the processes above are killed: removed first, it lost
+    /// the race with workers still writing into it and was left behind in `/tmp`.
+    pub dir: tempfile::TempDir,
 }
 
 impl Cluster {
