@@ -22,6 +22,7 @@
 mod acc;
 mod keys;
 mod probe;
+mod sorted;
 mod table;
 
 use std::sync::Arc;

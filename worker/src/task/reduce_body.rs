@@ -3,8 +3,8 @@
 //!
 //! - Declared aggregates: a hash table of partial groups. Past `task_memory` its groups go to
 //!   disk as a sorted run and the table starts empty; at the end the runs are merged in key
-//!   order ([`Runs::merge`]) and each merged chunk, which holds whole key groups, is
-//!   aggregated alone and written.
+//!   order ([`Runs::merge`]) and each merged chunk, which holds whole key groups in key
+//!   order, is aggregated by its runs of equal keys and written.
 //! - Custom `reduce`: fetched rows are buffered; past `task_memory` they are sorted and go to
 //!   disk as a run; at the end the runs are merged and each chunk of whole key groups goes to
 //!   the plugin's `reduce`.
@@ -196,11 +196,11 @@ pub fn reduce_body(
                     runs.write(&slices(&rest, batch_rows))?;
                 }
                 // The aggregate output starts with the key columns; a merged chunk holds
-                // whole key groups, so aggregating it alone finishes them.
+                // whole key groups in key order, so aggregating its runs of equal keys
+                // finishes them, in order.
                 let keys: Vec<usize> = (0..desc.key_columns.len()).collect();
                 runs.merge(&keys, keys.len(), batch_rows, |chunk| {
-                    t.update(&chunk)?;
-                    match t.take_sorted()? {
+                    match t.aggregate_sorted(&chunk)? {
                         Some(done) => out.write(&done),
                         None => Ok(()),
                     }
