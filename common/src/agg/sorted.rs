@@ -1,7 +1,8 @@
 //! Aggregation of rows already in key order, as a merge of sorted runs hands them over. The
 //! groups are the runs of equal neighbouring keys: no hash table, no packed keys, no sort,
-//! and the groups come out in the order they came in. A reducer that spilled aggregated every
-//! merged chunk again through the hash table and sorted it again: a third of its CPU.
+//! and the groups come out in the order they came in. A reducer that spilled used to put
+//! every merged chunk through the hash table and sort it again (EOD, 10M rows, 32 MiB of
+//! task memory: about 5% of the job's CPU).
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{partition, take};
