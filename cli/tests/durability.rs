@@ -209,5 +209,8 @@ fn a_full_disk_fails_the_attempt_cleanly_and_the_task_completes_elsewhere() {
     let out = submit.wait_with_output().unwrap();
     assert_ok(&out);
     assert_eq!(read_counts(&out_dir, "word", "count"), reference(&texts));
+    // The tmpfs is detached first (lazily): mounted, it kept the cluster's directory from
+    // being removed.
+    drop(disk);
     drop(c);
 }
