@@ -43,10 +43,7 @@ fn crash_workers_abort_at_random_and_the_output_is_unchanged() {
         if let Some(s) = submit.try_wait().unwrap() {
             break s;
         }
-        let before = c.workers.len();
-        c.workers
-            .retain_mut(|w| w.child.try_wait().is_ok_and(|s| s.is_none()));
-        deaths += before - c.workers.len();
+        deaths += c.reap_dead_workers();
         while c.workers.len() < 3 {
             c.add_worker();
         }
@@ -58,10 +55,7 @@ fn crash_workers_abort_at_random_and_the_output_is_unchanged() {
         std::thread::sleep(Duration::from_millis(100));
     };
     // A worker that died after the last poll (its task already rerun elsewhere) counts too.
-    let before = c.workers.len();
-    c.workers
-        .retain_mut(|w| w.child.try_wait().is_ok_and(|s| s.is_none()));
-    deaths += before - c.workers.len();
+    deaths += c.reap_dead_workers();
     let out = submit.wait_with_output().unwrap();
     assert!(
         status.success(),

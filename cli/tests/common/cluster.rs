@@ -200,6 +200,21 @@ impl Cluster {
         self.killed.push(w);
     }
 
+    /// Moves the workers that have exited into `killed` (kept for their logs); how many.
+    pub fn reap_dead_workers(&mut self) -> usize {
+        let mut dead = 0;
+        for mut w in std::mem::take(&mut self.workers) {
+            if w.child.try_wait().is_ok_and(|s| s.is_none()) {
+                self.workers.push(w);
+            } else {
+                w.name.push_str(" (died)");
+                self.killed.push(w);
+                dead += 1;
+            }
+        }
+        dead
+    }
+
     /// Starts one more worker of `slots` slots with extra environment variables.
     pub fn add_worker_with(&mut self, slots: usize, env: &[(&str, &str)]) -> &mut Proc {
         let i = self.spawned;
