@@ -12,9 +12,15 @@ use std::process::Output;
 
 use common::*;
 
-/// `sluice run` of EOD over `input` into `output` (CSV output, compared as text), with worker
-/// debug logs on stderr so the test can see which paths ran.
+/// `sluice run` of EOD over `input` into `output` (CSV output, compared as text, unless
+/// `extra` names another), with worker debug logs on stderr so the test can see which paths
+/// ran.
 fn run_eod(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let format: &[&str] = if extra.contains(&"--output-format") {
+        &[]
+    } else {
+        &["--output-format", "csv"]
+    };
     let out = sluice()
         .env("SLUICE_LOG", "sluice_worker=debug")
         .args([
@@ -26,7 +32,8 @@ fn run_eod(input: &Path, output: &Path, extra: &[&str]) -> Output {
             "--split-size",
             "65536",
         ])
-        .args(["--format", "csv", "--output-format", "csv"])
+        .args(["--format", "csv"])
+        .args(format)
         .arg("--plugin")
         .arg(plugin("sluice_eod"))
         .arg("--input")
@@ -84,6 +91,22 @@ fn eod_is_the_same_whether_the_combiner_groups_passes_rows_through_or_spills() {
     assert!(
         part_bytes(&spilled) == part_bytes(&grouped),
         "spilled differs"
+    );
+    // Parquet part files too: their pages are cut where the writer's batches end, and a
+    // reducer that merged runs produced its groups in other chunks than one that did not.
+    let parquet = ["--batch-rows", "64", "--output-format", "parquet"];
+    let in_memory = dir.path().join("parquet-in-memory");
+    run_eod(&input, &in_memory, &parquet);
+    let spilled = dir.path().join("parquet-spilled");
+    let log = run_eod(
+        &input,
+        &spilled,
+        &[&parquet[..], &["--task-memory", "65536"]].concat(),
+    );
+    assert!(String::from_utf8_lossy(&log.stderr).contains("reduce task spills a run"));
+    assert!(
+        part_bytes(&spilled) == part_bytes(&in_memory),
+        "spilled Parquet differs"
     );
 }
 

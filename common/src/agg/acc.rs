@@ -1,4 +1,5 @@
-//! Accumulators: one aggregate's running state, a slot per group, updated column-wise.
+//! Accumulators: how each aggregate folds a batch's values into its groups' states
+//! ([`super::state`]), and reads them back as a column.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, 
 use sluice_sdk::{AggFunc, Aggregate};
 
 use super::AggMode;
+use super::state::{Cell, Layout, Slot, States};
 use crate::{Error, Result};
 
 /// How values of an aggregate are held.
@@ -54,80 +56,29 @@ fn repr_of(t: &DataType) -> Option<Repr> {
     })
 }
 
-/// One value per group, and whether the group has one yet (an aggregate over no non-null
-/// value is null). Values and flags in separate vectors: an `Option<i128>` takes 32 bytes,
-/// these 17, and the update loops touch only what they need.
-pub(super) struct Slots<T> {
-    values: Vec<T>,
-    set: Vec<bool>,
-}
-
-impl<T: ArrowNativeType> Slots<T> {
-    fn new() -> Self {
-        Slots {
-            values: Vec::new(),
-            set: Vec::new(),
-        }
-    }
-
-    fn push(&mut self) {
-        self.values.push(T::default());
-        self.set.push(false);
-    }
-
-    /// Folds `v` into group `g` with `f`; the group's first value is taken as it is.
-    #[inline]
-    fn fold(&mut self, g: usize, v: T, f: impl Fn(T, T) -> Option<T>) -> Option<()> {
-        if self.set[g] {
-            self.values[g] = f(self.values[g], v)?;
-        } else {
-            self.values[g] = v;
-            self.set[g] = true;
-        }
-        Some(())
-    }
-
-    /// Folds the non-null values of `a` into `groups` (one group per row).
-    fn fold_column<P>(
-        &mut self,
-        a: &PrimitiveArray<P>,
-        groups: &[u32],
-        f: impl Fn(T, T) -> Option<T>,
-    ) -> Option<()>
-    where
-        P: ArrowPrimitiveType<Native = T>,
-    {
-        if a.null_count() == 0 {
-            for (&g, &v) in groups.iter().zip(a.values().iter()) {
-                self.fold(g as usize, v, &f)?;
-            }
-        } else {
-            for (i, &g) in groups.iter().enumerate() {
-                if a.is_valid(i) {
-                    self.fold(g as usize, a.value(i), &f)?;
-                }
-            }
-        }
-        Some(())
-    }
-
-    /// The values and, unless every group has one, which are null.
-    fn into_parts(self) -> (ScalarBuffer<T>, Option<NullBuffer>) {
-        let nulls = (!self.set.iter().all(|s| *s)).then(|| NullBuffer::from(self.set));
-        (ScalarBuffer::from(self.values), nulls)
-    }
-}
-
-/// One aggregate's running state, one slot per group.
+/// One aggregate: how it folds values into its groups' states, and where they are held.
 pub(super) enum Acc {
-    Count(Vec<i64>),
-    SumI64(Slots<i64>),
-    SumI128(Slots<i128>),
-    SumF64(Slots<f64>),
-    MinMaxI64(Slots<i64>, bool),
-    MinMaxI128(Slots<i128>, bool),
-    MinMaxF64(Slots<f64>, bool),
-    MinMaxStr(Vec<Option<Box<str>>>, bool),
+    Count(Slot),
+    SumI64(Slot),
+    SumI128(Slot),
+    SumF64(Slot),
+    MinMaxI64(Slot, bool),
+    MinMaxI128(Slot, bool),
+    MinMaxF64(Slot, bool),
+    /// A string aggregate's index beside the rows, and whether it is a min.
+    MinMaxStr(usize, bool),
+}
+
+/// One batch's input to an aggregate, in the type its state folds.
+pub(super) enum Input {
+    /// `count(*)`: only the rows.
+    Rows,
+    /// The column a count counts the non-null values of.
+    Any(ArrayRef),
+    I64(Int64Array),
+    I128(Decimal128Array),
+    F64(Float64Array),
+    Str(StringArray),
 }
 
 /// One planned aggregate: what it reads and how it accumulates.
@@ -142,7 +93,13 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(agg: &Aggregate, schema: &Schema, mode: AggMode) -> Result<Self> {
+    /// Plans `agg` over batches of `schema`, its state placed by `layout`.
+    pub(super) fn new(
+        agg: &Aggregate,
+        schema: &Schema,
+        mode: AggMode,
+        layout: &mut Layout,
+    ) -> Result<Self> {
         // In final mode a count's partial is summed; everything reads its own output column.
         let (func, column) = match mode {
             AggMode::Partial => (agg.func, agg.input.as_deref()),
@@ -178,27 +135,31 @@ impl Plan {
         };
         let is_min = func == AggFunc::Min;
         let (acc, out_type) = match (func, repr) {
-            (AggFunc::Count, _) => (Acc::Count(Vec::new()), DataType::Int64),
-            (AggFunc::Sum, Repr::I64) => (Acc::SumI64(Slots::new()), DataType::Int64),
+            (AggFunc::Count, _) => (Acc::Count(layout.slot(8, false)), DataType::Int64),
+            (AggFunc::Sum, Repr::I64) => (Acc::SumI64(layout.slot(8, true)), DataType::Int64),
             (AggFunc::Sum, Repr::I128) => {
                 let DataType::Decimal128(_, s) = input_type else {
                     return Err(unsupported());
                 };
-                (Acc::SumI128(Slots::new()), DataType::Decimal128(38, s))
+                let slot = layout.slot(16, true);
+                (Acc::SumI128(slot), DataType::Decimal128(38, s))
             }
-            (AggFunc::Sum, Repr::F64) => (Acc::SumF64(Slots::new()), DataType::Float64),
+            (AggFunc::Sum, Repr::F64) => (Acc::SumF64(layout.slot(8, true)), DataType::Float64),
             (AggFunc::Sum, Repr::Str) => return Err(unsupported()),
-            (AggFunc::Min | AggFunc::Max, Repr::I64) => {
-                (Acc::MinMaxI64(Slots::new(), is_min), input_type.clone())
-            }
-            (AggFunc::Min | AggFunc::Max, Repr::I128) => {
-                (Acc::MinMaxI128(Slots::new(), is_min), input_type.clone())
-            }
-            (AggFunc::Min | AggFunc::Max, Repr::F64) => {
-                (Acc::MinMaxF64(Slots::new(), is_min), DataType::Float64)
-            }
+            (AggFunc::Min | AggFunc::Max, Repr::I64) => (
+                Acc::MinMaxI64(layout.slot(8, true), is_min),
+                input_type.clone(),
+            ),
+            (AggFunc::Min | AggFunc::Max, Repr::I128) => (
+                Acc::MinMaxI128(layout.slot(16, true), is_min),
+                input_type.clone(),
+            ),
+            (AggFunc::Min | AggFunc::Max, Repr::F64) => (
+                Acc::MinMaxF64(layout.slot(8, true), is_min),
+                DataType::Float64,
+            ),
             (AggFunc::Min | AggFunc::Max, Repr::Str) => {
-                (Acc::MinMaxStr(Vec::new(), is_min), DataType::Utf8)
+                (Acc::MinMaxStr(layout.string(), is_min), DataType::Utf8)
             }
         };
         let nullable = !matches!(acc, Acc::Count(_));
@@ -207,6 +168,28 @@ impl Plan {
             input_type,
             output: Field::new(&agg.output, out_type, nullable),
             acc,
+        })
+    }
+
+    /// This aggregate's input in `batch`, in the type its state folds.
+    pub(super) fn input_of(&self, batch: &RecordBatch) -> Result<Input> {
+        let Some(col) = self.input.map(|i| batch.column(i)) else {
+            return Ok(Input::Rows);
+        };
+        let err = |e| Error::arrow(self.output.name().to_string(), e);
+        Ok(match &self.acc {
+            Acc::Count(_) => Input::Any(Arc::clone(col)),
+            Acc::SumI64(_) | Acc::MinMaxI64(_, _) => Input::I64(as_i64(col)?),
+            Acc::SumI128(_) | Acc::MinMaxI128(_, _) => {
+                Input::I128(col.as_primitive::<Decimal128Type>().clone())
+            }
+            Acc::SumF64(_) | Acc::MinMaxF64(_, _) => Input::F64(
+                cast(col, &DataType::Float64)
+                    .map_err(err)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            ),
+            Acc::MinMaxStr(_, _) => Input::Str(col.as_string::<i32>().clone()),
         })
     }
 }
@@ -256,107 +239,151 @@ impl Plan {
     }
 }
 
-impl Acc {
-    pub(super) fn push_group(&mut self) {
-        match self {
-            Acc::Count(v) => v.push(0),
-            Acc::SumI64(v) | Acc::MinMaxI64(v, _) => v.push(),
-            Acc::SumI128(v) | Acc::MinMaxI128(v, _) => v.push(),
-            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => v.push(),
-            Acc::MinMaxStr(v, _) => v.push(None),
-        }
+/// Folds `v` into a row's value at `slot`; a group's first value is taken as it is.
+#[inline(always)]
+fn fold_one<T: Cell>(
+    row: &mut [u8],
+    slot: Slot,
+    v: T,
+    f: &impl Fn(T, T) -> Option<T>,
+) -> Option<()> {
+    let flag = slot.flag(T::WIDTH);
+    if row[flag] != 0 {
+        f(T::get(&row[slot.at..]), v)?.put(&mut row[slot.at..]);
+    } else {
+        v.put(&mut row[slot.at..]);
+        row[flag] = 1;
     }
+    Some(())
+}
 
-    /// The same accumulator with no groups.
-    pub(super) fn emptied(&self) -> Acc {
-        match self {
-            Acc::Count(_) => Acc::Count(Vec::new()),
-            Acc::SumI64(_) => Acc::SumI64(Slots::new()),
-            Acc::SumI128(_) => Acc::SumI128(Slots::new()),
-            Acc::SumF64(_) => Acc::SumF64(Slots::new()),
-            Acc::MinMaxI64(_, m) => Acc::MinMaxI64(Slots::new(), *m),
-            Acc::MinMaxI128(_, m) => Acc::MinMaxI128(Slots::new(), *m),
-            Acc::MinMaxF64(_, m) => Acc::MinMaxF64(Slots::new(), *m),
-            Acc::MinMaxStr(_, m) => Acc::MinMaxStr(Vec::new(), *m),
+/// Folds rows `first..` of `a` (one per entry of `groups`) into their groups' `slot`,
+/// skipping nulls.
+fn fold<P>(
+    states: &mut States,
+    slot: Slot,
+    groups: &[u32],
+    a: &PrimitiveArray<P>,
+    first: usize,
+    f: impl Fn(P::Native, P::Native) -> Option<P::Native>,
+) -> Option<()>
+where
+    P: ArrowPrimitiveType,
+    P::Native: Cell,
+{
+    let values = a.values().get(first..first + groups.len())?;
+    match a.nulls().filter(|n| n.null_count() > 0) {
+        None => {
+            for (&g, &v) in groups.iter().zip(values) {
+                fold_one(states.row_mut(g as usize), slot, v, &f)?;
+            }
         }
-    }
-
-    pub(super) fn bytes_per_group(&self) -> usize {
-        match self {
-            Acc::Count(_) => 8,
-            Acc::SumI64(_) | Acc::MinMaxI64(_, _) | Acc::SumF64(_) | Acc::MinMaxF64(_, _) => 9,
-            Acc::SumI128(_) | Acc::MinMaxI128(_, _) => 17,
-            Acc::MinMaxStr(_, _) => 40,
-        }
-    }
-
-    /// Folds `column` (or, for `count(*)`, just the rows) into the groups in `groups`.
-    pub(super) fn update(
-        &mut self,
-        groups: &[u32],
-        column: Option<&ArrayRef>,
-        output: &str,
-    ) -> Result<()> {
-        let Some(col) = column else {
-            if let Acc::Count(v) = self {
-                for &g in groups {
-                    v[g as usize] += 1;
+        Some(nulls) => {
+            for (i, (&g, &v)) in groups.iter().zip(values).enumerate() {
+                if nulls.is_valid(first + i) {
+                    fold_one(states.row_mut(g as usize), slot, v, &f)?;
                 }
             }
-            return Ok(());
-        };
+        }
+    }
+    Some(())
+}
+
+/// An aggregate's output column as it is built, group by group.
+pub(super) enum Column {
+    /// Values and whether each is set (counts are always set).
+    I64(Vec<i64>, Vec<bool>),
+    I128(Vec<i128>, Vec<bool>),
+    F64(Vec<f64>, Vec<bool>),
+    Str(Vec<Option<Box<str>>>),
+}
+
+/// Appends every group's value at `slot` in `states`, in order, and whether it has one.
+fn extend_values<T: Cell>(states: &States, slot: Slot, values: &mut Vec<T>, set: &mut Vec<bool>) {
+    let flag = slot.flag(T::WIDTH);
+    for g in 0..states.len() {
+        let row = states.row(g);
+        values.push(T::get(&row[slot.at..]));
+        set.push(row[flag] != 0);
+    }
+}
+
+/// Values and validity as Arrow buffers.
+fn parts<T: ArrowNativeType>(
+    values: Vec<T>,
+    set: Vec<bool>,
+) -> (ScalarBuffer<T>, Option<NullBuffer>) {
+    let nulls = (!set.iter().all(|s| *s)).then(|| NullBuffer::from(set));
+    (ScalarBuffer::from(values), nulls)
+}
+
+impl Acc {
+    /// Folds rows `first..first + groups.len()` of `input` into their groups (one group per
+    /// row in `groups`).
+    pub(super) fn update(
+        &self,
+        states: &mut States,
+        groups: &[u32],
+        input: &Input,
+        first: usize,
+        output: &str,
+    ) -> Result<()> {
         let overflow = || Error::Overflow {
             aggregate: output.to_string(),
             detail: "",
         };
-        match self {
-            Acc::Count(v) => {
-                for (i, &g) in groups.iter().enumerate() {
-                    v[g as usize] += i64::from(col.is_valid(i));
+        let mismatch = || Error::Internal {
+            what: format!("aggregate {output} was given an input of another type"),
+        };
+        match (self, input) {
+            (Acc::Count(slot), Input::Rows) => {
+                for &g in groups {
+                    let row = states.row_mut(g as usize);
+                    (i64::get(&row[slot.at..]) + 1).put(&mut row[slot.at..]);
                 }
             }
-            Acc::SumI64(v) => {
-                let a = as_i64(col)?;
-                v.fold_column(&a, groups, i64::checked_add)
-                    .ok_or_else(overflow)?;
+            (Acc::Count(slot), Input::Any(col)) => {
+                for (i, &g) in groups.iter().enumerate() {
+                    let row = states.row_mut(g as usize);
+                    let n = i64::get(&row[slot.at..]) + i64::from(col.is_valid(first + i));
+                    n.put(&mut row[slot.at..]);
+                }
             }
-            Acc::SumI128(v) => {
-                let a = col.as_primitive::<Decimal128Type>();
-                v.fold_column(a, groups, add_decimal38)
-                    .ok_or_else(|| Error::Overflow {
+            (Acc::SumI64(slot), Input::I64(a)) => {
+                fold(states, *slot, groups, a, first, i64::checked_add).ok_or_else(overflow)?;
+            }
+            (Acc::SumI128(slot), Input::I128(a)) => {
+                fold(states, *slot, groups, a, first, add_decimal38).ok_or_else(|| {
+                    Error::Overflow {
                         aggregate: output.to_string(),
                         detail: ": the sum needs more than the 38 digits of a decimal",
-                    })?;
+                    }
+                })?;
             }
-            Acc::SumF64(v) => {
-                let a = cast(col, &DataType::Float64)
-                    .map_err(|e| Error::arrow(output.to_string(), e))?;
-                v.fold_column(a.as_primitive::<Float64Type>(), groups, |x, y| Some(x + y));
+            (Acc::SumF64(slot), Input::F64(a)) => {
+                fold(states, *slot, groups, a, first, |x, y| Some(x + y)).ok_or_else(mismatch)?;
             }
-            Acc::MinMaxI64(v, is_min) => {
-                let a = as_i64(col)?;
+            (Acc::MinMaxI64(slot, is_min), Input::I64(a)) => {
                 let pick = if *is_min { i64::min } else { i64::max };
-                v.fold_column(&a, groups, |x, y| Some(pick(x, y)));
+                fold(states, *slot, groups, a, first, |x, y| Some(pick(x, y)))
+                    .ok_or_else(mismatch)?;
             }
-            Acc::MinMaxI128(v, is_min) => {
-                let a = col.as_primitive::<Decimal128Type>();
+            (Acc::MinMaxI128(slot, is_min), Input::I128(a)) => {
                 let pick = if *is_min { i128::min } else { i128::max };
-                v.fold_column(a, groups, |x, y| Some(pick(x, y)));
+                fold(states, *slot, groups, a, first, |x, y| Some(pick(x, y)))
+                    .ok_or_else(mismatch)?;
             }
-            Acc::MinMaxF64(v, is_min) => {
-                let a = cast(col, &DataType::Float64)
-                    .map_err(|e| Error::arrow(output.to_string(), e))?;
+            (Acc::MinMaxF64(slot, is_min), Input::F64(a)) => {
                 let pick = if *is_min { f64::min } else { f64::max };
-                v.fold_column(a.as_primitive::<Float64Type>(), groups, |x, y| {
-                    Some(pick(x, y))
-                });
+                fold(states, *slot, groups, a, first, |x, y| Some(pick(x, y)))
+                    .ok_or_else(mismatch)?;
             }
-            Acc::MinMaxStr(v, is_min) => {
-                let a = col.as_string::<i32>();
+            (Acc::MinMaxStr(s, is_min), Input::Str(a)) => {
+                let values = states.strings_mut(*s);
                 for (i, &g) in groups.iter().enumerate() {
-                    if a.is_valid(i) {
-                        let x = a.value(i);
-                        let slot = &mut v[g as usize];
+                    if a.is_valid(first + i) {
+                        let x = a.value(first + i);
+                        let slot = &mut values[g as usize];
                         let replace = match slot {
                             None => true,
                             Some(old) => (x < &**old) == *is_min && x != &**old,
@@ -367,43 +394,94 @@ impl Acc {
                     }
                 }
             }
+            _ => return Err(mismatch()),
         }
         Ok(())
     }
 
-    /// The accumulated values, in group order, as an array of `out_type`.
-    pub(super) fn finish(self, out_type: &DataType, input_type: &DataType) -> Result<ArrayRef> {
+    /// An empty output column for `groups` groups.
+    pub(super) fn column(&self, groups: usize) -> Column {
+        let set = || Vec::with_capacity(groups);
+        match self {
+            Acc::Count(_) | Acc::SumI64(_) | Acc::MinMaxI64(_, _) => {
+                Column::I64(Vec::with_capacity(groups), set())
+            }
+            Acc::SumI128(_) | Acc::MinMaxI128(_, _) => {
+                Column::I128(Vec::with_capacity(groups), set())
+            }
+            Acc::SumF64(_) | Acc::MinMaxF64(_, _) => Column::F64(Vec::with_capacity(groups), set()),
+            Acc::MinMaxStr(_, _) => Column::Str(Vec::with_capacity(groups)),
+        }
+    }
+
+    /// Appends the values of every group of `states`, in their order, to `column`.
+    pub(super) fn extend(&self, states: &States, column: &mut Column) -> Result<()> {
+        match (self, column) {
+            (Acc::Count(slot), Column::I64(v, _)) => {
+                v.extend((0..states.len()).map(|g| i64::get(&states.row(g)[slot.at..])));
+            }
+            (Acc::SumI64(slot) | Acc::MinMaxI64(slot, _), Column::I64(v, set)) => {
+                extend_values(states, *slot, v, set);
+            }
+            (Acc::SumI128(slot) | Acc::MinMaxI128(slot, _), Column::I128(v, set)) => {
+                extend_values(states, *slot, v, set);
+            }
+            (Acc::SumF64(slot) | Acc::MinMaxF64(slot, _), Column::F64(v, set)) => {
+                extend_values(states, *slot, v, set);
+            }
+            (Acc::MinMaxStr(s, _), Column::Str(v)) => v.extend_from_slice(states.strings(*s)),
+            _ => {
+                return Err(Error::Internal {
+                    what: "an aggregate's output column of another type".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `column` as an array of `out_type`.
+    pub(super) fn finish(
+        &self,
+        column: Column,
+        out_type: &DataType,
+        input_type: &DataType,
+    ) -> Result<ArrayRef> {
         let err = |e| Error::arrow("finishing an aggregate", e);
-        Ok(match self {
-            Acc::Count(v) => Arc::new(Int64Array::from(v)),
-            Acc::SumI64(v) => {
-                let (values, nulls) = v.into_parts();
+        Ok(match (self, column) {
+            (Acc::Count(_), Column::I64(v, _)) => Arc::new(Int64Array::from(v)),
+            (Acc::SumI64(_), Column::I64(v, set)) => {
+                let (values, nulls) = parts(v, set);
                 Arc::new(Int64Array::new(values, nulls))
             }
-            Acc::SumF64(v) | Acc::MinMaxF64(v, _) => {
-                let (values, nulls) = v.into_parts();
+            (Acc::MinMaxI64(_, _), Column::I64(v, set)) => {
+                let (values, nulls) = parts(v, set);
+                let wide: ArrayRef = Arc::new(Int64Array::new(values, nulls));
+                from_i64(&wide, input_type)?
+            }
+            (_, Column::F64(v, set)) => {
+                let (values, nulls) = parts(v, set);
                 Arc::new(Float64Array::new(values, nulls))
             }
-            Acc::SumI128(v) | Acc::MinMaxI128(v, _) => {
+            (_, Column::I128(v, set)) => {
                 let DataType::Decimal128(p, s) = out_type else {
                     return Err(Error::Internal {
                         what: format!("a decimal aggregate typed {out_type}"),
                     });
                 };
-                let (values, nulls) = v.into_parts();
+                let (values, nulls) = parts(v, set);
                 Arc::new(
                     Decimal128Array::new(values, nulls)
                         .with_precision_and_scale(*p, *s)
                         .map_err(err)?,
                 )
             }
-            Acc::MinMaxI64(v, _) => {
-                let (values, nulls) = v.into_parts();
-                let wide: ArrayRef = Arc::new(Int64Array::new(values, nulls));
-                from_i64(&wide, input_type)?
-            }
-            Acc::MinMaxStr(v, _) => {
+            (_, Column::Str(v)) => {
                 Arc::new(v.iter().map(|s| s.as_deref()).collect::<StringArray>())
+            }
+            (_, Column::I64(..)) => {
+                return Err(Error::Internal {
+                    what: "an integer column for an aggregate of another type".into(),
+                });
             }
         })
     }

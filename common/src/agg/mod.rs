@@ -4,8 +4,10 @@
 //!
 //! A batch's key columns are hashed once, column by column, and each row looked up in a
 //! table of group ids ([`table`]), comparing typed key values ([`keys`]): no row
-//! encoding, no byte-string compare of whole keys. Accumulators ([`acc`]) are columnar
-//! vectors indexed by group id, updated in one loop per aggregate per batch.
+//! encoding, no byte-string compare of whole keys. Each group's aggregate states share one
+//! row ([`state`]); the rows are probed a few hundred at a time, then each aggregate
+//! ([`acc`]) folds those rows' values in one loop of its own, while their groups' state rows
+//! are still in the cache.
 //!
 //! The partial schema is the key columns followed by one column per aggregate, named by its
 //! output: a count's partial is an `Int64` that the final step sums; sum, min and max merge
@@ -23,18 +25,19 @@ mod acc;
 mod keys;
 mod probe;
 mod sorted;
+mod state;
 mod table;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::take;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use sluice_sdk::Aggregate;
 
 use crate::{Error, Result};
-use acc::{Acc, Plan};
+use acc::Plan;
 use keys::GroupKeys;
+use state::{Layout, States};
 use table::GroupTable;
 
 pub use probe::{GroupingProbe, PROBE_ROWS, SKIP_RATIO, keep_combining, probe_rows};
@@ -42,6 +45,13 @@ pub use probe::{GroupingProbe, PROBE_ROWS, SKIP_RATIO, keep_combining, probe_row
 /// How many rows ahead of its probe the aggregator prefetches a row's table entry: enough
 /// for the misses of several rows to overlap, few enough that the entries are still cached.
 const PREFETCH_ROWS: usize = 16;
+
+/// Rows probed before their values are folded: the groups' state rows the probes brought
+/// into the cache (a few dozen KiB) are still there for every aggregate's fold.
+const FOLD_ROWS: usize = 256;
+
+/// Groups whose state rows are gathered at a time to read the output's columns from.
+const GATHER_GROUPS: usize = 4096;
 
 /// Which side of the shuffle an aggregator runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +69,7 @@ pub struct HashAggregator {
     table: GroupTable,
     hashes: Vec<u64>,
     plans: Vec<Plan>,
+    states: States,
     output_schema: SchemaRef,
     /// The schema every batch must have (the first batch's): a batch of other types would
     /// be misread, for example decimals of another scale summed as raw integers.
@@ -93,9 +104,10 @@ impl HashAggregator {
                 .map(|f| f.data_type().clone())
                 .collect::<Vec<_>>(),
         )?;
+        let mut layout = Layout::default();
         let plans = aggregates
             .iter()
-            .map(|a| Plan::new(a, input, mode))
+            .map(|a| Plan::new(a, input, mode, &mut layout))
             .collect::<Result<Vec<_>>>()?;
         let fields: Vec<Field> = key_fields
             .into_iter()
@@ -107,6 +119,7 @@ impl HashAggregator {
             table: GroupTable::new(),
             hashes: Vec::new(),
             plans,
+            states: layout.states(),
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: Arc::new(input.clone()),
             mode,
@@ -125,14 +138,7 @@ impl HashAggregator {
 
     /// A rough estimate of the memory held, for spilling decisions.
     pub fn memory_bytes(&self) -> usize {
-        let per_group: usize = 8
-            + 8
-            + 4
-            + self
-                .plans
-                .iter()
-                .map(|p| p.acc.bytes_per_group())
-                .sum::<usize>();
+        let per_group: usize = 8 + 8 + 4 + self.states.bytes_per_group();
         self.keys.memory_bytes() + self.groups() * per_group + self.table.memory_bytes()
     }
 
@@ -197,36 +203,49 @@ impl HashAggregator {
         let keys = self.keys.batch(&keys)?;
         let hashes = keys.hashes(batch.num_rows());
         self.table.reserve(batch.num_rows(), &self.hashes);
+        let inputs = self
+            .plans
+            .iter()
+            .map(|p| p.input_of(batch))
+            .collect::<Result<Vec<_>>>()?;
         let mut group_ids = Vec::with_capacity(batch.num_rows());
-        for (i, &hash) in hashes.iter().enumerate() {
-            // Two stages: a row's table entry PREFETCH_ROWS ahead, then, once that entry
-            // is cached, the key of the group it names, half as far ahead.
-            if let Some(&ahead) = hashes.get(i + PREFETCH_ROWS) {
-                self.table.prefetch(ahead);
-            }
-            if let Some(g) = hashes
-                .get(i + PREFETCH_ROWS / 2)
-                .and_then(|&h| self.table.candidate(h))
-            {
-                self.keys.prefetch(g);
-            }
-            let next = self.hashes.len() as u32;
-            let stored = &self.keys;
-            let (group, new) = self
-                .table
-                .find_or_insert(hash, next, |g| stored.equals(g as usize, &keys, i));
-            if new {
-                self.keys.push(&keys, i);
-                self.hashes.push(hash);
-                for p in &mut self.plans {
-                    p.acc.push_group();
+        for first in (0..batch.num_rows()).step_by(FOLD_ROWS) {
+            let end = (first + FOLD_ROWS).min(batch.num_rows());
+            for (i, &hash) in hashes.iter().enumerate().take(end).skip(first) {
+                // Two stages: a row's table entry PREFETCH_ROWS ahead, then, once that
+                // entry is cached, the key and the states of the group it names, half as
+                // far ahead.
+                if let Some(&ahead) = hashes.get(i + PREFETCH_ROWS) {
+                    self.table.prefetch(ahead);
                 }
+                if let Some(g) = hashes
+                    .get(i + PREFETCH_ROWS / 2)
+                    .and_then(|&h| self.table.candidate(h))
+                {
+                    self.keys.prefetch(g);
+                    self.states.prefetch(g as usize);
+                }
+                let next = self.hashes.len() as u32;
+                let stored = &self.keys;
+                let (group, new) = self
+                    .table
+                    .find_or_insert(hash, next, |g| stored.equals(g as usize, &keys, i));
+                if new {
+                    self.keys.push(&keys, i);
+                    self.hashes.push(hash);
+                    self.states.push();
+                }
+                group_ids.push(group);
             }
-            group_ids.push(group);
-        }
-        for p in &mut self.plans {
-            let col = p.input.map(|i| batch.column(i));
-            p.acc.update(&group_ids, col, p.output.name())?;
+            for (p, input) in self.plans.iter().zip(&inputs) {
+                p.acc.update(
+                    &mut self.states,
+                    &group_ids[first..end],
+                    input,
+                    first,
+                    p.output.name(),
+                )?;
+            }
         }
         Ok(())
     }
@@ -237,14 +256,22 @@ impl HashAggregator {
             return Ok(None);
         }
         let (order, mut columns) = self.keys.sorted()?;
-        let order = UInt32Array::from(order);
-        for plan in &mut self.plans {
-            let acc = std::mem::replace(&mut plan.acc, Acc::Count(Vec::new()));
-            let fresh = acc.emptied();
-            let values = acc.finish(plan.output.data_type(), &plan.input_type)?;
-            plan.acc = fresh;
-            columns
-                .push(take(&values, &order, None).map_err(|e| Error::arrow("ordering groups", e))?);
+        let mut built: Vec<_> = self
+            .plans
+            .iter()
+            .map(|p| p.acc.column(order.len()))
+            .collect();
+        for chunk in order.chunks(GATHER_GROUPS) {
+            let rows = self.states.gather(chunk);
+            for (p, column) in self.plans.iter().zip(&mut built) {
+                p.acc.extend(&rows, column)?;
+            }
+        }
+        // A fresh store, not a cleared one: the groups' memory goes back now, not when
+        // the aggregator is dropped after the output is written.
+        self.states = self.states.emptied();
+        for (p, column) in self.plans.iter().zip(built) {
+            columns.push(p.acc.finish(column, p.output.data_type(), &p.input_type)?);
         }
         self.table.clear();
         self.hashes.clear();

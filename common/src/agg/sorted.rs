@@ -36,17 +36,18 @@ impl HashAggregator {
             .iter()
             .map(|k| take(k, &firsts, None).map_err(|e| Error::arrow("taking group keys", e)))
             .collect::<Result<Vec<_>>>()?;
-        for plan in &self.plans {
-            let mut acc = plan.acc.emptied();
-            for _ in 0..ranges.len() {
-                acc.push_group();
-            }
-            acc.update(
-                &group_ids,
-                plan.input.map(|i| batch.column(i)),
-                plan.output.name(),
-            )?;
-            columns.push(acc.finish(plan.output.data_type(), &plan.input_type)?);
+        // The groups come in order: their rows are written and read in sequence.
+        let mut states = self.states.emptied();
+        for _ in 0..ranges.len() {
+            states.push();
+        }
+        for p in &self.plans {
+            let input = p.input_of(batch)?;
+            p.acc
+                .update(&mut states, &group_ids, &input, 0, p.output.name())?;
+            let mut column = p.acc.column(ranges.len());
+            p.acc.extend(&states, &mut column)?;
+            columns.push(p.acc.finish(column, p.output.data_type(), &p.input_type)?);
         }
         let batch = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| Error::arrow("building aggregate output", e))?;

@@ -41,12 +41,20 @@ pub struct ReduceDirs {
 }
 
 /// The part file (or, with `--partition-by`, files), created on the first row.
+///
+/// Rows are written in batches of exactly `batch_rows` (the last one shorter), whatever
+/// the chunks the reduce produced: a Parquet writer cuts pages at batch boundaries, so
+/// the part file's bytes, not only its rows, are the same whether the reducer spilled and
+/// merged runs (chunks of whole key groups) or not.
 struct Output<'a> {
     dirs: &'a ReduceDirs,
     spec: &'a JobSpec,
     partition: u32,
     writer: Option<(PathBuf, PartWriter)>,
     hive: Option<super::hive::HiveOutput>,
+    /// Rows short of a whole batch, waiting for more.
+    held: Vec<RecordBatch>,
+    held_rows: usize,
 }
 
 impl Output<'_> {
@@ -63,6 +71,43 @@ impl Output<'_> {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = (self.spec.batch_rows as usize).max(1);
+        if self.held.is_empty() && batch.num_rows() == rows {
+            return self.write_batch(batch);
+        }
+        if batch.num_rows() > 0 {
+            self.held_rows += batch.num_rows();
+            self.held.push(batch.clone());
+        }
+        while self.held_rows >= rows {
+            let all = self.take_held()?;
+            self.write_batch(&all.slice(0, rows))?;
+            let rest = all.slice(rows, all.num_rows() - rows);
+            self.held_rows = rest.num_rows();
+            if rest.num_rows() > 0 {
+                self.held.push(rest);
+            }
+        }
+        Ok(())
+    }
+
+    /// The held rows as one batch, leaving none held.
+    fn take_held(&mut self) -> Result<RecordBatch> {
+        let held = std::mem::take(&mut self.held);
+        self.held_rows = 0;
+        match held.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => {
+                let schema = held.first().map(|b| b.schema()).ok_or(Error::Internal {
+                    what: "no rows held".into(),
+                })?;
+                arrow::compute::concat_batches(&schema, &held)
+                    .map_err(|e| Error::arrow("joining output rows into a batch", e))
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -99,7 +144,11 @@ impl Output<'_> {
     }
 
     /// The files written: `(path relative to the staging directory, rows, bytes)`.
-    fn finish(self) -> Result<Vec<(String, u64, u64)>> {
+    fn finish(mut self) -> Result<Vec<(String, u64, u64)>> {
+        if !self.held.is_empty() {
+            let rest = self.take_held()?;
+            self.write_batch(&rest)?;
+        }
         if let Some(h) = self.hive {
             return h.finish();
         }
@@ -160,6 +209,8 @@ pub fn reduce_body(
         partition,
         writer: None,
         hive: None,
+        held: Vec::new(),
+        held_rows: 0,
     };
     let mut runs = Runs::new(dirs.spill_dir.clone());
     match &desc.reduce {
