@@ -252,21 +252,40 @@ impl HashAggregator {
 
     /// The groups so far as one batch sorted by key, leaving the aggregator empty.
     pub fn take_sorted(&mut self) -> Result<Option<RecordBatch>> {
+        self.take(true)
+    }
+
+    /// The groups so far as one batch, in the order they were first seen, leaving the
+    /// aggregator empty: for partials that a reducer groups again, where an order would be
+    /// a sort for nothing.
+    pub fn take_unsorted(&mut self) -> Result<Option<RecordBatch>> {
+        self.take(false)
+    }
+
+    fn take(&mut self, sorted: bool) -> Result<Option<RecordBatch>> {
         if self.groups() == 0 {
             return Ok(None);
         }
-        let (order, mut columns) = self.keys.sorted()?;
         let mut built: Vec<_> = self
             .plans
             .iter()
-            .map(|p| p.acc.column(order.len()))
+            .map(|p| p.acc.column(self.groups()))
             .collect();
-        for chunk in order.chunks(GATHER_GROUPS) {
-            let rows = self.states.gather(chunk);
-            for (p, column) in self.plans.iter().zip(&mut built) {
-                p.acc.extend(&rows, column)?;
+        let mut columns = if sorted {
+            let (order, columns) = self.keys.sorted()?;
+            for chunk in order.chunks(GATHER_GROUPS) {
+                let rows = self.states.gather(chunk);
+                for (p, column) in self.plans.iter().zip(&mut built) {
+                    p.acc.extend(&rows, column)?;
+                }
             }
-        }
+            columns
+        } else {
+            for (p, column) in self.plans.iter().zip(&mut built) {
+                p.acc.extend(&self.states, column)?;
+            }
+            self.keys.columns()?
+        };
         // A fresh store, not a cleared one: the groups' memory goes back now, not when
         // the aggregator is dropped after the output is written.
         self.states = self.states.emptied();
@@ -283,267 +302,4 @@ impl HashAggregator {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{
-        Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int32Array, LargeStringArray,
-        StringArray,
-    };
-    use arrow::datatypes::{DataType, Decimal128Type, Int64Type};
-    use std::collections::BTreeMap;
-
-    /// Keys of several types with nulls, grouped in two batches, against a `BTreeMap`
-    /// (whose `Option` order is the promised one: nulls first).
-    #[test]
-    fn typed_keys_group_and_sort_like_a_btreemap() {
-        type Key = (Option<String>, Option<i32>, Option<i128>, Option<bool>);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("s", DataType::LargeUtf8, true),
-            Field::new("d", DataType::Date32, true),
-            Field::new("m", DataType::Decimal128(18, 2), true),
-            Field::new("b", DataType::Boolean, true),
-        ]));
-        let mut rng = 12345u64;
-        let mut next = move |n: u64| {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (rng >> 33) % n
-        };
-        let mut expected: BTreeMap<Key, i64> = BTreeMap::new();
-        let keys: Vec<String> = ["s", "d", "m", "b"].map(String::from).to_vec();
-        let mut agg =
-            HashAggregator::new(&schema, &keys, &[Aggregate::count("c")], AggMode::Partial)
-                .unwrap();
-        for _ in 0..2 {
-            let rows: Vec<Key> = (0..500)
-                .map(|_| {
-                    let s = (next(5) > 0)
-                        .then(|| ["", "a", "ab", "b", "é"][next(5) as usize].to_string());
-                    let d = (next(5) > 0).then(|| next(3) as i32 - 1);
-                    let m = (next(5) > 0).then(|| next(3) as i128 * 1_000_000_000_000_000_000 - 1);
-                    let b = (next(5) > 0).then(|| next(2) == 1);
-                    (s, d, m, b)
-                })
-                .collect();
-            for r in &rows {
-                *expected.entry(r.clone()).or_default() += 1;
-            }
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(
-                        rows.iter()
-                            .map(|r| r.0.clone())
-                            .collect::<LargeStringArray>(),
-                    ),
-                    Arc::new(rows.iter().map(|r| r.1).collect::<Date32Array>()),
-                    Arc::new(
-                        rows.iter()
-                            .map(|r| r.2)
-                            .collect::<Decimal128Array>()
-                            .with_precision_and_scale(18, 2)
-                            .unwrap(),
-                    ),
-                    Arc::new(rows.iter().map(|r| r.3).collect::<BooleanArray>()),
-                ],
-            )
-            .unwrap();
-            agg.update(&batch).unwrap();
-        }
-        let out = agg.take_sorted().unwrap().unwrap();
-        assert_eq!(out.schema().field(0).data_type(), &DataType::LargeUtf8);
-        let s = out.column(0).as_string::<i64>();
-        let d = out.column(1).as_primitive::<arrow::datatypes::Date32Type>();
-        let m = out.column(2).as_primitive::<Decimal128Type>();
-        let b = out.column(3).as_boolean();
-        let c = out.column(4).as_primitive::<Int64Type>();
-        let got: Vec<(Key, i64)> = (0..out.num_rows())
-            .map(|i| {
-                let key = (
-                    s.is_valid(i).then(|| s.value(i).to_string()),
-                    d.is_valid(i).then(|| d.value(i)),
-                    m.is_valid(i).then(|| m.value(i)),
-                    b.is_valid(i).then(|| b.value(i)),
-                );
-                (key, c.value(i))
-            })
-            .collect();
-        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
-    }
-
-    fn batch(words: &[&str], amounts: &[i128]) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new("w", DataType::Utf8, false),
-            Field::new("amount", DataType::Decimal128(18, 2), false),
-            Field::new("n", DataType::Int32, false),
-        ]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(StringArray::from(words.to_vec())),
-                Arc::new(
-                    Decimal128Array::from(amounts.to_vec())
-                        .with_precision_and_scale(18, 2)
-                        .unwrap(),
-                ),
-                Arc::new(Int32Array::from(vec![1; words.len()])),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn aggs() -> Vec<Aggregate> {
-        vec![
-            Aggregate::count("c"),
-            Aggregate::sum("total", "amount"),
-            Aggregate::min("lo", "amount"),
-            Aggregate::max("hi", "w"),
-            Aggregate::sum("ns", "n"),
-        ]
-    }
-
-    #[test]
-    fn partial_then_final_equals_one_pass() {
-        let keys = vec!["w".to_string()];
-        let b1 = batch(&["b", "a", "b"], &[100, 250, 1]);
-        let b2 = batch(&["a", "c"], &[5, 7]);
-        let mut p1 = HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
-        p1.update(&b1).unwrap();
-        let part1 = p1.take_sorted().unwrap().unwrap();
-        let mut p2 = HashAggregator::new(&b2.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
-        p2.update(&b2).unwrap();
-        let part2 = p2.take_sorted().unwrap().unwrap();
-        let mut fin = HashAggregator::new(&part1.schema(), &keys, &aggs(), AggMode::Final).unwrap();
-        fin.update(&part1).unwrap();
-        fin.update(&part2).unwrap();
-        let out = fin.take_sorted().unwrap().unwrap();
-        assert_eq!(
-            out.schema().field(2).data_type(),
-            &DataType::Decimal128(38, 2)
-        );
-        let w = out.column(0).as_string::<i32>();
-        assert_eq!(w.iter().flatten().collect::<Vec<_>>(), vec!["a", "b", "c"]);
-        let c = out.column(1).as_primitive::<Int64Type>();
-        assert_eq!(c.values().to_vec(), vec![2, 2, 1]);
-        let total = out.column(2).as_primitive::<Decimal128Type>();
-        assert_eq!(total.values().to_vec(), vec![255, 101, 7]);
-        let lo = out.column(3).as_primitive::<Decimal128Type>();
-        assert_eq!(lo.values().to_vec(), vec![5, 1, 7]);
-        assert_eq!(
-            out.column(5).as_primitive::<Int64Type>().values().to_vec(),
-            vec![2, 2, 1]
-        );
-        assert_eq!(fin.groups(), 0, "take_sorted empties the aggregator");
-    }
-
-    #[test]
-    fn rows_as_their_own_partials_merge_to_the_same_result() {
-        let keys = vec!["w".to_string()];
-        let b1 = batch(&["b", "a", "b"], &[100, 250, 1]);
-        let b2 = batch(&["a", "c"], &[5, 7]);
-        let final_of = |parts: &[RecordBatch]| {
-            let mut fin =
-                HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
-            for p in parts {
-                fin.update(p).unwrap();
-            }
-            fin.take_sorted().unwrap().unwrap()
-        };
-        let mut grouped =
-            HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
-        grouped.update(&b1).unwrap();
-        grouped.update(&b2).unwrap();
-        let via_groups = final_of(&[grouped.take_sorted().unwrap().unwrap()]);
-        // One batch grouped, the other passed through row by row: the adaptive combiner's mix.
-        let mut mixed =
-            HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
-        mixed.update(&b1).unwrap();
-        let rows = mixed.partial_state(&b2).unwrap();
-        assert_eq!(rows.num_rows(), 2);
-        assert_eq!(rows.schema(), mixed.output_schema());
-        let via_rows = final_of(&[mixed.take_sorted().unwrap().unwrap(), rows]);
-        assert_eq!(via_rows, via_groups);
-    }
-
-    #[test]
-    fn sums_refuse_overflow_and_groups_without_values_are_null() {
-        use arrow::array::Int64Array;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("v", DataType::Int64, true),
-        ]));
-        let keys = vec!["k".to_string()];
-        let aggs = vec![Aggregate::sum("s", "v"), Aggregate::max("m", "v")];
-        let b = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(vec!["a", "b", "a"])),
-                Arc::new(Int64Array::from(vec![Some(1), None, Some(5)])),
-            ],
-        )
-        .unwrap();
-        let mut agg = HashAggregator::new(&schema, &keys, &aggs, AggMode::Partial).unwrap();
-        agg.update(&b).unwrap();
-        let out = agg.take_sorted().unwrap().unwrap();
-        let s = out.column(1).as_primitive::<Int64Type>();
-        assert_eq!((s.value(0), s.is_null(1)), (6, true), "b saw only a null");
-        let m = out.column(2).as_primitive::<Int64Type>();
-        assert_eq!((m.value(0), m.is_null(1)), (5, true));
-        let big = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(vec!["a", "a"])),
-                Arc::new(Int64Array::from(vec![i64::MAX, 1])),
-            ],
-        )
-        .unwrap();
-        let mut agg = HashAggregator::new(&schema, &keys, &aggs, AggMode::Partial).unwrap();
-        let err = agg.update(&big).unwrap_err();
-        assert!(err.to_string().contains("aggregate s overflows"), "{err}");
-    }
-
-    #[test]
-    fn decimal_sums_past_38_digits_are_an_error() {
-        use super::acc::add_decimal38;
-        let max = 10_i128.pow(38) - 1;
-        assert_eq!(add_decimal38(max - 1, 1), Some(max));
-        assert_eq!(add_decimal38(max, 1), None, "fits an i128, not 38 digits");
-        assert_eq!(add_decimal38(-max, -1), None);
-        assert_eq!(add_decimal38(i128::MAX, 1), None);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("v", DataType::Decimal128(38, 2), false),
-        ]));
-        let b = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(vec!["a", "a"])),
-                Arc::new(
-                    arrow::array::Decimal128Array::from(vec![max, 1])
-                        .with_precision_and_scale(38, 2)
-                        .unwrap(),
-                ),
-            ],
-        )
-        .unwrap();
-        let aggs = vec![Aggregate::sum("total", "v")];
-        let mut agg =
-            HashAggregator::new(&schema, &["k".to_string()], &aggs, AggMode::Partial).unwrap();
-        let err = agg.update(&b).unwrap_err().to_string();
-        assert!(
-            err.contains("total overflows") && err.contains("38 digits"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn missing_input_column_is_named() {
-        let b = batch(&["a"], &[1]);
-        let bad = vec![Aggregate::sum("x", "nope")];
-        let err = HashAggregator::new(&b.schema(), &["w".into()], &bad, AggMode::Partial)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("\"nope\""), "{err}");
-    }
-}
+mod tests;

@@ -290,7 +290,7 @@ impl Combiner<'_> {
                 probe.reset();
                 let grouped = table
                     .as_mut()
-                    .map(|t| t.take_sorted())
+                    .map(|t| t.take_unsorted())
                     .transpose()?
                     .flatten();
                 if let Some(batch) = grouped {

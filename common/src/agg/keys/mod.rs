@@ -290,26 +290,8 @@ impl GroupKeys {
         // Sorting copies of the packed keys reads them in one pass and keeps every
         // comparison in the vector being sorted, not scattered over the groups. When every
         // key packed, each is sorted as its three big-endian words: integer comparisons,
-        // no decoding per comparison.
-        let groups = self.packed.len();
-        let mut builders: Vec<KeyColumn> = self
-            .kinds
-            .iter()
-            .map(|&kind| KeyColumn::with_capacity(kind, groups))
-            .collect();
-        let mut order = Vec::with_capacity(groups);
-        // Each sorted key is decoded as it is read back, in the sorted copy's order.
-        let mut output = |key: &[u8; PACKED], g: u32| {
-            order.push(g);
-            match Self::overflow_row(key) {
-                Some(r) => {
-                    for (b, o) in builders.iter_mut().zip(&self.overflow) {
-                        b.append(o.value(r));
-                    }
-                }
-                None => unpack(key, &self.kinds, |c, v| builders[c].append(v)),
-            }
-        };
+        // no decoding per comparison. Each sorted key is decoded as it is read back.
+        let mut out = Decoder::new(self);
         if self.overflow_rows == 0 {
             let mut words: Vec<([u64; 3], u32)> = self
                 .packed
@@ -319,7 +301,7 @@ impl GroupKeys {
                 .collect();
             words.sort_unstable();
             for (w, g) in &words {
-                output(&words_packed(w), *g);
+                out.push(&words_packed(w), *g);
             }
         } else {
             let mut rows: Vec<([u8; PACKED], u32)> = self
@@ -330,15 +312,19 @@ impl GroupKeys {
                 .collect();
             rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
             for (k, g) in &rows {
-                output(k, *g);
+                out.push(k, *g);
             }
         }
-        let columns = builders
-            .into_iter()
-            .zip(&self.types)
-            .map(|(b, t)| b.finish(t))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((order, columns))
+        out.finish()
+    }
+
+    /// The key columns of the groups in the order they were created.
+    pub(super) fn columns(&self) -> Result<Vec<ArrayRef>> {
+        let mut out = Decoder::new(self);
+        for (g, k) in self.packed.iter().enumerate() {
+            out.push(k, g as u32);
+        }
+        Ok(out.finish()?.1)
     }
 
     /// Bytes held.
@@ -356,6 +342,55 @@ impl GroupKeys {
         self.packed.clear();
         self.overflow.iter_mut().for_each(Overflow::clear);
         self.overflow_rows = 0;
+    }
+}
+
+/// Groups' key columns built group by group, in the order given.
+struct Decoder<'a> {
+    keys: &'a GroupKeys,
+    builders: Vec<KeyColumn>,
+    order: Vec<u32>,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(keys: &'a GroupKeys) -> Self {
+        let groups = keys.packed.len();
+        Decoder {
+            keys,
+            builders: keys
+                .kinds
+                .iter()
+                .map(|&kind| KeyColumn::with_capacity(kind, groups))
+                .collect(),
+            order: Vec::with_capacity(groups),
+        }
+    }
+
+    /// Appends group `g`, whose packed slot is `key`.
+    fn push(&mut self, key: &[u8; PACKED], g: u32) {
+        self.order.push(g);
+        match GroupKeys::overflow_row(key) {
+            Some(r) => {
+                for (b, o) in self.builders.iter_mut().zip(&self.keys.overflow) {
+                    b.append(o.value(r));
+                }
+            }
+            None => {
+                let builders = &mut self.builders;
+                unpack(key, &self.keys.kinds, |c, v| builders[c].append(v));
+            }
+        }
+    }
+
+    /// The groups in the order pushed, and their key columns.
+    fn finish(self) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
+        let columns = self
+            .builders
+            .into_iter()
+            .zip(&self.keys.types)
+            .map(|(b, t)| b.finish(t))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((self.order, columns))
     }
 }
 

@@ -179,7 +179,6 @@ fn read<'a>(key: &'a [u8; PACKED], at: &mut usize, kind: Kind) -> Value<'a> {
     }
 }
 
-/// How two packed keys order: as their bytes, compared eight at a time.
 /// A packed key as three big-endian words: they order as its bytes do.
 pub(super) fn packed_words(k: &[u8; PACKED]) -> [u64; 3] {
     let word = |i: usize| {
