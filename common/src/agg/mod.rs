@@ -201,7 +201,7 @@ impl HashAggregator {
             .map(|&i| batch.column(i).clone())
             .collect();
         let keys = self.keys.batch(&keys)?;
-        let hashes = keys.hashes(batch.num_rows());
+        let hashes = keys.hashes();
         self.table.reserve(batch.num_rows(), &self.hashes);
         let inputs = self
             .plans

@@ -1,7 +1,7 @@
 //! The keys of an aggregator's groups.
 //!
-//! A batch's keys are hashed once, column by column ([`BatchKeys::hashes`]), and each row's
-//! key is packed into 24 bytes ([`packed`]) when it fits. A group keeps only its packed key,
+//! Each row's key is packed into 24 bytes ([`packed`]) when it fits, and hashed from its
+//! packed words ([`BatchKeys::hashes`]). A group keeps only its packed key,
 //! so a probe compares one cache line instead of the validity, offsets and bytes of every
 //! key column, each a cache miss in a table of millions of groups; and since packed keys
 //! order as their bytes, the groups sort by comparing them, then their key columns are
@@ -134,17 +134,14 @@ impl BatchColumn {
         }
     }
 
-    /// Folds this column's values into the rows' hashes.
-    fn hash_into(&self, hashes: &mut [u64]) {
-        for (i, h) in hashes.iter_mut().enumerate() {
-            let v = match self.value(i) {
-                Value::Null => NULL_HASH,
-                Value::Bytes(b) => xxh3_64(b),
-                Value::I64(v) => v as u64,
-                Value::U64(v) => v,
-                Value::I128(v) => combine(v as u64, (v >> 64) as u64),
-            };
-            *h = combine(*h, v);
+    /// Row `i`'s value, as a word to fold into its key's hash.
+    fn hash_of(&self, i: usize) -> u64 {
+        match self.value(i) {
+            Value::Null => NULL_HASH,
+            Value::Bytes(b) => xxh3_64(b),
+            Value::I64(v) => v as u64,
+            Value::U64(v) => v,
+            Value::I128(v) => combine(v as u64, (v >> 64) as u64),
         }
     }
 }
@@ -157,16 +154,23 @@ pub(super) struct BatchKeys {
 }
 
 impl BatchKeys {
-    /// The hash of each row's key.
-    pub(super) fn hashes(&self, rows: usize) -> Vec<u64> {
-        let mut hashes = vec![0u64; rows];
-        for c in &self.columns {
-            c.hash_into(&mut hashes);
-        }
-        for h in &mut hashes {
-            *h = finish(*h);
-        }
-        hashes
+    /// The hash of each row's key: of its three packed words when it packed (packing is
+    /// canonical, so equal keys pack alike and hash alike, and the words are already
+    /// there), else of its columns' values.
+    pub(super) fn hashes(&self) -> Vec<u64> {
+        self.packed
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let h = if key[0] == UNPACKED {
+                    self.columns.iter().fold(0, |h, c| combine(h, c.hash_of(i)))
+                } else {
+                    let [a, b, c] = packed_words(key);
+                    combine(combine(combine(0, a), b), c)
+                };
+                finish(h)
+            })
+            .collect()
     }
 }
 
