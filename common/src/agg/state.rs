@@ -120,6 +120,14 @@ impl States {
         }
     }
 
+    /// Makes room for `groups` more groups.
+    pub(super) fn reserve(&mut self, groups: usize) {
+        self.rows.reserve_exact(groups.saturating_mul(self.stride));
+        for s in &mut self.strings {
+            s.reserve_exact(groups);
+        }
+    }
+
     /// Number of groups.
     pub(super) fn len(&self) -> usize {
         self.groups

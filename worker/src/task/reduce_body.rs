@@ -173,11 +173,13 @@ fn slices(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
 /// Consumes the shuffled input of `rx` and writes the part file; returns
 /// `(file relative to the staging directory, rows, bytes)` of each file (none when the
 /// partition is empty).
+/// `rows` is how many rows the map outputs hold for the partition.
 pub fn reduce_body(
     mut rx: mpsc::Receiver<Fetched>,
     spec: &JobSpec,
     ctx: &TaskContext,
     partition: u32,
+    rows: u64,
     dirs: &ReduceDirs,
 ) -> TaskResult<Vec<(String, u64, u64)>> {
     let plugin = Plugin::load(Path::new(&spec.plugin))?;
@@ -219,12 +221,18 @@ pub fn reduce_body(
             while let Some(batch) = next_batch()? {
                 let t = match &mut table {
                     Some(t) => t,
-                    None => table.insert(HashAggregator::new(
-                        &batch.schema(),
-                        &desc.key_columns,
-                        aggregates,
-                        AggMode::Final,
-                    )?),
+                    None => {
+                        let mut t = HashAggregator::new(
+                            &batch.schema(),
+                            &desc.key_columns,
+                            aggregates,
+                            AggMode::Final,
+                        )?;
+                        // No more groups than rows, nor than task memory holds.
+                        let fit = spec.task_memory / t.bytes_per_group().max(1) as u64;
+                        t.reserve_groups(rows.min(fit) as usize);
+                        table.insert(t)
+                    }
                 };
                 t.update(&batch)?;
                 if t.memory_bytes() as u64 > spec.task_memory

@@ -99,9 +99,10 @@ pub async fn run(
             .join(&job.job_id)
             .join(format!("r{partition:05}-a{attempt}")),
     };
+    let rows = map_outputs.iter().map(|l| l.expected_rows).sum();
     let body = env
         .cpu
-        .run(move || reduce_body(rx, &spec, &ctx, partition, &dirs));
+        .run(move || reduce_body(rx, &spec, &ctx, partition, rows, &dirs));
     let fetch = gather(
         &env.security,
         &env.registry,

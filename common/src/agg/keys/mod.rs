@@ -331,9 +331,15 @@ impl GroupKeys {
         Ok(out.finish()?.1)
     }
 
-    /// Bytes held.
+    /// Makes room for `groups` more groups' packed keys.
+    pub(super) fn reserve(&mut self, groups: usize) {
+        self.packed.reserve_exact(groups);
+    }
+
+    /// Bytes the groups' keys take (capacity reserved ahead and not yet used is not
+    /// resident, so it does not count).
     pub(super) fn memory_bytes(&self) -> usize {
-        self.packed.capacity() * PACKED
+        self.packed.len() * PACKED
             + self
                 .overflow
                 .iter()
