@@ -16,7 +16,6 @@ use arrow::compute::{CastOptions, cast_with_options, filter};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 
 use super::decimal::parse_decimal;
-use super::records::Records;
 use super::source::{LineInput, LineSource, SplitOrigin};
 use crate::{Error, Result};
 
@@ -155,7 +154,7 @@ impl ColumnBuilder {
 /// RFC 4180 CSV into the job's input schema.
 pub(super) struct CsvReader {
     origin: SplitOrigin,
-    records: Records<LineInput>,
+    records: csv::Reader<LineInput>,
     /// The file's columns.
     schema: SchemaRef,
     /// The columns built, by index in `schema`: those the job reads.
@@ -201,7 +200,11 @@ impl CsvReader {
         );
         let LineSource { origin, reader, .. } = lines;
         let header_pending = origin.first == 0;
-        let records = Records::new(reader);
+        let records = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(reader);
         Ok(CsvReader {
             origin,
             records,
@@ -240,52 +243,56 @@ impl CsvReader {
         let mut rows: Vec<(u64, u64, u64)> = Vec::with_capacity(self.batch_rows);
         // Rows with a bad value, padded with nulls: set aside, and filtered out below.
         let mut dead: Vec<usize> = Vec::new();
+        let mut record = csv::StringRecord::new();
         while rows.len() < self.batch_rows {
-            let record = self.records.next_record().map_err(|e| Error::Io {
-                path: self.origin.path.clone(),
-                source: e,
-            })?;
-            let Some(record) = record else {
+            let start = self.records.position().byte();
+            let has = match self.records.read_record(&mut record) {
+                Ok(has) => has,
+                Err(e) if e.is_io_error() => {
+                    return Err(Error::Io {
+                        path: self.origin.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(1);
+                    let end = self.records.position().byte();
+                    self.origin
+                        .reject(line, "unreadable CSV record", e.to_string(), || {
+                            self.origin.raw(start, end)
+                        })?;
+                    continue;
+                }
+            };
+            if !has {
                 self.done = true;
                 break;
-            };
-            let (line, start, end) = (record.line, record.start, record.end);
-            if let Err(reason) = record.utf8 {
-                self.origin
-                    .reject(line, "unreadable CSV record", reason, || {
-                        self.origin.raw(start, end)
-                    })?;
-                continue;
             }
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let end = self.records.position().byte();
             if std::mem::take(&mut self.header_pending) {
-                if self.records.len() != fields.len() {
+                if record.len() != fields.len() {
                     // The whole file, not a record, does not fit: never set aside.
                     return Err(Error::Mismatch {
                         subject: self.origin.path.display().to_string(),
                         reason: format!(
                             "line {line}: the header has {} columns, the job reads {}",
-                            self.records.len(),
+                            record.len(),
                             fields.len()
                         ),
                     });
                 }
                 continue;
             }
-            if self.records.len() != fields.len() {
-                let reason = format!(
-                    "expected {} fields, found {}",
-                    fields.len(),
-                    self.records.len()
-                );
+            if record.len() != fields.len() {
+                let reason = format!("expected {} fields, found {}", fields.len(), record.len());
                 self.origin.reject(line, "wrong field count", reason, || {
                     self.origin.raw(start, end)
                 })?;
                 continue;
             }
             for (k, &i) in self.wanted.iter().enumerate() {
-                // The record is UTF-8 as a whole, so each of its fields is.
-                let value = std::str::from_utf8(self.records.field(i)).unwrap_or_default();
-                if let Err(reason) = columns[k].append(&fields[i], value) {
+                if let Err(reason) = columns[k].append(&fields[i], &record[i]) {
                     let kind = format!("bad value in column {}", fields[i].name());
                     self.origin
                         .reject(line, kind, reason, || self.origin.raw(start, end))?;

@@ -4,7 +4,6 @@
 //! - [`read`]: one reader per input format, yielding `RecordBatch`es of `batch_rows` rows;
 //!   malformed records become [`crate::Error::BadRecord`] naming file and line, or are set
 //!   aside when the job tolerates them (`source`: a split's lines and where they lie).
-//! - [`records`]: a CSV split's records, cut at commas with `memchr` where no quote is.
 //! - [`remote`]: the same for object-store files, by ranged reads into memory.
 //! - [`conform`]: columnar input cast to the job's declared types, when no value is lost.
 //! - [`decimal`]: the strict decimal parser CSV money columns go through.
@@ -17,7 +16,6 @@ pub mod decimal;
 mod json;
 pub mod lines;
 pub mod read;
-mod records;
 pub mod remote;
 pub mod schema;
 pub mod snapshot;
