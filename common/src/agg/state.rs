@@ -85,7 +85,6 @@ impl Layout {
             stride: self.width.next_multiple_of(8).max(8),
             rows: Vec::new(),
             strings: vec![Vec::new(); self.strings],
-            groups: 0,
         }
     }
 }
@@ -96,7 +95,6 @@ pub(super) struct States {
     stride: usize,
     rows: Vec<u8>,
     strings: Vec<Vec<Option<Box<str>>>>,
-    groups: usize,
 }
 
 impl States {
@@ -107,7 +105,6 @@ impl States {
         for s in &mut self.strings {
             s.push(None);
         }
-        self.groups += 1;
     }
 
     /// The same layout with no groups and no memory held.
@@ -116,7 +113,6 @@ impl States {
             stride: self.stride,
             rows: Vec::new(),
             strings: vec![Vec::new(); self.strings.len()],
-            groups: 0,
         }
     }
 
@@ -130,7 +126,7 @@ impl States {
 
     /// Number of groups.
     pub(super) fn len(&self) -> usize {
-        self.groups
+        self.rows.len() / self.stride
     }
 
     /// Bytes each group takes (a string's own bytes not counted).
@@ -179,7 +175,6 @@ impl States {
             stride: self.stride,
             rows: Vec::with_capacity(groups.len() * self.stride),
             strings: vec![Vec::with_capacity(groups.len()); self.strings.len()],
-            groups: groups.len(),
         };
         for (i, &g) in groups.iter().enumerate() {
             if let Some(&ahead) = groups.get(i + GATHER_AHEAD) {

@@ -54,7 +54,6 @@ struct Output<'a> {
     hive: Option<super::hive::HiveOutput>,
     /// Rows short of a whole batch, waiting for more.
     held: Vec<RecordBatch>,
-    held_rows: usize,
 }
 
 impl Output<'_> {
@@ -76,16 +75,13 @@ impl Output<'_> {
             return self.write_batch(batch);
         }
         if batch.num_rows() > 0 {
-            self.held_rows += batch.num_rows();
             self.held.push(batch.clone());
         }
-        while self.held_rows >= rows {
+        while self.held.iter().map(RecordBatch::num_rows).sum::<usize>() >= rows {
             let all = self.take_held()?;
             self.write_batch(&all.slice(0, rows))?;
-            let rest = all.slice(rows, all.num_rows() - rows);
-            self.held_rows = rest.num_rows();
-            if rest.num_rows() > 0 {
-                self.held.push(rest);
+            if all.num_rows() > rows {
+                self.held.push(all.slice(rows, all.num_rows() - rows));
             }
         }
         Ok(())
@@ -94,7 +90,6 @@ impl Output<'_> {
     /// The held rows as one batch, leaving none held.
     fn take_held(&mut self) -> Result<RecordBatch> {
         let held = std::mem::take(&mut self.held);
-        self.held_rows = 0;
         match held.as_slice() {
             [one] => Ok(one.clone()),
             _ => {
@@ -173,6 +168,7 @@ fn slices(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
 /// Consumes the shuffled input of `rx` and writes the part file; returns
 /// `(file relative to the staging directory, rows, bytes)` of each file (none when the
 /// partition is empty).
+///
 /// `rows` is how many rows the map outputs hold for the partition.
 pub fn reduce_body(
     mut rx: mpsc::Receiver<Fetched>,
@@ -212,7 +208,6 @@ pub fn reduce_body(
         writer: None,
         hive: None,
         held: Vec::new(),
-        held_rows: 0,
     };
     let mut runs = Runs::new(dirs.spill_dir.clone());
     match &desc.reduce {
