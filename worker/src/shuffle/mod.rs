@@ -35,6 +35,7 @@ pub mod read;
 pub mod runs;
 pub mod serve;
 pub mod spill;
+pub mod tournament;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

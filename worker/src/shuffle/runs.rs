@@ -20,6 +20,8 @@ use arrow::ipc::writer::FileWriter;
 use arrow::row::{RowConverter, Rows, SortField};
 use sluice_common::{Error, Result};
 
+use super::tournament::Tournament;
+
 /// The sorted runs of one reduce attempt.
 pub struct Runs {
     dir: PathBuf,
@@ -180,22 +182,25 @@ impl Runs {
         let mut indices: Vec<(usize, usize)> = Vec::new();
         // The last row taken, to see whether the next one starts a new key group.
         let mut last: Option<(Arc<Slot>, usize)> = None;
+        // Which run's current row is smallest: ties go to the earlier run, and a finished
+        // run loses to every other.
+        let beats =
+            |cursors: &[Option<Cursor>], a: usize, b: usize| match (&cursors[a], &cursors[b]) {
+                (Some(x), Some(y)) => match x.slot.rows.row(x.pos).cmp(&y.slot.rows.row(y.pos)) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => a < b,
+                    std::cmp::Ordering::Greater => false,
+                },
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => a < b,
+            };
+        let mut tree = Tournament::new(cursors.len(), |a, b| beats(&cursors, a, b));
         loop {
-            // The run whose current row is smallest; ties go to the earlier run.
-            let mut best: Option<usize> = None;
-            for (r, c) in cursors.iter().enumerate() {
-                let Some(c) = c else { continue };
-                let better = best.is_none_or(|b| {
-                    cursors[b]
-                        .as_ref()
-                        .is_some_and(|bc| c.slot.rows.row(c.pos) < bc.slot.rows.row(bc.pos))
-                });
-                if better {
-                    best = Some(r);
-                }
-            }
-            let Some(r) = best else { break };
-            let Some(c) = cursors[r].as_mut() else { break };
+            let r = tree.winner();
+            let Some(c) = cursors.get(r).and_then(Option::as_ref) else {
+                break;
+            };
             let new_group = last
                 .as_ref()
                 .is_none_or(|(slot, i)| !slot.same_group(*i, &c.slot, c.pos));
@@ -228,6 +233,7 @@ impl Runs {
                     None => cursors[r] = None,
                 }
             }
+            tree.replay(|a, b| beats(&cursors, a, b));
         }
         if !indices.is_empty() {
             let batches: Vec<&RecordBatch> = chunk.iter().map(|s| &s.batch).collect();
