@@ -59,6 +59,9 @@ fn repr_of(t: &DataType) -> Option<Repr> {
 /// One aggregate: how it folds values into its groups' states, and where they are held.
 pub(super) enum Acc {
     Count(Slot),
+    /// A count over partial counts: adds them up. Its state is a count's, so map output
+    /// rows and partials fold into one layout.
+    AddCounts(Slot),
     SumI64(Slot),
     SumI128(Slot),
     SumF64(Slot),
@@ -100,12 +103,10 @@ impl Plan {
         mode: AggMode,
         layout: &mut Layout,
     ) -> Result<Self> {
-        // In final mode a count's partial is summed; everything reads its own output column.
+        // In final mode everything reads its own output column, and a count adds up its
+        // partial counts.
         let (func, column) = match mode {
             AggMode::Partial => (agg.func, agg.input.as_deref()),
-            AggMode::Final if agg.func == AggFunc::Count => {
-                (AggFunc::Sum, Some(agg.output.as_str()))
-            }
             AggMode::Final => (agg.func, Some(agg.output.as_str())),
         };
         let input = match column {
@@ -135,6 +136,9 @@ impl Plan {
         };
         let is_min = func == AggFunc::Min;
         let (acc, out_type) = match (func, repr) {
+            (AggFunc::Count, _) if mode == AggMode::Final => {
+                (Acc::AddCounts(layout.slot(8, false)), DataType::Int64)
+            }
             (AggFunc::Count, _) => (Acc::Count(layout.slot(8, false)), DataType::Int64),
             (AggFunc::Sum, Repr::I64) => (Acc::SumI64(layout.slot(8, true)), DataType::Int64),
             (AggFunc::Sum, Repr::I128) => {
@@ -179,7 +183,7 @@ impl Plan {
         let err = |e| Error::arrow(self.output.name().to_string(), e);
         Ok(match &self.acc {
             Acc::Count(_) => Input::Any(Arc::clone(col)),
-            Acc::SumI64(_) | Acc::MinMaxI64(_, _) => Input::I64(as_i64(col)?),
+            Acc::AddCounts(_) | Acc::SumI64(_) | Acc::MinMaxI64(_, _) => Input::I64(as_i64(col)?),
             Acc::SumI128(_) | Acc::MinMaxI128(_, _) => {
                 Input::I128(col.as_primitive::<Decimal128Type>().clone())
             }
@@ -230,9 +234,9 @@ impl Plan {
             (Acc::MinMaxI64(_, _) | Acc::MinMaxI128(_, _) | Acc::MinMaxStr(_, _), Some(c)) => {
                 Arc::clone(c)
             }
-            (_, None) => {
+            (Acc::AddCounts(_), _) | (_, None) => {
                 return Err(Error::Internal {
-                    what: format!("aggregate {} has no input column", self.output.name()),
+                    what: format!("aggregate {} has no map output column", self.output.name()),
                 });
             }
         })
@@ -318,6 +322,21 @@ fn parts<T: ArrowNativeType>(
 }
 
 impl Acc {
+    /// Where the state is held: a string vector's index, or a slot's offset in the row.
+    pub(super) fn place(&self) -> (bool, usize) {
+        match self {
+            Acc::MinMaxStr(i, _) => (true, *i),
+            Acc::Count(s)
+            | Acc::AddCounts(s)
+            | Acc::SumI64(s)
+            | Acc::SumI128(s)
+            | Acc::SumF64(s)
+            | Acc::MinMaxI64(s, _)
+            | Acc::MinMaxI128(s, _)
+            | Acc::MinMaxF64(s, _) => (false, s.at),
+        }
+    }
+
     /// Folds rows `first..first + groups.len()` of `input` into their groups (one group per
     /// row in `groups`).
     pub(super) fn update(
@@ -347,6 +366,21 @@ impl Acc {
                     let row = states.row_mut(g as usize);
                     let n = i64::get(&row[slot.at..]) + i64::from(col.is_valid(first + i));
                     n.put(&mut row[slot.at..]);
+                }
+            }
+            (Acc::AddCounts(slot), Input::I64(a)) => {
+                let values = a
+                    .values()
+                    .get(first..first + groups.len())
+                    .ok_or_else(mismatch)?;
+                for (i, (&g, &v)) in groups.iter().zip(values).enumerate() {
+                    if a.is_valid(first + i) {
+                        let row = states.row_mut(g as usize);
+                        let n = i64::get(&row[slot.at..])
+                            .checked_add(v)
+                            .ok_or_else(overflow)?;
+                        n.put(&mut row[slot.at..]);
+                    }
                 }
             }
             (Acc::SumI64(slot), Input::I64(a)) => {
@@ -403,7 +437,7 @@ impl Acc {
     pub(super) fn column(&self, groups: usize) -> Column {
         let set = || Vec::with_capacity(groups);
         match self {
-            Acc::Count(_) | Acc::SumI64(_) | Acc::MinMaxI64(_, _) => {
+            Acc::Count(_) | Acc::AddCounts(_) | Acc::SumI64(_) | Acc::MinMaxI64(_, _) => {
                 Column::I64(Vec::with_capacity(groups), set())
             }
             Acc::SumI128(_) | Acc::MinMaxI128(_, _) => {
@@ -417,7 +451,7 @@ impl Acc {
     /// Appends the values of every group of `states`, in their order, to `column`.
     pub(super) fn extend(&self, states: &States, column: &mut Column) -> Result<()> {
         match (self, column) {
-            (Acc::Count(slot), Column::I64(v, _)) => {
+            (Acc::Count(slot) | Acc::AddCounts(slot), Column::I64(v, _)) => {
                 v.extend((0..states.len()).map(|g| i64::get(&states.row(g)[slot.at..])));
             }
             (Acc::SumI64(slot) | Acc::MinMaxI64(slot, _), Column::I64(v, set)) => {
@@ -448,7 +482,7 @@ impl Acc {
     ) -> Result<ArrayRef> {
         let err = |e| Error::arrow("finishing an aggregate", e);
         Ok(match (self, column) {
-            (Acc::Count(_), Column::I64(v, _)) => Arc::new(Int64Array::from(v)),
+            (Acc::Count(_) | Acc::AddCounts(_), Column::I64(v, _)) => Arc::new(Int64Array::from(v)),
             (Acc::SumI64(_), Column::I64(v, set)) => {
                 let (values, nulls) = parts(v, set);
                 Arc::new(Int64Array::new(values, nulls))

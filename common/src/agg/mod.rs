@@ -15,8 +15,10 @@
 //!
 //! The combiner is adaptive, as DataFusion's and DuckDB's partial aggregations are: when
 //! grouping does not shrink its input (EOD's 10M rows hold 5.8M groups), it stops grouping
-//! ([`keep_combining`], [`probe`]) and turns each row into a partial of its own
-//! ([`HashAggregator::partial_state`]), which the final step merges like any other.
+//! ([`keep_combining`], [`probe`]). If it has spilled nothing yet, it sends its rows on as
+//! map output rows, marked ([`MAP_ROWS_KEY`]), which the final step folds as the partial
+//! step would have; otherwise each further row becomes a partial of its own
+//! ([`HashAggregator::partial_state`]), because one spill file holds one kind of rows.
 //!
 //! Sums of integers are `Int64` (overflow is an error, never a wrap), sums of
 //! `Decimal128(p, s)` are `Decimal128(38, s)`, sums of floats `Float64`.
@@ -53,6 +55,92 @@ const FOLD_ROWS: usize = 256;
 /// Groups whose state rows are gathered at a time to read the output's columns from.
 const GATHER_GROUPS: usize = 4096;
 
+/// Schema metadata key of shuffled batches that hold map output rows as they are, not
+/// partials: what a combiner sends when grouping stopped paying before it wrote anything.
+/// A row is its own group's partial, but as map output it is narrower (EOD: four amounts
+/// instead of a count, three 38-digit sums, a min and a max), so less crosses the shuffle,
+/// and the reducer folds it as the combiner would have ([`HashAggregator::update`]).
+pub const MAP_ROWS_KEY: &str = "sluice.map_rows";
+
+/// `batch` marked as map output rows (see [`MAP_ROWS_KEY`]). The mark is on the first
+/// column: Parquet readers hand back batches with their fields' metadata but not the
+/// schema's.
+pub fn mark_map_rows(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let Some(first) = fields.first_mut() else {
+        return Ok(batch.clone());
+    };
+    let mut metadata = first.metadata().clone();
+    metadata.insert(MAP_ROWS_KEY.to_string(), "1".to_string());
+    first.set_metadata(metadata);
+    let marked = Schema::new_with_metadata(fields, schema.metadata().clone());
+    batch
+        .clone()
+        .with_schema(Arc::new(marked))
+        .map_err(|e| Error::arrow("marking map output rows", e))
+}
+
+/// Whether batches of `schema` hold map output rows (see [`MAP_ROWS_KEY`]).
+pub fn is_map_rows(schema: &Schema) -> bool {
+    schema
+        .fields()
+        .first()
+        .is_some_and(|f| f.metadata().contains_key(MAP_ROWS_KEY))
+}
+
+/// A final aggregator's plans over map output rows: partial-mode plans whose states sit
+/// where the final plans' do, so a group folds rows and partials alike.
+struct MapRows {
+    schema: SchemaRef,
+    key_indices: Vec<usize>,
+    plans: Vec<Plan>,
+}
+
+/// Where `key_columns` are in `input`.
+fn key_indices(input: &Schema, key_columns: &[String]) -> Result<Vec<usize>> {
+    key_columns
+        .iter()
+        .map(|k| {
+            input.index_of(k).map_err(|_| Error::Mismatch {
+                subject: format!("key column {k:?}"),
+                reason: format!("not in the map output {input:?}"),
+            })
+        })
+        .collect()
+}
+
+/// Refuses a batch whose used columns differ from `expected`'s.
+fn check_used(
+    expected: &Schema,
+    batch: &Schema,
+    key_indices: &[usize],
+    plans: &[Plan],
+) -> Result<()> {
+    let used = key_indices
+        .iter()
+        .copied()
+        .chain(plans.iter().filter_map(|p| p.input));
+    for i in used {
+        let (want, got) = (expected.field(i), batch.fields().get(i));
+        if got.is_none_or(|g| g.name() != want.name() || g.data_type() != want.data_type()) {
+            return Err(Error::Mismatch {
+                subject: format!("column {}", want.name()),
+                reason: format!(
+                    "{} in one batch and {} in another: every map output must have one schema",
+                    want.data_type(),
+                    got.map_or("missing".to_string(), |g| format!(
+                        "{} {}",
+                        g.name(),
+                        g.data_type()
+                    ))
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Which side of the shuffle an aggregator runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggMode {
@@ -75,28 +163,35 @@ pub struct HashAggregator {
     /// be misread, for example decimals of another scale summed as raw integers.
     input_schema: SchemaRef,
     mode: AggMode,
+    key_columns: Vec<String>,
+    aggregates: Vec<Aggregate>,
+    /// Final mode: plans over map output rows, made on the first such batch.
+    map_rows: Option<MapRows>,
 }
 
 impl HashAggregator {
-    /// An aggregator over batches of `input` grouping by `key_columns`.
+    /// An aggregator over batches of `input` grouping by `key_columns`. In final mode,
+    /// `input` may be the partials' schema or that of map output rows (see
+    /// [`MAP_ROWS_KEY`]): the aggregator takes batches of both.
     pub fn new(
         input: &Schema,
         key_columns: &[String],
         aggregates: &[Aggregate],
         mode: AggMode,
     ) -> Result<Self> {
-        let key_indices = key_columns
-            .iter()
-            .map(|k| {
-                input.index_of(k).map_err(|_| Error::Mismatch {
-                    subject: format!("key column {k:?}"),
-                    reason: format!("not in the map output {input:?}"),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        if mode == AggMode::Final && is_map_rows(input) {
+            let partial = Self::new(input, key_columns, aggregates, AggMode::Partial)?;
+            return Self::new(&partial.output_schema, key_columns, aggregates, mode);
+        }
+        let key_indices = key_indices(input, key_columns)?;
+        // The output's keys are not map output rows, whatever marked the input's.
         let key_fields: Vec<Field> = key_indices
             .iter()
-            .map(|&i| input.field(i).clone())
+            .map(|&i| {
+                let mut f = input.field(i).clone();
+                f.metadata_mut().remove(MAP_ROWS_KEY);
+                f
+            })
             .collect();
         let keys = GroupKeys::new(
             &key_fields
@@ -123,7 +218,52 @@ impl HashAggregator {
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: Arc::new(input.clone()),
             mode,
+            key_columns: key_columns.to_vec(),
+            aggregates: aggregates.to_vec(),
+            map_rows: None,
         })
+    }
+
+    /// Plans map output rows of `schema` on the first such batch; checks later ones.
+    fn plan_map_rows(&mut self, schema: &SchemaRef) -> Result<()> {
+        if let Some(r) = &self.map_rows {
+            return check_used(&r.schema, schema, &r.key_indices, &r.plans);
+        }
+        let key_indices = key_indices(schema, &self.key_columns)?;
+        for (&own, &theirs) in self.key_indices.iter().zip(&key_indices) {
+            let (want, got) = (self.input_schema.field(own), schema.field(theirs));
+            if want.data_type() != got.data_type() {
+                return Err(Error::Mismatch {
+                    subject: format!("key column {}", want.name()),
+                    reason: format!(
+                        "{} in partials and {} in map output rows: every map output must have one schema",
+                        want.data_type(),
+                        got.data_type()
+                    ),
+                });
+            }
+        }
+        let mut layout = Layout::default();
+        let plans = self
+            .aggregates
+            .iter()
+            .map(|a| Plan::new(a, schema, AggMode::Partial, &mut layout))
+            .collect::<Result<Vec<_>>>()?;
+        if plans
+            .iter()
+            .zip(&self.plans)
+            .any(|(row, partial)| row.acc.place() != partial.acc.place())
+        {
+            return Err(Error::Internal {
+                what: "map output rows and partials hold their states in other places".into(),
+            });
+        }
+        self.map_rows = Some(MapRows {
+            schema: Arc::clone(schema),
+            key_indices,
+            plans,
+        });
+        Ok(())
     }
 
     /// Schema of what [`HashAggregator::finish`] returns: keys, then one column per aggregate.
@@ -182,80 +322,78 @@ impl HashAggregator {
 
     /// Refuses a batch whose used columns differ from the first batch's.
     fn check_schema(&self, batch: &RecordBatch) -> Result<()> {
-        let schema = batch.schema();
-        let used = self
-            .key_indices
-            .iter()
-            .copied()
-            .chain(self.plans.iter().filter_map(|p| p.input));
-        for i in used {
-            let (want, got) = (self.input_schema.field(i), schema.fields().get(i));
-            if got.is_none_or(|g| g.name() != want.name() || g.data_type() != want.data_type()) {
-                return Err(Error::Mismatch {
-                    subject: format!("column {}", want.name()),
-                    reason: format!(
-                        "{} in one batch and {} in another: every map output must have one schema",
-                        want.data_type(),
-                        got.map_or("missing".to_string(), |g| format!(
-                            "{} {}",
-                            g.name(),
-                            g.data_type()
-                        ))
-                    ),
-                });
-            }
-        }
-        Ok(())
+        check_used(
+            &self.input_schema,
+            &batch.schema(),
+            &self.key_indices,
+            &self.plans,
+        )
     }
 
-    /// Folds one batch in.
+    /// Folds one batch in: in final mode, partials or map output rows.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.check_schema(batch)?;
-        let keys: Vec<ArrayRef> = self
-            .key_indices
+        let rows = self.mode == AggMode::Final && is_map_rows(&batch.schema());
+        if rows {
+            self.plan_map_rows(&batch.schema())?;
+        } else {
+            self.check_schema(batch)?;
+        }
+        let HashAggregator {
+            key_indices,
+            keys,
+            table,
+            hashes,
+            plans,
+            states,
+            map_rows,
+            ..
+        } = self;
+        let (key_indices, plans) = match map_rows.as_ref().filter(|_| rows) {
+            Some(r) => (&r.key_indices, &r.plans),
+            None => (&*key_indices, &*plans),
+        };
+        let keys_in: Vec<ArrayRef> = key_indices
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
-        let keys = self.keys.batch(&keys)?;
-        let hashes = keys.hashes();
-        self.table.reserve(batch.num_rows(), &self.hashes);
-        let inputs = self
-            .plans
+        let batch_keys = keys.batch(&keys_in)?;
+        let batch_hashes = batch_keys.hashes();
+        table.reserve(batch.num_rows(), hashes);
+        let inputs = plans
             .iter()
             .map(|p| p.input_of(batch))
             .collect::<Result<Vec<_>>>()?;
         let mut group_ids = Vec::with_capacity(batch.num_rows());
         for first in (0..batch.num_rows()).step_by(FOLD_ROWS) {
             let end = (first + FOLD_ROWS).min(batch.num_rows());
-            for (i, &hash) in hashes.iter().enumerate().take(end).skip(first) {
+            for (i, &hash) in batch_hashes.iter().enumerate().take(end).skip(first) {
                 // Two stages: a row's table entry PREFETCH_ROWS ahead, then, once that
                 // entry is cached, the key and the states of the group it names, half as
                 // far ahead.
-                if let Some(&ahead) = hashes.get(i + PREFETCH_ROWS) {
-                    self.table.prefetch(ahead);
+                if let Some(&ahead) = batch_hashes.get(i + PREFETCH_ROWS) {
+                    table.prefetch(ahead);
                 }
-                if let Some(g) = hashes
+                if let Some(g) = batch_hashes
                     .get(i + PREFETCH_ROWS / 2)
-                    .and_then(|&h| self.table.candidate(h))
+                    .and_then(|&h| table.candidate(h))
                 {
-                    self.keys.prefetch(g);
-                    self.states.prefetch(g as usize);
+                    keys.prefetch(g);
+                    states.prefetch(g as usize);
                 }
-                let next = self.hashes.len() as u32;
-                let stored = &self.keys;
-                let (group, new) = self
-                    .table
-                    .find_or_insert(hash, next, |g| stored.equals(g as usize, &keys, i));
+                let next = hashes.len() as u32;
+                let stored = &*keys;
+                let (group, new) =
+                    table.find_or_insert(hash, next, |g| stored.equals(g as usize, &batch_keys, i));
                 if new {
-                    self.keys.push(&keys, i);
-                    self.hashes.push(hash);
-                    self.states.push();
+                    keys.push(&batch_keys, i);
+                    hashes.push(hash);
+                    states.push();
                 }
                 group_ids.push(group);
             }
-            for (p, input) in self.plans.iter().zip(&inputs) {
+            for (p, input) in plans.iter().zip(&inputs) {
                 p.acc.update(
-                    &mut self.states,
+                    states,
                     &group_ids[first..end],
                     input,
                     first,

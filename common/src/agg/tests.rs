@@ -181,6 +181,65 @@ fn rows_as_their_own_partials_merge_to_the_same_result() {
     assert_eq!(via_rows, via_groups);
 }
 
+/// Map output rows sent as they are (marked) fold at the reducer into the groups that
+/// partials of other maps made, to the same result as partials of every row, whichever
+/// kind of batch the reducer sees first.
+#[test]
+fn map_output_rows_and_partials_fold_alike() {
+    let keys = vec!["w".to_string()];
+    let b1 = batch(&["b", "a", "b"], &[100, 250, 1]);
+    let b2 = batch(&["a", "c", "c"], &[5, 7, -3]);
+    let partial = |b: &RecordBatch| {
+        let mut p = HashAggregator::new(&b.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
+        p.update(b).unwrap();
+        p.take_unsorted().unwrap().unwrap()
+    };
+    let final_of = |parts: &[RecordBatch]| {
+        let mut fin =
+            HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
+        for p in parts {
+            fin.update(p).unwrap();
+        }
+        fin.take_sorted().unwrap().unwrap()
+    };
+    let reference = final_of(&[partial(&b1), partial(&b2)]);
+    let (m1, m2) = (mark_map_rows(&b1).unwrap(), mark_map_rows(&b2).unwrap());
+    assert!(is_map_rows(&m1.schema()) && !is_map_rows(&b1.schema()));
+    assert_eq!(final_of(&[partial(&b1), m2.clone()]), reference);
+    assert_eq!(final_of(&[m1.clone(), partial(&b2)]), reference);
+    assert_eq!(final_of(&[m1.clone(), m2]), reference);
+    assert_eq!(
+        reference
+            .column(1)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        vec![2, 2, 2]
+    );
+    // Map output rows of another schema than the first ones are refused, naming the column.
+    let other = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("w", DataType::Utf8, false),
+            Field::new("amount", DataType::Decimal128(18, 3), false),
+            Field::new("n", DataType::Int32, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(
+                Decimal128Array::from(vec![1])
+                    .with_precision_and_scale(18, 3)
+                    .unwrap(),
+            ),
+            Arc::new(Int32Array::from(vec![1])),
+        ],
+    )
+    .unwrap();
+    let mut fin = HashAggregator::new(&m1.schema(), &keys, &aggs(), AggMode::Final).unwrap();
+    fin.update(&m1).unwrap();
+    let err = fin.update(&mark_map_rows(&other).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("amount"), "{err}");
+}
+
 #[test]
 fn sums_refuse_overflow_and_groups_without_values_are_null() {
     use arrow::array::Int64Array;

@@ -176,3 +176,56 @@ impl SpillWriter {
         &self.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Decimal128Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::sync::Arc;
+
+    /// What a reducer reads back is the batches written, with their schema's metadata
+    /// (which marks map output rows) and wide decimals put back together.
+    #[test]
+    fn a_spilled_partition_reads_back_as_written_with_its_schema_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("sum", DataType::Decimal128(38, 2), true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(
+                    Decimal128Array::from(vec![Some(-1), None])
+                        .with_precision_and_scale(38, 2)
+                        .unwrap(),
+                ),
+            ],
+        )
+        .unwrap();
+        let batch = sluice_common::agg::mark_map_rows(&batch).unwrap();
+        let mut w = SpillWriter::new(dir.path().join("data.parquet"));
+        w.write_run(vec![(3, vec![batch.clone()])]).unwrap();
+        let (file, stats) = w.finish().unwrap();
+        assert_eq!(stats[&3].rows, 2);
+        let path = file.path.unwrap();
+        let read: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+                .unwrap()
+                .with_row_groups(file.partition_row_groups[&3].clone())
+                .build()
+                .unwrap()
+                .map(|b| super::super::codec::decode(b.unwrap()).unwrap())
+                .collect();
+        assert_eq!(read.len(), 1);
+        assert!(
+            sluice_common::agg::is_map_rows(&read[0].schema()),
+            "{:?}",
+            read[0].schema()
+        );
+        assert_eq!(read[0].columns(), batch.columns());
+    }
+}

@@ -7,19 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use sluice_common::agg::{AggMode, GroupingProbe, HashAggregator};
+use sluice_common::agg::GroupingProbe;
 use sluice_common::bad_records::{Limit, Policy, RejectSink};
 use sluice_common::control::ColumnSum;
 use sluice_common::format::read::{ReadChecks, read_split};
 use sluice_common::input_plan::read_side_input;
-use sluice_common::partition::split_by_partition;
 use sluice_common::plugin::Plugin;
 use sluice_common::rules::{CustomChecks, RuleSet};
 use sluice_common::split::Split;
 use sluice_common::{Error, Result};
 use sluice_proto::pb;
-use sluice_sdk::{Aggregate, ReduceKind, TaskContext, TaskKind};
+use sluice_sdk::{ReduceKind, TaskContext, TaskKind};
 
+use super::combiner::{Combiner, PartitionBuffer, UNCOMBINED_RUN_BYTES};
 use super::input_checks::{BadRecords, add_control_sums, settle_bad_records};
 use super::{JobInfo, TaskEnv};
 use crate::error::{TaskError, TaskResult};
@@ -120,199 +120,6 @@ struct MapBody {
     counters: BTreeMap<String, i64>,
 }
 
-/// Rows nothing combines (see [`Combiner::take_uncombined`]) are written once this many
-/// bytes of them are held, whatever `task_memory` allows: a map's memory is then the
-/// grouping table plus this, and its runs still make row groups of thousands of rows.
-const UNCOMBINED_RUN_BYTES: usize = 64 << 20;
-
-/// Map output rows held per partition until they are spilled.
-struct PartitionBuffer {
-    parts: Vec<Vec<RecordBatch>>,
-    bytes: usize,
-}
-
-impl PartitionBuffer {
-    fn new(partitions: u32) -> Self {
-        PartitionBuffer {
-            parts: vec![Vec::new(); partitions as usize],
-            bytes: 0,
-        }
-    }
-
-    /// Splits `batch` by the partition of its `keys` (column indices) and holds the pieces.
-    fn add(&mut self, batch: &RecordBatch, keys: &[usize], partitions: u32) -> Result<()> {
-        self.bytes += batch.get_array_memory_size();
-        for (p, b) in split_by_partition(batch, keys, partitions)? {
-            self.parts[p as usize].push(b);
-        }
-        Ok(())
-    }
-
-    /// What is held, by partition, emptying the buffer.
-    fn take(&mut self) -> Vec<Vec<RecordBatch>> {
-        self.bytes = 0;
-        self.parts.iter_mut().map(std::mem::take).collect()
-    }
-}
-
-/// How map output is held until it is spilled.
-enum Combiner<'a> {
-    /// Declared aggregates: partial aggregation in a hash table, adaptive: once grouping
-    /// proves not to shrink the rows, each row is sent as a partial of its own instead.
-    Aggregate {
-        keys: &'a [String],
-        aggregates: &'a [Aggregate],
-        table: Option<Box<HashAggregator>>,
-        /// Whether grouping pays, judged on the table's first batches.
-        probe: GroupingProbe,
-        /// Set once grouping stopped: partials of single rows, per partition.
-        passthrough: Option<PartitionBuffer>,
-    },
-    /// Custom reduce: rows buffered per partition.
-    Buffer(PartitionBuffer),
-}
-
-fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>> {
-    keys.iter()
-        .map(|k| {
-            batch.schema().index_of(k).map_err(|_| Error::Mismatch {
-                subject: format!("key column {k:?}"),
-                reason: format!(
-                    "the map output lacks it (it has {:?})",
-                    batch
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name())
-                        .collect::<Vec<_>>()
-                ),
-            })
-        })
-        .collect()
-}
-
-impl Combiner<'_> {
-    fn add(&mut self, batch: RecordBatch, keys: &[String], partitions: u32) -> Result<()> {
-        match self {
-            Combiner::Aggregate {
-                keys,
-                aggregates,
-                table,
-                probe,
-                passthrough,
-            } => {
-                let t = match table {
-                    Some(t) => t,
-                    None => table.insert(Box::new(HashAggregator::new(
-                        &batch.schema(),
-                        keys,
-                        aggregates,
-                        AggMode::Partial,
-                    )?)),
-                };
-                if let Some(buffer) = passthrough {
-                    // The partial output starts with the key columns.
-                    let idx: Vec<usize> = (0..keys.len()).collect();
-                    return buffer.add(&t.partial_state(&batch)?, &idx, partitions);
-                }
-                t.update(&batch)?;
-                let groups = t.groups();
-                if probe.observe(batch.num_rows() as u64, groups as u64) == Some(false) {
-                    tracing::debug!(
-                        groups,
-                        "grouping does not shrink the map output: rows pass through"
-                    );
-                    *passthrough = Some(PartitionBuffer::new(partitions));
-                }
-                Ok(())
-            }
-            Combiner::Buffer(buffer) => {
-                let idx = key_indices(&batch, keys)?;
-                buffer.add(&batch, &idx, partitions)
-            }
-        }
-    }
-
-    fn memory_bytes(&self) -> usize {
-        match self {
-            Combiner::Aggregate {
-                table, passthrough, ..
-            } => {
-                table.as_ref().map_or(0, |t| t.memory_bytes())
-                    + passthrough.as_ref().map_or(0, |b| b.bytes)
-            }
-            Combiner::Buffer(buffer) => buffer.bytes,
-        }
-    }
-
-    /// Takes the rows held only to be written partition by partition (passed through by
-    /// the adaptive combiner, or a custom reduce's rows) once they pass `bytes`, as a run;
-    /// the grouping table, if any, stays. Such rows gain nothing from waiting for
-    /// `task_memory` to fill: nothing combines them.
-    fn take_uncombined(&mut self, bytes: usize) -> Option<Vec<(u32, Vec<RecordBatch>)>> {
-        let buffer = match self {
-            Combiner::Aggregate {
-                passthrough: Some(b),
-                ..
-            }
-            | Combiner::Buffer(b) => b,
-            Combiner::Aggregate {
-                passthrough: None, ..
-            } => return None,
-        };
-        if buffer.bytes <= bytes {
-            return None;
-        }
-        Some(
-            buffer
-                .take()
-                .into_iter()
-                .enumerate()
-                .map(|(p, b)| (p as u32, b))
-                .filter(|(_, b)| !b.is_empty())
-                .collect(),
-        )
-    }
-
-    /// Takes what is held as one run, partitions in ascending order.
-    fn take_run(&mut self, partitions: u32) -> Result<Vec<(u32, Vec<RecordBatch>)>> {
-        let mut parts = match self {
-            Combiner::Aggregate {
-                keys,
-                table,
-                probe,
-                passthrough,
-                ..
-            } => {
-                let mut parts = passthrough
-                    .as_mut()
-                    .map_or_else(|| vec![Vec::new(); partitions as usize], |b| b.take());
-                probe.reset();
-                let grouped = table
-                    .as_mut()
-                    .map(|t| t.take_unsorted())
-                    .transpose()?
-                    .flatten();
-                if let Some(batch) = grouped {
-                    // The aggregate output starts with the key columns.
-                    let idx: Vec<usize> = (0..keys.len()).collect();
-                    for (p, b) in split_by_partition(&batch, &idx, partitions)? {
-                        parts[p as usize].push(b);
-                    }
-                }
-                parts
-            }
-            Combiner::Buffer(buffer) => buffer.take(),
-        };
-        Ok(parts
-            .iter_mut()
-            .enumerate()
-            .map(|(p, b)| (p as u32, std::mem::take(b)))
-            .filter(|(_, b)| !b.is_empty())
-            .collect())
-    }
-}
-
 /// The job's own checks, calling its plugin with the attempt's context (so what they
 /// count is the attempt's), when it names any.
 fn custom_checks(plugin: &Arc<Plugin>, ctx: &Arc<TaskContext>) -> Option<CustomChecks> {
@@ -372,7 +179,9 @@ fn map_body(
             aggregates,
             table: None,
             probe: GroupingProbe::new(u64::from(spec.batch_rows)),
+            probed: Some(Vec::new()),
             passthrough: None,
+            map_rows: false,
         },
         ReduceKind::Custom => Combiner::Buffer(PartitionBuffer::new(partitions)),
     };

@@ -1,5 +1,6 @@
 //! Task execution: turning an assignment into a map or reduce attempt and its report.
 
+mod combiner;
 pub mod hive;
 mod input_checks;
 pub mod map_task;
