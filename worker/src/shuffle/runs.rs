@@ -180,8 +180,6 @@ impl Runs {
             return Ok(());
         };
         let mut indices: Vec<(usize, usize)> = Vec::new();
-        // The last row taken, to see whether the next one starts a new key group.
-        let mut last: Option<(Arc<Slot>, usize)> = None;
         // Which run's current row is smallest: ties go to the earlier run, and a finished
         // run loses to every other.
         let beats =
@@ -201,10 +199,13 @@ impl Runs {
             let Some(c) = cursors.get(r).and_then(Option::as_ref) else {
                 break;
             };
-            let new_group = last
-                .as_ref()
-                .is_none_or(|(slot, i)| !slot.same_group(*i, &c.slot, c.pos));
-            if new_group && indices.len() >= batch_rows.max(1) {
+            // A full chunk is cut where the next row starts a new key group (the last row
+            // taken is the chunk's last index).
+            let cut = indices.len() >= batch_rows.max(1)
+                && indices
+                    .last()
+                    .is_none_or(|&(s, i)| !chunk[s].same_group(i, &c.slot, c.pos));
+            if cut {
                 let batches: Vec<&RecordBatch> = chunk.iter().map(|s| &s.batch).collect();
                 emit(
                     interleave_record_batch(&batches, &indices)
@@ -220,7 +221,6 @@ impl Runs {
             }
             let Some(c) = cursors[r].as_mut() else { break };
             indices.push((c.chunk_slot, c.pos));
-            last = Some((Arc::clone(&c.slot), c.pos));
             c.pos += 1;
             if c.pos == c.slot.batch.num_rows() {
                 match Self::next_slot(&mut c.reader, &converter, keys)? {

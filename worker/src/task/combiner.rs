@@ -134,18 +134,16 @@ impl Combiner<'_> {
                 map_rows,
             } => {
                 if let Some(buffer) = passthrough {
-                    return match table.as_ref().filter(|_| !*map_rows) {
-                        // The partial output starts with the key columns.
-                        Some(t) => buffer.add(
-                            &t.partial_state(&batch)?,
-                            &(0..keys.len()).collect::<Vec<_>>(),
-                            partitions,
-                        ),
-                        None => {
-                            let (rows, idx) = as_map_rows(&batch, keys, aggregates)?;
-                            buffer.add(&rows, &idx, partitions)
-                        }
-                    };
+                    if *map_rows {
+                        let (rows, idx) = as_map_rows(&batch, keys, aggregates)?;
+                        return buffer.add(&rows, &idx, partitions);
+                    }
+                    let t = table.as_ref().ok_or_else(|| Error::Internal {
+                        what: "partials passed through without their aggregator".into(),
+                    })?;
+                    // The partial output starts with the key columns.
+                    let idx: Vec<usize> = (0..keys.len()).collect();
+                    return buffer.add(&t.partial_state(&batch)?, &idx, partitions);
                 }
                 let t = match table {
                     Some(t) => t,
