@@ -325,12 +325,7 @@ fn small_files_are_packed_into_a_split_per_slot_and_counted_once() {
     assert_ok(&result);
     let stdout = String::from_utf8_lossy(&result.stdout);
     // 30 files counted 4 MiB each for opening, on two slots: a split holds about half.
-    let maps: usize = stdout
-        .split(" map / ")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no map count in {stdout}"));
+    let maps = map_count(&stdout);
     assert!((2..=3).contains(&maps), "30 small files: {stdout}");
     let expected = reference_word_count(&texts.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(read_counts(&out, "word", "count"), expected);

@@ -68,13 +68,7 @@ fn eod_is_the_same_whether_the_combiner_groups_passes_rows_through_or_spills() {
     // Some maps, not all: each file's last split is too short to decide, and sends
     // partials, so reducers fold map output rows and partials together.
     let passed = stderr.matches("as_rows=true").count();
-    let stdout = String::from_utf8_lossy(&log.stdout);
-    let maps: usize = stdout
-        .split(" map / ")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no map count in {stdout}"));
+    let maps = map_count(&String::from_utf8_lossy(&log.stdout));
     assert!(
         passed > 0 && passed < maps,
         "{passed} of {maps} maps: {stderr}"

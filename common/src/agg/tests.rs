@@ -120,6 +120,16 @@ fn aggs() -> Vec<Aggregate> {
     ]
 }
 
+/// The final aggregation of `parts` (partials or map output rows), grouped by `w`.
+fn final_of(parts: &[RecordBatch]) -> RecordBatch {
+    let keys = ["w".to_string()];
+    let mut fin = HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
+    for p in parts {
+        fin.update(p).unwrap();
+    }
+    fin.take_sorted().unwrap().unwrap()
+}
+
 #[test]
 fn partial_then_final_equals_one_pass() {
     let keys = vec!["w".to_string()];
@@ -159,14 +169,6 @@ fn rows_as_their_own_partials_merge_to_the_same_result() {
     let keys = vec!["w".to_string()];
     let b1 = batch(&["b", "a", "b"], &[100, 250, 1]);
     let b2 = batch(&["a", "c"], &[5, 7]);
-    let final_of = |parts: &[RecordBatch]| {
-        let mut fin =
-            HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
-        for p in parts {
-            fin.update(p).unwrap();
-        }
-        fin.take_sorted().unwrap().unwrap()
-    };
     let mut grouped = HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
     grouped.update(&b1).unwrap();
     grouped.update(&b2).unwrap();
@@ -193,14 +195,6 @@ fn map_output_rows_and_partials_fold_alike() {
         let mut p = HashAggregator::new(&b.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
         p.update(b).unwrap();
         p.take_unsorted().unwrap().unwrap()
-    };
-    let final_of = |parts: &[RecordBatch]| {
-        let mut fin =
-            HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
-        for p in parts {
-            fin.update(p).unwrap();
-        }
-        fin.take_sorted().unwrap().unwrap()
     };
     let reference = final_of(&[partial(&b1), partial(&b2)]);
     let (m1, m2) = (mark_map_rows(&b1).unwrap(), mark_map_rows(&b2).unwrap());
