@@ -62,7 +62,6 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
-/// Asserts the command failed with exit code 1 (an error, not a crash) and returns stderr.
 /// The map task count that `sluice run` prints ("... N map / M reduce tasks").
 pub fn map_count(stdout: &str) -> usize {
     stdout
@@ -73,6 +72,7 @@ pub fn map_count(stdout: &str) -> usize {
         .unwrap_or_else(|| panic!("no map count in {stdout}"))
 }
 
+/// Asserts the command failed with exit code 1 (an error, not a crash) and returns stderr.
 pub fn assert_failed(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(

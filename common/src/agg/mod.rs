@@ -24,7 +24,9 @@
 //! `Decimal128(p, s)` are `Decimal128(38, s)`, sums of floats `Float64`.
 
 mod acc;
+mod column;
 mod keys;
+mod map_rows;
 mod probe;
 mod sorted;
 mod state;
@@ -42,6 +44,8 @@ use keys::GroupKeys;
 use state::{Layout, States};
 use table::GroupTable;
 
+use map_rows::MapRows;
+pub use map_rows::{MAP_ROWS_KEY, is_map_rows, mark_map_rows};
 pub use probe::{GroupingProbe, PROBE_ROWS, SKIP_RATIO, keep_combining, probe_rows};
 
 /// How many rows ahead of its probe the aggregator prefetches a row's table entry: enough
@@ -54,48 +58,6 @@ const FOLD_ROWS: usize = 256;
 
 /// Groups whose state rows are gathered at a time to read the output's columns from.
 const GATHER_GROUPS: usize = 4096;
-
-/// Schema metadata key of shuffled batches that hold map output rows as they are, not
-/// partials: what a combiner sends when grouping stopped paying before it wrote anything.
-/// A row is its own group's partial, but as map output it is narrower (EOD: four amounts
-/// instead of a count, three 38-digit sums, a min and a max), so less crosses the shuffle,
-/// and the reducer folds it as the combiner would have ([`HashAggregator::update`]).
-pub const MAP_ROWS_KEY: &str = "sluice.map_rows";
-
-/// `batch` marked as map output rows (see [`MAP_ROWS_KEY`]). The mark is on the first
-/// column: Parquet readers hand back batches with their fields' metadata but not the
-/// schema's.
-pub fn mark_map_rows(batch: &RecordBatch) -> Result<RecordBatch> {
-    let schema = batch.schema();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let Some(first) = fields.first_mut() else {
-        return Ok(batch.clone());
-    };
-    let mut metadata = first.metadata().clone();
-    metadata.insert(MAP_ROWS_KEY.to_string(), "1".to_string());
-    first.set_metadata(metadata);
-    let marked = Schema::new_with_metadata(fields, schema.metadata().clone());
-    batch
-        .clone()
-        .with_schema(Arc::new(marked))
-        .map_err(|e| Error::arrow("marking map output rows", e))
-}
-
-/// Whether batches of `schema` hold map output rows (see [`MAP_ROWS_KEY`]).
-pub fn is_map_rows(schema: &Schema) -> bool {
-    schema
-        .fields()
-        .first()
-        .is_some_and(|f| f.metadata().contains_key(MAP_ROWS_KEY))
-}
-
-/// A final aggregator's plans over map output rows: partial-mode plans whose states sit
-/// where the final plans' do, so a group folds rows and partials alike.
-struct MapRows {
-    schema: SchemaRef,
-    key_indices: Vec<usize>,
-    plans: Vec<Plan>,
-}
 
 /// Where `key_columns` are in `input`.
 fn key_indices(input: &Schema, key_columns: &[String]) -> Result<Vec<usize>> {
@@ -222,48 +184,6 @@ impl HashAggregator {
             aggregates: aggregates.to_vec(),
             map_rows: None,
         })
-    }
-
-    /// Plans map output rows of `schema` on the first such batch; checks later ones.
-    fn plan_map_rows(&mut self, schema: &SchemaRef) -> Result<()> {
-        if let Some(r) = &self.map_rows {
-            return check_used(&r.schema, schema, &r.key_indices, &r.plans);
-        }
-        let key_indices = key_indices(schema, &self.key_columns)?;
-        for (&own, &theirs) in self.key_indices.iter().zip(&key_indices) {
-            let (want, got) = (self.input_schema.field(own), schema.field(theirs));
-            if want.data_type() != got.data_type() {
-                return Err(Error::Mismatch {
-                    subject: format!("key column {}", want.name()),
-                    reason: format!(
-                        "{} in partials and {} in map output rows: every map output must have one schema",
-                        want.data_type(),
-                        got.data_type()
-                    ),
-                });
-            }
-        }
-        let mut layout = Layout::default();
-        let plans = self
-            .aggregates
-            .iter()
-            .map(|a| Plan::new(a, schema, AggMode::Partial, &mut layout))
-            .collect::<Result<Vec<_>>>()?;
-        if plans
-            .iter()
-            .zip(&self.plans)
-            .any(|(row, partial)| row.acc.place() != partial.acc.place())
-        {
-            return Err(Error::Internal {
-                what: "map output rows and partials hold their states in other places".into(),
-            });
-        }
-        self.map_rows = Some(MapRows {
-            schema: Arc::clone(schema),
-            key_indices,
-            plans,
-        });
-        Ok(())
     }
 
     /// Schema of what [`HashAggregator::finish`] returns: keys, then one column per aggregate.

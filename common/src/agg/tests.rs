@@ -121,9 +121,9 @@ fn aggs() -> Vec<Aggregate> {
 }
 
 /// The final aggregation of `parts` (partials or map output rows), grouped by `w`.
-fn final_of(parts: &[RecordBatch]) -> RecordBatch {
+fn final_of(parts: &[RecordBatch], aggs: &[Aggregate]) -> RecordBatch {
     let keys = ["w".to_string()];
-    let mut fin = HashAggregator::new(&parts[0].schema(), &keys, &aggs(), AggMode::Final).unwrap();
+    let mut fin = HashAggregator::new(&parts[0].schema(), &keys, aggs, AggMode::Final).unwrap();
     for p in parts {
         fin.update(p).unwrap();
     }
@@ -172,66 +172,128 @@ fn rows_as_their_own_partials_merge_to_the_same_result() {
     let mut grouped = HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
     grouped.update(&b1).unwrap();
     grouped.update(&b2).unwrap();
-    let via_groups = final_of(&[grouped.take_sorted().unwrap().unwrap()]);
+    let via_groups = final_of(&[grouped.take_sorted().unwrap().unwrap()], &aggs());
     // One batch grouped, the other passed through row by row: the adaptive combiner's mix.
     let mut mixed = HashAggregator::new(&b1.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
     mixed.update(&b1).unwrap();
     let rows = mixed.partial_state(&b2).unwrap();
     assert_eq!(rows.num_rows(), 2);
     assert_eq!(rows.schema(), mixed.output_schema());
-    let via_rows = final_of(&[mixed.take_sorted().unwrap().unwrap(), rows]);
+    let via_rows = final_of(&[mixed.take_sorted().unwrap().unwrap(), rows], &aggs());
     assert_eq!(via_rows, via_groups);
+}
+
+/// Rows of `w` keys with a nullable float, a nullable date and a decimal of `scale`.
+fn wide_batch(words: &[&str], x: &[Option<f32>], d: &[Option<i32>], scale: i8) -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("w", DataType::Utf8, false),
+        Field::new("x", DataType::Float32, true),
+        Field::new("d", DataType::Date32, true),
+        Field::new("amount", DataType::Decimal128(18, scale), false),
+    ]);
+    let amounts: Vec<i128> = (0..words.len() as i128).map(|i| i * 7 - 3).collect();
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(words.to_vec())),
+            Arc::new(arrow::array::Float32Array::from(x.to_vec())),
+            Arc::new(Date32Array::from(d.to_vec())),
+            Arc::new(
+                Decimal128Array::from(amounts)
+                    .with_precision_and_scale(18, scale)
+                    .unwrap(),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+fn wide_aggs() -> Vec<Aggregate> {
+    vec![
+        Aggregate::count("rows"),
+        Aggregate {
+            output: "xs".into(),
+            func: sluice_sdk::AggFunc::Count,
+            input: Some("x".into()),
+        },
+        Aggregate::sum("x_total", "x"),
+        Aggregate::min("x_lo", "x"),
+        Aggregate::max("last_day", "d"),
+        Aggregate::sum("total", "amount"),
+        Aggregate::max("top", "amount"),
+        Aggregate::min("first_w", "w"),
+    ]
 }
 
 /// Map output rows sent as they are (marked) fold at the reducer into the groups that
 /// partials of other maps made, to the same result as partials of every row, whichever
-/// kind of batch the reducer sees first.
+/// kind of batch the reducer sees first: counts of rows and of a column with nulls, float
+/// sums and minimums, dates, decimals and strings.
 #[test]
 fn map_output_rows_and_partials_fold_alike() {
     let keys = vec!["w".to_string()];
-    let b1 = batch(&["b", "a", "b"], &[100, 250, 1]);
-    let b2 = batch(&["a", "c", "c"], &[5, 7, -3]);
+    let b1 = wide_batch(
+        &["b", "a", "b", "c"],
+        &[Some(1.5), None, Some(-2.0), None],
+        &[Some(3), Some(1), None, None],
+        2,
+    );
+    let b2 = wide_batch(
+        &["a", "c", "c", "d"],
+        &[Some(4.0), None, Some(0.25), None],
+        &[None, Some(9), Some(2), None],
+        2,
+    );
     let partial = |b: &RecordBatch| {
-        let mut p = HashAggregator::new(&b.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
+        let mut p =
+            HashAggregator::new(&b.schema(), &keys, &wide_aggs(), AggMode::Partial).unwrap();
         p.update(b).unwrap();
         p.take_unsorted().unwrap().unwrap()
     };
-    let reference = final_of(&[partial(&b1), partial(&b2)]);
+    let reference = final_of(&[partial(&b1), partial(&b2)], &wide_aggs());
     let (m1, m2) = (mark_map_rows(&b1).unwrap(), mark_map_rows(&b2).unwrap());
     assert!(is_map_rows(&m1.schema()) && !is_map_rows(&b1.schema()));
-    assert_eq!(final_of(&[partial(&b1), m2.clone()]), reference);
-    assert_eq!(final_of(&[m1.clone(), partial(&b2)]), reference);
-    assert_eq!(final_of(&[m1.clone(), m2]), reference);
     assert_eq!(
+        final_of(&[partial(&b1), m2.clone()], &wide_aggs()),
         reference
-            .column(1)
-            .as_primitive::<Int64Type>()
-            .values()
-            .to_vec(),
-        vec![2, 2, 2]
     );
-    // Map output rows of another schema than the first ones are refused, naming the column.
-    let other = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("w", DataType::Utf8, false),
-            Field::new("amount", DataType::Decimal128(18, 3), false),
-            Field::new("n", DataType::Int32, false),
-        ])),
-        vec![
-            Arc::new(StringArray::from(vec!["a"])),
-            Arc::new(
-                Decimal128Array::from(vec![1])
-                    .with_precision_and_scale(18, 3)
-                    .unwrap(),
-            ),
-            Arc::new(Int32Array::from(vec![1])),
-        ],
-    )
-    .unwrap();
-    let mut fin = HashAggregator::new(&m1.schema(), &keys, &aggs(), AggMode::Final).unwrap();
-    fin.update(&m1).unwrap();
-    let err = fin.update(&mark_map_rows(&other).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("amount"), "{err}");
+    assert_eq!(
+        final_of(&[m1.clone(), partial(&b2)], &wide_aggs()),
+        reference
+    );
+    assert_eq!(final_of(&[m1.clone(), m2], &wide_aggs()), reference);
+    // Independent figures: groups a, b, c, d.
+    let col = |name: &str| {
+        reference
+            .column(reference.schema().index_of(name).unwrap())
+            .clone()
+    };
+    assert_eq!(
+        col("rows").as_primitive::<Int64Type>().values(),
+        &[2, 2, 3, 1]
+    );
+    assert_eq!(
+        col("xs").as_primitive::<Int64Type>().values(),
+        &[1, 2, 1, 0]
+    );
+    let x_total = col("x_total");
+    let x_total = x_total.as_primitive::<arrow::datatypes::Float64Type>();
+    assert_eq!(x_total.value(1), -0.5);
+    assert!(x_total.is_null(3), "a group without values sums to null");
+    let last_day = col("last_day");
+    let last_day = last_day.as_primitive::<arrow::datatypes::Date32Type>();
+    assert_eq!((last_day.value(0), last_day.value(2)), (1, 9));
+
+    // Map output rows whose decimal has another scale than the partials' are refused,
+    // naming the aggregate, whichever came first: folded, they would add unscaled values.
+    let other = mark_map_rows(&wide_batch(&["a"], &[None], &[None], 3)).unwrap();
+    for first in [partial(&b1), m1] {
+        let mut fin =
+            HashAggregator::new(&first.schema(), &keys, &wide_aggs(), AggMode::Final).unwrap();
+        fin.update(&first).unwrap();
+        let err = fin.update(&other).unwrap_err();
+        assert!(err.to_string().contains("total"), "{err}");
+    }
 }
 
 #[test]

@@ -20,9 +20,12 @@
 //!   `sluice.output_token` is a random token the map reports, so a reducer on the same
 //!   machine can tell the file is that map attempt's before reading it directly.
 //! ```
-//! Within a run a partition's rows are in no order a reader may rely on: the groups of a map
-//! that aggregates come sorted by key, followed by the rows its adaptive combiner passed
-//! through ungrouped; a custom-reduce job's rows are in map order.
+//! Within a run a partition's rows are in no order a reader may rely on: a map that
+//! aggregates writes the rows its adaptive combiner passed through ungrouped, then its
+//! groups in the order they were first seen; a custom-reduce job's rows are in map order.
+//! A file holds one kind of rows: partials, or map output rows marked on their first field
+//! (`sluice.map_rows`, see `sluice_common::agg::MAP_ROWS_KEY`) when the combiner stopped
+//! grouping before it spilled anything.
 //!
 //! The serve side ([`serve`]) resolves a fetch from ids it registered itself
 //! ([`ShuffleRegistry`]) and sends the row groups' bytes as they are on disk: a path never

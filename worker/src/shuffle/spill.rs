@@ -185,7 +185,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
 
-    /// What a reducer reads back is the batches written, with their schema's metadata
+    /// What a reducer reads back is the batches written, with their first field's metadata
     /// (which marks map output rows) and wide decimals put back together.
     #[test]
     fn a_spilled_partition_reads_back_as_written_with_its_schema_metadata() {

@@ -58,9 +58,10 @@ pub(super) enum Combiner<'a> {
         table: Option<Box<HashAggregator>>,
         /// Whether grouping pays, judged on the table's first batches.
         probe: GroupingProbe,
-        /// The map output batches grouped so far, while the probe has not decided and
-        /// nothing was spilled: if grouping does not pay, they leave as map output rows.
-        probed: Option<Vec<RecordBatch>>,
+        /// The rows grouped so far as map output rows (with where their keys are), while
+        /// the probe has not decided and nothing was spilled: if grouping does not pay,
+        /// they leave as they are.
+        probed: Option<Vec<(RecordBatch, Vec<usize>)>>,
         /// Set once grouping stopped: rows, per partition.
         passthrough: Option<PartitionBuffer>,
         /// Whether the rows passed through are map output rows as they are (grouping
@@ -158,7 +159,7 @@ impl Combiner<'_> {
                 let groups = t.groups();
                 let rows = batch.num_rows() as u64;
                 if let Some(held) = probed {
-                    held.push(batch);
+                    held.push(as_map_rows(&batch, keys, aggregates)?);
                 }
                 match probe.observe(rows, groups as u64) {
                     Some(false) => {
@@ -174,8 +175,7 @@ impl Combiner<'_> {
                             // came, and their groups are dropped.
                             *table = None;
                             *map_rows = true;
-                            for b in held {
-                                let (rows, idx) = as_map_rows(&b, keys, aggregates)?;
+                            for (rows, idx) in held {
                                 buffer.add(&rows, &idx, partitions)?;
                             }
                         }
@@ -205,7 +205,7 @@ impl Combiner<'_> {
                     + probed
                         .iter()
                         .flatten()
-                        .map(RecordBatch::get_array_memory_size)
+                        .map(|(b, _)| b.get_array_memory_size())
                         .sum::<usize>()
                     + passthrough.as_ref().map_or(0, |b| b.bytes)
             }
