@@ -62,11 +62,10 @@ pub(super) enum Combiner<'a> {
         /// the probe has not decided and nothing was spilled: if grouping does not pay,
         /// they leave as they are.
         probed: Option<Vec<(RecordBatch, Vec<usize>)>>,
-        /// Set once grouping stopped: rows, per partition.
+        /// Set once grouping stopped: rows, per partition. They are map output rows when
+        /// grouping stopped before anything was spilled (the table is then dropped), else
+        /// partials of one row each (the table stays, to make them).
         passthrough: Option<PartitionBuffer>,
-        /// Whether the rows passed through are map output rows as they are (grouping
-        /// stopped before anything was spilled), not partials of one row each.
-        map_rows: bool,
     },
     /// Custom reduce: rows buffered per partition.
     Buffer(PartitionBuffer),
@@ -132,16 +131,12 @@ impl Combiner<'_> {
                 probe,
                 probed,
                 passthrough,
-                map_rows,
             } => {
                 if let Some(buffer) = passthrough {
-                    if *map_rows {
+                    let Some(t) = table else {
                         let (rows, idx) = as_map_rows(&batch, keys, aggregates)?;
                         return buffer.add(&rows, &idx, partitions);
-                    }
-                    let t = table.as_ref().ok_or_else(|| Error::Internal {
-                        what: "partials passed through without their aggregator".into(),
-                    })?;
+                    };
                     // The partial output starts with the key columns.
                     let idx: Vec<usize> = (0..keys.len()).collect();
                     return buffer.add(&t.partial_state(&batch)?, &idx, partitions);
@@ -174,7 +169,6 @@ impl Combiner<'_> {
                             // Nothing was spilled: the rows grouped so far leave as they
                             // came, and their groups are dropped.
                             *table = None;
-                            *map_rows = true;
                             for (rows, idx) in held {
                                 buffer.add(&rows, &idx, partitions)?;
                             }

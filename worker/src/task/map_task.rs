@@ -181,7 +181,6 @@ fn map_body(
             probe: GroupingProbe::new(u64::from(spec.batch_rows)),
             probed: Some(Vec::new()),
             passthrough: None,
-            map_rows: false,
         },
         ReduceKind::Custom => Combiner::Buffer(PartitionBuffer::new(partitions)),
     };
