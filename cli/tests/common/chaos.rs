@@ -205,12 +205,29 @@ pub fn submit_gated(c: &Cluster, input: &Path, reducers: u32) -> Gated {
     }
 }
 
-/// The index (in `c.workers`, none killed yet) of a worker holding map outputs of `job`.
+/// The index (in `c.workers`, none killed yet) of the worker that finished the most map
+/// attempts of `job`, per the job's events: a worker that only holds a losing backup's
+/// directory (cancelled, or not yet removed) holds no map output anyone reads.
 pub fn worker_holding_outputs(c: &Cluster, job: &str) -> usize {
-    (0..c.workers.len())
-        .find(|i| {
-            std::fs::read_dir(c.path(&format!("worker-{i}/shuffle/{job}")))
-                .is_ok_and(|mut d| d.next().is_some())
-        })
-        .expect("some worker holds map outputs")
+    let out = c.run_client("events", &[job, "--json"]);
+    assert_ok(&out);
+    let mut finished: HashMap<String, usize> = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let task = e["task"].as_str().unwrap_or("");
+        if e["kind"] == "finished" && task.starts_with("map-") {
+            let worker = e["worker"].as_str().unwrap_or("").to_string();
+            *finished.entry(worker).or_default() += 1;
+        }
+    }
+    let (id, _) = finished
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .expect("some map finished");
+    // Each worker logs the id the coordinator gave it when it registered.
+    let registered = format!("worker_id={id} ");
+    c.workers
+        .iter()
+        .position(|w| w.log_text().contains(&registered))
+        .unwrap_or_else(|| panic!("no worker log names {id}:\n{}", c.logs()))
 }
