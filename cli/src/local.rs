@@ -17,8 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Heartbeat interval of local mode.
-const LOCAL_HEARTBEAT: Duration = Duration::from_millis(250);
+/// Heartbeat interval of local mode. A worker idle when the map stage ends learns of its
+/// reduces only at its next heartbeat, so a local job's stage turn left a core idle for up
+/// to this long (at 250 ms, about 4% of a 4 s EOD run); polling a coordinator in the same
+/// process 20 times a second per worker costs nothing measurable.
+const LOCAL_HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// A running local cluster; [`LocalCluster::shutdown`] stops it.
 pub struct LocalCluster {

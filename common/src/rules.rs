@@ -72,7 +72,11 @@ impl RuleSet {
     /// The rows of `batch` that fail a rule, in row order, each with the first rule it
     /// fails. A rule on a column the batch lacks is an error naming both.
     pub fn failures(&self, batch: &RecordBatch) -> Result<Vec<Failure>> {
-        let mut failed: Vec<Option<Failure>> = vec![None; batch.num_rows()];
+        // A flag per row and a list of the few failures, not a `Failure` slot per row: the
+        // slots were allocated, cleared and scanned for every batch (about 2% of an EOD
+        // run) to find, most of the time, none.
+        let mut failed = vec![false; batch.num_rows()];
+        let mut out: Vec<Failure> = Vec::new();
         for (rule, regex) in &self.rules {
             let column = batch
                 .column_by_name(&rule.column)
@@ -80,34 +84,35 @@ impl RuleSet {
                     subject: format!("rule {}", rule.name),
                     reason: format!("the input has no column {:?} the job reads", rule.column),
                 })?;
-            let bad = failing_rows(rule, regex.as_ref(), column)?;
-            for row in bad {
-                if failed[row].is_none() {
-                    let value = array_value_to_string(column, row).unwrap_or_default();
-                    failed[row] = Some(Failure {
-                        row,
-                        rule: rule.name.clone(),
-                        reason: format!(
-                            "rule {} failed: {} is {}",
-                            rule.name,
-                            rule.column,
-                            if column.is_null(row) {
-                                "null".to_string()
-                            } else {
-                                format!("{value:?}")
-                            }
-                        ),
-                    });
+            for row in failing_rows(rule, regex.as_ref(), column)? {
+                if std::mem::replace(&mut failed[row], true) {
+                    continue;
                 }
+                let value = array_value_to_string(column, row).unwrap_or_default();
+                out.push(Failure {
+                    row,
+                    rule: rule.name.clone(),
+                    reason: format!(
+                        "rule {} failed: {} is {}",
+                        rule.name,
+                        rule.column,
+                        if column.is_null(row) {
+                            "null".to_string()
+                        } else {
+                            format!("{value:?}")
+                        }
+                    ),
+                });
             }
         }
         if let Some((names, check)) = &self.custom {
             let passed = check(batch)?;
             for (name, column) in names.iter().zip(passed.columns()) {
                 let column = column.as_boolean();
-                for (row, slot) in failed.iter_mut().enumerate() {
-                    if slot.is_none() && column.is_valid(row) && !column.value(row) {
-                        *slot = Some(Failure {
+                for (row, seen) in failed.iter_mut().enumerate() {
+                    if !*seen && column.is_valid(row) && !column.value(row) {
+                        *seen = true;
+                        out.push(Failure {
                             row,
                             rule: name.clone(),
                             reason: format!("check {name} failed"),
@@ -116,7 +121,9 @@ impl RuleSet {
                 }
             }
         }
-        Ok(failed.into_iter().flatten().collect())
+        // Each row fails at most once, so the order by row is the only order.
+        out.sort_unstable_by_key(|f| f.row);
+        Ok(out)
     }
 }
 
