@@ -503,3 +503,30 @@ fn unsorted_groups_come_in_the_order_first_seen() {
         sorted
     );
 }
+
+/// Drained a few groups at a time, the groups come in the same order and with the same
+/// values as in one sorted batch, in batches of exactly that many groups but the last.
+#[test]
+fn drained_batches_are_the_sorted_take_cut_in_pieces() {
+    let keys = vec!["w".to_string()];
+    let words = ["k", "b", "a", "j", "c", "a", "h", "d", "k", "e", "g", "f"];
+    let input = batch(&words, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    let mut agg = HashAggregator::new(&input.schema(), &keys, &aggs(), AggMode::Partial).unwrap();
+    agg.update(&input).unwrap();
+    let whole = agg.take_sorted().unwrap().unwrap();
+    assert_eq!(whole.num_rows(), 10);
+    agg.update(&input).unwrap();
+    let mut pieces = Vec::new();
+    agg.drain_sorted(4, |b| {
+        pieces.push(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(agg.groups(), 0, "the drain empties the aggregator");
+    let sizes: Vec<usize> = pieces.iter().map(RecordBatch::num_rows).collect();
+    assert_eq!(sizes, [4, 4, 2]);
+    let joined = arrow::compute::concat_batches(&whole.schema(), &pieces).unwrap();
+    assert_eq!(joined, whole);
+    agg.drain_sorted(4, |_| panic!("no groups, no batch"))
+        .unwrap();
+}

@@ -28,6 +28,44 @@ pub struct Runs {
     files: Vec<PathBuf>,
 }
 
+/// A run being written ([`Runs::start`]): its file is created on the first batch.
+pub struct RunWriter<'a> {
+    runs: &'a mut Runs,
+    writer: Option<(PathBuf, FileWriter<BufWriter<File>>)>,
+}
+
+impl RunWriter<'_> {
+    /// Appends `batch` to the run.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (path, w) = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let dir = &self.runs.dir;
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let path = dir.join(format!("run-{:05}.arrow", self.runs.files.len()));
+                let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                // Listed at once, so the file is removed however the attempt ends.
+                self.runs.files.push(path.clone());
+                let w = FileWriter::try_new(BufWriter::new(file), &batch.schema())
+                    .map_err(|e| Error::arrow(format!("writing run {}", path.display()), e))?;
+                self.writer.insert((path, w))
+            }
+        };
+        w.write(batch)
+            .map_err(|e| Error::arrow(format!("writing run {}", path.display()), e))
+    }
+
+    /// Ends the run's file.
+    pub fn finish(self) -> Result<()> {
+        match self.writer {
+            Some((path, mut w)) => w
+                .finish()
+                .map_err(|e| Error::arrow(format!("writing run {}", path.display()), e)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One run's current batch and its encoded keys: the sort order, and the group key when it
 /// is a shorter prefix of it (a secondary sort).
 struct Slot {
@@ -89,21 +127,20 @@ impl Runs {
 
     /// Writes `batches`, which together are sorted by key, as the next run.
     pub fn write(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        let Some(first) = batches.first() else {
-            return Ok(());
-        };
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let path = self.dir.join(format!("run-{:05}.arrow", self.files.len()));
-        let ctx = || format!("writing run {}", path.display());
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        self.files.push(path.clone());
-        let mut w = FileWriter::try_new(BufWriter::new(file), &first.schema())
-            .map_err(|e| Error::arrow(ctx(), e))?;
+        let mut run = self.start();
         for b in batches {
-            w.write(b).map_err(|e| Error::arrow(ctx(), e))?;
+            run.write(b)?;
         }
-        w.finish().map_err(|e| Error::arrow(ctx(), e))?;
-        Ok(())
+        run.finish()
+    }
+
+    /// The next run, written a batch at a time (batches that together are sorted by key);
+    /// none is written if no batch is.
+    pub fn start(&mut self) -> RunWriter<'_> {
+        RunWriter {
+            runs: self,
+            writer: None,
+        }
     }
 
     /// Reads the next non-empty batch of `reader`, with its keys.

@@ -9,7 +9,8 @@
 //!   disk as a run; at the end the runs are merged and each chunk of whole key groups goes to
 //!   the plugin's `reduce`.
 //!
-//! A partition that fits in `task_memory` never touches the disk. Output is written as it is
+//! A partition that fits in `task_memory` never touches the disk; its groups are written in
+//! key order a batch at a time, as they are built. Output is written as it is
 //! produced; a partition that receives no rows writes no part file.
 
 use std::path::{Path, PathBuf};
@@ -156,15 +157,6 @@ impl Output<'_> {
     }
 }
 
-/// `batch` cut into slices of at most `rows` rows.
-fn slices(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
-    let rows = rows.max(1);
-    (0..batch.num_rows())
-        .step_by(rows)
-        .map(|o| batch.slice(o, rows.min(batch.num_rows() - o)))
-        .collect()
-}
-
 /// Consumes the shuffled input of `rx` and writes the part file; returns
 /// `(file relative to the staging directory, rows, bytes)` of each file (none when the
 /// partition is empty).
@@ -230,25 +222,22 @@ pub fn reduce_body(
                     }
                 };
                 t.update(&batch)?;
-                if t.memory_bytes() as u64 > spec.task_memory
-                    && let Some(sorted) = t.take_sorted()?
-                {
+                if t.memory_bytes() as u64 > spec.task_memory {
                     tracing::debug!(partition, run = runs.len(), "reduce task spills a run");
-                    runs.write(&slices(&sorted, batch_rows))?;
+                    let mut run = runs.start();
+                    t.drain_sorted(batch_rows, |b| run.write(&b))?;
+                    run.finish()?;
                 }
             }
             let Some(mut t) = table else {
                 return Ok(out.finish()?);
             };
-            let rest = t.take_sorted()?;
             if runs.is_empty() {
-                for b in rest.iter().flat_map(|all| slices(all, batch_rows)) {
-                    out.write(&b)?;
-                }
+                t.drain_sorted(batch_rows, |b| out.write(&b))?;
             } else {
-                if let Some(rest) = rest {
-                    runs.write(&slices(&rest, batch_rows))?;
-                }
+                let mut run = runs.start();
+                t.drain_sorted(batch_rows, |b| run.write(&b))?;
+                run.finish()?;
                 // The aggregate output starts with the key columns; a merged chunk holds
                 // whole key groups in key order, so aggregating its runs of equal keys
                 // finishes them, in order.

@@ -289,13 +289,12 @@ impl GroupKeys {
         }
     }
 
-    /// The groups in key order, and their key columns in that order.
-    pub(super) fn sorted(&self) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
+    /// The groups in key order, to be decoded a range at a time ([`GroupKeys::decode`]).
+    pub(super) fn sorted(&self) -> SortedGroups {
         // Sorting copies of the packed keys reads them in one pass and keeps every
         // comparison in the vector being sorted, not scattered over the groups. When every
         // key packed, each is sorted as its three big-endian words: integer comparisons,
-        // no decoding per comparison. Each sorted key is decoded as it is read back.
-        let mut out = Decoder::new(self);
+        // no decoding per comparison.
         if self.overflow_rows == 0 {
             let mut words: Vec<([u64; 3], u32)> = self
                 .packed
@@ -304,9 +303,7 @@ impl GroupKeys {
                 .map(|(g, k)| (packed_words(k), g as u32))
                 .collect();
             words.sort_unstable();
-            for (w, g) in &words {
-                out.push(&words_packed(w), *g);
-            }
+            SortedGroups::Words(words)
         } else {
             let mut rows: Vec<([u8; PACKED], u32)> = self
                 .packed
@@ -315,8 +312,27 @@ impl GroupKeys {
                 .map(|(g, k)| (*k, g as u32))
                 .collect();
             rows.sort_unstable_by(|a, b| self.cmp(&a.0, &b.0));
-            for (k, g) in &rows {
-                out.push(k, *g);
+            SortedGroups::Rows(rows)
+        }
+    }
+
+    /// Groups `range` of `sorted`: their numbers, and their key columns in that order.
+    pub(super) fn decode(
+        &self,
+        sorted: &SortedGroups,
+        range: std::ops::Range<usize>,
+    ) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
+        let mut out = Decoder::new(self, range.len());
+        match sorted {
+            SortedGroups::Words(words) => {
+                for (w, g) in words.get(range).unwrap_or_default() {
+                    out.push(&words_packed(w), *g);
+                }
+            }
+            SortedGroups::Rows(rows) => {
+                for (k, g) in rows.get(range).unwrap_or_default() {
+                    out.push(k, *g);
+                }
             }
         }
         out.finish()
@@ -324,7 +340,7 @@ impl GroupKeys {
 
     /// The key columns of the groups in the order they were created.
     pub(super) fn columns(&self) -> Result<Vec<ArrayRef>> {
-        let mut out = Decoder::new(self);
+        let mut out = Decoder::new(self, self.packed.len());
         for (g, k) in self.packed.iter().enumerate() {
             out.push(k, g as u32);
         }
@@ -356,6 +372,24 @@ impl GroupKeys {
 }
 
 /// Groups' key columns built group by group, in the order given.
+/// Groups in key order, each with its key as it was sorted.
+pub(super) enum SortedGroups {
+    /// Every key packed: its three big-endian words.
+    Words(Vec<([u64; 3], u32)>),
+    /// Some keys overflowed: the packed slots, compared through the overflow rows.
+    Rows(Vec<([u8; PACKED], u32)>),
+}
+
+impl SortedGroups {
+    /// How many groups.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            SortedGroups::Words(w) => w.len(),
+            SortedGroups::Rows(r) => r.len(),
+        }
+    }
+}
+
 struct Decoder<'a> {
     keys: &'a GroupKeys,
     builders: Vec<KeyColumn>,
@@ -363,8 +397,7 @@ struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(keys: &'a GroupKeys) -> Self {
-        let groups = keys.packed.len();
+    fn new(keys: &'a GroupKeys, groups: usize) -> Self {
         Decoder {
             keys,
             builders: keys
@@ -511,7 +544,16 @@ mod tests {
             keys.overflow_rows, 3,
             "the long strings and the zero byte overflow"
         );
-        let (order, arrays) = keys.sorted().unwrap();
+        // Decoded in two ranges, as a reducer writes its groups a batch at a time.
+        let sorted = keys.sorted();
+        let (mut order, first) = keys.decode(&sorted, 0..3).unwrap();
+        let (rest, second) = keys.decode(&sorted, 3..sorted.len()).unwrap();
+        order.extend(rest);
+        let arrays: Vec<ArrayRef> = first
+            .iter()
+            .zip(&second)
+            .map(|(a, b)| arrow::compute::concat(&[a.as_ref(), b.as_ref()]).unwrap())
+            .collect();
         let mut expected: Vec<(Option<&str>, Option<i32>)> =
             words.iter().copied().zip(dates.iter().copied()).collect();
         expected.sort();
