@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Heartbeat interval of local mode. A worker idle when the map stage ends learns of its
-/// reduces only at its next heartbeat, so a local job's stage turn left a core idle for up
-/// to this long (at 250 ms, about 4% of a 4 s EOD run); polling a coordinator in the same
-/// process 20 times a second per worker costs nothing measurable.
+/// reduces only at its next heartbeat, so a stage turn can leave a core idle this long (a
+/// quarter second was about 4% of a 4 s EOD run); polling a coordinator in the same process
+/// 20 times a second per worker costs nothing measurable.
 const LOCAL_HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// A running local cluster; [`LocalCluster::shutdown`] stops it.

@@ -72,9 +72,9 @@ impl RuleSet {
     /// The rows of `batch` that fail a rule, in row order, each with the first rule it
     /// fails. A rule on a column the batch lacks is an error naming both.
     pub fn failures(&self, batch: &RecordBatch) -> Result<Vec<Failure>> {
-        // A flag per row and a list of the few failures, not a `Failure` slot per row: the
-        // slots were allocated, cleared and scanned for every batch (about 2% of an EOD
-        // run) to find, most of the time, none.
+        // A flag per row and a list of the few failures: a `Failure` slot per row would be
+        // allocated, cleared and scanned for every batch (about 2% of an EOD run) to find,
+        // most of the time, none.
         let mut failed = vec![false; batch.num_rows()];
         let mut out: Vec<Failure> = Vec::new();
         for (rule, regex) in &self.rules {

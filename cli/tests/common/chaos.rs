@@ -224,10 +224,10 @@ pub fn worker_holding_outputs(c: &Cluster, job: &str) -> usize {
         .into_iter()
         .max_by_key(|(_, n)| *n)
         .expect("some map finished");
-    // Each worker logs the id the coordinator gave it when it registered.
-    let registered = format!("worker_id={id} ");
+    // Each worker logs the id the coordinator gave it when it registered (again).
+    let field = format!("worker_id={id}");
     c.workers
         .iter()
-        .position(|w| w.log_text().contains(&registered))
+        .position(|w| w.log_text().split_whitespace().any(|f| f == field))
         .unwrap_or_else(|| panic!("no worker log names {id}:\n{}", c.logs()))
 }

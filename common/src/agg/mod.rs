@@ -186,7 +186,8 @@ impl HashAggregator {
         })
     }
 
-    /// Schema of what [`HashAggregator::finish`] returns: keys, then one column per aggregate.
+    /// Schema of what [`HashAggregator::drain_sorted`] emits: keys, then one column per
+    /// aggregate.
     pub fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
     }
@@ -335,13 +336,13 @@ impl HashAggregator {
     }
 
     /// The groups so far in key order, handed to `emit` in batches of `rows` groups (the
-    /// last one shorter), leaving the aggregator empty.
+    /// last one possibly shorter), leaving the aggregator empty. If `emit` fails, the
+    /// aggregator keeps every group, those emitted included.
     ///
     /// Each batch's columns are built as it is emitted, so the output is never held whole:
-    /// a reducer's hundreds of thousands of groups used to become columns of that length,
-    /// in fresh memory whose page faults cost more than filling it (an EOD reducer spent
-    /// about a tenth of its time faulting in its output columns), while a batch's buffers
-    /// come back from the allocator warm for the next.
+    /// columns as long as a reducer's hundreds of thousands of groups would be fresh memory
+    /// whose page faults cost more than filling it, while a batch's buffers come back from
+    /// the allocator warm for the next.
     pub fn drain_sorted(
         &mut self,
         rows: usize,
@@ -359,9 +360,9 @@ impl HashAggregator {
                 .map(|p| p.acc.column(order.len()))
                 .collect();
             for chunk in order.chunks(GATHER_GROUPS) {
-                let rows = self.states.gather(chunk);
+                let gathered = self.states.gather(chunk);
                 for (p, column) in self.plans.iter().zip(&mut built) {
-                    p.acc.extend(&rows, column)?;
+                    p.acc.extend(&gathered, column)?;
                 }
             }
             for (p, column) in self.plans.iter().zip(built) {

@@ -322,15 +322,18 @@ impl GroupKeys {
         sorted: &SortedGroups,
         range: std::ops::Range<usize>,
     ) -> Result<(Vec<u32>, Vec<ArrayRef>)> {
+        let outside = || Error::Internal {
+            what: format!("groups {range:?} of {} sorted", sorted.len()),
+        };
         let mut out = Decoder::new(self, range.len());
         match sorted {
             SortedGroups::Words(words) => {
-                for (w, g) in words.get(range).unwrap_or_default() {
+                for (w, g) in words.get(range.clone()).ok_or_else(outside)? {
                     out.push(&words_packed(w), *g);
                 }
             }
             SortedGroups::Rows(rows) => {
-                for (k, g) in rows.get(range).unwrap_or_default() {
+                for (k, g) in rows.get(range.clone()).ok_or_else(outside)? {
                     out.push(k, *g);
                 }
             }
@@ -371,7 +374,6 @@ impl GroupKeys {
     }
 }
 
-/// Groups' key columns built group by group, in the order given.
 /// Groups in key order, each with its key as it was sorted.
 pub(super) enum SortedGroups {
     /// Every key packed: its three big-endian words.
@@ -390,6 +392,7 @@ impl SortedGroups {
     }
 }
 
+/// Groups' key columns built group by group, in the order given.
 struct Decoder<'a> {
     keys: &'a GroupKeys,
     builders: Vec<KeyColumn>,
