@@ -103,7 +103,7 @@ impl Job {
         if self.is_finished() {
             return None;
         }
-        let maps_done = self.maps.iter().all(TaskState::is_done);
+        let maps_done = self.maps_done();
         let (kind, tasks) = if maps_done {
             (TaskKind::Reduce, &mut self.reduces)
         } else {
