@@ -350,8 +350,7 @@ impl HashAggregator {
     ) -> Result<()> {
         let sorted = self.keys.sorted();
         let rows = rows.max(1);
-        let mut start = 0;
-        while start < sorted.len() {
+        for start in (0..sorted.len()).step_by(rows) {
             let end = start.saturating_add(rows).min(sorted.len());
             let (order, mut columns) = self.keys.decode(&sorted, start..end)?;
             let mut built: Vec<_> = self
@@ -369,7 +368,6 @@ impl HashAggregator {
                 columns.push(p.acc.finish(column, p.output.data_type(), &p.input_type)?);
             }
             emit(self.output(columns)?)?;
-            start = end;
         }
         self.clear();
         Ok(())

@@ -224,9 +224,7 @@ pub fn reduce_body(
                 t.update(&batch)?;
                 if t.memory_bytes() as u64 > spec.task_memory {
                     tracing::debug!(partition, run = runs.len(), "reduce task spills a run");
-                    let mut run = runs.start();
-                    t.drain_sorted(batch_rows, |b| run.write(&b))?;
-                    run.finish()?;
+                    spill_groups(t, &mut runs, batch_rows)?;
                 }
             }
             let Some(mut t) = table else {
@@ -235,9 +233,7 @@ pub fn reduce_body(
             if runs.is_empty() {
                 t.drain_sorted(batch_rows, |b| out.write(&b))?;
             } else {
-                let mut run = runs.start();
-                t.drain_sorted(batch_rows, |b| run.write(&b))?;
-                run.finish()?;
+                spill_groups(&mut t, &mut runs, batch_rows)?;
                 // The aggregate output starts with the key columns; a merged chunk holds
                 // whole key groups in key order, so aggregating its runs of equal keys
                 // finishes them, in order.
@@ -310,6 +306,14 @@ pub fn reduce_body(
         }
     }
     Ok(out.finish()?)
+}
+
+/// Writes the groups `t` holds as the next sorted run, `rows` groups a batch, leaving `t`
+/// empty.
+fn spill_groups(t: &mut HashAggregator, runs: &mut Runs, rows: usize) -> Result<()> {
+    let mut run = runs.start();
+    t.drain_sorted(rows, |b| run.write(&b))?;
+    run.finish()
 }
 
 /// The positions of the key columns in the shuffled rows.
