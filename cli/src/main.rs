@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_common::spec::{
-    DEFAULT_BATCH_ROWS, DEFAULT_REDUCERS, DEFAULT_SIDE_MAX_BYTES, DEFAULT_SPLIT_SIZE,
-    DEFAULT_TASK_MEMORY, InputFormat, JobSpec, OutputFormat, parse_bytes,
+    DEFAULT_BATCH_ROWS, DEFAULT_SIDE_MAX_BYTES, DEFAULT_SPLIT_SIZE, DEFAULT_TASK_MEMORY,
+    InputFormat, JobSpec, OutputFormat, parse_bytes, parse_reducers,
 };
 use sluice_common::storage::Location;
 use sluice_proto::pb;
@@ -107,8 +107,9 @@ pub struct JobArgs {
     /// Output directory or object-store URL; must not exist unless --overwrite.
     #[arg(long)]
     pub output: String,
-    /// Number of reduce partitions (part files).
-    #[arg(long, default_value_t = DEFAULT_REDUCERS)]
+    /// Number of reduce partitions (part files), or `auto`: the coordinator gives each
+    /// reducer half of `--task-memory`'s worth of input, at least 8 and at most 1000.
+    #[arg(long, default_value = "auto", value_parser = parse_reducers)]
     pub reducers: u32,
     /// A job parameter, passed to the plugin (repeatable).
     #[arg(long = "param", value_parser = parse_param)]

@@ -363,3 +363,76 @@ fn one_file_smaller_than_a_split_still_keeps_both_slots_busy() {
         reference_word_count(&[&text])
     );
 }
+
+/// The reduce task count that `sluice run` prints ("... N map / M reduce tasks").
+fn reduce_count(stdout: &str) -> u64 {
+    stdout
+        .split(" map / ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no reduce count in {stdout}"))
+}
+
+/// Without `--reducers`, the coordinator gives each reducer half a task's memory of input
+/// (at least 8): a small `--task-memory` makes more, smaller partitions, and the totals are
+/// still exact.
+#[test]
+fn reducers_left_to_the_coordinator_follow_the_input_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("txns");
+    std::fs::create_dir(&input).unwrap();
+    let files = sluice_datagen::write_eod_files(&input, 30_000, 3, 2026).unwrap();
+    let expected = reference_eod(&files);
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    let task_memory = 128u64 << 10;
+    let half = task_memory / 2;
+    let wanted = bytes.div_ceil(half);
+    assert!(
+        wanted > 8,
+        "the input must ask for more than the floor: {bytes} bytes"
+    );
+    for (extra, reducers) in [
+        (vec![], 8),
+        (
+            vec!["--task-memory".to_string(), task_memory.to_string()],
+            wanted,
+        ),
+    ] {
+        let out = dir.path().join(format!("eod-{reducers}"));
+        let mut args: Vec<String> = [
+            "--local",
+            "2",
+            "--format",
+            "csv",
+            "--output-format",
+            "csv",
+            "--plugin",
+            plugin("sluice_eod").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra);
+        let result = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_ok(&result);
+        let summary = String::from_utf8_lossy(&result.stdout);
+        assert_eq!(reduce_count(&summary), reducers, "{summary}");
+        let got = read_eod_csv_output(&out);
+        assert_eq!(got, expected, "{reducers} reducers");
+        let parts = manifest(&out)["files"].as_array().unwrap().len() as u64;
+        assert!(parts > 0 && parts <= reducers, "{parts} part files");
+    }
+    let refused = run(&["--reducers", "0", "--local", "1"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("at least 1, or auto"),
+        "{stderr}"
+    );
+}

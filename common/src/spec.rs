@@ -6,11 +6,10 @@ use std::str::FromStr;
 
 /// Default bytes per split of a text, CSV or JSON-lines file (128 MiB, as HDFS blocks).
 pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;
-/// Default number of reduce partitions. Eight, not one per slot: a reducer of declared
-/// aggregates holds its partition's groups, so eight halve each one's memory against four
-/// (EOD, 10M rows, two slots: peak 675 MiB instead of 962) at the same wall time, and a
-/// partition's tail leaves a slot idle for a shorter time.
-pub const DEFAULT_REDUCERS: u32 = 8;
+/// [`JobSpec::reducers`] when the user names no number: the coordinator picks it when it
+/// plans the job, from the input's size and `task_memory` (as Hive sizes reducers by
+/// input bytes), and every later step sees the number it picked.
+pub const AUTO_REDUCERS: u32 = 0;
 /// Default rows per record batch.
 pub const DEFAULT_BATCH_ROWS: u32 = 65_536;
 /// Default memory a map or reduce task may hold before it spills a run (512 MiB).
@@ -22,6 +21,19 @@ pub const MAX_TASK_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
 /// Default [`JobSpec::side_max_bytes`] (64 MiB): Spark broadcasts tables this small
 /// without being asked; a bigger one is better joined in the reduce.
 pub const DEFAULT_SIDE_MAX_BYTES: u64 = 64 << 20;
+
+/// A `--reducers` value: `auto` ([`AUTO_REDUCERS`]) or a number of reducers from 1 up.
+pub fn parse_reducers(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(AUTO_REDUCERS);
+    }
+    match t.parse::<u32>() {
+        Ok(0) => Err("0 reducers: give at least 1, or auto".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{t:?} is not auto or a number of reducers ({e})")),
+    }
+}
 
 /// A byte count as people write it: `1048576`, `512k`, `128MiB`, `2G`, `1.5GiB`. Units are
 /// binary (`k` = KiB = 1024 bytes, as Hadoop's `io.sort.mb` and Spark's `512m` mean); case
@@ -240,7 +252,8 @@ pub struct JobSpec {
     pub format: InputFormat,
     /// Output directory.
     pub output: String,
-    /// Number of reduce partitions (= part files).
+    /// Number of reduce partitions (= part files); [`AUTO_REDUCERS`] until the coordinator
+    /// plans the job.
     pub reducers: u32,
     /// `--param key=value` pairs, passed to the job in its `TaskContext`.
     pub params: BTreeMap<String, String>,
@@ -298,7 +311,7 @@ impl JobSpec {
             inputs,
             format,
             output,
-            reducers: DEFAULT_REDUCERS,
+            reducers: AUTO_REDUCERS,
             params: BTreeMap::new(),
             split_size: DEFAULT_SPLIT_SIZE,
             output_format: OutputFormat::Parquet,
@@ -353,9 +366,6 @@ impl JobSpec {
     pub fn validate(&self) -> Result<(), String> {
         if self.inputs.is_empty() {
             return Err("no input given".into());
-        }
-        if self.reducers == 0 {
-            return Err("reducers must be at least 1".into());
         }
         if self.split_size == 0 {
             return Err("split size must be at least 1 byte".into());
@@ -537,7 +547,18 @@ mod limits_tests {
 
 #[cfg(test)]
 mod bytes_tests {
-    use super::parse_bytes;
+    use super::{AUTO_REDUCERS, parse_bytes, parse_reducers};
+
+    #[test]
+    fn reducers_are_auto_or_a_positive_number() {
+        assert_eq!(parse_reducers("auto"), Ok(AUTO_REDUCERS));
+        assert_eq!(parse_reducers("AUTO"), Ok(AUTO_REDUCERS));
+        assert_eq!(parse_reducers("8"), Ok(8));
+        assert!(parse_reducers("0").unwrap_err().contains("at least 1"));
+        for bad in ["", "-1", "eight", "4294967296", "1.5"] {
+            assert!(parse_reducers(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes_with_and_without_units() {

@@ -47,9 +47,9 @@ pub struct BenchArgs {
     /// `--task-memory` of the Sluice runs, e.g. `128MiB` [default: the product's default].
     #[arg(long, value_parser = sluice_common::spec::parse_bytes)]
     task_memory: Option<u64>,
-    /// `--reducers` of the Sluice runs of the EOD and word-count workloads [default: the
-    /// product's default].
-    #[arg(long)]
+    /// `--reducers` of the Sluice runs of the EOD and word-count workloads, a number or
+    /// `auto` [default: the product's default, auto].
+    #[arg(long, value_parser = sluice_common::spec::parse_reducers)]
     reducers: Option<u32>,
     /// Runs per engine and workload; the table shows the median.
     #[arg(long, default_value_t = 3)]
@@ -166,7 +166,11 @@ fn sluice_command(w: &Workload, args: &BenchArgs, output: &Path) -> Result<Comma
         cmd.args(["--task-memory", &bytes.to_string()]);
     }
     if let (Some(r), true) = (args.reducers, w.peers) {
-        cmd.args(["--reducers", &r.to_string()]);
+        let r = match r {
+            sluice_common::spec::AUTO_REDUCERS => "auto".to_string(),
+            n => n.to_string(),
+        };
+        cmd.args(["--reducers", &r]);
     }
     Ok(cmd)
 }

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod inputs;
 pub mod output;
+pub mod reducers;
 mod schemas;
 mod sides;
 pub mod split;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 
 use sluice_common::input_plan::InputPlan;
 use sluice_common::plugin::Plugin;
-use sluice_common::spec::{InputFormat, JobSpec, Limits};
+use sluice_common::spec::{AUTO_REDUCERS, InputFormat, JobSpec, Limits};
 use sluice_common::split::FileStamp;
 use sluice_common::split::{Split, SplitRange};
 use sluice_sdk::JobDescription;
@@ -35,6 +36,9 @@ pub struct JobPlan {
     pub inputs: InputPlan,
     /// One map task per split.
     pub splits: Vec<Split>,
+    /// The reducers the job runs: the spec's, or the number picked for
+    /// [`AUTO_REDUCERS`] ([`reducers::auto_reducers`]).
+    pub reducers: u32,
 }
 
 /// Plans `spec`: loads the plugin, expands and checks inputs, cuts splits, prepares the
@@ -70,6 +74,7 @@ pub fn plan_job(
     let (named, stamps) = new_files(named, stamps, already);
     // Sizes first: the split size depends on the whole input.
     let mut sized = Vec::with_capacity(named.len());
+    let mut read_bytes = 0u64;
     for ((input, f), stamp) in named.iter().zip(&stamps) {
         sized.push(match spec.format_of(input) {
             InputFormat::Parquet => {
@@ -78,11 +83,19 @@ pub fn plan_job(
                     declared.get(input),
                     read_columns.as_deref(),
                 )?;
-                (groups.iter().sum(), groups)
+                read_bytes = read_bytes.saturating_add(groups.read_bytes);
+                (groups.compressed.iter().sum(), groups.compressed)
             }
-            _ => (stamp.size, Vec::new()),
+            _ => {
+                read_bytes = read_bytes.saturating_add(stamp.size);
+                (stamp.size, Vec::new())
+            }
         });
     }
+    let reducers = match spec.reducers {
+        AUTO_REDUCERS => reducers::auto_reducers(read_bytes, spec.task_memory, limits.max_reducers),
+        asked => asked,
+    };
     let split_size = split::split_size_for(
         spec.split_size,
         sized.iter().map(|(len, _)| *len),
@@ -138,6 +151,7 @@ pub fn plan_job(
         description: plugin.description().clone(),
         inputs: InputPlan { schemas, sides },
         splits,
+        reducers,
     })
 }
 

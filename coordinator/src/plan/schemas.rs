@@ -69,6 +69,15 @@ pub(super) fn input_schemas(
     Ok(schemas)
 }
 
+/// What planning needs of a Parquet file's row groups.
+pub(super) struct RowGroupSizes {
+    /// Each row group's compressed size: splits are cut from these.
+    pub compressed: Vec<u64>,
+    /// The uncompressed bytes of the columns the job reads, over all row groups: what the
+    /// file weighs once decoded, which sizes the reducers.
+    pub read_bytes: u64,
+}
+
 /// The row-group sizes of a Parquet input, from its footer (local file or ranged reads of
 /// the object's tail); with a `declared` input schema, refuses a file holding a column the
 /// job reads (`columns`) in a type that does not convert to the declared one without loss.
@@ -76,13 +85,26 @@ pub(super) fn parquet_row_group_sizes(
     f: &InputFile,
     declared: Option<&SchemaRef>,
     columns: Option<&[String]>,
-) -> Result<Vec<u64>> {
+) -> Result<RowGroupSizes> {
     let path = f.name();
-    let sizes = |groups: &[parquet::file::metadata::RowGroupMetaData]| -> Vec<u64> {
-        groups
-            .iter()
-            .map(|g| g.compressed_size().max(0) as u64)
-            .collect()
+    let sizes = |groups: &[parquet::file::metadata::RowGroupMetaData]| {
+        let read = |c: &&parquet::file::metadata::ColumnChunkMetaData| {
+            columns.is_none_or(|names| {
+                let top = c.column_path().parts().first();
+                names.iter().any(|n| Some(n) == top)
+            })
+        };
+        RowGroupSizes {
+            compressed: groups
+                .iter()
+                .map(|g| g.compressed_size().max(0) as u64)
+                .collect(),
+            read_bytes: groups
+                .iter()
+                .flat_map(|g| g.columns().iter().filter(read))
+                .map(|c| c.uncompressed_size().max(0) as u64)
+                .sum(),
+        }
     };
     match f {
         InputFile::Local(p) => {
@@ -103,7 +125,6 @@ pub(super) fn parquet_row_group_sizes(
     }
 }
 
-/// See [`parquet_row_group_sizes`].
 fn check_types(
     path: &str,
     metadata: &parquet::file::metadata::ParquetMetaData,

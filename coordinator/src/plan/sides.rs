@@ -56,7 +56,7 @@ pub(super) fn plan_sides(
             let range = match format {
                 InputFormat::Parquet => {
                     let groups = schemas::parquet_row_group_sizes(f, declared.get(name), None)?;
-                    SplitRange::RowGroups((0..groups.len() as u32).collect())
+                    SplitRange::RowGroups((0..groups.compressed.len() as u32).collect())
                 }
                 _ => SplitRange::Bytes {
                     start: 0,

@@ -99,6 +99,9 @@ impl CoordinatorService {
                     status
                 })?
         };
+        // Every later step (tasks, the journal, status) sees the number of reducers picked.
+        let mut spec = spec;
+        spec.reducers = planned.reducers;
         let input_plan = encode_input_plan(&planned.inputs).map_err(CoordinatorError::from)?;
         let id = {
             let mut state = self.lock();

@@ -173,6 +173,13 @@ fn map_body(
     ctx.input = split.input.clone();
     let ctx = Arc::new(ctx);
     let partitions = spec.reducers;
+    if partitions == sluice_common::spec::AUTO_REDUCERS {
+        // The coordinator picks the number when it plans the job: a task never sees `auto`.
+        return Err(sluice_common::Error::Internal {
+            what: "a map task of a job whose reducers were never picked".into(),
+        }
+        .into());
+    }
     let mut combiner = match &desc.reduce {
         ReduceKind::Aggregate(aggregates) => Combiner::Aggregate {
             keys: &desc.key_columns,
