@@ -440,6 +440,7 @@ pub async fn run_worker(
                         tracing::info!(job = %job, attempts = stopped.len(), "job ended: attempts stopped");
                     }
                     registry.remove_job(&job);
+                    crate::shuffle::footers::FOOTERS.forget_job(&job);
                     if sluice_common::plugin::forget_job(&job) > 0 {
                         tracing::info!(job = %job, "side inputs released");
                     }

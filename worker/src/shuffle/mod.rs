@@ -33,6 +33,7 @@
 
 pub mod codec;
 pub mod fetch;
+pub mod footers;
 pub mod merge;
 pub mod read;
 pub mod runs;

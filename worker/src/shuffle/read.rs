@@ -20,13 +20,11 @@
 //! [`TaskError::FetchFailed`] naming the map output, a local file gone included.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
 use sluice_common::format::remote::SparseFile;
 use sluice_proto::pb;
@@ -35,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::fetch::{Piece, fetch_stream};
+use super::footers::FOOTERS;
 use super::spill::{PARTITION_INDEX_KEY, TOKEN_KEY};
 use super::{MapOutputId, ShuffleRegistry};
 use crate::error::{TaskError, TaskResult};
@@ -74,10 +73,12 @@ pub enum Fetched {
         /// The map output it belongs to.
         loc: pb::MapOutputLocation,
     },
-    /// A map output on this host's disk, read by the consumer. Its footer is parsed again
-    /// when it is read: holding every local output's metadata until its turn came cost
-    /// hundreds of MiB for a job of 17,000 maps.
+    /// A map output on this host's disk, read by the consumer. Its footer is looked up
+    /// again when it is read ([`FOOTERS`]), not held here: holding every local output's
+    /// metadata until its turn came cost hundreds of MiB for a job of 17,000 maps.
     Local {
+        /// The job whose output it is.
+        job_id: String,
         /// The spill file.
         path: PathBuf,
         /// The partition's row groups.
@@ -109,6 +110,7 @@ impl Fetched {
                 .build()
                 .map_err(|e| fetch_failed(&loc, format!("decoding: {e}"), false)),
             Fetched::Local {
+                job_id,
                 path,
                 row_groups,
                 loc,
@@ -116,9 +118,14 @@ impl Fetched {
                 let gone = |e: String| {
                     fetch_failed(&loc, format!("reading {}: {e}", path.display()), false)
                 };
-                let file = File::open(&path).map_err(|e| gone(e.to_string()))?;
-                ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| gone(e.to_string()))?
+                let opened = FOOTERS.open(&job_id, &path).map_err(gone)?;
+                // The reader indexes row groups unchecked: a file changed since `locate`
+                // looked must fail the fetch, not the process.
+                let present = opened.meta.metadata().num_row_groups();
+                if let Some(g) = row_groups.iter().find(|&&g| g >= present) {
+                    return Err(gone(format!("it has no row group {g}")));
+                }
+                ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, opened.meta)
                     .with_row_groups(row_groups)
                     .with_batch_size(batch_rows)
                     .build()
@@ -183,9 +190,8 @@ enum Source {
     Remote,
 }
 
-fn load_meta(path: &Path) -> Result<ArrowReaderMetadata, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| e.to_string())
+fn load_meta(job_id: &str, path: &Path) -> Result<ArrowReaderMetadata, String> {
+    FOOTERS.open(job_id, path).map(|o| o.meta)
 }
 
 /// The row groups of `partition` in a spill file's footer index ("p:rg,rg;p:rg").
@@ -243,6 +249,7 @@ fn locate(
             .sum();
         crate::metrics::METRICS.shuffle_read("local", bytes);
         Source::Local(Fetched::Local {
+            job_id: job_id.to_string(),
             path,
             row_groups,
             loc: loc.clone(),
@@ -253,7 +260,8 @@ fn locate(
         let path = own
             .path
             .ok_or_else(|| lost("this worker's output holds no rows".into()))?;
-        let meta = load_meta(&path).map_err(|e| lost(format!("{}: {e}", path.display())))?;
+        let meta =
+            load_meta(job_id, &path).map_err(|e| lost(format!("{}: {e}", path.display())))?;
         let groups = own
             .partition_row_groups
             .get(&partition)
@@ -278,7 +286,7 @@ fn locate(
     }
     // Another worker's file on this host, if it is there and it is that output: anything
     // else (another host, another file at the same path) goes over the network.
-    let Ok(meta) = load_meta(path) else {
+    let Ok(meta) = load_meta(job_id, path) else {
         return Ok(Source::Remote);
     };
     if token_of(&meta) != Some(loc.output_token) {
