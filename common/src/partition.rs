@@ -109,8 +109,13 @@ pub fn hash_rows(columns: &[ArrayRef]) -> Result<Vec<u64>> {
 }
 
 /// Splits `batch` into one batch per non-empty partition, by the fixed hash of the columns
-/// at `key_indices`: one pass computes each partition's row indices, then one `take` per
-/// partition copies its rows. Rows keep their relative order.
+/// at `key_indices`. Rows keep their relative order.
+///
+/// One `take` puts the rows in partition order (a counting sort of their partitions) and
+/// each partition is a slice of it: one array per column per batch, where a `take` per
+/// partition made one per partition and column (EOD, 100M rows, 138 partitions: some
+/// 3,000 small arrays a batch, 5% of the run in `take` and the allocator). The slices
+/// share the batch's buffers, and are held and spilled together.
 pub fn split_by_partition(
     batch: &RecordBatch,
     key_indices: &[usize],
@@ -124,20 +129,32 @@ pub fn split_by_partition(
         .map(|&i| batch.column(i).clone())
         .collect();
     let hashes = hash_rows(&keys)?;
-    let mut indices: Vec<Vec<u32>> = vec![Vec::new(); partitions as usize];
-    for (row, h) in hashes.iter().enumerate() {
-        indices[(h % u64::from(partitions)) as usize].push(row as u32);
+    let of: Vec<u32> = hashes
+        .iter()
+        .map(|&h| (h % u64::from(partitions)) as u32)
+        .collect();
+    // Where each partition's rows start in the sorted order.
+    let mut starts = vec![0usize; partitions as usize + 1];
+    for &p in &of {
+        starts[p as usize + 1] += 1;
     }
-    indices
-        .into_iter()
+    for p in 0..partitions as usize {
+        starts[p + 1] += starts[p];
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0u32; of.len()];
+    for (row, &p) in of.iter().enumerate() {
+        order[next[p as usize]] = row as u32;
+        next[p as usize] += 1;
+    }
+    let sorted = take_record_batch(batch, &UInt32Array::from(order))
+        .map_err(|e| Error::arrow("partitioning a batch", e))?;
+    Ok(starts
+        .windows(2)
         .enumerate()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(p, rows)| {
-            let taken = take_record_batch(batch, &UInt32Array::from(rows))
-                .map_err(|e| Error::arrow("partitioning a batch", e))?;
-            Ok((p as u32, taken))
-        })
-        .collect()
+        .filter(|(_, w)| w[1] > w[0])
+        .map(|(p, w)| (p as u32, sorted.slice(w[0], w[1] - w[0])))
+        .collect())
 }
 
 #[cfg(test)]
@@ -178,6 +195,8 @@ mod tests {
         assert_eq!(total, 200);
         let mut owner = std::collections::HashMap::new();
         for (p, b) in &parts {
+            let v = b.column(1).as_primitive::<Int64Type>().values();
+            assert!(v.windows(2).all(|w| w[0] < w[1]), "rows of {p} in order");
             for k in b.column(0).as_string::<i32>().iter().flatten() {
                 assert_eq!(
                     *owner.entry(k.to_string()).or_insert(*p),
