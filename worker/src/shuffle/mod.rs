@@ -27,6 +27,9 @@
 //! (`sluice.map_rows`, see `sluice_common::agg::MAP_ROWS_KEY`) when the combiner stopped
 //! grouping before it spilled anything.
 //!
+//! A reducer reading a file on its own machine takes the footer [`footers`] keeps for the
+//! file, parsed once per worker.
+//!
 //! The serve side ([`serve`]) resolves a fetch from ids it registered itself
 //! ([`ShuffleRegistry`]) and sends the row groups' bytes as they are on disk: a path never
 //! comes from the network, and nothing is decoded to be served.
