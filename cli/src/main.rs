@@ -108,7 +108,8 @@ pub struct JobArgs {
     #[arg(long)]
     pub output: String,
     /// Number of reduce partitions (part files), or `auto`: the coordinator gives each
-    /// reducer half of `--task-memory`'s worth of input, at least 8 and at most 1000.
+    /// reducer half of `--task-memory`'s worth of input, at least 8 and at most 1000 (and
+    /// within its `max_reducers`).
     #[arg(long, default_value = "auto", value_parser = parse_reducers)]
     pub reducers: u32,
     /// A job parameter, passed to the plugin (repeatable).

@@ -12,12 +12,15 @@
 //! footer came with, so a file replaced at the same path is parsed again, and a file gone
 //! fails to open as it did before.
 //!
-//! Memory is bounded by [`FOOTER_CACHE_BYTES`]. Past it, footers are parsed and not kept,
-//! nothing is evicted: the reducers read the maps in the same order, so evicting the least
-//! recently used footer would evict the one the next reducer needs first, and every read
-//! would miss. Keeping the first ones means the reads of those files hit.
+//! Memory is bounded by [`FOOTER_CACHE_BYTES`] per worker process (local mode's workers
+//! share one set). Past it, footers are parsed and not kept, nothing is evicted: the
+//! reducers read the maps in the same order, so evicting the least recently used footer
+//! would evict the one the next reducer needs first, and every read would miss. Keeping the
+//! first ones means the reads of those files hit. A job's footers go when the worker learns
+//! the job ended ([`Footers::forget_job`]); a reducer of that job still finishing its reads
+//! then parses without keeping, so nothing of an ended job comes back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -25,8 +28,12 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 
-/// Most bytes of parsed footers kept (as `ParquetMetaData::memory_size` counts them).
+/// Most bytes of parsed footers kept (as `ParquetMetaData::memory_size` counts them, plus
+/// the key-value metadata the Arrow schema copies and the path).
 pub const FOOTER_CACHE_BYTES: usize = 64 << 20;
+
+/// Ended jobs remembered, so that their footers are not kept again.
+const ENDED_JOBS: usize = 1024;
 
 /// The footers of this worker process.
 pub static FOOTERS: LazyLock<Footers> = LazyLock::new(|| Footers::new(FOOTER_CACHE_BYTES));
@@ -71,6 +78,9 @@ struct Inner {
     kept: HashMap<PathBuf, Kept>,
     bytes: usize,
     parses: u64,
+    /// The last [`ENDED_JOBS`] jobs forgotten, oldest first, and as a set.
+    ended_order: VecDeque<String>,
+    ended: HashSet<String>,
 }
 
 /// Parsed footers by path, at most `limit` bytes of them.
@@ -102,13 +112,19 @@ impl Footers {
         // Parsed outside the lock: other reducers' hits do not wait for it.
         let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
             .map_err(|e| e.to_string())?;
-        let bytes = meta.metadata().memory_size();
+        let copied: usize = meta
+            .schema()
+            .metadata()
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        let bytes = meta.metadata().memory_size() + copied + path.as_os_str().len();
         let mut inner = self.lock();
         inner.parses += 1;
         if let Some(stale) = inner.kept.remove(path) {
             inner.bytes -= stale.bytes;
         }
-        if inner.bytes + bytes <= self.limit {
+        if inner.bytes + bytes <= self.limit && !inner.ended.contains(job_id) {
             inner.bytes += bytes;
             let kept = Kept {
                 job_id: job_id.to_string(),
@@ -121,9 +137,18 @@ impl Footers {
         Ok(Opened { file, meta })
     }
 
-    /// Drops the footers of `job_id`'s files: the job ended and its files are removed.
+    /// Drops the footers of `job_id`'s files and keeps none of them again: the job ended
+    /// and its files are being removed.
     pub fn forget_job(&self, job_id: &str) {
         let mut inner = self.lock();
+        if inner.ended.insert(job_id.to_string()) {
+            inner.ended_order.push_back(job_id.to_string());
+            if inner.ended_order.len() > ENDED_JOBS
+                && let Some(oldest) = inner.ended_order.pop_front()
+            {
+                inner.ended.remove(&oldest);
+            }
+        }
         let mut freed = 0;
         inner.kept.retain(|_, k| {
             let keep = k.job_id != job_id;
@@ -198,9 +223,9 @@ mod tests {
         let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
         write(&a, 5);
         write(&b, 6);
-        let one = Footers::new(usize::MAX).open("j", &a).unwrap();
-        let limit = one.meta.metadata().memory_size();
-        let footers = Footers::new(limit);
+        let probe = Footers::new(usize::MAX);
+        probe.open("j", &a).unwrap();
+        let footers = Footers::new(probe.stats().1);
         footers.open("j1", &a).unwrap();
         assert_eq!(
             rows(&footers.open("j2", &b).unwrap()),
@@ -215,5 +240,13 @@ mod tests {
         assert_eq!(footers.stats().1, 0);
         footers.open("j2", &b).unwrap();
         assert_eq!(footers.stats().0, 1, "room again once j1's footers went");
+        // A straggling read of the ended job parses without keeping.
+        footers.forget_job("j2");
+        footers.open("j1", &a).unwrap();
+        assert_eq!(
+            footers.stats().0,
+            0,
+            "nothing of an ended job is kept again"
+        );
     }
 }
