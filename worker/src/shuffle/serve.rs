@@ -1,19 +1,19 @@
 //! The worker's shuffle service: streams partition r of the map outputs a reducer asks for,
 //! as the spill files hold them (footer, then the row groups' bytes), without decoding.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::arrow::ARROW_SCHEMA_META_KEY;
+use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataWriter};
 use sluice_proto::pb;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::footers::FOOTERS;
 use super::{MapOutputId, ShuffleRegistry, row_group_range};
 
 /// Largest piece of a row group sent in one message.
@@ -43,35 +43,46 @@ impl ShuffleService {
     }
 }
 
-/// A Parquet file's footer: the metadata bytes and the decoded metadata.
-pub struct Footer {
-    /// The encoded metadata (without the trailing length and magic).
-    pub bytes: Vec<u8>,
-    /// The decoded metadata.
-    pub meta: ParquetMetaData,
-}
-
-/// Reads the footer of the Parquet file `f` of length `len`.
-pub fn read_footer(f: &File, len: u64, path: &Path) -> Result<Footer, String> {
-    let bad = |why: &str| format!("{}: {why}", path.display());
-    if len < 12 {
-        return Err(bad("too short for a Parquet file"));
-    }
-    let mut tail = [0u8; 8];
-    f.read_exact_at(&mut tail, len - 8)
-        .map_err(|e| bad(&e.to_string()))?;
-    if &tail[4..] != b"PAR1" {
-        return Err(bad("no Parquet magic at the end"));
-    }
-    let meta_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-    if meta_len + 12 > len {
-        return Err(bad("footer longer than the file"));
-    }
-    let mut bytes = vec![0u8; meta_len as usize];
-    f.read_exact_at(&mut bytes, len - 8 - meta_len)
-        .map_err(|e| bad(&e.to_string()))?;
-    let meta = ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(&e.to_string()))?;
-    Ok(Footer { bytes, meta })
+/// The footer a reducer needs for `groups` of the file `meta` describes: those row groups
+/// alone (renumbered from 0, at their offsets in the file) and, of the key-value metadata,
+/// the Arrow schema alone. The whole footer lists the row groups of every partition, so a
+/// reducer decoding it for each output paid maps × reducers decodes of footers that grow
+/// with the reducers; this one grows with the partition's row groups only. Returned without
+/// the trailing length and magic, as a header carries it.
+pub fn slim_footer(meta: &ParquetMetaData, groups: &[usize]) -> Result<Vec<u8>, String> {
+    let file = meta.file_metadata();
+    let schema_only = file.key_value_metadata().map(|kv| {
+        kv.iter()
+            .filter(|k| k.key == ARROW_SCHEMA_META_KEY)
+            .cloned()
+            .collect()
+    });
+    let rows = groups
+        .iter()
+        .map(|&g| {
+            meta.row_groups()
+                .get(g)
+                .cloned()
+                .ok_or_else(|| format!("no row group {g}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let slim = ParquetMetaData::new(
+        FileMetaData::new(
+            file.version(),
+            rows.iter().map(|g| g.num_rows()).sum(),
+            file.created_by().map(str::to_string),
+            schema_only,
+            file.schema_descr_ptr(),
+            file.column_orders().cloned(),
+        ),
+        rows,
+    );
+    let mut out = Vec::new();
+    ParquetMetaDataWriter::new(&mut out, &slim)
+        .finish()
+        .map_err(|e| format!("encoding a footer: {e}"))?;
+    out.truncate(out.len().saturating_sub(8));
+    Ok(out)
 }
 
 type Sender = mpsc::Sender<Result<pb::OutputChunk, Status>>;
@@ -105,26 +116,29 @@ fn send_output(
     // A read failure is DataLoss, not Internal: tonic reports broken connections as Internal,
     // and the reducer must tell a damaged output on a live worker from a dead worker.
     let lost = |e: String| Status::data_loss(format!("map {}: {e}", id.map_index));
-    let f = File::open(&path).map_err(|e| lost(format!("{}: {e}", path.display())))?;
+    let opened = FOOTERS
+        .open(&id.job_id, &path)
+        .map_err(|e| lost(format!("{}: {e}", path.display())))?;
+    let f = opened.file;
     let len = f
         .metadata()
         .map_err(|e| lost(format!("{}: {e}", path.display())))?
         .len();
-    let footer = read_footer(&f, len, &path).map_err(lost)?;
+    let meta = opened.meta.metadata();
     let mut ranges = Vec::with_capacity(groups.len());
     for &g in &groups {
-        let group = footer
-            .meta
+        let group = meta
             .row_groups()
             .get(g)
             .ok_or_else(|| lost(format!("{} has no row group {g}", path.display())))?;
         ranges.push(row_group_range(group));
     }
+    let footer = slim_footer(meta, &groups).map_err(lost)?;
     let header = pb::OutputChunk {
         map_index: id.map_index,
-        footer: footer.bytes,
+        footer,
         file_len: len,
-        row_groups: groups.iter().map(|&g| g as u32).collect(),
+        row_groups: (0..groups.len() as u32).collect(),
         ..Default::default()
     };
     if tx.blocking_send(Ok(header)).is_err() {
@@ -241,5 +255,77 @@ impl pb::shuffle_server::Shuffle for ShuffleService {
             let _ = served.await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// The slim footer holds the asked row groups at their offsets, renumbered, and the
+    /// Arrow schema with its field metadata, and nothing of the partition index.
+    #[test]
+    fn a_slim_footer_keeps_the_asked_row_groups_and_the_arrow_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.parquet");
+        let field = Field::new("v", DataType::Int64, false)
+            .with_metadata(HashMap::from([("k".to_string(), "x".to_string())]));
+        let schema = Arc::new(Schema::new(vec![field]));
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "index".into(),
+                "0:0;1:1".to_string(),
+            )]))
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+        for g in 0..4i64 {
+            let values = Int64Array::from_iter_values(g * 10..g * 10 + 5 + g);
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+            w.write(&batch).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        let full =
+            ArrowReaderMetadata::load(&std::fs::File::open(&path).unwrap(), Default::default())
+                .unwrap();
+        let bytes = slim_footer(full.metadata(), &[1, 3]).unwrap();
+        let slim = ParquetMetaDataReader::decode_metadata(&bytes).unwrap();
+        assert_eq!(slim.num_row_groups(), 2);
+        for (s, g) in slim.row_groups().iter().zip([1, 3]) {
+            let whole = &full.metadata().row_groups()[g];
+            assert_eq!(s.num_rows(), whole.num_rows());
+            assert_eq!(row_group_range(s), row_group_range(whole));
+        }
+        let keys: Vec<&str> = slim
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .map(|k| k.key.as_str())
+            .collect();
+        assert_eq!(keys, [ARROW_SCHEMA_META_KEY]);
+        let arrow =
+            ArrowReaderMetadata::try_new(Arc::new(slim), ArrowReaderOptions::new()).unwrap();
+        assert_eq!(
+            arrow
+                .schema()
+                .field(0)
+                .metadata()
+                .get("k")
+                .map(String::as_str),
+            Some("x")
+        );
+        assert!(slim_footer(full.metadata(), &[4]).is_err());
     }
 }
