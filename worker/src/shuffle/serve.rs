@@ -1,5 +1,6 @@
 //! The worker's shuffle service: streams partition r of the map outputs a reducer asks for,
-//! as the spill files hold them (footer, then the row groups' bytes), without decoding.
+//! as the spill files hold them (a footer of the partition's row groups, then their bytes),
+//! without decoding the rows.
 
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
