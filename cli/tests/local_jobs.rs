@@ -364,16 +364,6 @@ fn one_file_smaller_than_a_split_still_keeps_both_slots_busy() {
     );
 }
 
-/// The reduce task count that `sluice run` prints ("... N map / M reduce tasks").
-fn reduce_count(stdout: &str) -> u64 {
-    stdout
-        .split(" map / ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no reduce count in {stdout}"))
-}
-
 /// Without `--reducers`, the coordinator gives each reducer half a task's memory of input
 /// (at least 8): a small `--task-memory` makes more, smaller partitions, and the totals are
 /// still exact.
@@ -423,7 +413,7 @@ fn reducers_left_to_the_coordinator_follow_the_input_size() {
         let result = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_ok(&result);
         let summary = String::from_utf8_lossy(&result.stdout);
-        assert_eq!(reduce_count(&summary), reducers, "{summary}");
+        assert_eq!(reduce_count(&summary) as u64, reducers, "{summary}");
         let got = read_eod_csv_output(&out);
         assert_eq!(got, expected, "{reducers} reducers");
         let parts = manifest(&out)["files"].as_array().unwrap().len() as u64;

@@ -64,12 +64,21 @@ pub fn assert_ok(out: &Output) {
 
 /// The map task count that `sluice run` prints ("... N map / M reduce tasks").
 pub fn map_count(stdout: &str) -> usize {
-    stdout
-        .split(" map / ")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no map count in {stdout}"))
+    task_counts(stdout).0
+}
+
+/// The reduce task count that `sluice run` prints ("... N map / M reduce tasks").
+pub fn reduce_count(stdout: &str) -> usize {
+    task_counts(stdout).1
+}
+
+fn task_counts(stdout: &str) -> (usize, usize) {
+    let parsed = stdout.split_once(" map / ").and_then(|(maps, reduces)| {
+        let maps = maps.rsplit(' ').next()?.parse().ok()?;
+        let reduces = reduces.split(' ').next()?.parse().ok()?;
+        Some((maps, reduces))
+    });
+    parsed.unwrap_or_else(|| panic!("no task counts in {stdout}"))
 }
 
 /// Asserts the command failed with exit code 1 (an error, not a crash) and returns stderr.

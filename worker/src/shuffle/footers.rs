@@ -44,6 +44,8 @@ pub struct Opened {
     pub file: File,
     /// Its footer.
     pub meta: ArrowReaderMetadata,
+    /// Its length in bytes, when it was opened.
+    pub len: u64,
 }
 
 /// Which file a footer was parsed from.
@@ -107,7 +109,11 @@ impl Footers {
             && k.identity == identity
         {
             let meta = k.meta.clone();
-            return Ok(Opened { file, meta });
+            return Ok(Opened {
+                file,
+                meta,
+                len: identity.len,
+            });
         }
         // Parsed outside the lock: other reducers' hits do not wait for it.
         let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
@@ -134,7 +140,11 @@ impl Footers {
             };
             inner.kept.insert(path.to_path_buf(), kept);
         }
-        Ok(Opened { file, meta })
+        Ok(Opened {
+            file,
+            meta,
+            len: identity.len,
+        })
     }
 
     /// Drops the footers of `job_id`'s files and keeps none of them again: the job ended

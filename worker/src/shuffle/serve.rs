@@ -120,11 +120,7 @@ fn send_output(
     let opened = FOOTERS
         .open(&id.job_id, &path)
         .map_err(|e| lost(format!("{}: {e}", path.display())))?;
-    let f = opened.file;
-    let len = f
-        .metadata()
-        .map_err(|e| lost(format!("{}: {e}", path.display())))?
-        .len();
+    let (f, len) = (opened.file, opened.len);
     let meta = opened.meta.metadata();
     let mut ranges = Vec::with_capacity(groups.len());
     for &g in &groups {
