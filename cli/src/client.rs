@@ -16,6 +16,20 @@ use tonic::Code;
 const UPLOAD_CHUNK: usize = 1 << 20;
 /// How long `wait` keeps trying to reach a coordinator that went away (a restart).
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
+/// How often `wait` redraws the progress bars.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// How long one status call of a quiet `wait` may wait for the job's end.
+const QUIET_WAIT: Duration = Duration::from_secs(1);
+/// The least time between two status calls of `wait`, whatever the coordinator does.
+const MIN_POLL: Duration = Duration::from_millis(20);
+
+/// How long to pause before the next status call when the last one answered after `took`
+/// and the job still runs: a call answered at once (a coordinator that does not wait, or
+/// another job's end just then) is not repeated at once, so `wait` never polls more than
+/// every [`MIN_POLL`].
+fn pause_before_next(took: Duration) -> Option<Duration> {
+    MIN_POLL.checked_sub(took).filter(|d| !d.is_zero())
+}
 
 /// A coordinator client for `url`; connects on first use.
 pub fn connect(url: &str, security: &Security) -> Result<CoordinatorClient> {
@@ -142,12 +156,25 @@ pub async fn status(
     job_id: &str,
     patience: Duration,
 ) -> Result<pb::JobInfo> {
+    status_after(client, job_id, patience, Duration::ZERO).await
+}
+
+/// As [`status`], but a running job's status comes when some job ends or after `wait`,
+/// whichever is first (a coordinator that does not know the request's `wait_ms` answers at
+/// once).
+async fn status_after(
+    client: &mut CoordinatorClient,
+    job_id: &str,
+    patience: Duration,
+    wait: Duration,
+) -> Result<pb::JobInfo> {
     let started = Instant::now();
     let mut warned = false;
     loop {
         let reply = client
             .job_status(pb::JobStatusRequest {
                 job_id: job_id.to_string(),
+                wait_ms: wait.as_millis().try_into().unwrap_or(u32::MAX),
             })
             .await;
         match reply {
@@ -272,13 +299,34 @@ pub async fn wait(
 ) -> Result<pb::JobInfo> {
     let started = Instant::now();
     let mut progress = Progress::new(quiet);
+    // Progress is redrawn this often; the end is learnt when it happens (the coordinator
+    // answers a waiting status call as soon as a job ends), not at the next redraw.
+    let every = if quiet { QUIET_WAIT } else { PROGRESS_EVERY };
     loop {
-        let info = status(client, job_id, RECONNECT_PATIENCE).await?;
+        let asked = Instant::now();
+        let info = status_after(client, job_id, RECONNECT_PATIENCE, every).await?;
         progress.update(&info, started);
         if info.state != pb::JobState::Running as i32 {
             progress.finish();
             return Ok(info);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(pause) = pause_before_next(asked.elapsed()) {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_answered_at_once_is_not_asked_again_at_once() {
+        assert_eq!(
+            pause_before_next(Duration::from_millis(1)),
+            Some(Duration::from_millis(19))
+        );
+        assert_eq!(pause_before_next(MIN_POLL), None);
+        assert_eq!(pause_before_next(Duration::from_millis(900)), None);
     }
 }

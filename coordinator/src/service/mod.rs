@@ -49,6 +49,16 @@ pub struct CoordinatorService {
     alerts: Arc<Vec<crate::alerts::AlertTarget>>,
 }
 
+/// Longest a status call may wait for its job to end.
+pub const MAX_STATUS_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a status call asking to wait `wait_ms` waits for its running job to end:
+/// what it asks, at most [`MAX_STATUS_WAIT`], so a client's absurd number holds no call
+/// for ever.
+pub fn status_wait(wait_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(wait_ms)).min(MAX_STATUS_WAIT)
+}
+
 impl CoordinatorService {
     /// A service over the job store's `history`, journaling to `journal`.
     pub fn new(
@@ -79,6 +89,7 @@ impl CoordinatorService {
             queues: Default::default(),
             metrics: Default::default(),
             lost_workers: Default::default(),
+            jobs_ended: tokio::sync::watch::Sender::new(0),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -356,16 +367,29 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         request: Request<pb::JobStatusRequest>,
     ) -> Result<Response<pb::JobStatusResponse>, Status> {
         let req = request.into_inner();
-        let state = self.lock();
-        let info = match state.jobs.get(&JobId::new(req.job_id.clone())) {
-            Some(job) => pb::JobInfo::from(&job.info()),
-            None => state
-                .history
-                .get(&req.job_id)
-                .cloned()
-                .ok_or(CoordinatorError::UnknownJob(req.job_id))?,
-        };
-        Ok(Response::new(pb::JobStatusResponse { job: Some(info) }))
+        let deadline = tokio::time::Instant::now() + status_wait(req.wait_ms);
+        loop {
+            let (info, mut ended) = {
+                let state = self.lock();
+                // Subscribed under the lock: an end recorded after this look is seen.
+                let ended = state.jobs_ended.subscribe();
+                let info = match state.jobs.get(&JobId::new(req.job_id.clone())) {
+                    Some(job) => pb::JobInfo::from(&job.info()),
+                    None => state
+                        .history
+                        .get(&req.job_id)
+                        .cloned()
+                        .ok_or_else(|| CoordinatorError::UnknownJob(req.job_id.clone()))?,
+                };
+                (info, ended)
+            };
+            let running = info.state == pb::JobState::Running as i32;
+            if !running || tokio::time::Instant::now() >= deadline {
+                return Ok(Response::new(pb::JobStatusResponse { job: Some(info) }));
+            }
+            // Some job ended, or the time is up: look again either way.
+            let _ = tokio::time::timeout_at(deadline, ended.changed()).await;
+        }
     }
 
     async fn list_jobs(

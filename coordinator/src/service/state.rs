@@ -55,6 +55,8 @@ pub struct State {
     pub(super) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The workers lost most recently, newest last (at most [`LOST_WORKERS_KEPT`]).
     pub(super) lost_workers: std::collections::VecDeque<pb::WorkerInfo>,
+    /// How many jobs entered `history`: a status call waiting for its job's end watches it.
+    pub(super) jobs_ended: tokio::sync::watch::Sender<u64>,
 }
 
 /// Lost workers the web UI still lists.
@@ -226,6 +228,7 @@ impl State {
     pub(super) fn record_ended(&mut self, info: pb::JobInfo) {
         self.ended.add(&info);
         self.history.insert(info.job_id.clone(), info);
+        self.jobs_ended.send_modify(|n| *n += 1);
     }
 
     /// Applies the unreachable workers the jobs found.

@@ -28,6 +28,7 @@ fn state() -> State {
         queues: Default::default(),
         metrics: Default::default(),
         lost_workers: Default::default(),
+        jobs_ended: tokio::sync::watch::Sender::new(0),
     }
 }
 
@@ -122,4 +123,26 @@ fn ended_jobs_move_to_history_and_keep_what_they_owe() {
     assert_eq!(dropped.len(), 10_001);
     assert!(dropped.contains(&"job-failing".to_string()));
     assert!(s.take_effects().is_empty(), "effects are taken once");
+}
+
+#[test]
+fn a_status_call_waits_what_it_asks_up_to_a_minute() {
+    assert_eq!(status_wait(0), Duration::ZERO);
+    assert_eq!(status_wait(250), Duration::from_millis(250));
+    assert_eq!(status_wait(u32::MAX), MAX_STATUS_WAIT);
+}
+
+/// A status call waiting for its job subscribes before it looks: an end recorded after the
+/// look wakes it.
+#[test]
+fn an_ended_job_wakes_the_status_calls_waiting() {
+    let mut s = state();
+    let waiting = s.jobs_ended.subscribe();
+    assert!(!waiting.has_changed().unwrap());
+    s.record_ended(pb::JobInfo {
+        job_id: "job-7".into(),
+        state: pb::JobState::Succeeded as i32,
+        ..Default::default()
+    });
+    assert!(waiting.has_changed().unwrap(), "the end is seen");
 }
