@@ -402,19 +402,30 @@ pub async fn run_worker(
             start(a, &env, &me, &running);
         }
         let busy = running.len();
+        let free_slots = config.slots.saturating_sub(busy) as u32;
+        // An idle worker's heartbeat may wait at the coordinator for a task, so a new job or
+        // a stage's turn reaches it at once; the wait stands for the interval.
+        let wait_ms = if free_slots > 0 && draining.is_none() {
+            interval.as_millis().try_into().unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         let reply = client
             .heartbeat(pb::HeartbeatRequest {
                 worker_id: me.id.clone(),
                 secret: me.secret.clone(),
-                free_slots: config.slots.saturating_sub(busy) as u32,
+                free_slots,
                 running: busy as u32,
                 draining: draining.is_some(),
                 running_attempts: running.refs(),
+                wait_ms,
             })
             .await;
+        let mut held = false;
         match reply {
             Ok(r) => {
                 let r = r.into_inner();
+                held = r.held;
                 if r.drain && draining.is_none() {
                     tracing::info!(worker_id = %me.id, running = running.len(), "the coordinator asked this worker to drain");
                     draining = Some(tokio::time::Instant::now());
@@ -488,6 +499,16 @@ pub async fn run_worker(
                 );
                 break;
             }
+        }
+        if held {
+            // The coordinator held the heartbeat in place of the interval: the next one goes
+            // at once, unless a stop came meanwhile, which the next one tells.
+            if draining.is_none() && *stop_rx.borrow() {
+                tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
+                draining = Some(tokio::time::Instant::now());
+                ready.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+            continue;
         }
         // Wait for the next tick, a freed slot or a stop; tasks handed over by report replies
         // start meanwhile without a heartbeat.

@@ -30,6 +30,9 @@ pub struct WorkerInfo {
     /// its running attempts may get backups, and it gets no new task until it heartbeats
     /// again. It is lost at the usual worker timeout if it never does.
     pub suspect: bool,
+    /// Attempts handed to it in report replies so far: a held heartbeat whose worker got
+    /// one meanwhile no longer knows its free slots, and ends.
+    pub refilled: u64,
     /// Issued at registration; the worker's calls must carry it.
     secret: String,
 }
@@ -108,6 +111,7 @@ impl Workers {
                 registered_ms: crate::clock::now_ms(),
                 to_drop: Vec::new(),
                 suspect: false,
+                refilled: 0,
                 secret,
             },
         );

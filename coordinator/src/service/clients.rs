@@ -147,6 +147,7 @@ impl CoordinatorService {
             self.carry_out_effects().await;
             return Err(e);
         }
+        self.lock().work_changed();
         Ok(pb::SubmitJobResponse {
             job_id: id.into_string(),
             reused: false,

@@ -90,6 +90,7 @@ impl CoordinatorService {
             metrics: Default::default(),
             lost_workers: Default::default(),
             jobs_ended: tokio::sync::watch::Sender::new(0),
+            work: tokio::sync::watch::Sender::new(0),
         };
         for stored in history.pipelines {
             state.next_pipeline = state.next_pipeline.max(stored.seq);
@@ -279,7 +280,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let reply = self.heartbeat_locked(request.into_inner())?;
+        let reply = self.heartbeat_held(request.into_inner()).await?;
         if !reply.assignments.is_empty() {
             // Attempt numbers handed out are durable first: a restarted coordinator never
             // gives the same number to a second run of the task.

@@ -57,6 +57,9 @@ pub struct State {
     pub(super) lost_workers: std::collections::VecDeque<pb::WorkerInfo>,
     /// How many jobs entered `history`: a status call waiting for its job's end watches it.
     pub(super) jobs_ended: tokio::sync::watch::Sender<u64>,
+    /// Bumped when a task may have become assignable (a job submitted, a task reported, a
+    /// worker lost): held heartbeats of idle workers watch it.
+    pub(super) work: tokio::sync::watch::Sender<u64>,
 }
 
 /// Lost workers the web UI still lists.
@@ -224,6 +227,11 @@ impl State {
         ));
     }
 
+    /// Wakes the idle workers' held heartbeats: a task may be there for them.
+    pub(super) fn work_changed(&self) {
+        self.work.send_modify(|n| *n += 1);
+    }
+
     /// Keeps an ended job's info for status queries and counts it in the totals.
     pub(super) fn record_ended(&mut self, info: pb::JobInfo) {
         self.ended.add(&info);
@@ -291,6 +299,8 @@ impl State {
             for job in self.jobs.values_mut() {
                 job.on_worker_lost(now, &worker);
             }
+            // Its attempts and map outputs are to run again.
+            self.work_changed();
         }
         let overdue = self
             .jobs

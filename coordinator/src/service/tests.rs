@@ -1,5 +1,6 @@
 //! Tests of the service's state outside the gRPC handlers.
 
+use super::workers::heartbeat_wait;
 use super::*;
 use crate::job::ClusterView;
 use sluice_common::spec::{InputFormat, JobSpec};
@@ -29,6 +30,7 @@ fn state() -> State {
         metrics: Default::default(),
         lost_workers: Default::default(),
         jobs_ended: tokio::sync::watch::Sender::new(0),
+        work: tokio::sync::watch::Sender::new(0),
     }
 }
 
@@ -145,4 +147,118 @@ fn an_ended_job_wakes_the_status_calls_waiting() {
         ..Default::default()
     });
     assert!(waiting.has_changed().unwrap(), "the end is seen");
+}
+
+/// A service with an empty job store and a heartbeat interval of a minute: a held
+/// heartbeat that returns before then was woken, not timed out.
+fn service(dir: &std::path::Path) -> CoordinatorService {
+    let plugins = PluginStore::open(dir.join("plugins"), 1 << 20, 1 << 20).unwrap();
+    let history = History {
+        jobs: Vec::new(),
+        resumable: Vec::new(),
+        next_seq: 1,
+        pipelines: Vec::new(),
+        schedules: Vec::new(),
+        incremental: Default::default(),
+    };
+    CoordinatorService::new(
+        plugins,
+        history,
+        Journal::disabled(),
+        Duration::from_secs(60),
+        Policy::default(),
+    )
+}
+
+fn idle_heartbeat(worker: &sluice_common::ids::WorkerId) -> pb::HeartbeatRequest {
+    pb::HeartbeatRequest {
+        worker_id: worker.to_string(),
+        secret: "s".into(),
+        free_slots: 1,
+        wait_ms: 60_000,
+        ..Default::default()
+    }
+}
+
+/// Returns once a heartbeat looked for work, found none and waits (with a job there
+/// already it would have answered at once).
+async fn waiting_for_work(svc: &CoordinatorService) {
+    while svc.lock().work.receiver_count() == 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Guards a call that must be woken long before its minute: a hang fails the test.
+async fn woken<T>(call: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the held heartbeat was not woken")
+        .unwrap()
+}
+
+#[test]
+fn a_heartbeat_is_held_at_most_its_interval() {
+    let interval = Duration::from_secs(1);
+    assert_eq!(heartbeat_wait(0, interval), Duration::ZERO);
+    assert_eq!(heartbeat_wait(200, interval), Duration::from_millis(200));
+    assert_eq!(heartbeat_wait(u32::MAX, interval), interval);
+}
+
+/// An idle worker's held heartbeat gets the task of a job submitted meanwhile.
+#[tokio::test]
+async fn a_held_heartbeat_carries_the_task_of_a_job_submitted_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Arc::new(service(dir.path()));
+    let w = svc
+        .lock()
+        .workers
+        .register("127.0.0.1:1".into(), 1, 0, "s".into());
+    let held = {
+        let (svc, req) = (Arc::clone(&svc), idle_heartbeat(&w));
+        tokio::spawn(async move { svc.heartbeat_held(req).await })
+    };
+    waiting_for_work(&svc).await;
+    {
+        let mut state = svc.lock();
+        let j = job("job-new", "/nowhere/new");
+        state.jobs.insert(j.id.clone(), j);
+        state.work_changed();
+    }
+    let reply = woken(held).await.unwrap();
+    assert!(reply.held);
+    assert_eq!(reply.assignments.len(), 1, "{reply:?}");
+    assert_eq!(reply.assignments[0].job_id, "job-new");
+}
+
+/// A worker that got a task in a report's reply while its heartbeat was held no longer
+/// has the free slot the heartbeat offered: the hold ends with nothing, and the worker's
+/// next heartbeat tells its slots afresh.
+#[tokio::test]
+async fn a_held_heartbeat_ends_empty_when_a_report_refilled_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Arc::new(service(dir.path()));
+    let w = svc
+        .lock()
+        .workers
+        .register("127.0.0.1:1".into(), 1, 0, "s".into());
+    let held = {
+        let (svc, req) = (Arc::clone(&svc), idle_heartbeat(&w));
+        tokio::spawn(async move { svc.heartbeat_held(req).await })
+    };
+    waiting_for_work(&svc).await;
+    {
+        let mut state = svc.lock();
+        let j = job("job-new", "/nowhere/new");
+        state.jobs.insert(j.id.clone(), j);
+        state.workers.get_mut(&w).unwrap().refilled += 1;
+        state.work_changed();
+    }
+    let reply = woken(held).await.unwrap();
+    assert!(reply.held);
+    assert!(reply.assignments.is_empty(), "{reply:?}");
+    assert_eq!(
+        svc.lock().jobs[&JobId::new("job-new")].running_attempts(),
+        0,
+        "the task is still there for the next heartbeat"
+    );
 }

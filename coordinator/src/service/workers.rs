@@ -70,20 +70,63 @@ impl CoordinatorService {
     }
 
     /// One heartbeat under the state lock: liveness, reconciliation, new assignments.
-    pub(super) fn heartbeat_locked(
+    /// Answers a heartbeat. A worker with free slots that gets nothing may have asked to
+    /// wait (`wait_ms`): the reply then comes once a task is assigned to it, or when the
+    /// wait ends or the worker got a task in a report's reply meanwhile (its free slots are
+    /// then unknown), marked `held` so the worker heartbeats again at once.
+    pub(super) async fn heartbeat_held(
         &self,
         req: pb::HeartbeatRequest,
     ) -> Result<pb::HeartbeatResponse, CoordinatorError> {
+        let wait = heartbeat_wait(req.wait_ms, self.heartbeat);
+        let worker = WorkerId::new(req.worker_id.clone());
+        let (reply, idle) = self.heartbeat_locked(req)?;
+        let Some(mut idle) = idle.filter(|_| !wait.is_zero() && is_empty(&reply)) else {
+            return Ok(reply);
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if tokio::time::timeout_at(deadline, idle.work.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let mut state = self.lock();
+            if state.workers.get(&worker).map(|w| w.refilled) != Some(idle.refilled) {
+                break;
+            }
+            let assignments = state.assign(&worker, idle.free_slots as usize);
+            if !assignments.is_empty() {
+                state.assigned_by_heartbeat += assignments.len() as u64;
+                return Ok(pb::HeartbeatResponse {
+                    assignments,
+                    held: true,
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(pb::HeartbeatResponse {
+            held: true,
+            ..Default::default()
+        })
+    }
+
+    fn heartbeat_locked(
+        &self,
+        req: pb::HeartbeatRequest,
+    ) -> Result<(pb::HeartbeatResponse, Option<Idle>), CoordinatorError> {
         let worker = WorkerId::new(req.worker_id);
         let mut guard = self.lock();
         let state = &mut *guard;
         let info = match state.workers.authenticate(&worker, &req.secret) {
             Ok(info) => info,
             Err(WorkerAuthError::Unknown { .. }) => {
-                return Ok(pb::HeartbeatResponse {
+                let reply = pb::HeartbeatResponse {
                     reregister: true,
                     ..Default::default()
-                });
+                };
+                return Ok((reply, None));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "refused a heartbeat");
@@ -119,13 +162,21 @@ impl CoordinatorService {
         state.assigned_by_heartbeat += assignments.len() as u64;
         state.collect_cancels();
         let cancel = state.outbox.remove(&worker).unwrap_or_default();
-        Ok(pb::HeartbeatResponse {
+        // Watched from under the lock, so no change after this look is missed.
+        let idle = (free_slots > 0).then(|| Idle {
+            free_slots,
+            refilled: state.workers.get(&worker).map_or(0, |w| w.refilled),
+            work: state.work.subscribe(),
+        });
+        let reply = pb::HeartbeatResponse {
             assignments,
             finished_jobs,
             reregister: false,
             cancel,
             drain,
-        })
+            held: false,
+        };
+        Ok((reply, idle))
     }
 
     pub(super) async fn report(
@@ -203,14 +254,20 @@ impl CoordinatorService {
         }
         self.carry_out_effects().await;
         // The reporting attempt's slot is free: give it its next task now.
+        let mut state = self.lock();
         let assignments = if req.want_task {
-            let mut state = self.lock();
             let a = state.assign(&worker, 1);
             state.assigned_by_report += a.len() as u64;
+            if let (false, Some(w)) = (a.is_empty(), state.workers.get_mut(&worker)) {
+                w.refilled += 1;
+            }
             a
         } else {
             Vec::new()
         };
+        // A stage may have turned, or a failed task be due again: idle workers may take them.
+        state.work_changed();
+        drop(state);
         Ok(pb::ReportTaskResponse { assignments })
     }
 
@@ -229,4 +286,28 @@ impl CoordinatorService {
             && job_mut(&mut state, &req.job_id)?.can_commit(req.partition, req.attempt, &worker);
         Ok(pb::CanCommitResponse { allowed })
     }
+}
+
+/// A heartbeat of a worker with free slots, as it waits for work.
+struct Idle {
+    free_slots: u32,
+    /// The worker's [`WorkerInfo::refilled`](crate::cluster::workers::WorkerInfo) when the
+    /// heartbeat came.
+    refilled: u64,
+    work: tokio::sync::watch::Receiver<u64>,
+}
+
+/// How long a heartbeat asking to wait `wait_ms` may be held: what it asks, at most the
+/// heartbeat interval, so the worker is heard from as often as without waiting.
+pub fn heartbeat_wait(wait_ms: u32, interval: Duration) -> Duration {
+    Duration::from_millis(u64::from(wait_ms)).min(interval)
+}
+
+/// Whether a heartbeat reply tells the worker nothing (so it may as well wait).
+fn is_empty(reply: &pb::HeartbeatResponse) -> bool {
+    reply.assignments.is_empty()
+        && reply.finished_jobs.is_empty()
+        && reply.cancel.is_empty()
+        && !reply.reregister
+        && !reply.drain
 }
