@@ -102,8 +102,9 @@ async fn follow_jobs() {
         .await
         .unwrap();
 
-    // Kill a worker that holds map outputs; the workers page shows it lost, live.
-    let victim = worker_holding_outputs(&c, "job-0001");
+    // Kill a worker that holds map outputs and runs a reduce; the workers page shows it
+    // lost, live.
+    let victim = worker_with_reduce_and_outputs(&c, "job-0001", 4);
     c.workers[victim].child.kill().unwrap();
     std::fs::write(&gated.gate, "").unwrap();
     let status = gated.submit.wait().unwrap();

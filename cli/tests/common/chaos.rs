@@ -205,29 +205,78 @@ pub fn submit_gated(c: &Cluster, input: &Path, reducers: u32) -> Gated {
     }
 }
 
-/// The index (in `c.workers`, none killed yet) of the worker that finished the most map
-/// attempts of `job`, per the job's events: a worker that only holds a losing backup's
-/// directory (cancelled, or not yet removed) holds no map output anyone reads.
-pub fn worker_holding_outputs(c: &Cluster, job: &str) -> usize {
+/// The job's events, as JSON values.
+fn job_events(c: &Cluster, job: &str) -> Vec<serde_json::Value> {
     let out = c.run_client("events", &[job, "--json"]);
     assert_ok(&out);
-    let mut finished: HashMap<String, usize> = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// How many events of `kind` on tasks starting with `task_prefix` each worker (by id) has.
+fn per_worker(
+    events: &[serde_json::Value],
+    kind: &str,
+    task_prefix: &str,
+) -> HashMap<String, usize> {
+    let mut n: HashMap<String, usize> = HashMap::new();
+    for e in events {
         let task = e["task"].as_str().unwrap_or("");
-        if e["kind"] == "finished" && task.starts_with("map-") {
-            let worker = e["worker"].as_str().unwrap_or("").to_string();
-            *finished.entry(worker).or_default() += 1;
+        if e["kind"] == kind && task.starts_with(task_prefix) {
+            *n.entry(e["worker"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
         }
     }
-    let (id, _) = finished
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .expect("some map finished");
-    // Each worker logs the id the coordinator gave it when it registered (again).
+    n
+}
+
+/// The index in `c.workers` of the worker the coordinator knows as `id`: each worker logs
+/// the id it was given when it registered (again).
+fn worker_index(c: &Cluster, id: &str) -> usize {
     let field = format!("worker_id={id}");
     c.workers
         .iter()
         .position(|w| w.log_text().split_whitespace().any(|f| f == field))
         .unwrap_or_else(|| panic!("no worker log names {id}:\n{}", c.logs()))
+}
+
+/// The index (in `c.workers`, none killed yet) of the worker that finished the most map
+/// attempts of `job`, per the job's events: a worker that only holds a losing backup's
+/// directory (cancelled, or not yet removed) holds no map output anyone reads.
+pub fn worker_holding_outputs(c: &Cluster, job: &str) -> usize {
+    let finished = per_worker(&job_events(c, job), "finished", "map-");
+    let (id, _) = finished
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .expect("some map finished");
+    worker_index(c, &id)
+}
+
+/// Once `reduces` reduce attempts of a [`Gated`] job started (they wait at the gate, their
+/// input fetched), the index of a worker running one of them that also holds map outputs:
+/// killing it loses both, so the job cannot end without noticing (the attempt runs again
+/// elsewhere and must fetch the outputs anew), however the reduces were spread.
+pub fn worker_with_reduce_and_outputs(c: &Cluster, job: &str, reduces: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = job_events(c, job);
+        let started = per_worker(&events, "started", "reduce-");
+        if started.values().sum::<usize>() >= reduces {
+            let maps = per_worker(&events, "finished", "map-");
+            let (id, _) = maps
+                .into_iter()
+                .filter(|(w, _)| started.contains_key(w))
+                .max_by_key(|(_, n)| *n)
+                .unwrap_or_else(|| panic!("no worker runs a reduce and holds a map output"));
+            return worker_index(c, &id);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{reduces} reduces never started\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

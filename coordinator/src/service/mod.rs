@@ -49,14 +49,15 @@ pub struct CoordinatorService {
     alerts: Arc<Vec<crate::alerts::AlertTarget>>,
 }
 
-/// Longest a status call may wait for its job to end.
-pub const MAX_STATUS_WAIT: Duration = Duration::from_secs(60);
+/// Longest the coordinator holds a call that waits for something (a status call for its
+/// job's end, an idle worker's heartbeat for work): well inside the server's request
+/// timeout, whatever a client or the configuration asks.
+pub const MAX_HELD_CALL: Duration = Duration::from_secs(60);
 
 /// How long a status call asking to wait `wait_ms` waits for its running job to end:
-/// what it asks, at most [`MAX_STATUS_WAIT`], so a client's absurd number holds no call
-/// for ever.
+/// what it asks, at most [`MAX_HELD_CALL`].
 pub fn status_wait(wait_ms: u32) -> Duration {
-    Duration::from_millis(u64::from(wait_ms)).min(MAX_STATUS_WAIT)
+    Duration::from_millis(u64::from(wait_ms)).min(MAX_HELD_CALL)
 }
 
 impl CoordinatorService {

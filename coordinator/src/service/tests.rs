@@ -131,7 +131,7 @@ fn ended_jobs_move_to_history_and_keep_what_they_owe() {
 fn a_status_call_waits_what_it_asks_up_to_a_minute() {
     assert_eq!(status_wait(0), Duration::ZERO);
     assert_eq!(status_wait(250), Duration::from_millis(250));
-    assert_eq!(status_wait(u32::MAX), MAX_STATUS_WAIT);
+    assert_eq!(status_wait(u32::MAX), MAX_HELD_CALL);
 }
 
 /// A status call waiting for its job subscribes before it looks: an end recorded after the
@@ -202,6 +202,8 @@ fn a_heartbeat_is_held_at_most_its_interval() {
     assert_eq!(heartbeat_wait(0, interval), Duration::ZERO);
     assert_eq!(heartbeat_wait(200, interval), Duration::from_millis(200));
     assert_eq!(heartbeat_wait(u32::MAX, interval), interval);
+    let hours = Duration::from_secs(7200);
+    assert_eq!(heartbeat_wait(u32::MAX, hours), MAX_HELD_CALL);
 }
 
 /// An idle worker's held heartbeat gets the task of a job submitted meanwhile.

@@ -298,9 +298,12 @@ struct Idle {
 }
 
 /// How long a heartbeat asking to wait `wait_ms` may be held: what it asks, at most the
-/// heartbeat interval, so the worker is heard from as often as without waiting.
+/// heartbeat interval (so the worker is heard from as often as without waiting) and
+/// [`MAX_HELD_CALL`](super::MAX_HELD_CALL).
 pub fn heartbeat_wait(wait_ms: u32, interval: Duration) -> Duration {
-    Duration::from_millis(u64::from(wait_ms)).min(interval)
+    Duration::from_millis(u64::from(wait_ms))
+        .min(interval)
+        .min(super::MAX_HELD_CALL)
 }
 
 /// Whether a heartbeat reply tells the worker nothing (so it may as well wait).
