@@ -12,6 +12,7 @@
 //! Settings come from flags, `SLUICE_*` variables and a TOML file, in that order
 //! ([`settings`]).
 
+mod alloc;
 mod bench;
 mod client;
 mod commands;
@@ -36,6 +37,9 @@ use sluice_common::spec::{
 };
 use sluice_common::storage::Location;
 use sluice_proto::pb;
+
+#[global_allocator]
+static ALLOC: alloc::HugePageHints = alloc::HugePageHints;
 
 /// Sluice: a distributed MapReduce-style batch engine.
 #[derive(Parser)]
