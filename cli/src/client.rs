@@ -20,15 +20,12 @@ const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How long one status call of a quiet `wait` may wait for the job's end.
 const QUIET_WAIT: Duration = Duration::from_secs(1);
-/// The least time between two status calls of `wait`, whatever the coordinator does.
-const MIN_POLL: Duration = Duration::from_millis(20);
-
-/// How long to pause before the next status call when the last one answered after `took`
-/// and the job still runs: a call answered at once (a coordinator that does not wait, or
-/// another job's end just then) is not repeated at once, so `wait` never polls more than
-/// every [`MIN_POLL`].
-fn pause_before_next(took: Duration) -> Option<Duration> {
-    MIN_POLL.checked_sub(took).filter(|d| !d.is_zero())
+/// How long to pause before the next status call when the last one, asked to wait `asked`,
+/// answered after `took` with the job still running. A coordinator that waits answers a
+/// running job only once `asked` passed; one that answers sooner does not know `wait_ms`
+/// (an older version) and is asked again only after the rest of `asked`, as a poll.
+fn pause_before_next(took: Duration, asked: Duration) -> Option<Duration> {
+    asked.checked_sub(took).filter(|d| !d.is_zero())
 }
 
 /// A coordinator client for `url`; connects on first use.
@@ -159,7 +156,7 @@ pub async fn status(
     status_after(client, job_id, patience, Duration::ZERO).await
 }
 
-/// As [`status`], but a running job's status comes when some job ends or after `wait`,
+/// As [`status`], but a running job's status comes when the job ends or after `wait`,
 /// whichever is first (a coordinator that does not know the request's `wait_ms` answers at
 /// once).
 async fn status_after(
@@ -310,7 +307,7 @@ pub async fn wait(
             progress.finish();
             return Ok(info);
         }
-        if let Some(pause) = pause_before_next(asked.elapsed()) {
+        if let Some(pause) = pause_before_next(asked.elapsed(), every) {
             tokio::time::sleep(pause).await;
         }
     }
@@ -322,11 +319,13 @@ mod tests {
 
     #[test]
     fn a_status_answered_at_once_is_not_asked_again_at_once() {
+        let every = Duration::from_millis(100);
         assert_eq!(
-            pause_before_next(Duration::from_millis(1)),
-            Some(Duration::from_millis(19))
+            pause_before_next(Duration::from_millis(1), every),
+            Some(Duration::from_millis(99)),
+            "an older coordinator is polled as before"
         );
-        assert_eq!(pause_before_next(MIN_POLL), None);
-        assert_eq!(pause_before_next(Duration::from_millis(900)), None);
+        assert_eq!(pause_before_next(every, every), None);
+        assert_eq!(pause_before_next(Duration::from_millis(130), every), None);
     }
 }

@@ -17,10 +17,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Heartbeat interval of local mode. A worker idle when the map stage ends learns of its
-/// reduces only at its next heartbeat, so a stage turn can leave a core idle this long (a
-/// quarter second was about 4% of a 4 s EOD run); polling a coordinator in the same process
-/// 20 times a second per worker costs nothing measurable.
+/// Heartbeat interval of local mode. An idle worker's heartbeat waits at the coordinator for
+/// work, so a new job or a stage's turn reaches it at once whatever the interval; the
+/// interval bounds how late time-based decisions (a backup of a slow task, a task giving up
+/// on a worker that holds its input) and an ended job's clean-up reach a worker. Short, as a
+/// laptop run's stages are: a heartbeat to a coordinator in the same process 20 times a
+/// second per worker costs nothing measurable.
 const LOCAL_HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// A running local cluster; [`LocalCluster::shutdown`] stops it.

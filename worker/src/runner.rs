@@ -410,17 +410,28 @@ pub async fn run_worker(
         } else {
             0
         };
-        let reply = client
-            .heartbeat(pb::HeartbeatRequest {
-                worker_id: me.id.clone(),
-                secret: me.secret.clone(),
-                free_slots,
-                running: busy as u32,
-                draining: draining.is_some(),
-                running_attempts: running.refs(),
-                wait_ms,
-            })
-            .await;
+        let call = client.heartbeat(pb::HeartbeatRequest {
+            worker_id: me.id.clone(),
+            secret: me.secret.clone(),
+            free_slots,
+            running: busy as u32,
+            draining: draining.is_some(),
+            running_attempts: running.refs(),
+            wait_ms,
+        });
+        let reply = tokio::select! {
+            r = call => r,
+            // A stop while the coordinator holds the call: it is dropped and the draining
+            // heartbeat goes at once, so no task is taken on the way out. (A task handed
+            // out just then is found missing from this worker's next heartbeats and runs
+            // elsewhere.)
+            _ = stop_rx.wait_for(|s| *s), if wait_ms > 0 => {
+                tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
+                draining = Some(tokio::time::Instant::now());
+                ready.store(false, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
+        };
         let mut held = false;
         match reply {
             Ok(r) => {
@@ -502,12 +513,7 @@ pub async fn run_worker(
         }
         if held {
             // The coordinator held the heartbeat in place of the interval: the next one goes
-            // at once, unless a stop came meanwhile, which the next one tells.
-            if draining.is_none() && *stop_rx.borrow() {
-                tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
-                draining = Some(tokio::time::Instant::now());
-                ready.store(false, std::sync::atomic::Ordering::SeqCst);
-            }
+            // at once (a stop meanwhile ended the call above).
             continue;
         }
         // Wait for the next tick, a freed slot or a stop; tasks handed over by report replies

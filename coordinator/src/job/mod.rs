@@ -378,7 +378,7 @@ impl Job {
     /// the last map: maps are assigned in index order, so while the stage runs the scan stops
     /// at once at a map not yet done; from the first map it crossed every finished map, each
     /// time (8% of all the CPU samples of a job of 20,000 one-line maps).
-    fn maps_done(&self) -> bool {
+    pub fn maps_done(&self) -> bool {
         self.maps.iter().rev().all(TaskState::is_done)
     }
 

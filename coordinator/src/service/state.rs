@@ -187,6 +187,8 @@ impl State {
         if ended.is_empty() {
             return;
         }
+        // Slots a queue held for them are free for the jobs waiting behind.
+        self.work_changed();
         self.collect_cancels();
         for id in ended {
             let Some(mut job) = self.jobs.remove(&id) else {

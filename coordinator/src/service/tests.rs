@@ -264,3 +264,67 @@ async fn a_held_heartbeat_ends_empty_when_a_report_refilled_the_worker() {
         "the task is still there for the next heartbeat"
     );
 }
+
+/// The end of the map stage wakes an idle worker's held heartbeat with a reduce.
+#[tokio::test]
+async fn a_held_heartbeat_gets_a_reduce_when_the_map_stage_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Arc::new(service(dir.path()));
+    let (a, b) = {
+        let mut state = svc.lock();
+        let j = job("job-turn", "/nowhere/turn");
+        state.jobs.insert(j.id.clone(), j);
+        let a = state
+            .workers
+            .register("127.0.0.1:1".into(), 1, 0, "s".into());
+        let b = state
+            .workers
+            .register("127.0.0.1:2".into(), 1, 0, "s".into());
+        (a, b)
+    };
+    let mut now = idle_heartbeat(&a);
+    now.wait_ms = 0;
+    let map = svc.heartbeat_held(now).await.unwrap();
+    assert_eq!(map.assignments.len(), 1, "{map:?}");
+    let held = {
+        let (svc, req) = (Arc::clone(&svc), idle_heartbeat(&b));
+        tokio::spawn(async move { svc.heartbeat_held(req).await })
+    };
+    waiting_for_work(&svc).await;
+    svc.report(pb::ReportTaskRequest {
+        worker_id: a.to_string(),
+        secret: "s".into(),
+        job_id: "job-turn".into(),
+        is_map: true,
+        index: 0,
+        attempt: map.assignments[0].attempt,
+        outcome: Some(pb::report_task_request::Outcome::MapDone(
+            pb::MapDone::default(),
+        )),
+        want_task: false,
+    })
+    .await
+    .unwrap();
+    let reply = woken(held).await.unwrap();
+    assert!(reply.held);
+    assert_eq!(reply.assignments.len(), 1, "{reply:?}");
+    assert!(
+        matches!(
+            reply.assignments[0].task,
+            Some(pb::task_assignment::Task::Reduce(_))
+        ),
+        "{reply:?}"
+    );
+}
+
+/// A job that ends frees its queue's slots: held heartbeats look again.
+#[test]
+fn a_retired_job_wakes_the_held_heartbeats() {
+    let mut s = state();
+    let waiting = s.work.subscribe();
+    let mut j = job("job-done", "/nowhere/done");
+    j.cancel(Instant::now());
+    s.jobs.insert(j.id.clone(), j);
+    s.retire_ended();
+    assert!(waiting.has_changed().unwrap());
+}

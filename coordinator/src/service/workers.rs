@@ -69,11 +69,12 @@ impl CoordinatorService {
         })
     }
 
-    /// One heartbeat under the state lock: liveness, reconciliation, new assignments.
     /// Answers a heartbeat. A worker with free slots that gets nothing may have asked to
     /// wait (`wait_ms`): the reply then comes once a task is assigned to it, or when the
-    /// wait ends or the worker got a task in a report's reply meanwhile (its free slots are
-    /// then unknown), marked `held` so the worker heartbeats again at once.
+    /// wait ends, or when the worker got a task in a report's reply meanwhile (its free
+    /// slots are then unknown) or may get none (draining, suspect), marked `held` so the
+    /// worker heartbeats again at once. The wait ends early only for new work: a job
+    /// submitted or retired, a task failed, a map stage over, a worker lost.
     pub(super) async fn heartbeat_held(
         &self,
         req: pb::HeartbeatRequest,
@@ -93,7 +94,12 @@ impl CoordinatorService {
                 break;
             }
             let mut state = self.lock();
-            if state.workers.get(&worker).map(|w| w.refilled) != Some(idle.refilled) {
+            // Gone, draining, suspect (it gets no task) or refilled meanwhile: the worker's
+            // next heartbeat says where it stands.
+            let same = state.workers.get(&worker).is_some_and(|w| {
+                w.refilled == idle.refilled && !w.draining && !w.drain_requested && !w.suspect
+            });
+            if !same {
                 break;
             }
             let assignments = state.assign(&worker, idle.free_slots as usize);
@@ -112,6 +118,8 @@ impl CoordinatorService {
         })
     }
 
+    /// One heartbeat under the state lock: liveness, reconciliation, new assignments; and,
+    /// when the worker has free slots, what it needs to wait for work.
     fn heartbeat_locked(
         &self,
         req: pb::HeartbeatRequest,
@@ -229,6 +237,7 @@ impl CoordinatorService {
                 .into());
             }
             let kind = TaskKind::of(req.is_map);
+            let failed = matches!(outcome, Outcome::Failed(_));
             let all_done = job.on_report(
                 Instant::now(),
                 kind,
@@ -238,6 +247,12 @@ impl CoordinatorService {
                 &addr,
                 outcome,
             );
+            // New work for idle workers: a failed task (or the maps a fetch failure names)
+            // due again, or the map stage over so the reduces may start. A success that
+            // leaves the stage running makes none: what is pending was already offered.
+            if failed || (req.is_map && job.maps_done()) {
+                state.work_changed();
+            }
             state.collect_unreachable();
             state.retire_ended();
             all_done
@@ -265,8 +280,6 @@ impl CoordinatorService {
         } else {
             Vec::new()
         };
-        // A stage may have turned, or a failed task be due again: idle workers may take them.
-        state.work_changed();
         drop(state);
         Ok(pb::ReportTaskResponse { assignments })
     }
