@@ -206,11 +206,15 @@ fn a_heartbeat_is_held_at_most_its_interval() {
     assert_eq!(heartbeat_wait(u32::MAX, hours), MAX_HELD_CALL);
 }
 
-/// An idle worker's held heartbeat gets the task of a job submitted meanwhile.
-#[tokio::test]
-async fn a_held_heartbeat_carries_the_task_of_a_job_submitted_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Arc::new(service(dir.path()));
+/// A service with one registered worker of one slot, whose held heartbeat waits for work.
+async fn one_idle_worker(
+    dir: &std::path::Path,
+) -> (
+    Arc<CoordinatorService>,
+    sluice_common::ids::WorkerId,
+    tokio::task::JoinHandle<Result<pb::HeartbeatResponse, CoordinatorError>>,
+) {
+    let svc = Arc::new(service(dir));
     let w = svc
         .lock()
         .workers
@@ -220,6 +224,14 @@ async fn a_held_heartbeat_carries_the_task_of_a_job_submitted_meanwhile() {
         tokio::spawn(async move { svc.heartbeat_held(req).await })
     };
     waiting_for_work(&svc).await;
+    (svc, w, held)
+}
+
+/// An idle worker's held heartbeat gets the task of a job submitted meanwhile.
+#[tokio::test]
+async fn a_held_heartbeat_carries_the_task_of_a_job_submitted_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _, held) = one_idle_worker(dir.path()).await;
     {
         let mut state = svc.lock();
         let j = job("job-new", "/nowhere/new");
@@ -238,16 +250,7 @@ async fn a_held_heartbeat_carries_the_task_of_a_job_submitted_meanwhile() {
 #[tokio::test]
 async fn a_held_heartbeat_ends_empty_when_a_report_refilled_the_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Arc::new(service(dir.path()));
-    let w = svc
-        .lock()
-        .workers
-        .register("127.0.0.1:1".into(), 1, 0, "s".into());
-    let held = {
-        let (svc, req) = (Arc::clone(&svc), idle_heartbeat(&w));
-        tokio::spawn(async move { svc.heartbeat_held(req).await })
-    };
-    waiting_for_work(&svc).await;
+    let (svc, w, held) = one_idle_worker(dir.path()).await;
     {
         let mut state = svc.lock();
         let j = job("job-new", "/nowhere/new");
