@@ -15,6 +15,7 @@ mod csv;
 pub mod decimal;
 mod json;
 pub mod lines;
+pub mod parquet_part;
 pub mod read;
 pub mod remote;
 pub mod schema;

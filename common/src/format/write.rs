@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+
+use super::parquet_part::ParquetPart;
 
 use crate::spec::OutputFormat;
 use crate::{Error, Result};
@@ -25,8 +26,8 @@ pub fn part_file_name(partition: u32, format: OutputFormat) -> String {
 }
 
 enum Inner {
-    Parquet(ArrowWriter<File>),
-    Csv(arrow::csv::Writer<BufWriter<File>>),
+    Parquet(Box<ParquetPart>),
+    Csv(Box<arrow::csv::Writer<BufWriter<File>>>),
 }
 
 /// Dictionary size past which a column chunk of a Parquet part file falls back to plain
@@ -51,18 +52,16 @@ impl PartWriter {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
-                    .set_dictionary_page_size_limit(OUTPUT_DICTIONARY_BYTES)
-                    .build();
-                Inner::Parquet(
-                    ArrowWriter::try_new(file, schema, Some(props))
-                        .map_err(|e| Error::arrow(format!("creating {}", path.display()), e))?,
-                )
+                    .set_dictionary_page_size_limit(OUTPUT_DICTIONARY_BYTES);
+                Inner::Parquet(Box::new(ParquetPart::new(file, schema, props).map_err(
+                    |e| Error::arrow(format!("creating {}", path.display()), e),
+                )?))
             }
-            OutputFormat::Csv => Inner::Csv(
+            OutputFormat::Csv => Inner::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .build(BufWriter::new(file)),
-            ),
+            )),
         };
         Ok(PartWriter {
             path: path.to_path_buf(),
@@ -86,7 +85,7 @@ impl PartWriter {
     pub fn finish(self) -> Result<(u64, u64)> {
         let ctx = || format!("finishing {}", self.path.display());
         let file = match self.inner {
-            Inner::Parquet(w) => w.into_inner().map_err(|e| Error::arrow(ctx(), e))?,
+            Inner::Parquet(w) => w.finish().map_err(|e| Error::arrow(ctx(), e))?,
             Inner::Csv(w) => w
                 .into_inner()
                 .into_inner()
