@@ -3,8 +3,14 @@
 //! stored as 16-byte FIXED_LEN_BYTE_ARRAY) are computed here, over the `i128` values,
 //! instead of by the Parquet writer, which compares such values byte by byte and clones a
 //! buffer for each: about 3% of an EOD run for its three sums. Readers find the same
-//! column-chunk statistics (min, max, null count); those columns lack only the page index
-//! (per-page min/max), which a column the rows are not sorted by would not prune with.
+//! column-chunk statistics (min, max, null count); those columns lack only the column index
+//! (per-page min/max, which a column the rows are not sorted by would not prune with) and,
+//! when nullable, the definition-level histograms of the size statistics. A DECIMAL(38)
+//! nested in a struct or list keeps the writer's statistics.
+//!
+//! Only the properties part files use are supported (compression, dictionaries, a row
+//! limit per group); others `ArrowWriter` honours (a byte limit per row group,
+//! content-defined chunking) are refused rather than ignored.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -19,9 +25,6 @@ use parquet::file::properties::{EnabledStatistics, WriterPropertiesBuilder};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
-
-/// Rows per row group unless the properties say otherwise, `ArrowWriter`'s default.
-const ROW_GROUP_ROWS: usize = 1024 * 1024;
 
 /// Whether a top-level field's statistics are computed here.
 fn is_wide_decimal(t: &DataType) -> bool {
@@ -99,10 +102,21 @@ impl ParquetPart {
             }
         }
         let mut props = props.build();
-        let group_rows = props
-            .max_row_group_row_count()
-            .unwrap_or(ROW_GROUP_ROWS)
-            .max(1);
+        let unsupported = |what: &str| {
+            Err(parquet::errors::ParquetError::General(format!(
+                "part files do not support {what}"
+            )))
+        };
+        if props.max_row_group_bytes().is_some() {
+            return unsupported("a byte limit per row group");
+        }
+        if props.content_defined_chunking().is_some() {
+            return unsupported("content-defined chunking");
+        }
+        let Some(group_rows) = props.max_row_group_row_count() else {
+            return unsupported("row groups without a row limit");
+        };
+        let group_rows = group_rows.max(1);
         let parquet_schema = ArrowSchemaConverter::new()
             .with_coerce_types(props.coerce_types())
             .convert(&schema)?;
@@ -120,8 +134,8 @@ impl ParquetPart {
         })
     }
 
-    /// Appends `batch`, closing row groups of `max_row_group_row_count` rows (default
-    /// [`ROW_GROUP_ROWS`]) as they fill.
+    /// Appends `batch`, closing row groups of `max_row_group_row_count` rows (by default
+    /// 1,048,576) as they fill.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut at = 0;
         while at < batch.num_rows() {
@@ -146,9 +160,16 @@ impl ParquetPart {
                     };
                     writer.write(&l)?;
                     if is_wide_decimal(field.data_type()) {
+                        let Some(values) = column.as_primitive_opt::<Decimal128Type>() else {
+                            return Err(parquet::errors::ParquetError::General(format!(
+                                "column {} is declared DECIMAL(38) but holds {}",
+                                field.name(),
+                                column.data_type()
+                            )));
+                        };
                         ranges[leaf]
                             .get_or_insert_with(DecimalRange::default)
-                            .add(column.as_primitive::<Decimal128Type>());
+                            .add(values);
                     }
                     leaf += 1;
                 }
@@ -210,16 +231,21 @@ mod tests {
             .set_max_row_group_row_count(Some(1000))
     }
 
-    /// 2,500 rows in three row groups: keys, a count, a DECIMAL(38) sum with negatives, the
-    /// extremes and nulls, and a DECIMAL(18) left to the writer.
+    /// 2,500 rows in three row groups: keys, a count, a nullable DECIMAL(38) sum with
+    /// negatives, extremes and a row group of nulls only, a DECIMAL(38) without nulls, and a
+    /// DECIMAL(18) left to the writer.
     fn batch() -> RecordBatch {
         let n = 2_500i64;
+        // Row group 1 (rows 1000..2000) holds only nulls.
         let sums = (0..n).map(|i| match i {
-            7 | 1500 => None,
-            1234 => Some(i128::MAX / 3),
+            7 | 1000..2000 => None,
+            234 => Some(i128::MAX / 3),
             2222 => Some(-(i128::MAX / 3)),
             _ => Some((i128::from(i) - 1300) * 1_000_003),
         });
+        let debits = Decimal128Array::from_iter_values((0..n).map(|i| i128::from(i) * 7 - 9_000))
+            .with_precision_and_scale(38, 2)
+            .unwrap();
         let sum = Decimal128Array::from_iter(sums)
             .with_precision_and_scale(38, 2)
             .unwrap();
@@ -231,12 +257,14 @@ mod tests {
             Arc::new(keys),
             Arc::new(Int64Array::from_iter_values(0..n)),
             Arc::new(sum),
+            Arc::new(debits),
             Arc::new(small),
         ];
         let schema = Schema::new(vec![
             Field::new("account_id", DataType::Utf8, false),
             Field::new("txn_count", DataType::Int64, false),
             Field::new("net", DataType::Decimal128(38, 2), true),
+            Field::new("debit_total", DataType::Decimal128(38, 2), false),
             Field::new("min_amount", DataType::Decimal128(18, 2), false),
         ]);
         RecordBatch::try_new(Arc::new(schema), columns).unwrap()
@@ -290,6 +318,11 @@ mod tests {
             for c in 0..og.num_columns() {
                 let (os, ts) = (og.column(c).statistics(), tg.column(c).statistics());
                 assert!(os.is_some(), "group {g} column {c} has statistics");
+                assert_eq!(
+                    og.column(c).num_values(),
+                    tg.column(c).num_values(),
+                    "group {g} column {c}"
+                );
                 assert_eq!(os, ts, "group {g} column {c}");
             }
         }
@@ -305,5 +338,27 @@ mod tests {
         let empty = DecimalRange::default().statistics();
         assert_eq!(empty.null_count_opt(), Some(0));
         assert!(empty.min_bytes_opt().is_none());
+    }
+}
+
+#[cfg(test)]
+mod refused {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+    use parquet::file::properties::WriterProperties;
+
+    #[test]
+    fn properties_part_files_do_not_honour_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let file = || File::create(dir.path().join("x.parquet")).unwrap();
+        let bytes = WriterProperties::builder().set_max_row_group_bytes(Some(1 << 20));
+        let err = ParquetPart::new(file(), Arc::clone(&schema), bytes)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("byte limit"), "{err}");
+        let unlimited = WriterProperties::builder().set_max_row_group_row_count(None);
+        assert!(ParquetPart::new(file(), Arc::clone(&schema), unlimited).is_err());
+        assert!(ParquetPart::new(file(), schema, WriterProperties::builder()).is_ok());
     }
 }
