@@ -158,6 +158,17 @@ struct Registration {
     secret: String,
 }
 
+/// A stop (SIGTERM) came: the worker is no longer ready and drains from now on.
+fn stop_asked(
+    me: &Registration,
+    running: usize,
+    ready: &std::sync::atomic::AtomicBool,
+) -> tokio::time::Instant {
+    tracing::info!(worker_id = %me.id, running, "worker draining");
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::Instant::now()
+}
+
 /// Starts attempt `a` on this worker under `me`, unless its job id is unsafe.
 fn start(a: pb::TaskAssignment, env: &TaskEnv, me: &Registration, running: &Running) {
     if !is_safe_id(&a.job_id) {
@@ -426,9 +437,7 @@ pub async fn run_worker(
             // out just then is found missing from this worker's next heartbeats and runs
             // elsewhere.)
             _ = stop_rx.wait_for(|s| *s), if wait_ms > 0 => {
-                tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
-                draining = Some(tokio::time::Instant::now());
-                ready.store(false, std::sync::atomic::Ordering::SeqCst);
+                draining = Some(stop_asked(&me, running.len(), ready));
                 continue;
             }
         };
@@ -523,9 +532,7 @@ pub async fn run_worker(
         loop {
             tokio::select! {
                 _ = stop_rx.wait_for(|s| *s), if draining.is_none() => {
-                    tracing::info!(worker_id = %me.id, running = running.len(), "worker draining");
-                    draining = Some(tokio::time::Instant::now());
-                    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+                    draining = Some(stop_asked(&me, running.len(), ready));
                     break; // tell the coordinator at once
                 }
                 _ = &mut tick => break,

@@ -57,8 +57,8 @@ pub struct State {
     pub(super) lost_workers: std::collections::VecDeque<pb::WorkerInfo>,
     /// How many jobs entered `history`: a status call waiting for its job's end watches it.
     pub(super) jobs_ended: tokio::sync::watch::Sender<u64>,
-    /// Bumped when a task may have become assignable (a job submitted, a task reported, a
-    /// worker lost): held heartbeats of idle workers watch it.
+    /// Bumped when a task may have become assignable (a job submitted or retired, a task
+    /// failed, a map stage over, a worker lost): held heartbeats of idle workers watch it.
     pub(super) work: tokio::sync::watch::Sender<u64>,
 }
 

@@ -35,6 +35,11 @@ fn state() -> State {
 }
 
 fn job(id: &str, output: &str) -> Job {
+    job_of_maps(id, output, 1)
+}
+
+/// A job of `maps` one-byte splits and one reduce.
+fn job_of_maps(id: &str, output: &str, maps: u64) -> Job {
     let mut spec = JobSpec::new(
         "p.so".into(),
         vec!["in".into()],
@@ -42,12 +47,17 @@ fn job(id: &str, output: &str) -> Job {
         output.into(),
     );
     spec.reducers = 1;
-    let splits = vec![Split {
-        path: "f".into(),
-        range: SplitRange::Bytes { start: 0, end: 1 },
-        input: String::new(),
-        stamp: None,
-    }];
+    let splits = (0..maps)
+        .map(|i| Split {
+            path: "f".into(),
+            range: SplitRange::Bytes {
+                start: i,
+                end: i + 1,
+            },
+            input: String::new(),
+            stamp: None,
+        })
+        .collect();
     let description = JobDescription {
         name: "t".into(),
         key_columns: vec!["k".into()],
@@ -209,23 +219,28 @@ fn a_heartbeat_is_held_at_most_its_interval() {
 /// A service with one registered worker of one slot, whose held heartbeat waits for work.
 async fn one_idle_worker(
     dir: &std::path::Path,
-) -> (
-    Arc<CoordinatorService>,
-    sluice_common::ids::WorkerId,
-    tokio::task::JoinHandle<Result<pb::HeartbeatResponse, CoordinatorError>>,
-) {
+) -> (Arc<CoordinatorService>, sluice_common::ids::WorkerId, Held) {
     let svc = Arc::new(service(dir));
     let w = svc
         .lock()
         .workers
         .register("127.0.0.1:1".into(), 1, 0, "s".into());
-    let held = {
-        let (svc, req) = (Arc::clone(&svc), idle_heartbeat(&w));
-        tokio::spawn(async move { svc.heartbeat_held(req).await })
-    };
-    waiting_for_work(&svc).await;
+    let held = hold(&svc, &w).await;
     (svc, w, held)
 }
+
+/// Sends `worker`'s idle heartbeat and returns once it is held, waiting for work.
+async fn hold(svc: &Arc<CoordinatorService>, worker: &sluice_common::ids::WorkerId) -> Held {
+    let held = {
+        let (svc, req) = (Arc::clone(svc), idle_heartbeat(worker));
+        tokio::spawn(async move { svc.heartbeat_held(req).await })
+    };
+    waiting_for_work(svc).await;
+    held
+}
+
+/// A held heartbeat's reply, to come.
+type Held = tokio::task::JoinHandle<Result<pb::HeartbeatResponse, CoordinatorError>>;
 
 /// An idle worker's held heartbeat gets the task of a job submitted meanwhile.
 #[tokio::test]
@@ -268,46 +283,52 @@ async fn a_held_heartbeat_ends_empty_when_a_report_refilled_the_worker() {
     );
 }
 
-/// The end of the map stage wakes an idle worker's held heartbeat with a reduce.
+/// A map reported done wakes no idle worker while the map stage runs (what is pending
+/// was offered already); the end of the stage wakes one, with a reduce.
 #[tokio::test]
 async fn a_held_heartbeat_gets_a_reduce_when_the_map_stage_ends() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Arc::new(service(dir.path()));
     let (a, b) = {
         let mut state = svc.lock();
-        let j = job("job-turn", "/nowhere/turn");
+        let j = job_of_maps("job-turn", "/nowhere/turn", 2);
         state.jobs.insert(j.id.clone(), j);
         let a = state
             .workers
-            .register("127.0.0.1:1".into(), 1, 0, "s".into());
+            .register("127.0.0.1:1".into(), 2, 0, "s".into());
         let b = state
             .workers
             .register("127.0.0.1:2".into(), 1, 0, "s".into());
         (a, b)
     };
     let mut now = idle_heartbeat(&a);
-    now.wait_ms = 0;
-    let map = svc.heartbeat_held(now).await.unwrap();
-    assert_eq!(map.assignments.len(), 1, "{map:?}");
-    let held = {
-        let (svc, req) = (Arc::clone(&svc), idle_heartbeat(&b));
-        tokio::spawn(async move { svc.heartbeat_held(req).await })
-    };
-    waiting_for_work(&svc).await;
-    svc.report(pb::ReportTaskRequest {
+    (now.free_slots, now.wait_ms) = (2, 0);
+    let maps = svc.heartbeat_held(now).await.unwrap().assignments;
+    assert_eq!(maps.len(), 2, "{maps:?}");
+    let held = hold(&svc, &b).await;
+    let watch = svc.lock().work.subscribe();
+    let report = |m: &pb::TaskAssignment| pb::ReportTaskRequest {
         worker_id: a.to_string(),
         secret: "s".into(),
         job_id: "job-turn".into(),
         is_map: true,
-        index: 0,
-        attempt: map.assignments[0].attempt,
+        index: match m.task {
+            Some(pb::task_assignment::Task::Map(ref t)) => t.index,
+            _ => panic!("not a map: {m:?}"),
+        },
+        attempt: m.attempt,
         outcome: Some(pb::report_task_request::Outcome::MapDone(
             pb::MapDone::default(),
         )),
         want_task: false,
-    })
-    .await
-    .unwrap();
+    };
+    svc.report(report(&maps[0])).await.unwrap();
+    assert!(
+        !watch.has_changed().unwrap(),
+        "one map of two done wakes nobody"
+    );
+    svc.report(report(&maps[1])).await.unwrap();
+    assert!(watch.has_changed().unwrap());
     let reply = woken(held).await.unwrap();
     assert!(reply.held);
     assert_eq!(reply.assignments.len(), 1, "{reply:?}");

@@ -269,8 +269,8 @@ impl CoordinatorService {
         }
         self.carry_out_effects().await;
         // The reporting attempt's slot is free: give it its next task now.
-        let mut state = self.lock();
         let assignments = if req.want_task {
+            let mut state = self.lock();
             let a = state.assign(&worker, 1);
             state.assigned_by_report += a.len() as u64;
             if let (false, Some(w)) = (a.is_empty(), state.workers.get_mut(&worker)) {
@@ -280,7 +280,6 @@ impl CoordinatorService {
         } else {
             Vec::new()
         };
-        drop(state);
         Ok(pb::ReportTaskResponse { assignments })
     }
 
