@@ -450,3 +450,162 @@ fn a_jobs_own_check_sets_its_failing_records_aside() {
         "line lengths 1 to 7, the blank ones left out: {m}"
     );
 }
+
+/// EOD over Parquet whose `txn_id` has nulls in two row groups of six: the footer proves
+/// `not_null(txn_id)` for the other four, which are read without the column (the job does
+/// not list it); the two are read with it, and their nulls are set aside by row group and
+/// row. The totals are those of the good rows, summed here.
+#[test]
+fn parquet_nulls_are_set_aside_where_the_footer_does_not_prove_the_rule() {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, Date32Array, Decimal128Array, RecordBatch, StringArray, TimestampSecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let money = DataType::Decimal128(18, 2);
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let schema = Arc::new(Schema::new(vec![
+        text("txn_id"),
+        text("account_id"),
+        Field::new("txn_date", DataType::Date32, true),
+        Field::new("txn_ts", DataType::Timestamp(TimeUnit::Second, None), true),
+        text("txn_type"),
+        Field::new("amount", money, true),
+        text("currency"),
+        text("channel"),
+        text("merchant"),
+    ]));
+    // (file, row) of the null ids: row 70 is in row group 1, row 10 in row group 0.
+    let nulls = [(1, 70), (2, 10)];
+    let (mut good_rows, mut good_net) = (0i64, 0i128);
+    for file in 0..3 {
+        let rows = 0..100i64;
+        let null_id = |i: i64| nulls.contains(&(file, i));
+        let cents = |i: i64| i128::from(100 + i * 7 + file * 1000);
+        let debit = |i: i64| i % 3 == 0;
+        for i in rows.clone().filter(|&i| !null_id(i)) {
+            good_rows += 1;
+            good_net += if debit(i) { -cents(i) } else { cents(i) };
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter(
+                rows.clone()
+                    .map(|i| (!null_id(i)).then(|| format!("T{file}-{i}"))),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.clone().map(|i| format!("ACC{}", i % 9)),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                rows.clone().map(|i| 20_000 + (i % 2) as i32),
+            )),
+            Arc::new(TimestampSecondArray::from_iter_values(rows.clone())),
+            Arc::new(StringArray::from_iter_values(
+                rows.clone()
+                    .map(|i| if debit(i) { "DEBIT" } else { "CREDIT" }),
+            )),
+            Arc::new(
+                Decimal128Array::from_iter_values(rows.clone().map(cents))
+                    .with_precision_and_scale(18, 2)
+                    .unwrap(),
+            ),
+            Arc::new(StringArray::from_iter_values(rows.clone().map(|_| "EUR"))),
+            Arc::new(StringArray::from_iter_values(
+                rows.clone().map(|_| "ONLINE"),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.clone().map(|_| "Shop"))),
+        ];
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(50))
+            .build();
+        let path = input.join(format!("day-{file}.parquet"));
+        let mut w =
+            ArrowWriter::try_new(File::create(path).unwrap(), schema.clone(), Some(props)).unwrap();
+        w.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+        w.close().unwrap();
+    }
+    let out = dir.path().join("out");
+    let plugin = plugin("sluice_eod");
+    let result = run(&[
+        "--local",
+        "2",
+        "--split-size",
+        "1",
+        "--format",
+        "parquet",
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--on-bad-record",
+        "quarantine",
+    ]);
+    assert_ok(&result);
+    let m = manifest(&out);
+    assert_eq!(m["bad_records_by_kind"]["not_null(txn_id)"], 2, "{m}");
+
+    let mut rejected = Vec::new();
+    for entry in std::fs::read_dir(out.join("_rejects")).unwrap() {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(entry.unwrap().path()).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let source = b.column_by_name("source").unwrap().as_string::<i32>();
+            let line = b
+                .column_by_name("line")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let file = Path::new(source.value(i))
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy();
+                rejected.push((file.into_owned(), line.value(i)));
+            }
+        }
+    }
+    rejected.sort();
+    let expected = [
+        ("day-1.parquet (row groups 1)".to_string(), 21),
+        ("day-2.parquet (row groups 0)".to_string(), 11),
+    ];
+    assert_eq!(rejected, expected);
+
+    let (mut count, mut net) = (0i64, 0i128);
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let c = b
+                .column_by_name("txn_count")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            count += c.values().iter().sum::<i64>();
+            let n = b
+                .column_by_name("net")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Decimal128Type>();
+            net += n.values().iter().sum::<i128>();
+        }
+    }
+    assert_eq!((count, net), (good_rows, good_net));
+}

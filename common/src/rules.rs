@@ -69,6 +69,32 @@ impl RuleSet {
         Ok(Some(Arc::new(RuleSet { rules, custom })))
     }
 
+    /// The declared rules (not the custom checks).
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|(r, _)| r)
+    }
+
+    /// These rules less those `proven` says hold for every row to be checked, the custom
+    /// checks kept; `None` when nothing is left to check.
+    pub fn unproven(self: &Arc<Self>, proven: impl Fn(&Rule) -> bool) -> Option<Arc<Self>> {
+        if !self.rules.iter().any(|(r, _)| proven(r)) {
+            return Some(Arc::clone(self));
+        }
+        let rules: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|(r, _)| !proven(r))
+            .cloned()
+            .collect();
+        if rules.is_empty() && self.custom.is_none() {
+            return None;
+        }
+        Some(Arc::new(RuleSet {
+            rules,
+            custom: self.custom.clone(),
+        }))
+    }
+
     /// The rows of `batch` that fail a rule, in row order, each with the first rule it
     /// fails. A rule on a column the batch lacks is an error naming both.
     pub fn failures(&self, batch: &RecordBatch) -> Result<Vec<Failure>> {
@@ -125,6 +151,21 @@ impl RuleSet {
         out.sort_unstable_by_key(|f| f.row);
         Ok(out)
     }
+}
+
+/// The columns a job reading `columns` (`None`: all) with `rules` reads: its own, then
+/// each column only its rules check, in the rules' order.
+pub fn with_rule_columns<'a>(
+    columns: Option<&[String]>,
+    rules: impl IntoIterator<Item = &'a Rule>,
+) -> Option<Vec<String>> {
+    let mut read = columns?.to_vec();
+    for rule in rules {
+        if !read.contains(&rule.column) {
+            read.push(rule.column.clone());
+        }
+    }
+    Some(read)
 }
 
 /// The rows of `column` failing `rule`.

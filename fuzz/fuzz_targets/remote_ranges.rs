@@ -17,6 +17,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use parquet::file::reader::ChunkReader;
 use sluice_common::Result;
+use sluice_common::format::read::ParquetColumns;
 use sluice_common::format::remote::{
     SparseFile, fetch_parquet_footer, fetch_parquet_row_groups, fetch_split_lines,
 };
@@ -95,14 +96,18 @@ fuzz_target!(|data: &[u8]| {
             };
             let mut one = |r: Range<u64>| fetch(&object, behaviour, r);
             let columns = (behaviour & 0x80 != 0).then(|| vec!["a".to_string()]);
-            if let Ok(reader) = fetch_parquet_row_groups(
+            let wanted = ParquetColumns {
+                columns: columns.as_deref(),
+                rules: None,
+            };
+            if let Ok((reader, _)) = fetch_parquet_row_groups(
                 "fuzz.parquet",
                 &mut one,
                 &mut many,
                 len,
                 groups,
                 1 + (b % 8) as usize,
-                columns.as_deref(),
+                wanted,
             ) {
                 drain(Box::new(reader.map(|r| {
                     r.map_err(|e| sluice_common::Error::Internal {

@@ -106,7 +106,7 @@ pub struct JobDescription {
     /// How groups are reduced.
     pub reduce: ReduceKind,
     /// The input columns the map reads; `None`: all. Columnar input (Parquet) reads only
-    /// these.
+    /// these and the columns of the rules its footer does not prove.
     pub input_columns: Option<Vec<String>>,
     /// Data-quality rules on the input columns.
     pub rules: Vec<crate::rules::Rule>,

@@ -243,6 +243,10 @@ pub trait Job: Send + Sync + 'static {
 
     /// The input columns [`Job::map`] reads. Columnar input (Parquet) is read with only
     /// these, which saves decoding the others; `None` (the default) reads every column.
+    /// The columns [`Job::rules`] check are read as well, so they need not be listed: a
+    /// Parquet row group whose statistics prove a column's rules (`not_null` on a column
+    /// with no nulls) skips that column, and `map` then gets a batch without it. What
+    /// [`Job::check`] reads must be listed here.
     fn input_columns(&self) -> Option<Vec<String>> {
         None
     }

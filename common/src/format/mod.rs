@@ -16,6 +16,7 @@ pub mod decimal;
 mod json;
 pub mod lines;
 pub mod parquet_part;
+pub mod proven;
 pub mod read;
 pub mod remote;
 pub mod schema;

@@ -77,14 +77,19 @@ pub fn read_split(
     }
     match (&split.range, format) {
         (SplitRange::RowGroups(groups), InputFormat::Parquet) => {
-            let batches: BatchIter = match location {
-                Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows, columns)?,
+            let wanted = ParquetColumns {
+                columns,
+                rules: checks.rules.as_ref(),
+            };
+            let (batches, rules): (BatchIter, _) = match location {
+                Location::Local(path) => read_parquet(&path, groups.clone(), batch_rows, wanted)?,
                 Location::Object(url) => {
-                    let reader =
-                        read_parquet_row_groups(&url, groups.clone(), batch_rows, columns)?;
-                    Box::new(reader.map(move |r| {
+                    let (reader, rules) =
+                        read_parquet_row_groups(&url, groups.clone(), batch_rows, wanted)?;
+                    let batches = Box::new(reader.map(move |r| {
                         r.map_err(|e| Error::arrow(format!("reading parquet {url}"), e))
-                    }))
+                    }));
+                    (batches, rules)
                 }
             };
             let batches: BatchIter =
@@ -98,7 +103,7 @@ pub fn read_split(
                     }
                     None => batches,
                 };
-            let batches: BatchIter = match checks.rules.clone() {
+            let batches: BatchIter = match rules {
                 Some(rules) => Box::new(ParquetRules {
                     batches,
                     rules,
@@ -114,6 +119,14 @@ pub fn read_split(
             }))
         }
         (SplitRange::Bytes { start, end }, f) if f.is_line_based() => {
+            // Line-based input parses every field anyway: the rules' columns are built too.
+            let columns = checks
+                .rules
+                .as_ref()
+                .map_or(columns.map(<[String]>::to_vec), |r| {
+                    crate::rules::with_rule_columns(columns, r.rules())
+                });
+            let columns = columns.as_deref();
             let lines = match location {
                 Location::Local(path) => LineSource::open(&path, *start, *end, checks)?,
                 Location::Object(url) => LineSource::open_object(url, *start, *end, checks)?,
@@ -329,12 +342,23 @@ pub(super) fn check_row_counts(
     Ok(())
 }
 
+/// The columns a job reads and the rules it checks, from which a Parquet reader plans what
+/// it decodes (see [`super::proven`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ParquetColumns<'a> {
+    /// The columns the job reads (`None`: all).
+    pub columns: Option<&'a [String]>,
+    /// The job's rules, if any.
+    pub rules: Option<&'a Arc<RuleSet>>,
+}
+
+/// Row groups `groups` of the Parquet file at `path`, and the rules left to check of them.
 fn read_parquet(
     path: &Path,
     groups: Vec<u32>,
     batch_rows: usize,
-    columns: Option<&[String]>,
-) -> Result<BatchIter> {
+    wanted: ParquetColumns<'_>,
+) -> Result<(BatchIter, Option<Arc<RuleSet>>)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let ctx = || format!("reading parquet {}", path.display());
     let builder =
@@ -349,20 +373,25 @@ fn read_parquet(
         });
     }
     check_row_counts(builder.metadata(), &groups, &path.to_string_lossy())?;
+    let read = super::proven::plan(builder.metadata(), &groups, wanted.columns, wanted.rules);
     let builder = builder
         .with_row_groups(groups.into_iter().map(|g| g as usize).collect())
         .with_batch_size(batch_rows);
-    let projection =
-        parquet_projection(builder.parquet_schema(), columns, &path.to_string_lossy())?;
+    let projection = parquet_projection(
+        builder.parquet_schema(),
+        read.columns.as_deref(),
+        &path.to_string_lossy(),
+    )?;
     let builder = match projection {
         Some(p) => builder.with_projection(p),
         None => builder,
     };
     let reader = builder.build().map_err(|e| Error::arrow(ctx(), e))?;
     let path = path.to_path_buf();
-    Ok(Box::new(reader.map(move |r| {
+    let batches = Box::new(reader.map(move |r| {
         r.map_err(|e| Error::arrow(format!("reading parquet {}", path.display()), e))
-    })))
+    }));
+    Ok((batches, read.rules))
 }
 
 pub(super) fn strip_terminator(mut line: &[u8]) -> &[u8] {

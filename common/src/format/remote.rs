@@ -17,11 +17,15 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
+use super::read::ParquetColumns;
+use crate::rules::RuleSet;
 use crate::storage::ObjectUrl;
 use crate::{Error, Result};
 
@@ -363,13 +367,13 @@ pub fn column_chunk_range(
 }
 
 /// Reads row groups `groups` of Parquet object `url` as record batches, fetching only the
-/// footer and those row groups' column chunks.
+/// footer and the column chunks it decodes; returns the rules left to check of them.
 pub fn read_parquet_row_groups(
     url: &ObjectUrl,
     groups: Vec<u32>,
     batch_rows: usize,
-    columns: Option<&[String]>,
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    wanted: ParquetColumns<'_>,
+) -> Result<(ParquetRecordBatchReader, Option<Arc<RuleSet>>)> {
     let len = url.size()?.ok_or_else(|| Error::Storage {
         url: url.to_string(),
         message: "no such object".into(),
@@ -381,7 +385,7 @@ pub fn read_parquet_row_groups(
         len,
         groups,
         batch_rows,
-        columns,
+        wanted,
     )
 }
 
@@ -394,12 +398,16 @@ pub fn fetch_parquet_row_groups(
     len: u64,
     groups: Vec<u32>,
     batch_rows: usize,
-    columns: Option<&[String]>,
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    wanted: ParquetColumns<'_>,
+) -> Result<(ParquetRecordBatchReader, Option<Arc<RuleSet>>)> {
     let (metadata, tail) = fetch_parquet_footer(name, fetch, len)?;
     let ctx = || format!("reading parquet {name}");
-    let projection =
-        super::read::parquet_projection(metadata.file_metadata().schema_descr(), columns, name)?;
+    let read = super::proven::plan(&metadata, &groups, wanted.columns, wanted.rules);
+    let projection = super::read::parquet_projection(
+        metadata.file_metadata().schema_descr(),
+        read.columns.as_deref(),
+        name,
+    )?;
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for &g in &groups {
         let rg = metadata
@@ -433,7 +441,8 @@ pub fn fetch_parquet_row_groups(
     if let Some(p) = projection {
         builder = builder.with_projection(p);
     }
-    builder.build().map_err(|e| Error::arrow(ctx(), e))
+    let reader = builder.build().map_err(|e| Error::arrow(ctx(), e))?;
+    Ok((reader, read.rules))
 }
 
 #[cfg(test)]

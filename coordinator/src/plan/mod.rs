@@ -64,7 +64,11 @@ pub fn plan_job(
     let files: Vec<InputFile> = named.iter().map(|(_, f)| f.clone()).collect();
     let declared =
         schemas::declared_schemas(&plugin, named.iter().map(|(input, _)| input.as_str()))?;
-    let read_columns = plugin.description().input_columns.clone();
+    // The rules' columns are read (and type-checked) too, unless a file's footer proves the
+    // rules on them: counting them keeps the size estimate on the safe side.
+    let desc = plugin.description();
+    let read_columns =
+        sluice_common::rules::with_rule_columns(desc.input_columns.as_deref(), &desc.rules);
     // Each file as it is now, before anything of it is read: splits are cut from this size,
     // and a map finding the file otherwise fails the job (see `format::snapshot`).
     let stamps = named

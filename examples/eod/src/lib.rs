@@ -62,15 +62,10 @@ impl Job for Eod {
     }
 
     /// What [`Eod::map`] reads: Parquet input skips `txn_ts`, `channel` and `merchant`.
+    /// `txn_id` is left to its `not_null` rule, so the engine reads it only where a file's
+    /// statistics do not prove the rule; when read, the map names bad transactions by it.
     fn input_columns(&self) -> Option<Vec<String>> {
-        let used = [
-            "txn_id",
-            "account_id",
-            "txn_date",
-            "txn_type",
-            "amount",
-            "currency",
-        ];
+        let used = ["account_id", "txn_date", "txn_type", "amount", "currency"];
         Some(used.iter().map(|c| c.to_string()).collect())
     }
 
@@ -197,7 +192,8 @@ fn money(cents: Vec<i128>) -> JobResult<Decimal128Array> {
 
 /// The input columns the map reads, type-checked.
 struct Input<'a> {
-    txn_id: Strings<'a>,
+    /// Absent when the engine did not read it (see [`Eod::input_columns`]).
+    txn_id: Option<Strings<'a>>,
     account_id: &'a ArrayRef,
     account_id_str: Strings<'a>,
     txn_date: &'a ArrayRef,
@@ -218,7 +214,7 @@ impl<'a> Input<'a> {
             })?;
             Ok((index, batch.column(index)))
         };
-        let (_, txn_id) = column("txn_id")?;
+        let txn_id = batch.column_by_name("txn_id");
         let (_, account_id) = column("account_id")?;
         let (_, txn_date) = column("txn_date")?;
         let (_, txn_type) = column("txn_type")?;
@@ -233,7 +229,7 @@ impl<'a> Input<'a> {
             _ => return Err(type_error("amount", amount, "Decimal128(18, 2)")),
         };
         Ok(Input {
-            txn_id: Strings::of("txn_id", txn_id)?,
+            txn_id: txn_id.map(|c| Strings::of("txn_id", c)).transpose()?,
             account_id,
             account_id_str: Strings::of("account_id", account_id)?,
             txn_date,
@@ -255,7 +251,7 @@ impl<'a> Input<'a> {
         let (is_debit, bad_type) = self.classify_txn_types();
         let checks = [
             self.txn_id
-                .first_null()
+                .and_then(|t| t.first_null())
                 .map(|i| (i, "txn_id is null".to_string())),
             self.account_id_str
                 .first_null_or_empty()
@@ -330,10 +326,12 @@ impl<'a> Input<'a> {
 
     /// `txn T000000000042`, or the row number when the transaction id is missing.
     fn describe_row(&self, row: usize) -> String {
-        if self.txn_id.is_null(row) || self.txn_id.value(row).is_empty() {
-            format!("row {row} of the batch (no txn_id)")
-        } else {
-            format!("txn {}", self.txn_id.value(row))
+        match self.txn_id {
+            Some(t) if !t.is_null(row) && !t.value(row).is_empty() => {
+                format!("txn {}", t.value(row))
+            }
+            Some(_) => format!("row {row} of the batch (no txn_id)"),
+            None => format!("row {row} of the batch"),
         }
     }
 }
@@ -679,6 +677,34 @@ mod tests {
             ),
         ]);
         assert_eq!(e, "txn T5: amount -0.01 is not positive");
+    }
+
+    #[test]
+    fn without_txn_ids_a_bad_row_is_named_by_its_place() {
+        // The engine leaves txn_id out when a Parquet footer proves its rule.
+        let full = batch(&[
+            (
+                Some("T0"),
+                Some("ACC1"),
+                Some("DEBIT"),
+                Some(100),
+                Some("USD"),
+            ),
+            (
+                Some("T1"),
+                Some("ACC2"),
+                Some("CREDIT"),
+                Some(250),
+                Some(""),
+            ),
+        ]);
+        let rest: Vec<usize> = (1..full.num_columns()).collect();
+        let b = full.project(&rest).unwrap();
+        let e = Eod.map(b.clone(), &ctx()).unwrap_err().to_string();
+        assert!(e.ends_with("row 1 of the batch: currency is empty"), "{e}");
+        let good = b.slice(0, 1);
+        let out = Eod.map(good, &ctx()).unwrap();
+        assert_eq!(decimals(&out, "net"), [-100]);
     }
 
     #[test]
