@@ -14,6 +14,7 @@
 //! as the output promises: by the key columns in order, nulls first, strings by their bytes,
 //! numbers by value.
 
+mod compact;
 mod overflow;
 mod packed;
 
@@ -28,6 +29,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::acc::{as_i64, widens_to_i64};
 use crate::{Error, Result};
+use compact::Compact;
 use overflow::{KeyColumn, Overflow};
 use packed::{
     Kind, PACKED, UNPACKED, Value, cmp_packed, nth, pack, packed_words, same_packed, unpack,
@@ -293,9 +295,13 @@ impl GroupKeys {
     pub(super) fn sorted(&self) -> SortedGroups {
         // Sorting copies of the packed keys reads them in one pass and keeps every
         // comparison in the vector being sorted, not scattered over the groups. When every
-        // key packed, each is sorted as its three big-endian words: integer comparisons,
-        // no decoding per comparison.
+        // key packed, each is sorted as its varying bytes in one integer (see `compact`) or
+        // else as its three big-endian words: integer comparisons, no decoding per
+        // comparison.
         if self.overflow_rows == 0 {
+            if let Some(compact) = Compact::sort(&self.packed) {
+                return SortedGroups::Compact(compact);
+            }
             let mut words: Vec<([u64; 3], u32)> = self
                 .packed
                 .iter()
@@ -327,6 +333,12 @@ impl GroupKeys {
         };
         let mut out = Decoder::new(self, range.len());
         match sorted {
+            SortedGroups::Compact(c) => {
+                for rank in range.clone() {
+                    let (k, g) = c.get(rank).ok_or_else(outside)?;
+                    out.push(&k, g);
+                }
+            }
             SortedGroups::Words(words) => {
                 for (w, g) in words.get(range.clone()).ok_or_else(outside)? {
                     out.push(&words_packed(w), *g);
@@ -376,6 +388,8 @@ impl GroupKeys {
 
 /// Groups in key order, each with its key as it was sorted.
 pub(super) enum SortedGroups {
+    /// Every key packed, varying in a few bytes: those bytes.
+    Compact(Compact),
     /// Every key packed: its three big-endian words.
     Words(Vec<([u64; 3], u32)>),
     /// Some keys overflowed: the packed slots, compared through the overflow rows.
@@ -386,6 +400,7 @@ impl SortedGroups {
     /// How many groups.
     pub(super) fn len(&self) -> usize {
         match self {
+            SortedGroups::Compact(c) => c.len(),
             SortedGroups::Words(w) => w.len(),
             SortedGroups::Rows(r) => r.len(),
         }
