@@ -554,25 +554,16 @@ fn parquet_nulls_are_set_aside_where_the_footer_does_not_prove_the_rule() {
     assert_eq!(m["bad_records_by_kind"]["not_null(txn_id)"], 2, "{m}");
 
     let mut rejected = Vec::new();
-    for entry in std::fs::read_dir(out.join("_rejects")).unwrap() {
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(entry.unwrap().path()).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
-        for b in reader {
-            let b = b.unwrap();
+    for (_, batches) in read_parts(&out.join("_rejects")) {
+        for b in batches {
             let source = b.column_by_name("source").unwrap().as_string::<i32>();
             let line = b
                 .column_by_name("line")
                 .unwrap()
                 .as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
-                let file = Path::new(source.value(i))
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy();
-                rejected.push((file.into_owned(), line.value(i)));
+                let file = Path::new(source.value(i)).file_name().unwrap();
+                rejected.push((file.to_string_lossy().into_owned(), line.value(i)));
             }
         }
     }
@@ -584,28 +575,21 @@ fn parquet_nulls_are_set_aside_where_the_footer_does_not_prove_the_rule() {
     assert_eq!(rejected, expected);
 
     let (mut count, mut net) = (0i64, 0i128);
-    for entry in std::fs::read_dir(&out).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "parquet") {
-            continue;
-        }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+    for b in read_parts(&out)
+        .into_iter()
+        .flat_map(|(_, batches)| batches)
+    {
+        let c = b
+            .column_by_name("txn_count")
             .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let c = b
-                .column_by_name("txn_count")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            count += c.values().iter().sum::<i64>();
-            let n = b
-                .column_by_name("net")
-                .unwrap()
-                .as_primitive::<arrow::datatypes::Decimal128Type>();
-            net += n.values().iter().sum::<i128>();
-        }
+            .as_primitive::<Int64Type>();
+        count += c.values().iter().sum::<i64>();
+        let n = b.column_by_name("net").unwrap();
+        net += n
+            .as_primitive::<arrow::datatypes::Decimal128Type>()
+            .values()
+            .iter()
+            .sum::<i128>();
     }
     assert_eq!((count, net), (good_rows, good_net));
 }
