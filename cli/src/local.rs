@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sluice_coordinator::CoordinatorConfig;
+use sluice_coordinator::store::Durability;
 use sluice_proto::transport::{Security, random_hex};
 use sluice_worker::WorkerConfig;
 use tokio::net::TcpListener;
@@ -69,8 +70,13 @@ impl LocalCluster {
         let shutdown = stopped(&coordinator_rx);
         // A laptop run keeps no history unless asked: the job store lives in the temporary
         // directory. Heartbeats are faster than a cluster's, as stage changes wait for one.
+        let durability = match state_dir {
+            Some(_) => Durability::Durable,
+            None => Durability::Scratch,
+        };
         let state_dir = state_dir.unwrap_or_else(|| work.path().join("coordinator"));
         let mut config = CoordinatorConfig::new(state_dir);
+        config.durability = durability;
         config.heartbeat = LOCAL_HEARTBEAT;
         config.security = security.clone();
         let coordinator = tokio::spawn(async move {

@@ -80,6 +80,8 @@ pub struct CoordinatorConfig {
     pub queues: cluster::queues::Queues,
     /// Ended jobs are kept this long (history, events, attempts); `None`: forever.
     pub retention: Option<Duration>,
+    /// Whether the job store survives power loss (see [`store::Durability`]).
+    pub durability: store::Durability,
 }
 
 /// Ended jobs are kept 90 days by default: a quarter of nightly runs to look back on.
@@ -100,6 +102,7 @@ impl CoordinatorConfig {
             alerts: Vec::new(),
             queues: Default::default(),
             retention: Some(DEFAULT_RETENTION),
+            durability: store::Durability::Durable,
         }
     }
 }
@@ -117,7 +120,8 @@ pub async fn run_coordinator(
 ) -> Result<(), CoordinatorRunError> {
     let (history, journal) = {
         let dir = config.state_dir.clone();
-        tokio::task::spawn_blocking(move || store::open(&dir)).await??
+        let durability = config.durability;
+        tokio::task::spawn_blocking(move || store::open(&dir, durability)).await??
     };
     let plugins = plugins::PluginStore::open(
         config.state_dir.join("plugins"),

@@ -5,7 +5,8 @@
 //! the connection and applies whatever has queued up in one transaction. [`Journal::sync`]
 //! waits until everything sent so far is committed, and fails when something is not: the
 //! coordinator acknowledges a submission, a report or an assignment only after it.
-//! Commits survive power loss (`synchronous = FULL`: the WAL is fsynced at each commit).
+//! Commits survive power loss (`synchronous = FULL`: the WAL is fsynced at each commit),
+//! unless the store is [`Durability::Scratch`].
 //!
 //! Tables (`sluice.db`, WAL mode):
 //! - `jobs`: one row per job: id, sequence number, name, state, error, the submitted spec
@@ -45,6 +46,18 @@ pub use read::{MAX_EVENTS, Reader};
 use sluice_proto::pb;
 
 use crate::clock::now_ms;
+
+/// Whether commits must survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each commit is fsynced before it is acknowledged: a coordinator's store.
+    Durable,
+    /// Commits are not fsynced: a store in a directory removed when the process ends (a
+    /// local run without `--state-dir`), which no crash could find again anyway. A local
+    /// run of many small tasks spent most of each task's wall time waiting for those fsyncs
+    /// (two per task: its assignment and its report).
+    Scratch,
+}
 
 /// Why the job store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +246,7 @@ pub const INTERRUPTED: &str = "interrupted: the coordinator stopped before the j
 
 /// Opens (creating if needed) `state_dir/sluice.db`, marks interrupted jobs, reads the
 /// history and starts the writer thread.
-pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
+pub fn open(state_dir: &Path, durability: Durability) -> Result<(History, Journal), StoreError> {
     let path = state_dir.join("sluice.db");
     let err = |source| StoreError {
         path: path.clone(),
@@ -248,6 +261,10 @@ pub fn open(state_dir: &Path) -> Result<(History, Journal), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(1))
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    if durability == Durability::Scratch {
+        conn.execute_batch("PRAGMA synchronous = OFF;")
+            .map_err(err)?;
+    }
     conn.execute_batch(pipelines::SCHEMA).map_err(err)?;
     conn.execute_batch(schedules::SCHEMA).map_err(err)?;
     conn.execute_batch(incremental::SCHEMA).map_err(err)?;
@@ -389,8 +406,15 @@ mod tests {
 
     #[test]
     fn history_survives_a_restart_and_running_jobs_can_be_resumed() {
+        for durability in [Durability::Durable, Durability::Scratch] {
+            history_survives_a_restart(durability);
+        }
+    }
+
+    /// A scratch store only skips the fsyncs: what it commits, a reopened store reads.
+    fn history_survives_a_restart(durability: Durability) {
         let dir = tempfile::tempdir().unwrap();
-        let (h, journal) = open(dir.path()).unwrap();
+        let (h, journal) = open(dir.path(), durability).unwrap();
         assert!(h.jobs.is_empty());
         assert_eq!(h.next_seq, 1);
         for (seq, id) in [(1, "job-0001"), (2, "job-0002")] {
@@ -448,7 +472,7 @@ mod tests {
         journal.sync().unwrap();
         drop(journal);
 
-        let (h, _journal) = open(dir.path()).unwrap();
+        let (h, _journal) = open(dir.path(), durability).unwrap();
         assert_eq!(h.next_seq, 3);
         assert_eq!(h.jobs.len(), 1);
         assert_eq!(h.jobs[0].state, pb::JobState::Succeeded as i32);
@@ -485,7 +509,7 @@ mod tests {
     #[test]
     fn a_change_the_store_cannot_write_is_an_error_until_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, journal) = open(dir.path()).unwrap();
+        let (_, journal) = open(dir.path(), Durability::Durable).unwrap();
         let submitted = |id: &str| Event::JobSubmitted {
             seq: 1,
             info: (&info(id, pb::JobState::Running)).into(),

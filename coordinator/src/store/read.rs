@@ -114,7 +114,7 @@ mod tests {
     use super::*;
     use crate::job::TaskKind;
     use crate::job::events::{EventKind, JobEvent};
-    use crate::store::{Event, open};
+    use crate::store::{Durability, Event, open};
 
     fn submit(journal: &crate::store::Journal, seq: u64, id: &str, name: &str, key: &str) {
         let info = pb::JobInfo {
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn events_listings_and_pruning_read_back_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, journal) = open(dir.path()).unwrap();
+        let (_, journal) = open(dir.path(), Durability::Durable).unwrap();
         submit(&journal, 1, "job-0001", "eod", "eod@2026-12-01");
         submit(&journal, 2, "job-0002", "wordcount", "");
         submit(&journal, 3, "job-0003", "eod_100%", "eod@2026-12-02");

@@ -65,7 +65,8 @@ pub(super) struct World {
 impl World {
     pub(super) fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let (_, journal) = store::open(&dir.path().join("state")).unwrap();
+        let (_, journal) =
+            store::open(&dir.path().join("state"), store::Durability::Durable).unwrap();
         let mut job = crate::job::tests::job(MAPS, REDUCERS, &dir.path().join("out"))
             .with_journal(journal.clone())
             .with_policy(Policy::default());
@@ -397,7 +398,8 @@ impl World {
             return;
         }
         self.journal.sync().unwrap();
-        let (mut history, journal) = store::open(&self.dir.path().join("state")).unwrap();
+        let (mut history, journal) =
+            store::open(&self.dir.path().join("state"), store::Durability::Durable).unwrap();
         let stored = history
             .resumable
             .pop()
