@@ -361,9 +361,9 @@ fn config_file_and_environment_settle_every_setting() {
 fn shuffle_files_go_when_the_job_ends_and_a_dirty_work_dir_is_cleaned() {
     let mut c = Cluster::start(1, ClusterOptions::default());
     // A worker restarted on the work dir of a crashed one removes its left-over spills.
-    let junk = c.path("worker-1/shuffle/job-0042/3-0");
+    let junk = c.path("worker-1/shuffle/job-0042");
     std::fs::create_dir_all(&junk).unwrap();
-    std::fs::write(junk.join("data.parquet"), "left over").unwrap();
+    std::fs::write(junk.join("3-0.parquet"), "left over").unwrap();
     // Registration comes after the clean-up.
     c.add_worker().wait_for_field("worker_id");
     assert!(!c.path("worker-1/shuffle/job-0042").exists());

@@ -209,8 +209,8 @@ fn output_gone_from_a_live_worker(workers: usize) -> serde_json::Value {
     let victim = loop {
         let found = (0..workers)
             .filter_map(|w| std::fs::read_dir(c.path(&format!("worker-{w}/shuffle/job-0001"))).ok())
-            .flat_map(|d| d.map(|e| e.unwrap().path().join("data.parquet")))
-            .find(|p| p.is_file());
+            .flat_map(|d| d.map(|e| e.unwrap().path()))
+            .find(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet"));
         if let Some(p) = found {
             break p;
         }

@@ -490,10 +490,13 @@ pub async fn run_worker(
                             map_index: c.index,
                             attempt: c.attempt,
                         });
-                        let dir = shuffle_dir
-                            .join(&c.job_id)
-                            .join(format!("{}-{}", c.index, c.attempt));
-                        let _ = tokio::fs::remove_dir_all(&dir).await;
+                        let spill = crate::task::map_task::spill_path(
+                            &config.work_dir,
+                            &c.job_id,
+                            c.index,
+                            c.attempt,
+                        );
+                        let _ = tokio::fs::remove_file(&spill).await;
                     }
                     tracing::info!(job = %c.job_id, map = c.is_map, index = c.index, attempt = c.attempt, "attempt cancelled");
                 }

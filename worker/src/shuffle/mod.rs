@@ -3,9 +3,11 @@
 //!
 //! # On-disk format
 //! ```text
-//! <work_dir>/shuffle/<job_id>/<map_index>-<attempt>/data.parquet
+//! <work_dir>/shuffle/<job_id>/<map_index>-<attempt>.parquet
 //!
-//!   one Parquet file per map attempt (uncompressed, no dictionaries or statistics, row
+//!   one Parquet file per map attempt, beside the job's others (a directory per attempt was
+//!   a second inode to create per task: in a job of 20,000 one-line maps, `mkdir` took 15%
+//!   of the CPU) (uncompressed, no dictionaries or statistics, row
 //!   groups of at most 65,536 rows), written in runs: a map task writes a run when what it
 //!   holds passes task_memory, or 64 MiB of rows nothing combines, and at its end. Within a
 //!   run, partitions are written in order, each as its own row group(s); empty partitions

@@ -278,9 +278,7 @@ fn locate(
         return Ok(local(path, groups, &meta));
     }
     let path = Path::new(&loc.path);
-    if loc.host_id != host_id
-        || !path.is_absolute()
-        || path.file_name() != Some("data.parquet".as_ref())
+    if loc.host_id != host_id || !path.is_absolute() || path.extension() != Some("parquet".as_ref())
     {
         return Ok(Source::Remote);
     }

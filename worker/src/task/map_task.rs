@@ -31,8 +31,7 @@ pub fn spill_path(work_dir: &Path, job_id: &str, index: u32, attempt: u32) -> Pa
     work_dir
         .join("shuffle")
         .join(job_id)
-        .join(format!("{index}-{attempt}"))
-        .join("data.parquet")
+        .join(format!("{index}-{attempt}.parquet"))
 }
 
 /// Runs the attempt on the CPU pool, registers its output and returns the report.
@@ -44,7 +43,7 @@ pub async fn run(
     split: Split,
 ) -> TaskResult<pb::MapDone> {
     let path = spill_path(&env.work_dir, &job.job_id, index, attempt);
-    let attempt_dir = path.parent().map(Path::to_path_buf);
+    let spill = path.clone();
     let job2 = job.clone();
     let rejects_dir = env.work_dir.join("rejects").join(&job.job_id);
     let body = env
@@ -61,9 +60,7 @@ pub async fn run(
         Ok(b) => b,
         Err(e) => {
             // A failed attempt leaves no partial spill behind.
-            if let Some(dir) = attempt_dir {
-                let _ = tokio::fs::remove_dir_all(dir).await;
-            }
+            let _ = tokio::fs::remove_file(spill).await;
             return Err(e);
         }
     };

@@ -170,7 +170,9 @@ pub async fn run_assignment(env: TaskEnv, a: pb::TaskAssignment) -> bool {
                 });
             }
             let job_dir = env.work_dir.join("shuffle").join(&a.job_id);
-            let _ = tokio::fs::remove_dir_all(job_dir.join(format!("{index}-{}", a.attempt))).await;
+            let spill =
+                crate::task::map_task::spill_path(&env.work_dir, &a.job_id, index, a.attempt);
+            let _ = tokio::fs::remove_file(spill).await;
             // Cancelled because its job ended, it may have made the job's directory again
             // after the job's files were removed: an empty one goes too.
             let _ = tokio::fs::remove_dir(&job_dir).await;
