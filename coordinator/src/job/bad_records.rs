@@ -32,6 +32,9 @@ struct MapBad {
 #[derive(Debug, Default)]
 pub struct Tally {
     per_map: Vec<Option<MapBad>>,
+    /// The sum of `per_map`'s counts, kept as they change: every report looks at it, and
+    /// summing 20,000 maps' counts at each was 5% of such a job's CPU.
+    total: u64,
 }
 
 /// What the `_SUCCESS` manifest says of bad records.
@@ -50,12 +53,15 @@ impl Tally {
     pub fn new(maps: usize) -> Self {
         Tally {
             per_map: vec![None; maps],
+            total: 0,
         }
     }
 
     /// Map `index` finished with `out`: its count replaces any earlier attempt's.
     pub fn record(&mut self, index: u32, out: &MapOutput) {
         if let Some(slot) = self.per_map.get_mut(index as usize) {
+            let replaced = slot.as_ref().map_or(0, |m| m.count);
+            self.total = self.total - replaced + out.bad_records;
             *slot = Some(MapBad {
                 count: out.bad_records,
                 by_kind: out.bad_by_kind.clone(),
@@ -68,7 +74,7 @@ impl Tally {
 
     /// Bad records of the finished maps.
     pub fn total(&self) -> u64 {
-        self.per_map.iter().flatten().map(|m| m.count).sum()
+        self.total
     }
 
     /// Bad records of the finished maps, by kind.
@@ -162,6 +168,9 @@ mod tests {
                 "_temporary/rejects/m00000-a1.parquet",
             ),
         );
+        t.record(2, &out(4, "malformed JSON", ""));
+        assert_eq!(t.total(), 6);
+        // A later attempt's count replaces the earlier one's, higher or lower.
         t.record(2, &out(1, "malformed JSON", ""));
         assert_eq!(t.total(), 3);
         assert_eq!(
