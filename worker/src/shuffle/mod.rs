@@ -5,9 +5,8 @@
 //! ```text
 //! <work_dir>/shuffle/<job_id>/<map_index>-<attempt>.parquet
 //!
-//!   one Parquet file per map attempt, beside the job's others (a directory per attempt was
-//!   a second inode to create per task: in a job of 20,000 one-line maps, `mkdir` took 15%
-//!   of the CPU) (uncompressed, no dictionaries or statistics, row
+//!   one Parquet file per map attempt, beside the job's others (uncompressed, no
+//!   dictionaries or statistics, row
 //!   groups of at most 65,536 rows), written in runs: a map task writes a run when what it
 //!   holds passes task_memory, or 64 MiB of rows nothing combines, and at its end. Within a
 //!   run, partitions are written in order, each as its own row group(s); empty partitions
@@ -22,6 +21,10 @@
 //!   `sluice.output_token` is a random token the map reports, so a reducer on the same
 //!   machine can tell the file is that map attempt's before reading it directly.
 //! ```
+//! An attempt's file sits in its job's directory, not in a directory of its own: that was a
+//! second inode to create per task, and in a job of 20,000 one-line maps `mkdir` took 15% of
+//! the CPU.
+//!
 //! Within a run a partition's rows are in no order a reader may rely on: a map that
 //! aggregates writes the rows its adaptive combiner passed through ungrouped, then its
 //! groups in the order they were first seen; a custom-reduce job's rows are in map order.

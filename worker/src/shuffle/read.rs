@@ -278,7 +278,17 @@ fn locate(
         return Ok(local(path, groups, &meta));
     }
     let path = Path::new(&loc.path);
-    if loc.host_id != host_id || !path.is_absolute() || path.extension() != Some("parquet".as_ref())
+    // Only what could be that attempt's spill file (`<job>/<map>-<attempt>.parquet`) is
+    // opened; its token then shows whether it is.
+    let name = crate::task::map_task::spill_file_name(loc.map_index, loc.attempt);
+    let in_job_dir = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == job_id);
+    if loc.host_id != host_id
+        || !path.is_absolute()
+        || path.file_name() != Some(name.as_ref())
+        || !in_job_dir
     {
         return Ok(Source::Remote);
     }

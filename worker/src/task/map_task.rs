@@ -31,7 +31,12 @@ pub fn spill_path(work_dir: &Path, job_id: &str, index: u32, attempt: u32) -> Pa
     work_dir
         .join("shuffle")
         .join(job_id)
-        .join(format!("{index}-{attempt}.parquet"))
+        .join(spill_file_name(index, attempt))
+}
+
+/// The name of map attempt `(index, attempt)`'s spill file in its job's directory.
+pub fn spill_file_name(index: u32, attempt: u32) -> String {
+    format!("{index}-{attempt}.parquet")
 }
 
 /// Runs the attempt on the CPU pool, registers its output and returns the report.
