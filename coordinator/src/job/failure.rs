@@ -110,6 +110,13 @@ pub fn judge_fetch_failure(
 }
 
 impl Job {
+    /// A task may have gone back to Pending: the next search for a task starts from the
+    /// first of each stage again (see `Job::pending_from`). Every path here that re-queues a
+    /// task calls it.
+    fn requeued(&mut self) {
+        self.pending_from = [0; 2];
+    }
+
     /// Applies a failed attempt of task `i` of stage `kind`: a fetch failure re-runs the
     /// map output it names, a lost commit race costs nothing, anything else is one failure
     /// of the task (retried while its budget lasts).
@@ -122,6 +129,7 @@ impl Job {
         worker: &WorkerId,
         failure: TaskFailure,
     ) {
+        self.requeued();
         let is_map = kind == TaskKind::Map;
         let max_attempts = self.policy.max_attempts;
         if !is_map && self.commits.authorized(i as u32) == Some(attempt) {
@@ -202,6 +210,7 @@ impl Job {
 
     /// Applies a reducer's fetch failure: see [`failure`] for what it costs.
     pub(super) fn on_fetch_failure(&mut self, now: Instant, report: &FetchReport<'_>) {
+        self.requeued();
         let m = report.map_index as usize;
         let Some(map) = self.maps.get(m) else {
             return;
@@ -276,6 +285,7 @@ impl Job {
         if self.reduces.iter().all(TaskState::is_done) {
             return 0;
         }
+        self.requeued();
         let mut rerun = Vec::new();
         for (i, t) in self.maps.iter_mut().enumerate() {
             if let Some((attempt, _)) = t.done_attempt().filter(|(_, w)| *w == worker) {
@@ -367,6 +377,7 @@ impl Job {
             }
         }
         if changed {
+            self.requeued();
             self.release_orphan_grants();
         }
     }
@@ -442,6 +453,7 @@ impl Job {
     /// `worker` is gone at `now`: its running attempts are re-queued, and the map outputs it
     /// held are re-created from their splits if an unfinished reduce still needs them.
     pub fn on_worker_lost(&mut self, now: Instant, worker: &WorkerId) {
+        self.requeued();
         if self.is_finished() {
             return;
         }

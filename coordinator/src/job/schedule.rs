@@ -111,11 +111,30 @@ impl Job {
         };
         let holding = kind == TaskKind::Map && self.hold_claimable_until.is_some_and(|t| now < t);
         let claimable = &self.claimable;
-        let pending = tasks.iter().enumerate().position(|(i, t)| {
-            t.status == TaskStatus::Pending
-                && t.allowed_on(worker, live_workers)
-                && !(holding && claimable.get(i).is_some_and(Option::is_some))
-        });
+        let stage = usize::from(!kind.is_map());
+        let first_from = |from: usize| {
+            tasks[from..]
+                .iter()
+                .position(|t| t.status == TaskStatus::Pending)
+                .map_or(tasks.len(), |p| from + p)
+        };
+        let from = self.pending_from[stage].min(tasks.len());
+        let mut first = first_from(from);
+        if first == tasks.len() && from > 0 {
+            // Nothing pending past the mark: look again from the start, so that a task
+            // re-queued by a path that did not say so is late, never lost.
+            first = first_from(0);
+        }
+        self.pending_from[stage] = first;
+        let pending = tasks[first..]
+            .iter()
+            .zip(first..)
+            .position(|(t, i)| {
+                t.status == TaskStatus::Pending
+                    && t.allowed_on(worker, live_workers)
+                    && !(holding && claimable.get(i).is_some_and(Option::is_some))
+            })
+            .map(|p| first + p);
         let (i, backup) = match pending {
             Some(i) => (i, false),
             None => (

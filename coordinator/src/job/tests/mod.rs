@@ -521,3 +521,35 @@ fn a_plugin_failure_is_retried_on_another_worker_while_one_exists() {
 }
 
 mod ending;
+
+/// The search for the next task starts past the tasks already handed out, yet a task a
+/// failure puts back is still the first one handed out again, whichever path put it back.
+#[test]
+fn a_requeued_task_goes_first_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(6, 1, dir.path()).with_policy(Policy {
+        max_attempts: 4,
+        speculation: false,
+    });
+    let (w1, w2) = (WorkerId::new("w1"), WorkerId::new("w2"));
+    let next = |j: &mut Job, w: &WorkerId| j.next_task(now(), w, &live(2)).map(|a| a.index());
+    for want in 0..4 {
+        assert_eq!(next(&mut j, &w1), Some(want));
+    }
+    // A failed attempt: map 1 is pending again, before maps 4 and 5.
+    let failed = Outcome::Failed(TaskFailure {
+        message: "boom".into(),
+        retryable: true,
+        reason: FailureReason::Plugin,
+    });
+    j.on_report(now(), TaskKind::Map, 1, 0, &w1, "addr", failed);
+    assert_eq!(next(&mut j, &w2), Some(1));
+    assert_eq!(next(&mut j, &w2), Some(4));
+    finish_map(&mut j, &w2, 4, 0);
+    // A lost worker: its running maps 0, 2 and 3 are pending again, before map 5.
+    j.on_worker_lost(now(), &w1);
+    for want in [0, 2, 3, 5] {
+        assert_eq!(next(&mut j, &w2), Some(want));
+    }
+    assert_eq!(next(&mut j, &w2), None, "every map is out");
+}
