@@ -159,10 +159,18 @@ pub fn with_rule_columns<'a>(
     columns: Option<&[String]>,
     rules: impl IntoIterator<Item = &'a Rule>,
 ) -> Option<Vec<String>> {
+    with_columns(columns, rules.into_iter().map(|r| r.column.as_str()))
+}
+
+/// `columns` (`None`: all) and then each of `more` they lack, in order.
+pub fn with_columns<'a>(
+    columns: Option<&[String]>,
+    more: impl IntoIterator<Item = &'a str>,
+) -> Option<Vec<String>> {
     let mut read = columns?.to_vec();
-    for rule in rules {
-        if !read.contains(&rule.column) {
-            read.push(rule.column.clone());
+    for column in more {
+        if !read.iter().any(|c| c == column) {
+            read.push(column.to_string());
         }
     }
     Some(read)
@@ -270,6 +278,30 @@ fn as_text(rule: &Rule, column: &ArrayRef) -> Result<StringArray> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_columns_read_are_the_jobs_then_those_it_lacks_in_order() {
+        let cols = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let rules = [
+            Rule::not_null("id"),
+            Rule::not_null("amount"),
+            Rule::one_of("id", &["a"]),
+        ];
+        let own = cols(&["amount", "date"]);
+        assert_eq!(
+            with_rule_columns(Some(&own), &rules),
+            Some(cols(&["amount", "date", "id"]))
+        );
+        assert_eq!(
+            with_rule_columns(None, &rules),
+            None,
+            "all columns stay all"
+        );
+        assert_eq!(
+            with_columns(Some(&own), ["total", "date", "total"]),
+            Some(cols(&["amount", "date", "total"]))
+        );
+    }
     use arrow::array::{Date32Array, Decimal128Array};
     use arrow::datatypes::{Field, Schema};
 

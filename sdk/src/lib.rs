@@ -245,8 +245,9 @@ pub trait Job: Send + Sync + 'static {
     /// these, which saves decoding the others; `None` (the default) reads every column.
     /// The columns [`Job::rules`] check are read as well, so they need not be listed: a
     /// Parquet row group whose statistics prove a column's rules (`not_null` on a column
-    /// with no nulls) skips that column, and `map` then gets a batch without it. What
-    /// [`Job::check`] reads must be listed here.
+    /// with no nulls) skips that column, and `map` then gets a batch without it: a column
+    /// `map` needs, or [`Job::check`] reads, must be listed here. A control file's columns
+    /// (`--control`) are always read.
     fn input_columns(&self) -> Option<Vec<String>> {
         None
     }

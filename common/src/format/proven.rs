@@ -28,7 +28,9 @@ pub struct ParquetRead {
 
 /// Plans reading row groups `groups` of the file `meta` describes for a job that reads
 /// `columns` (`None`: all) and checks `rules`: a column only rules check is read unless the
-/// footer proves all of them, and proven rules are dropped.
+/// footer proves all of them, and proven rules are dropped. So whether a batch holds such a
+/// column depends on the row group: what reads every batch (`map`, `Job::check`, control
+/// sums) must be among `columns`.
 pub fn plan(
     meta: &ParquetMetaData,
     groups: &[u32],

@@ -64,11 +64,15 @@ pub fn plan_job(
     let files: Vec<InputFile> = named.iter().map(|(_, f)| f.clone()).collect();
     let declared =
         schemas::declared_schemas(&plugin, named.iter().map(|(input, _)| input.as_str()))?;
-    // The rules' columns are read (and type-checked) too, unless a file's footer proves the
-    // rules on them: counting them keeps the size estimate on the safe side.
+    // The rules' and the control file's columns are read (and type-checked) too, unless a
+    // file's footer proves the rules on them: counting them keeps the size estimate on the
+    // safe side.
     let desc = plugin.description();
     let read_columns =
         sluice_common::rules::with_rule_columns(desc.input_columns.as_deref(), &desc.rules);
+    let controlled = spec.control.iter().flat_map(|c| c.sums.keys());
+    let read_columns =
+        sluice_common::rules::with_columns(read_columns.as_deref(), controlled.map(String::as_str));
     // Each file as it is now, before anything of it is read: splits are cut from this size,
     // and a map finding the file otherwise fails the job (see `format::snapshot`).
     let stamps = named

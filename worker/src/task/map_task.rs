@@ -203,12 +203,18 @@ fn map_body(
         .flat_map(|c| c.sums.keys())
         .map(|c| (c.clone(), ColumnSum::zero(0)))
         .collect();
+    // The control file's columns are summed from every batch: read even where the job does
+    // not list them, so that no footer's statistics leave them out.
+    let columns = sluice_common::rules::with_columns(
+        desc.input_columns.as_deref(),
+        sums.keys().map(String::as_str),
+    );
     for batch in read_split(
         split,
         spec.format_of(&split.input),
         job.inputs.schema_of(&split.input),
         spec.batch_rows as usize,
-        desc.input_columns.as_deref(),
+        columns.as_deref(),
         ReadChecks {
             rejects: sink.clone(),
             rules: RuleSet::new(&desc.rules, custom_checks(&plugin, &ctx))?,

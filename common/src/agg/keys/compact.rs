@@ -49,7 +49,7 @@ impl Compact {
                 let bytes = positions
                     .iter()
                     .fold(0u128, |acc, &p| (acc << 8) | u128::from(key[p]));
-                // `checked_shl` only for the type: the shift is at most 128 - 32.
+                // The shift is 128 when no byte varies: `checked_shl` makes that 0.
                 bytes.checked_shl(shift).unwrap_or(0) | u128::from(g)
             })
             .collect();
